@@ -1,0 +1,1 @@
+"""Adapters: one folder per wire protocol. See `unillm.adapters.base` for the protocol."""

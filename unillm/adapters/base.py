@@ -1,0 +1,184 @@
+"""The adapter protocol: what every wire protocol (openai, anthropic, google, cohere) provides.
+
+An adapter folder holds ``adapter.py`` (the SDK-facing class; the SDK is imported
+lazily, on first call) and ``convert.py`` (pure functions: request -> SDK kwargs,
+SDK response -> ChatResponse, SDK chunk -> StreamChunk, SDK usage -> Usage).
+
+Adapters know nothing of retries, pricing, budgets or the ledger: the Client does
+those. An adapter makes exactly one attempt per call and lets SDK exceptions out;
+the Client hands them to `translate_error`, the one place SDK errors become ours.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..types import ChatRequest, ChatResponse, StreamChunk
+
+if TYPE_CHECKING:
+    from ..profiles import ProviderSettings
+
+# what to pip install for each SDK module
+_EXTRAS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "google", "cohere": "cohere",
+           "tiktoken": "tokens", "diskcache": "cache"}
+
+
+def require(module: str) -> Any:
+    """Import an optional dependency, or fail with the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise errors.MissingDependencyError(module, _EXTRAS.get(module, "all")) from exc
+
+
+class Adapter(ABC):
+    """One wire protocol, bound to one provider's settings (key, base URL, timeout)."""
+
+    #: name of the wire protocol, as written in a profile's ``adapter = "..."``
+    protocol: str = ""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self._sync_client: Any = None
+        self._async_client: Any = None
+
+    @property
+    def provider(self) -> str:
+        return self.settings.name
+
+    # SDK clients are built once per adapter and reused: building one per call
+    # costs more than the call overhead we allow ourselves.
+    def sync_client(self) -> Any:
+        if self._sync_client is None:
+            self._sync_client = self._make_client(async_=False)
+        return self._sync_client
+
+    def async_client(self) -> Any:
+        if self._async_client is None:
+            self._async_client = self._make_client(async_=True)
+        return self._async_client
+
+    @abstractmethod
+    def _make_client(self, async_: bool) -> Any:
+        """Build the SDK client with base_url, api key and timeout, and SDK retries OFF."""
+
+    @abstractmethod
+    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        """One non-streaming attempt. ``usage`` is None when the vendor reported none."""
+
+    @abstractmethod
+    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+        """One streaming attempt, as a generator. Closing it must close the SDK stream.
+
+        Yields OpenAI-shaped chunks; when the vendor reports usage, the last chunk
+        carries it (cumulative usage is taken once, never summed).
+        """
+
+    @abstractmethod
+    def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]: ...
+
+    @abstractmethod
+    def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
+        """Map this SDK's exception to ours; None when it is not an SDK error."""
+
+    async def aclose(self) -> None:
+        """Release pooled connections."""
+        for c in (self._async_client,):
+            close = getattr(c, "close", None) or getattr(c, "aclose", None)
+            if close is not None:
+                res = close()
+                if hasattr(res, "__await__"):
+                    await res
+
+    def close(self) -> None:
+        close = getattr(self._sync_client, "close", None)
+        if close is not None:
+            close()
+
+
+# ── shared pieces every adapter's translate_error uses ───────────────────────
+
+_CONTEXT_WINDOW = re.compile(
+    r"context[ _-]?(window|length)|maximum context|too many tokens|prompt is too long|"
+    r"input (token count|length).*exceeds|reduce the length|exceeds the maximum number of tokens",
+    re.IGNORECASE,
+)
+
+_BY_STATUS: dict[int, type[errors.ProviderError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    408: errors.TimeoutError,
+    413: errors.BadRequestError,
+    422: errors.BadRequestError,
+    429: errors.RateLimitError,
+}
+
+
+def error_for_status(status: int | None, message: str, *, provider: str, model: str,
+                     retry_after: float | None = None, body: Any = None) -> errors.ProviderError:
+    """Classify an HTTP failure by status; message text only separates context-window errors."""
+    if status is None:
+        cls: type[errors.ProviderError] = errors.ProviderError
+    elif status in _BY_STATUS:
+        cls = _BY_STATUS[status]
+    elif status >= 500:
+        cls = errors.ServerError
+    else:
+        cls = errors.ProviderError
+    if issubclass(cls, errors.BadRequestError) and _CONTEXT_WINDOW.search(message or ""):
+        cls = errors.ContextWindowExceededError
+    return cls(message, provider=provider, model=model, status_code=status,
+               retry_after=retry_after, body=body)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(float(ms) / 1000.0, 0.0)
+        value = headers.get("retry-after")
+    except AttributeError:
+        return None
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        import time
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """Dig the human message out of a vendor error body ({"error": {"message": ...}} etc.)."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            for key in ("message", "detail", "msg"):
+                if isinstance(inner.get(key), str):
+                    return inner[key]
+        elif isinstance(inner, str):
+            return inner
+        for key in ("message", "detail"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    if isinstance(body, str) and body:
+        return body
+    return fallback

@@ -1,0 +1,223 @@
+"""Every error unillm raises, in one tree.
+
+::
+
+    UnillmError
+    ├── ConfigError                  bad unillm.toml / pricing / profile (file, key, value)
+    ├── InvalidRequestError          bad messages or parameters, caught before any network call
+    │   └── UnsupportedParamError    the vendor cannot honour a parameter (vendor, param)
+    ├── UnknownModelError            no provider serves this model (suggestions)
+    ├── MissingDependencyError       an optional SDK is not installed (install hint)
+    ├── MissingPriceError            the model has no price in the price book
+    ├── BudgetExceededError          a budget cannot pay for the call's worst case
+    ├── RuleDeniedError              an optimization rule denied the call
+    └── ProviderError                the vendor (or the way to it) failed
+        ├── AuthenticationError      401
+        ├── PermissionDeniedError    403
+        ├── NotFoundError            404
+        ├── BadRequestError          400 / 422
+        │   └── ContextWindowExceededError
+        ├── RateLimitError           429            (retryable; carries retry_after)
+        ├── ServerError              5xx            (retryable)
+        ├── TimeoutError             no answer in time (retryable)
+        ├── ConnectionError          could not reach the vendor (retryable)
+        └── ResponseError            the vendor answered something we cannot read
+
+`ProviderError` subclasses are produced at one boundary only,
+`unillm.adapters.base.translate_error`, always chained (``raise ... from exc``)
+to the SDK exception. Classification goes by SDK exception class or HTTP status;
+message text is consulted only to tell a context-window overflow from another
+bad request.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "UnillmError",
+    "ConfigError",
+    "InvalidRequestError",
+    "UnsupportedParamError",
+    "UnknownModelError",
+    "MissingDependencyError",
+    "MissingPriceError",
+    "BudgetExceededError",
+    "RuleDeniedError",
+    "ProviderError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "RateLimitError",
+    "ServerError",
+    "TimeoutError",
+    "ConnectionError",
+    "ResponseError",
+    "did_you_mean",
+]
+
+
+def did_you_mean(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Close matches of ``value`` among ``candidates``, best first."""
+    return difflib.get_close_matches(value, list(candidates), n=n, cutoff=0.5)
+
+
+class UnillmError(Exception):
+    """Root of every error unillm raises."""
+
+
+class ConfigError(UnillmError, ValueError):
+    """A configuration file or value is wrong. Names the file, the key and the value."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
+                 value: Any = None) -> None:
+        self.file, self.key, self.value = file, key, value
+        where = ": ".join(p for p in (file, key) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidRequestError(UnillmError, ValueError):
+    """The request is malformed; raised before anything is sent."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnsupportedParamError(InvalidRequestError):
+    """The vendor cannot honour a parameter. Pass ``drop_params=True`` to drop it instead."""
+
+    def __init__(self, provider: str, param: str, hint: str = "") -> None:
+        self.provider = provider
+        msg = f"{provider} does not support the parameter {param!r}"
+        msg += f" ({hint})" if hint else ""
+        super().__init__(msg + "; pass drop_params=True to drop it silently", param=param)
+
+
+class UnknownModelError(UnillmError, LookupError):
+    """No configured provider serves the model."""
+
+    def __init__(self, model: str, suggestions: list[str] | None = None, detail: str = "") -> None:
+        self.model = model
+        self.suggestions = suggestions or []
+        msg = f"unknown model {model!r}"
+        if detail:
+            msg += f": {detail}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            msg += "; use 'provider/model' (e.g. 'openai/gpt-4o') or add an alias in unillm.toml"
+        super().__init__(msg)
+
+
+class MissingDependencyError(UnillmError, ImportError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package, self.extra = package, extra
+        super().__init__(f"{package} is not installed; run: pip install 'unillm[{extra}]'")
+
+
+class MissingPriceError(UnillmError, LookupError):
+    """The model has no price; unillm never records a silent $0."""
+
+    def __init__(self, provider: str, model: str, suggestions: list[str] | None = None) -> None:
+        self.provider, self.model = provider, model
+        self.suggestions = suggestions or []
+        msg = (f"no price for {provider}/{model}: add [{provider}.\"{model}\"] to your pricing "
+               "file, or set on_missing_price = \"record\" to record the call unpriced")
+        if self.suggestions:
+            msg += "; priced models nearby: " + ", ".join(self.suggestions)
+        super().__init__(msg)
+
+
+class BudgetExceededError(UnillmError):
+    """A budget cannot pay for the worst case of this call. Nothing was sent."""
+
+    def __init__(self, budget: str, *, scope: dict[str, str] | None = None, period: str = "",
+                 limit: Any = None, spent: Any = None, reserved: Any = None,
+                 estimate: Any = None, resets_at: Any = None, unit: str = "usd") -> None:
+        self.budget, self.scope, self.period = budget, scope or {}, period
+        self.limit, self.spent, self.reserved = limit, spent, reserved
+        self.estimate, self.resets_at, self.unit = estimate, resets_at, unit
+        scope_s = ",".join(f"{k}={v}" for k, v in self.scope.items()) or "global"
+        super().__init__(
+            f"budget {budget!r} ({scope_s}, {period}) would be exceeded: limit {limit} {unit}, "
+            f"spent {spent}, reserved {reserved}, this call up to {estimate}"
+            + (f"; resets at {resets_at}" if resets_at else "")
+        )
+
+
+class RuleDeniedError(UnillmError):
+    """An optimization rule denied the call."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        self.rule, self.reason = rule, reason
+        super().__init__(f"rule {rule!r} denied the call: {reason}")
+
+
+class ProviderError(UnillmError):
+    """The vendor, or the road to it, failed."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str | None = None, model: str | None = None,
+                 status_code: int | None = None, retry_after: float | None = None,
+                 body: Any = None) -> None:
+        self.provider, self.model = provider, model
+        self.status_code, self.retry_after, self.body = status_code, retry_after, body
+        prefix = "/".join(p for p in (provider, model) if p)
+        status = f" [{status_code}]" if status_code else ""
+        super().__init__(f"{prefix}{status}: {message}" if prefix else message)
+
+
+class AuthenticationError(ProviderError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403: the key may not use this model or resource."""
+
+
+class NotFoundError(ProviderError):
+    """404: the model or endpoint does not exist at the vendor."""
+
+
+class BadRequestError(ProviderError):
+    """400/422: the vendor rejected the request."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus max_tokens) does not fit the model's context window."""
+
+
+class RateLimitError(ProviderError):
+    """429: slow down; ``retry_after`` says for how long when the vendor said so."""
+
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """5xx: the vendor failed."""
+
+    retryable = True
+
+
+class TimeoutError(ProviderError):  # noqa: A001 - deliberate, namespaced under unillm.errors
+    """No answer within the timeout."""
+
+    retryable = True
+
+
+class ConnectionError(ProviderError):  # noqa: A001
+    """The vendor could not be reached."""
+
+    retryable = True
+
+
+class ResponseError(ProviderError):
+    """The vendor answered with something unreadable (malformed JSON, a cut stream)."""

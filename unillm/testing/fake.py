@@ -1,0 +1,323 @@
+"""FakeProvider: a real HTTP server on 127.0.0.1 speaking the four vendors' wire protocols.
+
+Point an official SDK at it through ``base_url`` and the SDK's real request and
+response code runs, offline. Script what it answers, request by request::
+
+    from unillm.testing import FakeProvider, Reply
+
+    with FakeProvider() as fake:
+        fake.queue(Reply(text="hi"), Reply(status=429, headers={"retry-after": "0"}))
+        client = Client(providers=fake.providers())
+        client.chat(model="gpt-4o-mini", messages=[...])
+        fake.requests[-1].json          # what the SDK sent
+
+Replies are vendor-neutral: each protocol module renders one in its vendor's
+shape (JSON or SSE). ``Reply.body`` / ``Reply.events`` serve a recorded vendor
+payload verbatim. Works for sync and async clients alike (the server runs in a
+thread); ``async with FakeProvider()`` is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["FakeProvider", "Reply", "Recorded", "ToolCallSpec"]
+
+
+@dataclass
+class ToolCallSpec:
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+AUTO = "auto"
+
+
+@dataclass
+class Reply:
+    """What FakeProvider answers to one request.
+
+    usage: ``"auto"`` (small counts derived from the request), ``None`` (the vendor
+    reports no usage at all), or a dict of neutral buckets — ``input_tokens``
+    (uncached), ``cache_read_tokens``, ``cache_write_tokens``, ``output_tokens``
+    (reasoning included), ``reasoning_tokens`` — which each protocol renders with
+    its vendor's semantics (e.g. OpenAI's prompt_tokens includes cached tokens).
+    """
+
+    text: str = "Hello from FakeProvider."
+    tool_calls: list[ToolCallSpec | dict[str, Any]] | None = None
+    usage: dict[str, int] | str | None = AUTO
+    finish_reason: str | None = None        # neutral: stop | length | tool_calls; derived when None
+    model: str | None = None                # model name to report; defaults to the requested one
+    status: int = 200
+    error: Any = None                        # error message (str) or a raw error body (dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0                       # seconds before the response starts
+    chunk_delay: float = 0.0                 # seconds between stream events
+    chunk_size: int = 8                      # characters of text per stream delta
+    cut_after: int | None = None             # stream: drop the connection after N events
+    malformed: bool = False                  # answer 200 with a body that is not JSON
+    body: Any = None                         # serve this JSON verbatim (non-stream)
+    events: list[Any] | None = None          # serve these SSE events verbatim (stream)
+
+    def tool_call_specs(self) -> list[ToolCallSpec]:
+        out = []
+        for i, tc in enumerate(self.tool_calls or []):
+            spec = tc if isinstance(tc, ToolCallSpec) else ToolCallSpec(**tc)
+            if spec.id is None:
+                spec = ToolCallSpec(spec.name, spec.arguments, f"call_{i}_{spec.name}")
+            out.append(spec)
+        return out
+
+    def neutral_finish(self) -> str:
+        if self.finish_reason:
+            return self.finish_reason
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def text_pieces(self) -> list[str]:
+        n = max(self.chunk_size, 1)
+        return [self.text[i:i + n] for i in range(0, len(self.text), n)] if self.text else []
+
+
+@dataclass
+class Recorded:
+    """One request FakeProvider received."""
+
+    protocol: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    json: Any
+    stream: bool
+    at: float
+
+
+@dataclass
+class Ctx:
+    """What a protocol module needs to render a reply."""
+
+    protocol: str
+    path: str
+    body: Any
+    model: str
+    stream: bool
+    seq: int  # request number, for ids
+
+    def auto_usage(self, reply: Reply) -> dict[str, int]:
+        """Deterministic small counts: ~1 token per 4 characters, at least 1."""
+        prompt = max(len(json.dumps(self.body.get("messages") or self.body.get("contents") or self.body,
+                                    default=str)) // 4, 1) if isinstance(self.body, dict) else 1
+        out = sum(len(tc.arguments_json()) for tc in reply.tool_call_specs()) + len(reply.text)
+        return {"input_tokens": prompt, "output_tokens": max(out // 4, 1)}
+
+    def usage(self, reply: Reply) -> dict[str, int] | None:
+        if reply.usage is None:
+            return None
+        u = self.auto_usage(reply) if reply.usage == AUTO else dict(reply.usage)  # type: ignore[arg-type]
+        for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                  "reasoning_tokens"):
+            u.setdefault(k, 0)
+        return u
+
+
+def _protocols() -> list[Any]:
+    from .protocols import PROTOCOLS
+    return PROTOCOLS
+
+
+class FakeProvider:
+    """A scriptable LLM vendor on 127.0.0.1, for tests and offline examples."""
+
+    def __init__(self, default: Reply | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 api_key: str = "fake-key") -> None:
+        self.default = default or Reply()
+        self.api_key = api_key
+        self.requests: list[Recorded] = []
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._server = _Server((host, port), _Handler)
+        self._server.fake = self
+        self._thread: threading.Thread | None = None
+
+    # ── lifecycle ──
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeProvider:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="FakeProvider",
+                                            kwargs={"poll_interval": 0.05}, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeProvider:
+        return self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ── scripting ──
+    def queue(self, *replies: Reply) -> FakeProvider:
+        """Answer the next requests with these replies, in order; then the default."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+
+    def _next(self) -> tuple[Reply, int]:
+        with self._lock:
+            self._seq += 1
+            return (self._queue.popleft() if self._queue else self.default), self._seq
+
+    # ── wiring a client to it ──
+    def base_url(self, protocol: str) -> str:
+        """The base_url each SDK needs to reach this server."""
+        return self.url + "/v1" if protocol == "openai" else self.url
+
+    def providers(self, *names: str) -> dict[str, dict[str, Any]]:
+        """``Client(providers=fake.providers())``: every (or the named) provider points here."""
+        from ..profiles import bundled_profiles
+        profiles = bundled_profiles()
+        chosen = names or tuple(profiles)
+        return {n: {"base_url": self.base_url(profiles[n]["adapter"]), "api_key": self.api_key}
+                for n in chosen}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    fake: FakeProvider
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle()
+
+    def _handle(self) -> None:
+        fake = self.server.fake
+        split = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        proto = next((p for p in _protocols() if p.matches(self.command, split.path)), None)
+        if proto is None:
+            self._send_json(404, {"error": {"message": f"FakeProvider: no route for {split.path}"}})
+            return
+        stream = proto.is_stream(split.path, split.query, body)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fake.requests.append(Recorded(proto.name, self.command, split.path, parse_qs(split.query),
+                                      headers, body, stream, time.time()))
+        reply, seq = fake._next()
+        ctx = Ctx(proto.name, split.path, body, proto.model(split.path, body), stream, seq)
+        if reply.delay:
+            time.sleep(reply.delay)
+        if reply.status >= 400:
+            err = reply.error if isinstance(reply.error, dict) else proto.render_error(reply, ctx)
+            self._send_json(reply.status, err, reply.headers)
+        elif reply.malformed:
+            self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json", reply.headers)
+        elif stream:
+            events = reply.events if reply.events is not None else list(proto.render_stream(reply, ctx))
+            self._send_sse(events, reply)
+        else:
+            payload = reply.body if reply.body is not None else proto.render(reply, ctx)
+            self._send_json(200, payload, reply.headers)
+
+    # ── writing ──
+    def _send_bytes(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None) -> None:
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send_sse(self, events: list[Any], reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("cache-control", "no-cache")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        for i, event in enumerate(_sse_frames(events)):
+            if reply.cut_after is not None and i >= reply.cut_after:
+                # drop the connection without the terminating chunk: a truncated stream
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if reply.chunk_delay:
+                time.sleep(reply.chunk_delay)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def _sse_frames(events: list[Any]) -> Iterator[bytes]:
+    """SSE frames from ``(event_name, data)`` pairs, ``{"event":..,"data":..}`` or bare data."""
+    for ev in events:
+        name = None
+        if isinstance(ev, tuple):
+            name, data = ev
+        elif isinstance(ev, dict) and set(ev) <= {"event", "data"} and "data" in ev:
+            name, data = ev.get("event"), ev["data"]
+        else:
+            data = ev
+        text = data if isinstance(data, str) else json.dumps(data)
+        frame = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
+        yield frame.encode()

@@ -1,0 +1,34 @@
+"""What a FakeProvider wire protocol provides. Pure rendering: no sockets here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..fake import Ctx, Reply
+
+
+class Protocol:
+    name: str = ""
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this protocol serves ``method path``."""
+        raise NotImplementedError
+
+    def is_stream(self, path: str, query: str, body: Any) -> bool:
+        raise NotImplementedError
+
+    def model(self, path: str, body: Any) -> str:
+        return body.get("model", "") if isinstance(body, dict) else ""
+
+    def render(self, reply: Reply, ctx: Ctx) -> Any:
+        """The vendor's JSON body for a successful non-streaming reply."""
+        raise NotImplementedError
+
+    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
+        """The vendor's SSE events: ``(event_name, data)`` tuples or bare data (dict or str)."""
+        raise NotImplementedError
+
+    def render_error(self, reply: Reply, ctx: Ctx) -> Any:
+        """The vendor's error body for ``reply.status`` with message ``reply.error``."""
+        raise NotImplementedError

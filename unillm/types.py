@@ -1,0 +1,347 @@
+"""The data unillm speaks: requests in, OpenAI-shaped responses and chunks out.
+
+Requests are validated here, once, before anything touches the network. Responses
+keep OpenAI's shape (``choices[0].message.content``, ``usage.prompt_tokens``) and
+add what unillm knows: ``provider``, ``cost``, ``cached``, ``rule``, ``ledger_id``.
+
+Usage is stored as non-overlapping billing buckets; OpenAI's fields are derived
+from them, so a cached token can never be counted (or charged) twice.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+UsageSource = Literal["provider", "tiktoken", "estimate"]
+
+_FORBID = ConfigDict(extra="forbid")
+
+
+# ── request ──────────────────────────────────────────────────────────────────
+
+class ImageURL(BaseModel):
+    model_config = _FORBID
+    url: str  # http(s) URL or a data: URL with base64 content
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(BaseModel):
+    model_config = _FORBID
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImagePart(BaseModel):
+    model_config = _FORBID
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+ContentPart = Union[TextPart, ImagePart]
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI sends it
+
+    def parsed_arguments(self) -> Any:
+        return json.loads(self.arguments or "{}")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    """One chat message in OpenAI's format."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs 'tool_call_id'")
+        if self.role != "assistant" and self.tool_calls:
+            raise ValueError("only 'assistant' messages may carry 'tool_calls'")
+        if self.content is None or self.content == "" or self.content == []:
+            if not (self.role == "assistant" and self.tool_calls):
+                raise ValueError(f"a {self.role!r} message needs non-empty 'content'")
+        return self
+
+    def text(self) -> str:
+        """The message's text, parts joined; images contribute nothing."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(isinstance(p, ImagePart) for p in self.content)
+
+
+class FunctionDef(BaseModel):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = _FORBID
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+ToolChoice = Union[Literal["auto", "none", "required"], dict[str, Any]]
+
+
+class JSONSchemaFormat(BaseModel):
+    name: str = "response"
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format type 'json_schema' needs a 'json_schema' object")
+        return self
+
+
+#: the keyword arguments ``Client.chat`` maps onto the request (everything else is an error)
+REQUEST_PARAMS = frozenset({
+    "tools", "tool_choice", "response_format", "temperature", "top_p", "max_tokens", "stop",
+    "seed", "frequency_penalty", "presence_penalty", "top_k", "reasoning_effort",
+    "parallel_tool_calls", "user", "drop_params", "extra",
+})
+
+
+class ChatRequest(BaseModel):
+    """A validated chat request, vendor-neutral. Adapters turn it into SDK kwargs."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    stop: list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    top_k: int | None = Field(default=None, gt=0)
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    parallel_tool_calls: bool | None = None
+    user: str | None = None
+    drop_params: bool = False
+    # vendor-specific keyword arguments passed straight to the SDK call
+    extra: dict[str, Any] = Field(default_factory=dict)
+    # the pydantic class the caller asked the answer to be parsed into, if any
+    response_model: Any = Field(default=None, exclude=True)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_shape(cls, v: Any) -> Any:
+        if isinstance(v, dict) and not (v.get("type") == "function" and "name" in v.get("function", {})):
+            raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': ...}}")
+        return v
+
+    @model_validator(mode="after")
+    def _json_safe(self) -> ChatRequest:
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise ValueError("tool_choice given without tools")
+        try:
+            json.dumps(self.extra)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"extra parameters are not JSON-serialisable: {exc}") from None
+        return self
+
+    # convenience used by rules, tokens and budgets
+    def last_user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.text()
+        return ""
+
+    def has_images(self) -> bool:
+        return any(m.has_images() for m in self.messages)
+
+
+# ── usage and cost ───────────────────────────────────────────────────────────
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class Usage(BaseModel):
+    """Token usage in non-overlapping billing buckets.
+
+    ``input_tokens`` + ``cache_read_tokens`` + ``cache_write_tokens`` is the whole
+    prompt; ``output_tokens`` includes ``reasoning_tokens``. OpenAI's field names
+    (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, the ``*_details``)
+    are derived from the buckets. ``source`` says where the numbers came from:
+    the vendor, tiktoken, or a heuristic estimate.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)        # uncached input
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)       # reasoning included
+    reasoning_tokens: int = Field(default=0, ge=0)    # part of output_tokens
+    source: UsageSource = "provider"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def completion_tokens(self) -> int:
+        return self.output_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prompt_tokens_details(self) -> PromptTokensDetails:
+        return PromptTokensDetails(cached_tokens=self.cache_read_tokens,
+                                   cache_write_tokens=self.cache_write_tokens)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def completion_tokens_details(self) -> CompletionTokensDetails:
+        return CompletionTokensDetails(reasoning_tokens=self.reasoning_tokens)
+
+
+class Cost(BaseModel):
+    """What a call cost, itemized, in exact decimal USD."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_usd: Decimal = Decimal(0)        # uncached input
+    cache_read_usd: Decimal = Decimal(0)
+    cache_write_usd: Decimal = Decimal(0)
+    output_usd: Decimal = Decimal(0)       # reasoning included
+    other_usd: Decimal = Decimal(0)        # per-call, per-image, ... charges
+    tier: str | None = None                # e.g. "above_prompt_tokens=200000"
+    price_version: str | None = None       # which price entry (file + since) was used
+    currency: Literal["USD"] = "USD"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_usd(self) -> Decimal:
+        return self.input_usd + self.cache_read_usd + self.cache_write_usd + self.output_usd + self.other_usd
+
+
+# ── response ─────────────────────────────────────────────────────────────────
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    parsed: Any = Field(default=None, exclude=True)  # set when a response_model was given
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: FinishReason | None = None
+
+
+class ChatResponse(BaseModel):
+    """An OpenAI-shaped chat completion, plus what unillm knows about the call."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str                      # the model that answered, as the vendor named it
+    choices: list[Choice]
+    usage: Usage | None = None
+    provider: str
+    cost: Cost | None = None
+    cached: bool = False
+    rule: str | None = None
+    requested_model: str | None = None
+    ledger_id: str | None = None
+
+    @property
+    def content(self) -> str | None:
+        """Shortcut for ``choices[0].message.content``."""
+        return self.choices[0].message.content if self.choices else None
+
+
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: dict[str, str] | None = None  # {"name": ..., "arguments": partial JSON}
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: FinishReason | None = None
+
+
+class StreamChunk(BaseModel):
+    """One OpenAI-shaped streaming chunk. The last chunk carries ``usage`` when known."""
+
+    id: str = ""
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    provider: str = ""
