@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+_SECRET_WORDS = ("key", "secret", "token", "password", "auth")
+
 from . import errors
 
 if sys.version_info >= (3, 11):
@@ -43,9 +45,13 @@ def pydantic_error_to_config_error(exc: ValidationError, *, file: str | None,
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         value = err.get("input")
-        problems.append(f"{key}: {msg}" + ("" if err["type"] == "missing" else f" (got {value!r})"))
+        if any(w in key.lower() for w in _SECRET_WORDS) and not key.endswith("_env"):
+            value = "<redacted>"  # a mistyped api_key must not print the key
+        # an unknown key is often a typo of a secret's name: never echo its value
+        show = err["type"] not in ("missing", "extra_forbidden")
+        problems.append(f"{key}: {msg}" + (f" (got {value!r})" if show else ""))
         if first_key is None:
-            first_key, first_value = key, value
+            first_key, first_value = key, (value if show else None)
     err = errors.ConfigError("; ".join(problems) or str(exc), file=file, value=first_value)
     err.key = first_key
     return err

@@ -136,10 +136,13 @@ def build_settings(overrides: Mapping[str, Mapping[str, Any]] | None = None,
         raw[name] = {**base, **table}
     settings = {}
     for name, table in raw.items():
-        file = table.pop("_file", source)
+        profile_file = table.pop("_file", source)
         try:
             settings[name] = ProviderSettings(**table)
         except ValidationError as exc:
+            # blame the override when the bad key came from it, else the profile file
+            bad = str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else ""
+            file = source if bad in (overrides or {}).get(name, {}) else profile_file
             raise pydantic_error_to_config_error(exc, file=file, prefix=f"providers.{name}") from None
     return settings
 

@@ -14,6 +14,9 @@ from .. import errors
 _GROUPS = {
     "pricing": "unillm.cli.pricing",
     "ledger": "unillm.cli.ledger",
+    "rules": "unillm.cli.rules",
+    "cache": "unillm.cli.cache",
+    "budgets": "unillm.cli.budgets",
 }
 
 

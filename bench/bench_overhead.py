@@ -1,0 +1,56 @@
+"""Per-call overhead of unillm vs the raw SDK, against FakeProvider on loopback.
+
+Both sides make the same request to the same server in the same run, interleaved
+(raw, unillm, raw, unillm, ...) so drift hits both equally. Reports medians and
+the ratio. Usage: python bench/bench_overhead.py [N]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "tiktoken"))
+
+import openai  # noqa: E402
+
+from unillm import Client  # noqa: E402
+from unillm.testing import FakeProvider, Reply  # noqa: E402
+
+MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
+
+
+def measure(n: int, ledger: str, label: str) -> None:
+    with FakeProvider(Reply(text="Hello there, how are you?", usage={"input_tokens": 12, "output_tokens": 7})) as fake:
+        raw = openai.OpenAI(api_key="k", base_url=fake.base_url("openai"), max_retries=0)
+        client = Client(providers=fake.providers("openai"), ledger=ledger)
+        for _ in range(50):  # warm both: connections, lazy imports, encoders
+            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+            client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+        t_raw, t_ours = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+            t1 = time.perf_counter()
+            client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+            t2 = time.perf_counter()
+            t_raw.append(t1 - t0)
+            t_ours.append(t2 - t1)
+    m_raw, m_ours = statistics.median(t_raw) * 1e6, statistics.median(t_ours) * 1e6
+    print(f"{label:28} raw openai {m_raw:8.0f} µs   unillm {m_ours:8.0f} µs   "
+          f"added {m_ours - m_raw:6.0f} µs   ratio {m_ours / m_raw:5.3f}")
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    measure(n, "off", "chat, ledger off")
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, f"sqlite:///{d}/ledger.db", "chat, sqlite ledger")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated environment and a FakeProvider per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from unillm.testing import FakeProvider
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REFS = SHARED / "refs"
+
+# tiktoken cannot download here; point it at the shared cache unless the caller chose one
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
+
+_KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "CO_API_KEY",
+             "COHERE_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY",
+             "OPENROUTER_API_KEY", "XAI_API_KEY", "FIREWORKS_API_KEY", "PERPLEXITY_API_KEY",
+             "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "CO_API_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's keys, home or ledger."""
+    for var in _KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UNILLM_HOME", str(tmp_path / "unillm-home"))
+
+
+@pytest.fixture
+def fake():
+    with FakeProvider() as server:
+        yield server
+
+
+def ref(name: str):
+    """The body of a vendor reference payload from shared/refs/responses."""
+    return json.loads((REFS / "responses" / f"{name}.json").read_text())["body"]

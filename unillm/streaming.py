@@ -1,0 +1,201 @@
+"""Streams handed to the user: iterate chunks; when the stream ends, is closed early
+or breaks, the call is finished exactly once (usage counted, cost priced, recorded).
+
+``ChatStream`` (sync) and ``AsyncChatStream`` share `Accumulator`, which folds
+OpenAI-shaped chunks into the final `ChatResponse`; only the iteration differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from .types import ChatResponse, Choice, FunctionCall, ResponseMessage, StreamChunk, ToolCall, Usage
+
+
+class Accumulator:
+    """Folds chunks into one response. Usage is taken from the last chunk that carries it."""
+
+    __slots__ = ("id", "model", "provider", "created", "text", "tools", "finish_reason", "usage",
+                 "first_at", "chunks")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.id, self.model, self.provider, self.created = "", model, provider, int(time.time())
+        self.text: list[str] = []
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.first_at: float | None = None
+        self.chunks: list[StreamChunk] = []  # kept for cache replay
+
+    def add(self, chunk: StreamChunk) -> None:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.chunks.append(chunk)
+        self.id = self.id or chunk.id
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.usage is not None:
+            self.usage = chunk.usage  # cumulative when repeated: the last one wins, never summed
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                self.text.append(delta.content)
+            for tc in delta.tool_calls or ():
+                slot = self.tools.setdefault(tc.index, {"id": None, "name": "", "arguments": []})
+                if tc.id:
+                    slot["id"] = tc.id
+                fn = tc.function or {}
+                if fn.get("name"):
+                    slot["name"] = fn["name"]
+                if fn.get("arguments"):
+                    slot["arguments"].append(fn["arguments"])
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+
+    def content(self) -> str:
+        return "".join(self.text)
+
+    def tool_calls(self) -> list[ToolCall] | None:
+        if not self.tools:
+            return None
+        return [ToolCall(id=slot["id"] or f"call_{i}", function=FunctionCall(
+                    name=slot["name"], arguments="".join(slot["arguments"]) or "{}"))
+                for i, slot in sorted(self.tools.items())]
+
+    def response(self) -> ChatResponse:
+        text = self.content()
+        return ChatResponse(
+            id=self.id or "stream", created=self.created, model=self.model, provider=self.provider,
+            choices=[Choice(message=ResponseMessage(content=text or None, tool_calls=self.tool_calls()),
+                            finish_reason=self.finish_reason)],
+            usage=self.usage)
+
+
+# finish(acc, error) -> the final ChatResponse (usage filled, cost priced, recorded)
+Finisher = Callable[[Accumulator, BaseException | None], ChatResponse]
+
+
+class _StreamBase:
+    def __init__(self, acc: Accumulator, finish: Finisher) -> None:
+        self._acc = acc
+        self._finish = finish
+        self._done = False
+        self.response: ChatResponse | None = None
+        """The whole answer, available once the stream has ended (or was closed)."""
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.response.usage if self.response else None
+
+    @property
+    def cost(self) -> Any:
+        return self.response.cost if self.response else None
+
+    def _end(self, error: BaseException | None) -> None:
+        if not self._done:
+            self._done = True
+            self.response = self._finish(self._acc, error)
+
+
+class ChatStream(_StreamBase):
+    """Iterate for `StreamChunk`s. ``close()`` (or leaving a ``with`` block) ends it early;
+    the partial answer is still counted and recorded. ``.response`` once done."""
+
+    def __init__(self, chunks: Iterator[StreamChunk], acc: Accumulator, finish: Finisher,
+                 translate: Callable[[BaseException], BaseException]) -> None:
+        super().__init__(acc, finish)
+        self._chunks = chunks
+        self._translate = translate
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        if self._done:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            err = self._translate(exc)
+            self._close_source()
+            self._end(err)
+            if err is exc:
+                raise
+            raise err from exc
+        self._acc.add(chunk)
+        return chunk
+
+    def _close_source(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def close(self) -> None:
+        """Stop reading, release the connection, record what was received."""
+        if not self._done:
+            self._close_source()
+            self._end(None)
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a stream dropped mid-way is still recorded
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class AsyncChatStream(_StreamBase):
+    """``async for`` over `StreamChunk`s; ``await aclose()`` ends it early."""
+
+    def __init__(self, chunks: AsyncIterator[StreamChunk], acc: Accumulator, finish: Finisher,
+                 translate: Callable[[BaseException], BaseException]) -> None:
+        super().__init__(acc, finish)
+        self._chunks = chunks
+        self._translate = translate
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            err = self._translate(exc)
+            await self._close_source()
+            self._end(err)
+            if err is exc:
+                raise
+            raise err from exc
+        self._acc.add(chunk)
+        return chunk
+
+    async def _close_source(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def aclose(self) -> None:
+        if not self._done:
+            await self._close_source()
+            self._end(None)
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
