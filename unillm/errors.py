@@ -23,9 +23,10 @@
         ├── ConnectionError          could not reach the vendor (retryable)
         └── ResponseError            the vendor answered something we cannot read
 
-`ProviderError` subclasses are produced at one boundary only,
-`unillm.adapters.base.translate_error`, always chained (``raise ... from exc``)
-to the SDK exception. Classification goes by SDK exception class or HTTP status;
+`ProviderError` subclasses are produced at one boundary only: ``Client._translate``
+hands every SDK exception to its adapter's ``translate_error`` (built on
+`unillm.adapters.base.error_for_status`), and raises the result chained
+(``raise ... from exc``) to the SDK exception. Classification goes by SDK exception class or HTTP status;
 message text is consulted only to tell a context-window overflow from another
 bad request.
 """

@@ -91,7 +91,8 @@ class Adapter(ABC):
         """Map this SDK's exception to ours; None when it is not an SDK error."""
 
     async def aclose(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections, async and sync."""
+        self.close()
         for c in (self._async_client,):
             close = getattr(c, "close", None) or getattr(c, "aclose", None)
             if close is not None:

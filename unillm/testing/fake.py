@@ -281,8 +281,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a timeout test, say)
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
@@ -295,17 +298,20 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.end_headers()
-        for i, event in enumerate(_sse_frames(events)):
-            if reply.cut_after is not None and i >= reply.cut_after:
-                # drop the connection without the terminating chunk: a truncated stream
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if reply.chunk_delay:
-                time.sleep(reply.chunk_delay)
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-        self.wfile.write(b"0\r\n\r\n")
+        try:
+            for i, event in enumerate(_sse_frames(events)):
+                if reply.cut_after is not None and i >= reply.cut_after:
+                    # drop the connection without the terminating chunk: a truncated stream
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if reply.chunk_delay:
+                    time.sleep(reply.chunk_delay)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client closed the stream early: that is allowed
 
 
 def _sse_frames(events: list[Any]) -> Iterator[bytes]:

@@ -1,0 +1,145 @@
+"""The OpenAI Chat Completions wire protocol, through the official ``openai`` SDK.
+
+Serves OpenAI and every OpenAI-compatible vendor profile (``adapter = "openai"``):
+what a vendor accepts comes from ``settings.capabilities``, never from its name.
+The SDK is imported on first use; its own retries are off (the Client retries).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from ... import errors
+from ...types import ChatRequest, ChatResponse, StreamChunk
+from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from . import convert
+
+# servers on this machine (Ollama, vLLM) ignore the key; the SDK insists on one
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_NO_KEY = "unillm-no-key"
+
+
+class OpenAIAdapter(Adapter):
+    """``chat.completions.create`` for OpenAI and OpenAI-compatible vendors."""
+
+    protocol = "openai"
+
+    def _make_client(self, async_: bool) -> Any:
+        openai = require("openai")
+        cls = openai.AsyncOpenAI if async_ else openai.OpenAI
+        client = cls(api_key=self._api_key(), base_url=self.settings.base_url,
+                     timeout=self.settings.timeout, max_retries=0,
+                     default_headers=dict(self.settings.headers) or None)
+        if self.provider != "openai":  # OPENAI_ORG_ID / OPENAI_PROJECT_ID are OpenAI's business
+            client.organization = client.project = None
+        return client
+
+    def _api_key(self) -> str:
+        """The key, never logged; a placeholder for local servers; else a clear error.
+
+        Always explicit, so the SDK never falls back to ``OPENAI_API_KEY`` and
+        sends OpenAI's key to another vendor.
+        """
+        key = self.settings.resolved_api_key()
+        if key:
+            return key
+        if urlsplit(self.settings.base_url or "").hostname in _LOCAL_HOSTS:
+            return _NO_KEY
+        where = f"set {self.settings.api_key_env} or " if self.settings.api_key_env else ""
+        raise errors.AuthenticationError(f"no API key: {where}pass api_key in providers.{self.provider}",
+                                         provider=self.provider)
+
+    # ── calls ──
+    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        kwargs = convert.to_request(request, model, self.settings)
+        raw = self.sync_client().chat.completions.create(**kwargs)
+        return convert.from_response(raw, self.provider)
+
+    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
+        kwargs = convert.to_request(request, model, self.settings)
+        raw = await self.async_client().chat.completions.create(**kwargs)
+        return convert.from_response(raw, self.provider)
+
+    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+        kwargs = convert.to_request(request, model, self.settings, stream=True)
+        sdk_stream = self.sync_client().chat.completions.create(**kwargs)
+        state = convert.StreamState(self.provider)
+        try:
+            for event in sdk_stream:
+                yield from state.feed(event)
+            self._check_complete(state, model)
+            yield from state.finish()
+        finally:  # also on GeneratorExit: release the connection
+            sdk_stream.close()
+
+    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+        kwargs = convert.to_request(request, model, self.settings, stream=True)
+        sdk_stream = await self.async_client().chat.completions.create(**kwargs)
+        state = convert.StreamState(self.provider)
+        try:
+            async for event in sdk_stream:
+                for chunk in state.feed(event):
+                    yield chunk
+            self._check_complete(state, model)
+            for chunk in state.finish():
+                yield chunk
+        finally:
+            await sdk_stream.close()
+
+    def _check_complete(self, state: convert.StreamState, model: str) -> None:
+        if not state.complete:
+            raise errors.ResponseError("the stream ended before the vendor sent a finish reason",
+                                       provider=self.provider, model=model)
+
+    # ── errors ──
+    def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
+        """SDK exception -> ours, by class and HTTP status; the API key is scrubbed."""
+        if isinstance(exc, errors.ProviderError):
+            return exc
+        if isinstance(exc, json.JSONDecodeError):
+            return errors.ResponseError(f"the vendor answered malformed JSON ({exc.msg})",
+                                        provider=self.provider, model=model)
+        openai = sys.modules.get("openai")  # not imported: cannot be one of its errors
+        return None if openai is None else self._translate_sdk(openai, exc, model)
+
+    def _translate_sdk(self, openai: Any, exc: BaseException, model: str) -> errors.ProviderError | None:
+        where = {"provider": self.provider, "model": model}
+        if isinstance(exc, openai.APITimeoutError):
+            return errors.TimeoutError(f"no answer within {self.settings.timeout:g}s", **where)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+            return errors.ConnectionError(self._scrub(exc.message + detail), **where)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return errors.ResponseError(self._scrub(exc.message), status_code=exc.status_code,
+                                        body=exc.body, **where)
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc, model)
+        if isinstance(exc, openai.APIError):  # an error event inside a stream
+            return self._classified(None, exc.body, exc.message, model, None)
+        if isinstance(exc, openai.OpenAIError):
+            return errors.ProviderError(self._scrub(str(exc)), **where)
+        return None
+
+    def _status_error(self, exc: Any, model: str) -> errors.ProviderError:
+        retry_after = parse_retry_after(getattr(exc.response, "headers", None))
+        return self._classified(exc.status_code, exc.body, exc.message, model, retry_after)
+
+    def _classified(self, status: int | None, body: Any, fallback: str, model: str,
+                    retry_after: float | None) -> errors.ProviderError:
+        message = self._scrub(error_message(body, fallback))
+        err = error_for_status(status, message, provider=self.provider, model=model,
+                               retry_after=retry_after, body=body)
+        code = body.get("code") if isinstance(body, dict) else None
+        if code == "context_length_exceeded" and not isinstance(err, errors.ContextWindowExceededError):
+            err = errors.ContextWindowExceededError(message, provider=self.provider, model=model,
+                                                    status_code=status, body=body)
+        return err
+
+    def _scrub(self, text: str) -> str:
+        key = self.settings.resolved_api_key()
+        return text.replace(key, "***") if key and len(key) >= 4 else text

@@ -1,0 +1,303 @@
+"""OpenAI Chat Completions <-> unillm, as pure functions (no I/O, no SDK import).
+
+Everything here accepts the SDK's objects *or* their plain JSON dicts, so
+``unillm.track(raw)`` can reuse it for code that calls the SDK directly.
+
+Usage semantics (Chat Completions): ``prompt_tokens`` *includes*
+``prompt_tokens_details.cached_tokens`` (and ``cache_write_tokens``), and
+``completion_tokens`` *includes* ``completion_tokens_details.reasoning_tokens``.
+We split them into non-overlapping buckets. The same function reads the
+Responses/Batch spelling (``input_tokens``/``output_tokens`` with
+``*_tokens_details``), DeepSeek's ``prompt_cache_hit_tokens``, and vendors that
+count reasoning *outside* ``completion_tokens`` (their ``total_tokens`` says so).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ... import errors
+from ...types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    FunctionCall,
+    Message,
+    ResponseMessage,
+    StreamChunk,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from ...profiles import ProviderSettings
+
+__all__ = ["to_request", "from_response", "usage_from", "finish_reason", "StreamState", "SDK_KWARGS"]
+
+#: keyword arguments ``chat.completions.create`` accepts; other ``extra`` keys go to ``extra_body``
+SDK_KWARGS = frozenset({
+    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "max_completion_tokens", "max_tokens", "metadata", "modalities", "moderation", "n",
+    "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "reasoning_effort", "response_format",
+    "safety_identifier", "seed", "service_tier", "stop", "store", "stream_options", "temperature",
+    "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    "extra_headers", "extra_query", "extra_body", "timeout",
+})
+
+# OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls",
+    "content_filter": "content_filter", "function_call": "tool_calls",
+    # spellings seen from OpenAI-compatible servers
+    "eos": "stop", "end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+    "model_length": "length", "error": "error", "insufficient_system_resource": "error",
+}
+
+
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for a mapping, ``obj.name`` otherwise; ``default`` when absent or None."""
+    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    return default if value is None else value
+
+
+# ── request ──────────────────────────────────────────────────────────────────
+
+def to_request(request: ChatRequest, model: str, settings: ProviderSettings, *,
+               stream: bool = False) -> dict[str, Any]:
+    """SDK kwargs for ``chat.completions.create``, honouring the profile's capabilities.
+
+    A parameter the vendor cannot honour raises `UnsupportedParamError` naming
+    vendor and parameter, or is dropped when ``request.drop_params``.
+    """
+    gate = _Gate(settings.name, request.drop_params)
+    caps = settings.capabilities
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(m, gate, caps.images) for m in request.messages],
+    }
+    _tools(request, kwargs, gate, caps.tools, caps.tool_choice)
+    _response_format(request, kwargs, gate, caps.json_object, caps.json_schema)
+    for name in ("temperature", "frequency_penalty", "presence_penalty", "reasoning_effort", "user"):
+        if getattr(request, name) is not None:
+            kwargs[name] = getattr(request, name)
+    for name, ok in (("top_p", caps.top_p), ("stop", caps.stop), ("seed", caps.seed),
+                     ("top_k", False)):  # Chat Completions has no top_k
+        if getattr(request, name) is not None and gate.allows(ok, name):
+            kwargs[name] = getattr(request, name)
+    if request.max_tokens is not None:
+        kwargs[max_tokens_key(model, settings.name)] = request.max_tokens
+    if stream:
+        kwargs["stream"] = True
+        if caps.stream_usage:
+            kwargs["stream_options"] = {"include_usage": True}
+    _extra(request.extra, kwargs)
+    return kwargs
+
+
+def max_tokens_key(model: str, provider: str) -> str:
+    """``max_completion_tokens`` for OpenAI's o-series / gpt-5 models, else ``max_tokens``."""
+    return "max_completion_tokens" if provider == "openai" and _REASONING_MODEL.match(model) else "max_tokens"
+
+
+class _Gate:
+    """Says whether an unsupported parameter is dropped (drop_params) or is an error."""
+
+    def __init__(self, provider: str, drop: bool) -> None:
+        self.provider, self.drop = provider, drop
+
+    def allows(self, supported: bool, param: str, hint: str = "") -> bool:
+        if supported:
+            return True
+        if self.drop:
+            return False
+        raise errors.UnsupportedParamError(self.provider, param, hint)
+
+
+def _message(m: Message, gate: _Gate, images: bool) -> dict[str, Any]:
+    out = m.model_dump(exclude_none=True)
+    if m.has_images() and not gate.allows(images, "images", "image content parts in messages"):
+        parts = [p for p in out["content"] if p.get("type") != "image_url"]
+        out["content"] = parts if parts else ""
+    return out
+
+
+def _tools(request: ChatRequest, kwargs: dict[str, Any], gate: _Gate, tools_ok: bool,
+           choice_ok: bool) -> None:
+    if not request.tools or not gate.allows(tools_ok, "tools"):
+        return
+    kwargs["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+    if request.tool_choice is not None and gate.allows(choice_ok, "tool_choice"):
+        kwargs["tool_choice"] = request.tool_choice
+    if request.parallel_tool_calls is not None:
+        kwargs["parallel_tool_calls"] = request.parallel_tool_calls
+
+
+def _response_format(request: ChatRequest, kwargs: dict[str, Any], gate: _Gate, json_object: bool,
+                     json_schema: bool) -> None:
+    fmt = request.response_format
+    if fmt is None:
+        return
+    ok = {"text": True, "json_object": json_object, "json_schema": json_schema}[fmt.type]
+    if gate.allows(ok, "response_format", f"type {fmt.type!r}"):
+        kwargs["response_format"] = fmt.model_dump(by_alias=True, exclude_none=True)
+
+
+def _extra(extra: Mapping[str, Any], kwargs: dict[str, Any]) -> None:
+    """Known SDK kwargs pass as such (and win); unknown ones ride in ``extra_body``."""
+    body: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key == "extra_body" and isinstance(value, Mapping):
+            body.update(value)
+        elif key in SDK_KWARGS:
+            kwargs[key] = value
+        else:
+            body[key] = value
+    if body:
+        kwargs["extra_body"] = body
+
+
+# ── response ─────────────────────────────────────────────────────────────────
+
+def finish_reason(value: Any) -> FinishReason | None:
+    """The vendor's finish reason in our vocabulary; None when absent or unknown."""
+    return _FINISH.get(value) if isinstance(value, str) else None
+
+
+def from_response(raw: Any, provider: str) -> ChatResponse:
+    """A ``ChatCompletion`` (SDK object or JSON dict) as our `ChatResponse` (cost stays None)."""
+    choices = field(raw, "choices") if raw is not None and not isinstance(raw, (str, bytes)) else None
+    if not isinstance(choices, list):
+        raise errors.ResponseError("the vendor's answer is not a chat completion (no 'choices')",
+                                   provider=provider, body=raw if isinstance(raw, (str, dict)) else None)
+    return ChatResponse(
+        id=str(field(raw, "id", "")),
+        created=int(field(raw, "created", 0)),
+        model=str(field(raw, "model", "")),
+        choices=[_choice(c, i) for i, c in enumerate(choices)],
+        usage=usage_from(field(raw, "usage")),
+        provider=provider,
+    )
+
+
+def _choice(raw: Any, position: int) -> Choice:
+    msg = field(raw, "message", {})
+    calls = [_tool_call(tc) for tc in field(msg, "tool_calls", [])]
+    calls = [tc for tc in calls if tc is not None]
+    return Choice(
+        index=int(field(raw, "index", position)),
+        message=ResponseMessage(content=field(msg, "content"), tool_calls=calls or None,
+                                refusal=field(msg, "refusal")),
+        finish_reason=finish_reason(field(raw, "finish_reason")),
+    )
+
+
+def _tool_call(raw: Any) -> ToolCall | None:
+    fn = field(raw, "function")
+    if fn is None:  # custom (non-function) tool calls have no place in our shape
+        return None
+    return ToolCall(id=str(field(raw, "id", "")),
+                    function=FunctionCall(name=str(field(fn, "name", "")),
+                                          arguments=str(field(fn, "arguments", "") or "{}")))
+
+
+def usage_from(raw: Any) -> Usage | None:
+    """The vendor's usage as billing buckets; None when it reported none."""
+    if raw is None:
+        return None
+    if field(raw, "prompt_tokens") is None and field(raw, "input_tokens") is not None:
+        prompt, completion = field(raw, "input_tokens", 0), field(raw, "output_tokens", 0)
+        pdet, cdet = field(raw, "input_tokens_details"), field(raw, "output_tokens_details")
+    elif field(raw, "prompt_tokens") is not None or field(raw, "completion_tokens") is not None:
+        prompt, completion = field(raw, "prompt_tokens", 0), field(raw, "completion_tokens", 0)
+        pdet, cdet = field(raw, "prompt_tokens_details"), field(raw, "completion_tokens_details")
+    else:
+        return None
+    prompt, completion = int(prompt), int(completion)
+    cached = int(field(pdet, "cached_tokens", 0) or field(raw, "prompt_cache_hit_tokens", 0))
+    written = int(field(pdet, "cache_write_tokens", 0))
+    reasoning = int(field(cdet, "reasoning_tokens", 0))
+    if reasoning and field(raw, "total_tokens") == prompt + completion + reasoning:
+        completion += reasoning  # this vendor counts reasoning outside completion_tokens
+    cached = min(cached, prompt)
+    written = min(written, prompt - cached)
+    return Usage(input_tokens=prompt - cached - written, cache_read_tokens=cached,
+                 cache_write_tokens=written, output_tokens=completion,
+                 reasoning_tokens=min(reasoning, completion), source="provider")
+
+
+# ── streaming ────────────────────────────────────────────────────────────────
+
+class StreamState:
+    """Turns ``ChatCompletionChunk`` events (SDK objects or dicts) into our `StreamChunk`s.
+
+    Content chunks pass through without usage. The vendor's usage (OpenAI sends it
+    in a last chunk with empty ``choices``; some compatible vendors attach it to
+    the last content chunk, or repeat it cumulatively) is remembered, the latest
+    report winning, and `finish` yields it once on a final usage-only chunk.
+    """
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.id, self.model, self.created = "", "", 0
+        self.usage: Usage | None = None
+        self.finish_reason: FinishReason | None = None
+        self.saw_finish = False
+
+    @property
+    def complete(self) -> bool:
+        """True once the vendor sent a finish reason (a cut stream never does)."""
+        return self.saw_finish
+
+    def feed(self, event: Any) -> list[StreamChunk]:
+        """Chunks for one SDK event (zero or one)."""
+        self.id = self.id or str(field(event, "id", ""))
+        self.model = self.model or str(field(event, "model", ""))
+        self.created = self.created or int(field(event, "created", 0))
+        usage = usage_from(field(event, "usage"))
+        if usage is not None:
+            self.usage = usage  # cumulative: replace, never add
+        choices = field(event, "choices", [])
+        if not choices:
+            return []
+        return [self._chunk([self._chunk_choice(c, i) for i, c in enumerate(choices)])]
+
+    def finish(self) -> list[StreamChunk]:
+        """The closing usage-only chunk, when the vendor reported usage."""
+        if self.usage is None:
+            return []
+        return [self._chunk([], usage=self.usage)]
+
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> StreamChunk:
+        return StreamChunk(id=self.id, created=self.created, model=self.model, choices=choices,
+                           usage=usage, provider=self.provider)
+
+    def _chunk_choice(self, raw: Any, position: int) -> ChunkChoice:
+        raw_finish = field(raw, "finish_reason")
+        if raw_finish is not None:
+            self.saw_finish = True
+            self.finish_reason = finish_reason(raw_finish)
+        delta = field(raw, "delta", {})
+        calls = [_tool_call_delta(tc, i) for i, tc in enumerate(field(delta, "tool_calls", []))]
+        return ChunkChoice(
+            index=int(field(raw, "index", position)),
+            delta=Delta(role="assistant" if field(delta, "role") == "assistant" else None,
+                        content=field(delta, "content"), tool_calls=calls or None),
+            finish_reason=finish_reason(raw_finish),
+        )
+
+
+def _tool_call_delta(raw: Any, position: int) -> ToolCallDelta:
+    fn = field(raw, "function")
+    parts = {k: str(v) for k in ("name", "arguments") if (v := field(fn, k)) is not None} if fn else {}
+    return ToolCallDelta(index=int(field(raw, "index", position)), id=field(raw, "id"),
+                         type="function" if field(raw, "type") == "function" else None,
+                         function=parts or None)
