@@ -1,0 +1,184 @@
+"""The google wire protocol (Gemini Developer API) through the official google-genai SDK.
+
+One attempt per call: SDK retries and automatic stream continuation are off, the
+Client retries. The SDK is imported on first use, never at ``import unillm``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ... import errors
+from ...types import ChatRequest, ChatResponse, StreamChunk
+from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from . import convert
+
+_RETRY_DELAY = re.compile(r"^\s*([0-9.]+)s\s*$")
+
+# The SDK's async stream is a chain of nested async generators; closing the outer one
+# leaves the HTTP response open until garbage collection. An httpx response hook
+# hands each streaming response to the astream that is waiting for it, which closes it.
+_OPEN_RESPONSES: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "unillm_google_open_responses", default=None)
+
+
+async def _remember_response(response: Any) -> None:
+    bucket = _OPEN_RESPONSES.get()
+    if bucket is not None:
+        bucket.append(response)
+
+
+class GoogleAdapter(Adapter):
+    """Gemini via ``google.genai.Client``: generateContent and streamGenerateContent (SSE)."""
+
+    protocol = "google"
+
+    # ── SDK client ──
+    def _make_client(self, async_: bool) -> Any:
+        """A ``genai.Client``; async calls go through its ``.aio`` side."""
+        genai = require("google.genai")
+        types = require("google.genai.types")
+        key = self.settings.resolved_api_key()
+        if not key:
+            env = self.settings.api_key_env or "api_key"
+            raise errors.AuthenticationError(
+                f"no API key: set {env} or pass api_key for provider {self.provider!r}",
+                provider=self.provider)
+        options = types.HttpOptions(
+            base_url=self.settings.base_url or None,
+            timeout=int(self.settings.timeout * 1000),  # the SDK takes milliseconds
+            headers=dict(self.settings.headers) or None,
+            retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"event_hooks": {"response": [_remember_response]}} if async_ else None,
+        )
+        return genai.Client(api_key=key, http_options=options)
+
+    def close(self) -> None:
+        if self._sync_client is not None:
+            self._sync_client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        if self._async_client is not None:
+            await self._async_client.aio.aclose()
+
+    def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        """SDK kwargs; options an older google-genai does not know are left out."""
+        kwargs = convert.to_request(request, model, self.settings)
+        known = require("google.genai.types").GenerateContentConfig.model_fields
+        if "automatic_continuation" not in known:
+            kwargs["config"].pop("automatic_continuation", None)
+        return kwargs
+
+    # ── calls ──
+    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        kwargs = self._kwargs(request, model)
+        raw = self.sync_client().models.generate_content(**kwargs)
+        return convert.from_response(raw, self.provider, model=model)
+
+    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
+        kwargs = self._kwargs(request, model)
+        raw = await self.async_client().aio.models.generate_content(**kwargs)
+        return convert.from_response(raw, self.provider, model=model)
+
+    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model)
+        state = convert.StreamState(self.provider, model)
+        sdk_stream = self.sync_client().models.generate_content_stream(**kwargs)
+        try:
+            for event in sdk_stream:
+                yield from state.feed(event)
+            yield state.finish()
+        finally:
+            sdk_stream.close()  # closed early or broken: release the connection
+
+    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+        kwargs = self._kwargs(request, model)
+        state = convert.StreamState(self.provider, model)
+        sdk_stream = await self.async_client().aio.models.generate_content_stream(**kwargs)
+        responses: list[Any] = []
+        try:
+            while True:
+                token = _OPEN_RESPONSES.set(responses)
+                try:
+                    event = await sdk_stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _OPEN_RESPONSES.reset(token)
+                for chunk in state.feed(event):
+                    yield chunk
+            yield state.finish()
+        finally:
+            await sdk_stream.aclose()
+            for response in responses:  # closed early or broken: release the connection
+                await response.aclose()
+
+    # ── errors ──
+    def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
+        """google-genai / httpx exceptions -> ours, by class first, then by HTTP status."""
+        if isinstance(exc, errors.ProviderError):
+            return exc
+        sdk_errors = require("google.genai.errors")
+        where = {"provider": self.provider, "model": model}
+        if isinstance(exc, sdk_errors.APIError):
+            return self._api_error(exc, model)
+        if isinstance(exc, (sdk_errors.UnknownApiResponseError, json.JSONDecodeError)):
+            return errors.ResponseError(f"unreadable response: {self._scrub(exc)}", **where)
+        cls = _transport_error_class(exc)
+        if cls is not None:
+            return cls(f"{type(exc).__name__}: {self._scrub(exc)}", **where)
+        pydantic = require("pydantic")
+        if isinstance(exc, pydantic.ValidationError):
+            return errors.ResponseError(f"response does not fit the Gemini schema: {exc}", **where)
+        return None
+
+    def _api_error(self, exc: Any, model: str) -> errors.ProviderError:
+        body = exc.details
+        message = self._scrub(exc.message or error_message(body, str(exc)))
+        response = getattr(exc, "response", None)
+        retry_after = parse_retry_after(getattr(response, "headers", None))
+        if retry_after is None:
+            retry_after = _retry_info(body)
+        status = exc.code if isinstance(exc.code, int) else None
+        return error_for_status(status, message, provider=self.provider, model=model,
+                                retry_after=retry_after, body=body)
+
+    def _scrub(self, exc_or_text: Any) -> str:
+        """Text with the API key masked, should an SDK ever echo it."""
+        text = str(exc_or_text)
+        key = self.settings.resolved_api_key()
+        return text.replace(key, "***") if key else text
+
+
+def _transport_error_class(exc: BaseException) -> type[errors.ProviderError] | None:
+    """Our class for an httpx / httpx2 transport failure (the SDK lets these out raw)."""
+    for name in ("httpx2", "httpx"):  # an exception from either means it is loaded
+        mod = sys.modules.get(name)
+        if mod is None:
+            continue
+        if isinstance(exc, mod.TimeoutException):
+            return errors.TimeoutError
+        if isinstance(exc, mod.DecodingError):
+            return errors.ResponseError
+        if isinstance(exc, mod.TransportError):
+            return errors.ConnectionError
+    return None
+
+
+def _retry_info(body: Any) -> float | None:
+    """Seconds from a google.rpc.RetryInfo detail (``"retryDelay": "37s"``), if any."""
+    if not isinstance(body, dict):
+        return None
+    details = (body.get("error") or {}).get("details") if isinstance(body.get("error"), dict) else None
+    for detail in details or body.get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = _RETRY_DELAY.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
