@@ -1,0 +1,132 @@
+"""The Cohere adapter: unillm requests through the official ``cohere`` SDK's v2 chat.
+
+The SDK is imported on first use. Each adapter owns its httpx clients (they
+carry the profile's extra headers and timeout) and closes them in
+``close``/``aclose``; the SDK's own retries are off, the Client retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ... import errors
+from ...types import ChatRequest, ChatResponse, StreamChunk
+from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from . import convert
+
+
+class CohereAdapter(Adapter):
+    """Cohere's v2 chat API (``ClientV2.chat`` / ``chat_stream``)."""
+
+    protocol = "cohere"
+
+    def _make_client(self, async_: bool) -> Any:
+        cohere = require("cohere")
+        import httpx  # the cohere SDK's HTTP library, installed with it
+
+        key = self.settings.resolved_api_key()
+        if not key:
+            where = f"set {self.settings.api_key_env} or " if self.settings.api_key_env else ""
+            raise errors.AuthenticationError(f"no API key: {where}pass api_key in the provider settings",
+                                             provider=self.provider)
+        http_cls, sdk_cls = ((httpx.AsyncClient, cohere.AsyncClientV2) if async_
+                             else (httpx.Client, cohere.ClientV2))
+        http = http_cls(headers=self.settings.headers, timeout=self.settings.timeout, follow_redirects=True)
+        setattr(self, "_http_async" if async_ else "_http_sync", http)
+        return sdk_cls(api_key=key, base_url=self.settings.base_url, timeout=self.settings.timeout,
+                       max_retries=0, httpx_client=http, log_warning_experimental_features=False)
+
+    def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        return convert.to_request(request, model, self.settings)
+
+    def _response(self, raw: Any, model: str) -> ChatResponse:
+        return convert.from_response(raw, self.provider, model=model)
+
+    def _cut(self, model: str) -> errors.ResponseError:
+        return errors.ResponseError("the stream ended before Cohere's message-end event",
+                                    provider=self.provider, model=model)
+
+    # ── calls ──
+    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        return self._response(self.sync_client().chat(**self._kwargs(request, model)), model)
+
+    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
+        raw = await self.async_client().chat(**self._kwargs(request, model))
+        return self._response(raw, model)
+
+    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model)
+        events = self.sync_client().chat_stream(**kwargs)
+        state = convert.StreamState(self.provider, model)
+        try:
+            for event in events:
+                yield from state.feed(event)
+        finally:
+            events.close()  # releases the connection, also when the caller stops early
+        if not state.finished:
+            raise self._cut(model)
+
+    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+        kwargs = self._kwargs(request, model)
+        events = self.async_client().chat_stream(**kwargs)
+        state = convert.StreamState(self.provider, model)
+        try:
+            async for event in events:
+                for chunk in state.feed(event):
+                    yield chunk
+        finally:
+            await events.aclose()
+        if not state.finished:
+            raise self._cut(model)
+
+    # ── errors ──
+    def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
+        """Cohere's ApiError family by HTTP status; httpx failures by class."""
+        if isinstance(exc, errors.ProviderError):
+            return exc
+        require("cohere")
+        import httpx
+        from cohere.core.api_error import ApiError
+        from cohere.core.parse_error import ParsingError
+
+        where = {"provider": self.provider, "model": model}
+        if isinstance(exc, ApiError):
+            return self._api_error(exc, model)
+        if isinstance(exc, ParsingError):
+            return errors.ResponseError("Cohere answered a body the SDK could not parse",
+                                        status_code=exc.status_code, **where)
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.TimeoutError(f"no answer within {self.settings.timeout:g}s "
+                                       f"({type(exc).__name__})", **where)
+        if isinstance(exc, httpx.TransportError):
+            return errors.ConnectionError(
+                f"the connection to Cohere failed or broke off ({type(exc).__name__})", **where)
+        return None
+
+    def _api_error(self, exc: Any, model: str) -> errors.ProviderError:
+        status, body = exc.status_code, exc.body
+        if status is not None and 200 <= status < 300:
+            return errors.ResponseError("Cohere answered a body that is not valid JSON",
+                                        provider=self.provider, model=model, status_code=status)
+        message = error_message(body, f"HTTP {status}")
+        if status == 498:  # Cohere's "invalid token"
+            return errors.AuthenticationError(message, provider=self.provider, model=model,
+                                              status_code=status, body=body)
+        headers = {str(k).lower(): v for k, v in (exc.headers or {}).items()}
+        return error_for_status(status, message, provider=self.provider, model=model,
+                                retry_after=parse_retry_after(headers), body=body)
+
+    # ── lifecycle ──
+    def close(self) -> None:
+        http = getattr(self, "_http_sync", None)
+        if http is not None:
+            http.close()
+            self._sync_client = self._http_sync = None
+
+    async def aclose(self) -> None:
+        self.close()
+        http = getattr(self, "_http_async", None)
+        if http is not None:
+            await http.aclose()
+            self._async_client = self._http_async = None
