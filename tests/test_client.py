@@ -209,8 +209,11 @@ def test_bad_params_fail_before_network(client: Client, fake: FakeProvider, para
 
 def test_unknown_model_suggests_close_matches(client: Client, fake: FakeProvider) -> None:
     with pytest.raises(errors.UnknownModelError) as info:
-        client.chat(model="gpt-4o-mnii", messages=HI)
+        client.chat(model="gtp-4o-mini", messages=HI)          # matches no provider's names
     assert "gpt-4o-mini" in str(info.value)
+    # a typo inside a provider's name pattern is refused by the price book, before sending
+    with pytest.raises(errors.MissingPriceError, match="openai/gpt-4o-mini"):
+        client.chat(model="gpt-4o-mnii", messages=HI)
     with pytest.raises(errors.UnknownModelError, match="no provider named 'nosuch'"):
         client.chat(model="nosuch/model", messages=HI)
     assert fake.requests == []

@@ -74,9 +74,9 @@ class Client:
             self.settings.providers, source=self.settings.source)
         self._resolver = Resolver(self.providers, self.settings.aliases)
         self._adapters: dict[str, Adapter] = {}
-        self._clock = clock or _utcnow
-        self._sleep = sleep or time.sleep
-        self._asleep = asleep or asyncio.sleep
+        self._clock = _utcnow if clock is None else clock
+        self._sleep = time.sleep if sleep is None else sleep
+        self._asleep = asyncio.sleep if asleep is None else asleep
         self._pricebook: Any = None
 
     @classmethod
