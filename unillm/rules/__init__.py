@@ -1,0 +1,24 @@
+"""Optimization rules: ``[[rules]]`` from unillm.toml (or `Rule` objects) that swap
+models, cap tokens, set parameters, deny calls or override the cache TTL.
+
+::
+
+    rules = RuleSet.from_config(settings.rules, source="unillm.toml", timezone=settings.timezone)
+    decision = rules.evaluate(RuleContext(request, ref, tags=tags, now=clock(),
+                                          prompt_tokens=lambda: count(request)))
+    decision.raise_if_denied()
+    request = decision.apply(request)   # then re-resolve decision.use
+
+Modules: `spec` (the rule shape, validated once), `conditions` (the per-call
+checks), `engine` (ordering, decisions, explain), `lint` (static checks).
+"""
+
+from __future__ import annotations
+
+from .conditions import RuleContext
+from .engine import EMPTY, ConditionTrace, Decision, RuleSet, RuleTrace, explain_dict, format_explain
+from .lint import Finding, lint
+from .spec import Rule, When, parse_rule
+
+__all__ = ["Rule", "When", "RuleSet", "RuleContext", "Decision", "EMPTY", "RuleTrace", "ConditionTrace",
+           "format_explain", "explain_dict", "Finding", "lint", "parse_rule"]
