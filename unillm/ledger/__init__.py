@@ -1,0 +1,23 @@
+"""The ledger: every call recorded durably, summarized, exported.
+
+::
+
+    from unillm.ledger import Ledger, open_store
+    ledger = Ledger(open_store("sqlite:///tmp/ledger.db"), pricebook, {"service": "bot"})
+    ledger.record(provider="openai", model="gpt-4o", input_tokens=1200, output_tokens=300)
+    ledger.summary(by=["model", "day"], since="7d")
+
+Modules: `records` (CallRecord), `store` (protocol, `open_store`), `sqlite`
+(default store), `migrations`, `rows` (record <-> SQL row), `money` (exact sums),
+`query` (dimensions and filters), `summary`, `export`, `facade` (`Ledger`).
+Nothing here opens a database at import.
+"""
+
+from __future__ import annotations
+
+from .facade import Ledger, WhatIf
+from .records import STATUSES, CallRecord, new_id
+from .store import LedgerStore, NullStore, Transaction, default_path, open_store
+
+__all__ = ["CallRecord", "Ledger", "LedgerStore", "NullStore", "STATUSES", "Transaction",
+           "WhatIf", "default_path", "new_id", "open_store"]

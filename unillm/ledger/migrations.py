@@ -1,0 +1,112 @@
+"""Schema changes: an ordered list of named migrations, each applied in a transaction.
+
+After simonw/llm's ``migrations.py``, made transactional and safe for several
+processes opening the same fresh database at once: every migration runs inside
+``BEGIN IMMEDIATE`` (the write lock is taken before the applied set is read),
+so a second process waits, then sees the migration done and skips it. The
+names applied are kept in ``unillm_migrations``.
+
+Add a migration by appending to `MIGRATIONS`; never edit or reorder one that
+has shipped. Budgets (a later issue) add their tables here the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .rows import TABLE
+from .store import Dialect, Transaction
+
+MIGRATIONS_TABLE = "unillm_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[Transaction, Dialect], None]
+
+
+def _m001_calls(tx: Transaction, d: Dialect) -> None:
+    """The first schema: one row per call."""
+    tokens = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in (
+        "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+        "reasoning_tokens"))
+    items = ", ".join(f"{c} TEXT" for c in (
+        "input_usd", "cache_read_usd", "cache_write_usd", "output_usd", "other_usd"))
+    tx.execute(f"""
+        CREATE TABLE {TABLE} (
+            seq {d.serial_pk},
+            id TEXT NOT NULL UNIQUE,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            latency_ms {d.float_type},
+            ttft_ms {d.float_type},
+            provider TEXT NOT NULL,
+            requested_model TEXT,
+            model TEXT NOT NULL,
+            rule TEXT,
+            shadow_rule TEXT,
+            fallback_from TEXT,
+            status TEXT NOT NULL,
+            error_class TEXT,
+            {tokens},
+            usage_source TEXT,
+            {items},
+            total_nano BIGINT,
+            total_atto BIGINT,
+            saved_nano BIGINT NOT NULL DEFAULT 0,
+            saved_atto BIGINT NOT NULL DEFAULT 0,
+            saved_reason TEXT,
+            price_version TEXT,
+            fingerprint TEXT,
+            tags TEXT NOT NULL DEFAULT '{{}}',
+            section TEXT,
+            stream INTEGER NOT NULL DEFAULT 0
+        )""")
+
+
+def _m002_content(tx: Transaction, d: Dialect) -> None:
+    """Prompt and response text, written only when ``log_content = true``."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN prompt TEXT")
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN response TEXT")
+
+
+def _m003_indexes(tx: Transaction, d: Dialect) -> None:
+    """Time-range filters (every summary, export and what-if) and request lookups."""
+    tx.execute(f"CREATE INDEX {TABLE}_started_at ON {TABLE} (started_at)")
+    tx.execute(f"CREATE INDEX {TABLE}_fingerprint ON {TABLE} (fingerprint)")
+
+
+MIGRATIONS: list[Migration] = [
+    Migration("0001_calls", _m001_calls),
+    Migration("0002_content", _m002_content),
+    Migration("0003_indexes", _m003_indexes),
+]
+
+
+def applied(tx: Transaction) -> set[str]:
+    """Names of the migrations already applied (creating the bookkeeping table if needed)."""
+    tx.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+               "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    return {row[0] for row in tx.execute(f"SELECT name FROM {MIGRATIONS_TABLE}").fetchall()}
+
+
+def migrate(begin: Callable[[], object], dialect: Dialect,
+            migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the pending ``migrations`` in order, one write transaction each.
+
+    ``begin`` opens a write transaction (a context manager yielding a
+    `Transaction`). Returns the names this call applied.
+    """
+    done: list[str] = []
+    for m in migrations:
+        with begin() as tx:  # type: ignore[attr-defined]
+            if m.name in applied(tx):
+                continue
+            m.apply(tx, dialect)
+            tx.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                       (m.name, datetime.now(timezone.utc).isoformat()))
+            done.append(m.name)
+    return done

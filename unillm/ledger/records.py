@@ -1,0 +1,187 @@
+"""`CallRecord`: one row of the ledger, one per call and outcome.
+
+A frozen slotted dataclass rather than a pydantic model: the Client makes one on
+every call and the ledger's budget is 100 µs, so construction does only the few
+checks that protect the data (status, money normalized to Decimal). Input from
+outside the Client is validated by `Ledger.record` before a record is made.
+
+There is deliberately no field for an API key, a header or a URL: nothing that
+could hold a secret is ever written to the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import money
+
+if TYPE_CHECKING:
+    from ..types import Cost, Usage
+
+Status = Literal["ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial"]
+STATUSES: frozenset[str] = frozenset(
+    {"ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial"})
+USAGE_SOURCES: frozenset[str | None] = frozenset({"provider", "tiktoken", "estimate", None})
+
+#: token buckets, in the order they are stored and reported
+TOKEN_FIELDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                "reasoning_tokens")
+#: itemized cost fields (the total is kept separately)
+COST_FIELDS = ("input_usd", "cache_read_usd", "cache_write_usd", "output_usd", "other_usd")
+
+_id_lock = threading.Lock()
+_last_ms = 0
+_seq = 0
+
+
+def new_id(now_ms: int | None = None) -> str:
+    """A UUIDv7 as 32 hex digits: sorts by creation time, unique across processes.
+
+    48 bits of Unix milliseconds, a 12-bit counter (monotonic within one
+    process and millisecond), then 62 random bits.
+    """
+    global _last_ms, _seq
+    if now_ms is not None:  # a back-dated record: no monotonic state, random counter
+        return _format_uuid7(now_ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
+    ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        if ms <= _last_ms:
+            ms, _seq = _last_ms, _seq + 1
+            if _seq > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                ms, _seq = ms + 1, 0
+        else:
+            _seq = 0
+        _last_ms = ms
+        seq = _seq
+    return _format_uuid7(ms, seq)
+
+
+def _format_uuid7(ms: int, seq: int) -> str:
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
+    return f"{value:032x}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What the ledger knows about one call. Money is Decimal USD; None = unpriced."""
+
+    provider: str
+    model: str
+    status: Status = "ok"
+    id: str = field(default_factory=new_id)
+    started_at: datetime = field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    requested_model: str | None = None
+    rule: str | None = None
+    shadow_rule: str | None = None
+    fallback_from: str | None = None
+    error_class: str | None = None
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_source: str | None = None
+    input_usd: Decimal | None = None
+    cache_read_usd: Decimal | None = None
+    cache_write_usd: Decimal | None = None
+    output_usd: Decimal | None = None
+    other_usd: Decimal | None = None
+    total_usd: Decimal | None = None
+    saved_usd: Decimal = Decimal(0)
+    saved_reason: str | None = None
+    price_version: str | None = None
+    fingerprint: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    section: str | None = None
+    stream: bool = False
+    prompt: str | None = None
+    response: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {sorted(STATUSES)}, got {self.status!r}")
+        if self.usage_source not in USAGE_SOURCES:
+            raise ValueError(f"usage_source must be provider, tiktoken, estimate or None, "
+                             f"got {self.usage_source!r}")
+        for name in (*COST_FIELDS, "total_usd", "saved_usd"):
+            value = getattr(self, name)
+            if value is not None and not (type(value) is Decimal and _fine(value)):
+                object.__setattr__(self, name, money.normalize(value))
+        if self.saved_usd is None:
+            object.__setattr__(self, "saved_usd", Decimal(0))
+
+    def __hash__(self) -> int:  # tags is a dict: hash by identity of the call instead
+        return hash(self.id)
+
+    @property
+    def priced(self) -> bool:
+        return self.total_usd is not None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def replace(self, **changes: Any) -> CallRecord:
+        """A copy with ``changes`` applied (records are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field -> value, in declaration order (Decimal and datetime kept as they are)."""
+        return {f: getattr(self, f) for f in FIELDS}
+
+    def usage(self) -> Usage:
+        """The usage buckets as a `unillm.types.Usage` (for re-pricing)."""
+        from ..types import Usage
+        return Usage(input_tokens=self.input_tokens, cache_read_tokens=self.cache_read_tokens,
+                     cache_write_tokens=self.cache_write_tokens, output_tokens=self.output_tokens,
+                     reasoning_tokens=min(self.reasoning_tokens, self.output_tokens),
+                     source=self.usage_source or "provider")
+
+    @classmethod
+    def from_parts(cls, *, provider: str, model: str, usage: Usage | None = None,
+                   cost: Cost | None = None, **fields: Any) -> CallRecord:
+        """A record from unillm's `Usage` and `Cost` plus any other field by name.
+
+        ``cost=None`` leaves the call unpriced (``total_usd is None``).
+        """
+        if usage is not None:
+            fields.setdefault("input_tokens", usage.input_tokens)
+            fields.setdefault("cache_read_tokens", usage.cache_read_tokens)
+            fields.setdefault("cache_write_tokens", usage.cache_write_tokens)
+            fields.setdefault("output_tokens", usage.output_tokens)
+            fields.setdefault("reasoning_tokens", usage.reasoning_tokens)
+            fields.setdefault("usage_source", usage.source)
+        if cost is not None:
+            for name in COST_FIELDS:
+                fields.setdefault(name, getattr(cost, name))
+            fields.setdefault("total_usd", cost.total_usd)
+            fields.setdefault("price_version", cost.price_version)
+        if "tags" in fields and fields["tags"] is not None:
+            fields["tags"] = {str(k): str(v) for k, v in fields["tags"].items()}
+        elif "tags" in fields:
+            fields["tags"] = {}
+        return cls(provider=provider, model=model, **fields)
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
+
+
+def _fine(value: Decimal) -> bool:
+    """True when ``value`` is finite with at most 18 decimal places (no rounding needed)."""
+    exp = value.as_tuple().exponent
+    return isinstance(exp, int) and exp >= -18

@@ -1,0 +1,284 @@
+"""The default store: one SQLite file in WAL mode, shared by any number of processes.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL`` (the default here).
+A record is committed before `record` returns, so the commit is in the WAL file
+in the operating system's hands: killing the process (even SIGKILL) loses
+nothing acknowledged. A power cut or OS crash may lose the last few commits;
+``sqlite:///PATH?synchronous=full`` fsyncs every commit to survive that too, at
+a cost of a disk flush per call.
+
+Concurrency: one connection per store (per process), serialised by a lock, so
+threads and ``asyncio.to_thread`` callers share it safely. Processes wait for
+each other through SQLite's busy timeout; writes that still meet
+``SQLITE_BUSY`` are retried until the timeout has passed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from .. import errors
+from . import summary as summary_sql
+from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
+from .query import where_clause
+from .records import CallRecord
+from .rows import INSERT_SQL, SELECT_SQL, TABLE, from_row, to_row
+from .store import Dialect
+
+T = TypeVar("T")
+_PAGE = 1000
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    serial_pk = "INTEGER PRIMARY KEY"   # an alias of the rowid: insertion order
+    float_type = "REAL"
+
+    def bucket(self, unit: str, column: str) -> str:
+        if unit == "week":  # the Monday on or before the day
+            return f"date(substr({column}, 1, 10), '-6 days', 'weekday 1')"
+        return super().bucket(unit, column)
+
+    def collect(self, column: str) -> str:
+        return f"group_concat({column}, ',')"
+
+    def tag(self, column: str) -> str:
+        return f"json_extract({column}, ?)"
+
+    def tag_param(self, name: str) -> str:
+        return f'$."{name}"'
+
+
+class _Tx:
+    """A `unillm.ledger.store.Transaction` over an SQLite connection."""
+
+    dialect = SQLiteDialect()
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.connection = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, params)
+
+    def record(self, rec: CallRecord) -> None:
+        self.connection.execute(INSERT_SQL, to_row(rec))
+
+
+class SQLiteStore:
+    """`unillm.ledger.store.LedgerStore` on an SQLite file (or ``:memory:``)."""
+
+    dialect = SQLiteDialect()
+    #: ledgers with fewer rows are summarized in one query; bigger ones in parallel shards
+    shard_min = 200_000
+
+    def __init__(self, path: str | Path, *, synchronous: str = "normal", timeout: float = 30.0,
+                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        if synchronous.lower() not in ("normal", "full", "extra"):
+            raise errors.ConfigError(f"synchronous must be normal, full or extra, got "
+                                     f"{synchronous!r}", key="ledger")
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path.lstrip('/')}" if self.path != ":memory:" else \
+            "sqlite:///:memory:"
+        self.synchronous = synchronous.upper()
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._tx_owner: int | None = None
+        self._conn = self._connect()
+        self._migrate(migrations)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///ABSOLUTE/PATH.db[?synchronous=full&timeout=30]``, or ``sqlite:///:memory:``.
+
+        A fourth slash is tolerated (``sqlite:////abs/path.db``, SQLAlchemy's spelling).
+        """
+        parts = urlsplit(url)
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+            raise errors.ConfigError("an SQLite ledger URL is sqlite:///ABSOLUTE/PATH.db "
+                                     "(three slashes, then the path)", key="ledger", value=url)
+        path = ":memory:" if parts.path == "/:memory:" else "/" + parts.path.lstrip("/")
+        opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(opts) - {"synchronous", "timeout"}
+        if unknown:
+            raise errors.ConfigError(f"unknown SQLite ledger option(s) {sorted(unknown)}; "
+                                     "known: synchronous, timeout", key="ledger")
+        try:
+            timeout = float(opts.get("timeout", 30.0))
+        except ValueError:
+            raise errors.ConfigError(f"timeout must be a number of seconds, got "
+                                     f"{opts['timeout']!r}", key="ledger") from None
+        return cls(path, synchronous=opts.get("synchronous", "normal"), timeout=timeout)
+
+    # ── connection and transactions ──────────────────────────────────────────
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise errors.ConfigError(f"cannot open the ledger database {self.path}: {exc}",
+                                     key="ledger") from exc
+        self._pid = os.getpid()
+        if self.path != ":memory:":
+            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA temp_store=MEMORY")  # summaries sort in memory, not temp files
+        return conn
+
+    def _retry(self, fn: Any) -> Any:
+        """Run ``fn``, retrying on SQLITE_BUSY/locked until the timeout has passed."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc)
+                if "locked" not in msg and "busy" not in msg or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # forked: never share a connection with the parent
+            self._conn = self._connect()
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """One write transaction (``BEGIN IMMEDIATE``); nested use joins the outer one."""
+        with self._lock:
+            conn = self._connection()
+            if self._tx_owner == threading.get_ident():
+                yield _Tx(conn)
+                return
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            self._tx_owner = threading.get_ident()
+            try:
+                yield _Tx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                self._retry(lambda: conn.execute("COMMIT"))
+            finally:
+                self._tx_owner = None
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        names = {m.name for m in migrations}
+        try:
+            rows = self._conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}").fetchall()
+            if names <= {r[0] for r in rows}:
+                return
+        except sqlite3.OperationalError:
+            pass  # a fresh database: no bookkeeping table yet
+        migrate(self.transaction, self.dialect, migrations)
+
+    # ── writing ──────────────────────────────────────────────────────────────
+
+    def record(self, rec: CallRecord) -> None:
+        """Insert and commit one record (a single autocommitted statement)."""
+        row = to_row(rec)
+        with self._lock:
+            conn = self._connection()
+            if self._tx_owner == threading.get_ident():
+                conn.execute(INSERT_SQL, row)
+            else:
+                self._retry(lambda: conn.execute(INSERT_SQL, row))
+
+    def record_many(self, recs: Sequence[CallRecord]) -> None:
+        """Insert many records in one transaction (imports, generators)."""
+        rows = [to_row(r) for r in recs]
+        with self.transaction() as tx:
+            tx.connection.executemany(INSERT_SQL, rows)
+
+    # ── reading ──────────────────────────────────────────────────────────────
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._retry(lambda: self._connection().execute(sql, params).fetchall())
+
+    def records(self, since: datetime | None = None, until: datetime | None = None,
+                where: Mapping[str, Any] | None = None,
+                limit: int | None = None) -> Iterator[CallRecord]:
+        """Records oldest first, read in pages so writers are never held up for long."""
+        filters, params = where_clause(self.dialect, since, until, where)
+        joiner = " AND " if filters else " WHERE "
+        cursor: tuple[str, int] | None = None
+        left = limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            sql, args = SELECT_SQL + filters, list(params)
+            if cursor is not None:
+                sql += joiner + "(started_at > ? OR (started_at = ? AND seq > ?))"
+                args += [cursor[0], cursor[0], cursor[1]]
+            rows = self._query(sql + f" ORDER BY started_at, seq LIMIT {int(page)}", args)
+            for row in rows:
+                yield from_row(row)
+            if len(rows) < page:
+                return
+            cursor = (rows[-1][2], rows[-1][0])
+            if left is not None:
+                left -= len(rows)
+
+    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
+        """Records committed after cursor ``after`` (None: from the start), and the new cursor."""
+        start = -1 if after is None else int(after)
+        rows = self._query(SELECT_SQL + " WHERE seq > ? ORDER BY seq LIMIT ?", (start, int(limit)))
+        return [from_row(r) for r in rows], (rows[-1][0] if rows else max(start, 0))
+
+    def last_cursor(self) -> int:
+        """The cursor of the newest record (to follow only what comes next)."""
+        return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {TABLE}", ())[0][0])
+
+    def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
+                until: datetime | None = None,
+                where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Grouped totals; a big file ledger is scanned in parallel shards (one per core)."""
+        lo, hi = self._query(f"SELECT MIN(seq), MAX(seq) FROM {TABLE}", ())[0]
+        shards = min(os.cpu_count() or 1, 4)
+        if self.path == ":memory:" or lo is None or hi - lo < self.shard_min or shards < 2:
+            sql, params, keys = summary_sql.build(self.dialect, by, since, until, where)
+            return summary_sql.to_rows(keys, self._query(sql, params))
+        sql, params, keys = summary_sql.build(self.dialect, by, since, until, where, shard=True)
+        step = (hi - lo) // shards + 1
+        bounds = [(lo + i * step, lo + (i + 1) * step) for i in range(shards)]
+        with ThreadPoolExecutor(shards) as pool:  # sqlite3 releases the GIL while it works
+            parts = pool.map(lambda b: self._read_only(sql, [*params, *b]), bounds)
+            rows = [row for part in parts for row in part]
+        return summary_sql.to_rows(keys, rows)
+
+    def _read_only(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a query on a fresh read-only connection (WAL readers run side by side)."""
+        conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro", uri=True,
+                               timeout=self.timeout, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA temp_store=MEMORY")
+            return self._retry(lambda: conn.execute(sql, params).fetchall())
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"

@@ -1,0 +1,184 @@
+"""The store protocol, the SQL dialect seam, and `open_store(url)`.
+
+A store keeps `CallRecord` rows durably and answers queries over them. SQL is
+written once, portably (``?`` placeholders, standard aggregates and window
+functions); what differs between SQLite and PostgreSQL lives in a `Dialect`
+subclass, one per backend: the serial key type, date bucketing and tag lookup.
+
+Budgets (a later issue) keep their tables in the same database, added by
+migrations, and settle a call as one transaction with its ledger row::
+
+    with store.transaction() as tx:
+        tx.execute("UPDATE budget_counters SET spent_nano = spent_nano + ? ...", (...))
+        tx.record(rec)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from .. import errors
+from .records import CallRecord
+
+Where = Mapping[str, Any]
+
+
+class Dialect:
+    """Portable SQL pieces; a backend overrides what its SQL spells differently.
+
+    Statements use ``?`` placeholders throughout; a driver with another
+    paramstyle (psycopg's ``%s``) translates them in its store's ``execute``.
+    """
+
+    name = "sql"
+    serial_pk = "BIGSERIAL PRIMARY KEY"     # the insertion-order cursor used by `tail`
+    float_type = "DOUBLE PRECISION"
+
+    def bucket(self, unit: str, column: str) -> str:
+        """SQL for the ``day``/``hour``/``week``/``month`` label of an ISO-text timestamp.
+
+        Labels: ``2025-01-31``, ``2025-01-31T14``, ``2025-01-27`` (the Monday), ``2025-01``.
+        """
+        widths = {"hour": 13, "day": 10, "month": 7}
+        if unit in widths:
+            return f"substr({column}, 1, {widths[unit]})"
+        raise NotImplementedError(unit)
+
+    def collect(self, column: str) -> str:
+        """SQL aggregate: the group's non-null values of a numeric column, comma-separated."""
+        return f"string_agg(CAST({column} AS TEXT), ',')"
+
+    def tag(self, column: str) -> str:
+        """SQL taking one bound parameter (the tag's name) and giving the tag's value."""
+        raise NotImplementedError
+
+    def tag_param(self, name: str) -> str:
+        return name
+
+
+@runtime_checkable
+class Transaction(Protocol):
+    """One open transaction: ledger rows and any other statement commit together."""
+
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def record(self, rec: CallRecord) -> None: ...
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Where records live. ``record`` is durable when it returns."""
+
+    url: str
+    dialect: Dialect
+
+    def record(self, rec: CallRecord) -> None: ...
+
+    def record_many(self, recs: Sequence[CallRecord]) -> None: ...
+
+    def records(self, since: datetime | None = None, until: datetime | None = None,
+                where: Where | None = None, limit: int | None = None) -> Iterator[CallRecord]: ...
+
+    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]: ...
+
+    def last_cursor(self) -> int: ...
+
+    def summary(self, by: Sequence[str] = (), since: datetime | None = None,
+                until: datetime | None = None,
+                where: Where | None = None) -> list[dict[str, Any]]: ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def close(self) -> None: ...
+
+
+class NullStore:
+    """``ledger = "off"``: records nothing, answers every query with nothing."""
+
+    url = "off"
+    dialect = Dialect()
+
+    def record(self, rec: CallRecord) -> None:
+        return None
+
+    def record_many(self, recs: Sequence[CallRecord]) -> None:
+        return None
+
+    def records(self, since: datetime | None = None, until: datetime | None = None,
+                where: Where | None = None, limit: int | None = None) -> Iterator[CallRecord]:
+        return iter(())
+
+    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
+        return [], after or 0
+
+    def last_cursor(self) -> int:
+        return 0
+
+    def summary(self, by: Sequence[str] = (), since: datetime | None = None,
+                until: datetime | None = None, where: Where | None = None) -> list[dict[str, Any]]:
+        return []
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        raise errors.ConfigError("the ledger is off (ledger = \"off\"): there is no store to "
+                                 "write budgets to", key="ledger")
+
+    def close(self) -> None:
+        return None
+
+
+def default_path() -> Path:
+    """``$UNILLM_HOME/ledger.db``, else ``ledger.db`` in the platform's user data dir."""
+    home = os.environ.get("UNILLM_HOME")
+    if home:
+        return Path(home) / "ledger.db"
+    import platformdirs
+    return Path(platformdirs.user_data_dir("unillm")) / "ledger.db"
+
+
+def open_store(url: str | None = None) -> LedgerStore:
+    """The store a ledger URL names.
+
+    ``None`` → the default SQLite file (see `default_path`); ``"off"`` → `NullStore`;
+    ``sqlite:///ABSOLUTE/PATH.db`` (``sqlite:///:memory:`` for a private in-memory
+    ledger); query options ``?synchronous=full`` and ``?timeout=SECONDS``.
+    """
+    if url is None:
+        from .sqlite import SQLiteStore
+        return SQLiteStore(default_path())
+    if not isinstance(url, str) or not url.strip():
+        raise errors.ConfigError("ledger must be a URL such as sqlite:///path/ledger.db or \"off\"",
+                                 key="ledger")
+    if url.strip().lower() == "off":
+        return NullStore()
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+        return SQLiteStore.from_url(url)
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        raise errors.ConfigError(
+            "PostgreSQL ledgers are not yet supported; use sqlite:///PATH for now", key="ledger",
+            value=redact(url))
+    raise errors.ConfigError(
+        f"unknown ledger URL scheme {scheme!r}: use sqlite:///PATH.db, \"off\", or omit it for "
+        f"the default file", key="ledger", value=redact(url))
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = f"{parts.username}:***" if parts.username else "***"
+    return parts._replace(netloc=f"{userinfo}@{netloc[-1]}").geturl()

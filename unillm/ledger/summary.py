@@ -1,0 +1,110 @@
+"""Summaries: calls, errors, tokens, exact cost and exact latency percentiles per group.
+
+One portable SQL statement per summary (or per shard of the table, run in
+parallel, for big ledgers): ``GROUP BY`` the requested keys, integer sums of
+counts, tokens and money, and each group's latencies collected as text, from
+which Python takes exact nearest-rank p50/p95. Money sums are exact
+(`money.join`): a summary's ``cost_usd`` equals the Decimal sum of its records'
+``total_usd``. Partial rows of the same group (from shards) merge by addition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import money
+from .query import dimension, group_keys, where_clause
+from .records import TOKEN_FIELDS
+from .rows import TABLE
+from .store import Dialect
+
+#: the columns of every summary row after the group keys
+METRICS: tuple[str, ...] = ("calls", "errors", "cache_hits", "denied", "unpriced", *TOKEN_FIELDS,
+                            "cost_usd", "saved_usd", "p50_latency_ms", "p95_latency_ms")
+
+_AGGREGATES = (
+    "COUNT(*)",
+    "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
+    "SUM(CASE WHEN status = 'cache_hit' THEN 1 ELSE 0 END)",
+    "SUM(CASE WHEN status IN ('budget_denied', 'rule_denied') THEN 1 ELSE 0 END)",
+    "SUM(CASE WHEN status = 'unpriced' THEN 1 ELSE 0 END)",
+    *(f"SUM({c})" for c in TOKEN_FIELDS),
+    "SUM(total_nano)", "SUM(total_atto)", "SUM(saved_nano)", "SUM(saved_atto)",
+)
+_N_COUNTS = 5 + len(TOKEN_FIELDS)
+_N_SUMS = _N_COUNTS + 4
+
+
+def build(dialect: Dialect, by: Sequence[str] | str | None = None,
+          since: datetime | None = None, until: datetime | None = None,
+          where: Mapping[str, Any] | None = None,
+          shard: bool = False) -> tuple[str, list[Any], list[str]]:
+    """The summary SQL, its parameters, and the group key names (the row's first columns).
+
+    With ``shard=True`` the SQL ends with ``seq >= ? AND seq < ?``: append the
+    range's two bounds to the parameters.
+    """
+    keys = group_keys(by)
+    key_sql: list[str] = []
+    params: list[Any] = []
+    for i, name in enumerate(keys):
+        sql, key_params = dimension(name, dialect)
+        key_sql.append(f"{sql} AS k{i}")
+        params.extend(key_params)
+    filters, filter_params = where_clause(dialect, since, until, where)
+    params.extend(filter_params)
+    if shard:
+        filters += (" AND " if filters else " WHERE ") + "seq >= ? AND seq < ?"
+    group = [f"k{i}" for i in range(len(keys))]
+    columns = [*key_sql, *_AGGREGATES, f"{dialect.collect('latency_ms')} AS latencies"]
+    sql = f"SELECT {', '.join(columns)} FROM {TABLE}{filters}"
+    if group:
+        sql += f" GROUP BY {', '.join(group)}"
+    return sql, params, keys
+
+
+def to_rows(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Merge partial rows into one dict per group, sorted by the keys."""
+    n = len(keys)
+    groups: dict[tuple[Any, ...], tuple[list[int], list[str]]] = {}
+    for row in rows:
+        if not row[n]:  # COUNT(*) = 0: an ungrouped summary of nothing
+            continue
+        key = tuple(row[:n])
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = ([0] * _N_SUMS, [])
+        sums = acc[0]
+        for i, v in enumerate(row[n:n + _N_SUMS]):
+            if v:
+                sums[i] += v
+        if row[-1]:
+            acc[1].append(row[-1])
+    return [_row(keys, key, sums, latencies)
+            for key, (sums, latencies) in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))]
+
+
+def _row(keys: Sequence[str], key: tuple[Any, ...], sums: list[int],
+         latencies: list[str]) -> dict[str, Any]:
+    d: dict[str, Any] = dict(zip(keys, key))
+    d.update(zip(METRICS, sums[:_N_COUNTS]))
+    total_nano, total_atto, saved_nano, saved_atto = sums[_N_COUNTS:]
+    d["cost_usd"] = money.join(total_nano, total_atto)
+    d["saved_usd"] = money.join(saved_nano, saved_atto)
+    values = sorted(map(float, ",".join(latencies).split(","))) if latencies else []
+    d["p50_latency_ms"], d["p95_latency_ms"] = percentiles(values, (50, 95))
+    return d
+
+
+def percentiles(ordered: Sequence[float], ps: Sequence[int]) -> list[float | None]:
+    """Nearest-rank percentiles of sorted values (None when there are none)."""
+    if not ordered:
+        return [None for _ in ps]
+    return [ordered[max(1, -(-p * len(ordered) // 100)) - 1] for p in ps]
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Order groups by their keys, None first, without comparing None to strings."""
+    return tuple((v is not None, v if v is not None else "") for v in key)
