@@ -1,63 +1,57 @@
 """`Client`: one call pipeline over every vendor, sync and async.
 
-``chat``/``achat`` read like DESIGN.md's steps; each step is a call into the
-module that owns it. Steps that do no I/O are shared by both forms::
+``chat``/``achat`` follow DESIGN.md's steps; each is a call into the module that
+owns it, and every step that does no I/O is shared by both forms::
 
-    1 request   validate (ChatRequest)          -> _prepare
-    2 resolve   model string -> ModelRef         -> _prepare
-    4 estimate  price known before sending       -> _prepare
-    7 call      adapter, retries (tenacity)      -> _call_with_retries / _acall_with_retries
-    8 usage     vendor's, else counted           -> _finish
-    9 cost      PriceBook                        -> _finish
-   10 settle    ledger row                       -> _finish
-   12 return    ChatResponse / ChatStream
+    1 request   validate (types.ChatRequest)             _prepare
+    2 resolve   model string -> ModelRef (profiles)      _prepare
+    3 rules     swap / cap / set / deny (rules)          _apply_rules
+    4 price     the price in force, before sending       _prepare
+    7 call      adapter + retries (retry), fallbacks     _complete / _acomplete / _open_stream
+    8 usage     the vendor's, else counted (tokens)      _finish
+    9 cost      Price.cost -> itemized Decimal Cost      _finish
+   10 settle    ledger row (ledger)                      _record
+   12 return    ChatResponse, or a ChatStream that runs 8-10 when it ends
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import errors
+from . import errors, sections
 from .adapters.base import Adapter
+from .calls import Call, record_for
 from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
+from .retry import Retrier
 from .streaming import Accumulator, AsyncChatStream, ChatStream
 from .types import REQUEST_PARAMS, ChatRequest, ChatResponse, Usage
 
-T = TypeVar("T")
 Clock = Callable[[], datetime]
+
+#: errors after which the next model of a [[fallbacks]] chain is tried
+_FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, errors.ConnectionError,
+                errors.ContextWindowExceededError, errors.ResponseError)
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Call:
-    """Everything one call carries through the pipeline."""
-
-    __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "t0", "at", "stream")
-
-    def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
-                 requested_model: str, at: datetime, stream: bool) -> None:
-        self.request, self.ref, self.adapter, self.tags = request, ref, adapter, tags
-        self.requested_model, self.at, self.stream = requested_model, at, stream
-        self.t0 = time.perf_counter()
-
-
 class Client:
     """One client for every configured vendor.
 
-    ``Client(config="unillm.toml", providers={...}, ...)``: keyword arguments take
-    the names of unillm.toml's keys and win over the file. ``clock`` and ``sleep``
-    are injectable for tests (time windows, periods, backoff).
+    ``Client(config="unillm.toml", providers={...}, ledger=..., ...)``: keyword
+    arguments take the names of unillm.toml's keys and win over the file.
+    ``clock``, ``sleep`` and ``asleep`` are injectable (time windows, periods, backoff).
     """
 
     def __init__(self, config: str | Path | Mapping[str, Any] | Settings | None = None, *,
@@ -70,14 +64,17 @@ class Client:
             self.settings = load_settings(None, **{**config, **settings})
         else:
             self.settings = load_settings(config, **settings)
-        self.providers: dict[str, ProviderSettings] = build_settings(
-            self.settings.providers, source=self.settings.source)
-        self._resolver = Resolver(self.providers, self.settings.aliases)
+        s = self.settings
+        self.providers: dict[str, ProviderSettings] = build_settings(s.providers, source=s.source)
+        self._resolver = Resolver(self.providers, s.aliases)
         self._adapters: dict[str, Adapter] = {}
         self._clock = _utcnow if clock is None else clock
-        self._sleep = time.sleep if sleep is None else sleep
-        self._asleep = asyncio.sleep if asleep is None else asleep
+        self._retrier = Retrier(s.retry, time.sleep if sleep is None else sleep,
+                                asyncio.sleep if asleep is None else asleep)
+        self.rules = _load_rules(s)
+        self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
         self._pricebook: Any = None
+        self._ledger: Any = None
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> Client:
@@ -88,22 +85,19 @@ class Client:
 
     def chat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
              tags: Mapping[str, str] | None = None, **params: Any) -> Any:
-        """Send a chat request; returns a `ChatResponse`, or a `ChatStream` when ``stream=True``."""
+        """Send a chat request; a `ChatResponse`, or a `ChatStream` when ``stream=True``."""
         call = self._prepare(model, messages, params, tags, stream)
-        if stream:
-            return self._open_stream(call)
-        resp = self._call_with_retries(call, lambda: call.adapter.complete(call.request, call.ref.model))
-        return self._finish(call, resp)
+        return self._open_stream(call) if stream else self._complete(call)
 
     async def achat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
                     tags: Mapping[str, str] | None = None, **params: Any) -> Any:
-        """Async `chat`: awaits a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
+        """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
         call = self._prepare(model, messages, params, tags, stream)
-        if stream:
-            return await self._aopen_stream(call)
-        resp = await self._acall_with_retries(
-            call, lambda: call.adapter.acomplete(call.request, call.ref.model))
-        return self._finish(call, resp)
+        return await (self._aopen_stream(call) if stream else self._acomplete(call))
+
+    def section(self, name: str) -> sections.Section:
+        """``with client.section("agent:research"):`` labels (and nests) every call inside."""
+        return sections.Section(name)
 
     def resolve(self, model: str) -> ModelRef:
         """Where ``model`` leads (provider, vendor model id, wire protocol)."""
@@ -117,13 +111,26 @@ class Client:
             self._pricebook = PriceBook.load(self.settings.pricing)
         return self._pricebook
 
+    @property
+    def ledger(self) -> Any:
+        """The `unillm.ledger.Ledger` every call is recorded in (opened on first use)."""
+        if self._ledger is None:
+            from .ledger import Ledger, open_store
+            self._ledger = Ledger(open_store(self.settings.ledger), self.pricebook, self.settings.tags,
+                                  on_missing_price=self.settings.on_missing_price)
+        return self._ledger
+
     def close(self) -> None:
         for adapter in self._adapters.values():
             adapter.close()
+        if self._ledger is not None:
+            self._ledger.close()
 
     async def aclose(self) -> None:
         for adapter in self._adapters.values():
             await adapter.aclose()
+        if self._ledger is not None:
+            self._ledger.close()
 
     def __enter__(self) -> Client:
         return self
@@ -137,18 +144,20 @@ class Client:
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
 
-    # ── steps shared by sync and async (no I/O) ──────────────────────────────
+    # ── steps 1-4 (no I/O but the ledger row of a refusal) ───────────────────
 
     def _prepare(self, model: str, messages: Iterable[Any], params: dict[str, Any],
-                 tags: Mapping[str, str] | None, stream: bool) -> _Call:
+                 tags: Mapping[str, str] | None, stream: bool) -> Call:
         request = self._build_request(model, messages, params)
         ref = self._resolver.resolve(model)
-        adapter = self._adapter(ref.provider)
-        all_tags = {**self.settings.tags, **tags} if tags else self.settings.tags
-        if self.settings.on_missing_price == "raise":
-            # a call we could not price is refused before it is paid for
-            self.pricebook.price(ref.provider, ref.model)
-        return _Call(request, ref, adapter, dict(all_tags), model, self._clock(), stream)
+        all_tags = {**self.settings.tags, **{str(k): str(v) for k, v in tags.items()}} if tags \
+            else dict(self.settings.tags)
+        call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
+                    sections.current())
+        if self.rules:
+            self._apply_rules(call)
+        call.price = self._price_of(call, call.ref)
+        return call
 
     def _build_request(self, model: str, messages: Iterable[Any], params: dict[str, Any]) -> ChatRequest:
         unknown = params.keys() - REQUEST_PARAMS
@@ -165,12 +174,60 @@ class Client:
             params["response_model"] = fmt
             params["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": fmt.__name__, "schema": fmt.model_json_schema()}}
-        if not isinstance(messages, list):
-            messages = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
+        if not isinstance(messages, (list, str, bytes, Mapping)):
+            messages = list(messages)
         try:
             return ChatRequest(model=model, messages=messages, **params)
         except ValidationError as exc:
             raise errors.InvalidRequestError(_describe(exc), param=_first_loc(exc)) from None
+
+    def _apply_rules(self, call: Call) -> None:
+        """Step 3: the first matching rule may swap the model, cap tokens, set params or deny."""
+        from .rules import RuleContext
+        ctx = RuleContext(call.request, call.ref, tags=call.tags, now=call.at,
+                          prompt_tokens=lambda: self._prompt_tokens(call),
+                          estimated_cost=lambda: self._estimated_cost(call))
+        decision = self.rules.evaluate(ctx)
+        if not decision:
+            return
+        if decision.shadow:
+            call.shadow_rule = ",".join(d.rule for d in decision.shadow if d.rule)
+        if decision.rule is None:
+            return
+        call.rule = decision.rule
+        if decision.deny is not None:
+            err = errors.RuleDeniedError(decision.rule, decision.deny)
+            self._record(record_for(call, "rule_denied", error=err))
+            raise err
+        request = decision.apply(call.request)
+        if decision.use is not None:
+            ref = self._resolver.resolve(decision.use)
+            if ref != call.ref:
+                call.swapped_from, call.ref, call.adapter = call.ref, ref, self._adapter(ref.provider)
+        call.request = request
+
+    def _price_of(self, call: Call, ref: ModelRef) -> Any:
+        """Step 4: the price in force, found before anything is sent (never a silent $0)."""
+        try:
+            return self.pricebook.price(ref.provider, ref.model, call.at)
+        except errors.MissingPriceError as err:
+            if self.settings.on_missing_price == "record":
+                return None
+            self._record(record_for(call, "error", error=err))
+            raise
+
+    def _prompt_tokens(self, call: Call) -> int:
+        from .tokens import count_prompt
+        return count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])[0]
+
+    def _estimated_cost(self, call: Call) -> Decimal | None:
+        """Worst case: the prompt plus the output cap, at the model's prices."""
+        try:
+            price = self.pricebook.price(call.ref.provider, call.ref.model, call.at)
+        except errors.MissingPriceError:
+            return None
+        usage = Usage(input_tokens=self._prompt_tokens(call), output_tokens=call.request.max_tokens or 0)
+        return price.cost(usage).total_usd
 
     def _adapter(self, provider: str) -> Adapter:
         adapter = self._adapters.get(provider)
@@ -179,36 +236,124 @@ class Client:
             adapter = self._adapters[provider] = load_adapter_class(settings.adapter)(settings)
         return adapter
 
-    def _translate(self, call: _Call, exc: BaseException) -> BaseException:
+    # ── step 7: call, retries, fallbacks ─────────────────────────────────────
+
+    def _translate(self, call: Call, exc: BaseException) -> BaseException:
         """The one boundary where SDK exceptions become unillm's."""
         if isinstance(exc, errors.UnillmError):
             return exc
         translated = call.adapter.translate_error(exc, call.ref.model)
         return translated if translated is not None else exc
 
-    def _backoff(self, err: errors.ProviderError, attempt: int) -> float:
-        """Seconds before retry number ``attempt``: Retry-After if given, else exponential + jitter."""
-        r = self.settings.retry
-        if err.retry_after is not None:
-            return err.retry_after
-        return min(r.initial * (2 ** (attempt - 1)), r.maximum) + random.uniform(0, r.jitter)
+    def _attempt(self, call: Call, run: Callable[[], Any]) -> Any:
+        return self._retrier.run(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
 
-    def _should_retry(self, err: BaseException) -> bool:
-        return (isinstance(err, errors.ProviderError) and err.retryable
-                and (err.retry_after is None or err.retry_after <= self.settings.retry.max_retry_after))
+    def _aattempt(self, call: Call, run: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
+        return self._retrier.arun(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
 
-    def _finish(self, call: _Call, resp: ChatResponse, error: BaseException | None = None) -> ChatResponse:
-        """Steps 8-12: usage (counted when missing), cost, structured parse, record."""
-        resp.provider = call.ref.provider
-        resp.requested_model = call.requested_model
+    def _fallback(self, call: Call, err: BaseException) -> Call | None:
+        """Record the failed attempt; the next model of its [[fallbacks]] chain, or None."""
+        self._record(record_for(call, "error", error=err))
+        if not isinstance(err, _FALLBACK_ON):
+            return None  # auth and bad requests are not masked by a fallback
+        remaining = call.remaining if call.remaining is not None else self._chain_for(call)
+        if not remaining:
+            return None
+        ref = self._resolver.resolve(remaining[0])
+        nxt = call.retarget(ref, self._adapter(ref.provider), self._price_of(call, ref),
+                            call.fallback_from or str(call.ref))
+        nxt.remaining = remaining[1:]
+        return nxt
+
+    def _chain_for(self, call: Call) -> list[str]:
+        for key in (str(call.ref), call.ref.model, call.requested_model):
+            if key in self._fallbacks:
+                return list(self._fallbacks[key])
+        return []
+
+    def _complete(self, call: Call) -> ChatResponse:
+        while True:
+            try:
+                resp = self._attempt(call, lambda: call.adapter.complete(call.request, call.ref.model))
+            except errors.ProviderError as err:
+                nxt = self._fallback(call, err)
+                if nxt is None:
+                    raise
+                call = nxt
+                continue
+            return self._finish(call, resp)
+
+    async def _acomplete(self, call: Call) -> ChatResponse:
+        while True:
+            try:
+                resp = await self._aattempt(call, lambda: call.adapter.acomplete(call.request, call.ref.model))
+            except errors.ProviderError as err:
+                nxt = self._fallback(call, err)
+                if nxt is None:
+                    raise
+                call = nxt
+                continue
+            return self._finish(call, resp)
+
+    def _open_stream(self, call: Call) -> ChatStream:
+        """Open the stream (its first chunk read inside the retry loop) and wrap it."""
+        while True:
+            try:
+                gen, first = self._attempt(call, lambda: _first_chunk(call.adapter.stream(call.request, call.ref.model)))
+            except errors.ProviderError as err:
+                nxt = self._fallback(call, err)
+                if nxt is None:
+                    raise
+                call = nxt
+                continue
+            acc = Accumulator(call.ref.provider, call.ref.model)
+            return ChatStream(_prepend(first, gen), acc, lambda a, e, c=call: self._finish_stream(c, a, e),
+                              lambda exc, c=call: self._translate(c, exc))
+
+    async def _aopen_stream(self, call: Call) -> AsyncChatStream:
+        while True:
+            try:
+                gen, first = await self._aattempt(
+                    call, lambda: _afirst_chunk(call.adapter.astream(call.request, call.ref.model)))
+            except errors.ProviderError as err:
+                nxt = self._fallback(call, err)
+                if nxt is None:
+                    raise
+                call = nxt
+                continue
+            acc = Accumulator(call.ref.provider, call.ref.model)
+            return AsyncChatStream(_aprepend(first, gen), acc,
+                                   lambda a, e, c=call: self._finish_stream(c, a, e),
+                                   lambda exc, c=call: self._translate(c, exc))
+
+    # ── steps 8-12 ───────────────────────────────────────────────────────────
+
+    def _finish(self, call: Call, resp: ChatResponse, *, complete: bool = True,
+                error: BaseException | None = None) -> ChatResponse:
+        """Usage (counted when the vendor gave none), cost, savings, ledger row."""
+        resp.provider, resp.requested_model, resp.rule = call.ref.provider, call.requested_model, call.rule
         if resp.usage is None:
             resp.usage = self._count_usage(call, resp)
-        resp.cost = self._cost(call, resp.usage)
-        if call.request.response_model is not None and error is None:
+        cost = resp.cost = call.price.cost(resp.usage) if call.price is not None else None
+        saved, reason = self._rule_saving(call, resp.usage, cost)
+        status = ("ok" if cost is not None else "unpriced") if complete else ("partial" if resp.content or
+                                                                               resp.usage.output_tokens else "error")
+        rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
+                         saved_reason=reason, response=resp, log_content=self.settings.log_content,
+                         model=resp.model or call.ref.model)
+        self._record(rec)
+        resp.ledger_id = rec.id
+        if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
 
-    def _count_usage(self, call: _Call, resp: ChatResponse) -> Usage:
+    def _finish_stream(self, call: Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
+        if acc.first_at is not None:
+            call.ttft_ms = (acc.first_at - call.t0) * 1000.0
+        complete = error is None and acc.finish_reason is not None
+        return self._finish(call, acc.response(), complete=complete, error=error)
+
+    def _count_usage(self, call: Call, resp: ChatResponse) -> Usage:
         from .tokens import count_usage
         msg = resp.choices[0].message if resp.choices else None
         text = (msg.content or "") if msg else ""
@@ -216,115 +361,59 @@ class Client:
             text += "".join(tc.function.name + tc.function.arguments for tc in msg.tool_calls)
         return count_usage(call.request, text, call.ref.model, self.providers[call.ref.provider])
 
-    def _cost(self, call: _Call, usage: Usage) -> Any:
+    def _rule_saving(self, call: Call, usage: Usage, cost: Any) -> tuple[Decimal | None, str | None]:
+        """A swap's saving: the actual usage priced at the original model minus what was paid."""
+        if call.swapped_from is None or cost is None:
+            return None, None
         try:
-            return self.pricebook.cost(call.ref.provider, call.ref.model, usage, at=call.at)
+            original = self.pricebook.price(call.swapped_from.provider, call.swapped_from.model, call.at)
         except errors.MissingPriceError:
-            if self.settings.on_missing_price == "raise":
-                raise
-            return None
+            return None, None
+        return original.cost(usage).total_usd - cost.total_usd, "rule"
 
-    # ── step 7, sync ─────────────────────────────────────────────────────────
-
-    def _call_with_retries(self, call: _Call, attempt: Callable[[], T]) -> T:
-        """One attempt, then (only on a retryable error) tenacity for the rest."""
+    def _record(self, rec: Any) -> None:
+        """Step 10: the row is durable when this returns."""
         try:
-            return attempt()
+            self.ledger.add(rec)
+        except errors.UnillmError:
+            raise
         except Exception as exc:
-            err = self._translate(call, exc)
-            if not (self._should_retry(err) and call.adapter.settings.max_retries):
-                _reraise(err, exc)
-            first = err
-        import tenacity
-        self._sleep(self._backoff(first, 1))  # type: ignore[arg-type]
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(call.adapter.settings.max_retries),
-            wait=lambda rs: self._backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self._should_retry),
-            sleep=self._sleep, reraise=True)
-        return retrying(self._translated(call, attempt))
-
-    def _translated(self, call: _Call, attempt: Callable[[], T]) -> Callable[[], T]:
-        def run() -> T:
-            try:
-                return attempt()
-            except Exception as exc:
-                _reraise(self._translate(call, exc), exc)
-        return run
-
-    def _open_stream(self, call: _Call) -> ChatStream:
-        """Open the stream (first chunk read inside the retry loop) and wrap it."""
-        def open_() -> tuple[Any, Any]:
-            gen = call.adapter.stream(call.request, call.ref.model)
-            try:
-                return gen, next(gen)
-            except StopIteration:
-                return gen, None
-            except BaseException:
-                gen.close()
-                raise
-        gen, first = self._call_with_retries(call, open_)
-        acc = Accumulator(call.ref.provider, call.ref.model)
-        chunks = _prepend(first, gen)
-        return ChatStream(chunks, acc, lambda a, e: self._finish_stream(call, a, e),
-                          lambda exc: self._translate(call, exc))
-
-    # ── step 7, async ────────────────────────────────────────────────────────
-
-    async def _acall_with_retries(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await attempt()
-        except Exception as exc:
-            err = self._translate(call, exc)
-            if not (self._should_retry(err) and call.adapter.settings.max_retries):
-                _reraise(err, exc)
-            first = err
-        import tenacity
-        await self._asleep(self._backoff(first, 1))  # type: ignore[arg-type]
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(call.adapter.settings.max_retries),
-            wait=lambda rs: self._backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self._should_retry),
-            sleep=self._asleep, reraise=True)
-
-        async def run() -> T:
-            try:
-                return await attempt()
-            except Exception as exc:
-                _reraise(self._translate(call, exc), exc)
-        return await retrying(run)
-
-    async def _aopen_stream(self, call: _Call) -> AsyncChatStream:
-        async def open_() -> tuple[Any, Any]:
-            gen = call.adapter.astream(call.request, call.ref.model)
-            try:
-                return gen, await gen.__anext__()
-            except StopAsyncIteration:
-                return gen, None
-            except BaseException:
-                await gen.aclose()
-                raise
-        gen, first = await self._acall_with_retries(call, open_)
-        acc = Accumulator(call.ref.provider, call.ref.model)
-        return AsyncChatStream(_aprepend(first, gen), acc, lambda a, e: self._finish_stream(call, a, e),
-                               lambda exc: self._translate(call, exc))
-
-    def _finish_stream(self, call: _Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
-        return self._finish(call, acc.response(), error)
+            raise errors.LedgerError(f"could not record the call in the ledger: {exc}") from exc
 
 
 # ── small helpers ────────────────────────────────────────────────────────────
 
-def _reraise(err: BaseException, cause: BaseException) -> Any:
-    if err is cause:
-        raise cause
-    raise err from cause
+def _load_rules(s: Settings) -> Any:
+    if not s.rules:
+        return None
+    from .rules import RuleSet
+    return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
+
+
+def _first_chunk(gen: Any) -> tuple[Any, Any]:
+    try:
+        return gen, next(gen)
+    except StopIteration:
+        return gen, None
+    except BaseException:
+        gen.close()
+        raise
+
+
+async def _afirst_chunk(gen: Any) -> tuple[Any, Any]:
+    try:
+        return gen, await gen.__anext__()
+    except StopAsyncIteration:
+        return gen, None
+    except BaseException:
+        await gen.aclose()
+        raise
 
 
 def _prepend(first: Any, gen: Any) -> Any:
-    if first is not None:
-        yield first
     try:
+        if first is not None:
+            yield first
         yield from gen
     finally:
         gen.close()
@@ -340,7 +429,7 @@ async def _aprepend(first: Any, gen: Any) -> Any:
         await gen.aclose()
 
 
-def _parse_structured(call: _Call, resp: ChatResponse) -> None:
+def _parse_structured(call: Call, resp: ChatResponse) -> None:
     message = resp.choices[0].message if resp.choices else None
     if message is None or not message.content:
         return

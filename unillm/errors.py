@@ -11,6 +11,7 @@
     ├── MissingPriceError            the model has no price in the price book
     ├── BudgetExceededError          a budget cannot pay for the call's worst case
     ├── RuleDeniedError              an optimization rule denied the call
+    ├── LedgerError                  a call could not be recorded (disk full, database gone)
     └── ProviderError                the vendor (or the way to it) failed
         ├── AuthenticationError      401
         ├── PermissionDeniedError    403
@@ -47,6 +48,7 @@ __all__ = [
     "MissingPriceError",
     "BudgetExceededError",
     "RuleDeniedError",
+    "LedgerError",
     "ProviderError",
     "AuthenticationError",
     "PermissionDeniedError",
@@ -159,6 +161,10 @@ class RuleDeniedError(UnillmError):
     def __init__(self, rule: str, reason: str) -> None:
         self.rule, self.reason = rule, reason
         super().__init__(f"rule {rule!r} denied the call: {reason}")
+
+
+class LedgerError(UnillmError):
+    """The ledger could not record a call. Nothing already recorded is lost."""
 
 
 class ProviderError(UnillmError):

@@ -1,0 +1,78 @@
+"""One call as it moves through the pipeline, and the ledger row it becomes.
+
+Every outcome is a row: ok, error, cache hit, budget or rule denial, unpriced,
+partial stream. Prompt and response text are kept only with ``log_content``;
+API keys have no field to land in.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .types import ChatRequest, ChatResponse, Cost, Usage
+
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
+    from .ledger import CallRecord
+    from .profiles import ModelRef
+
+
+class Call:
+    """Everything one attempt carries from `Client._prepare` to its ledger row."""
+
+    __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
+                 "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
+                 "cache", "cache_key", "reservation", "ttft_ms", "remaining")
+
+    def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
+                 requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
+        self.request, self.ref, self.adapter, self.tags = request, ref, adapter, tags
+        self.requested_model, self.at, self.stream, self.section = requested_model, at, stream, section
+        self.t0 = time.perf_counter()
+        self.price: Any = None             # the Price in force, found before sending
+        self.rule: str | None = None       # the applied rule
+        self.shadow_rule: str | None = None
+        self.swapped_from: ModelRef | None = None  # the model a rule swapped away from
+        self.fallback_from: str | None = None
+        self.cache: Any = None             # the cache decision for this call
+        self.cache_key: str | None = None
+        self.reservation: Any = None       # budget reservation to settle
+        self.ttft_ms: float | None = None
+        self.remaining: list[str] | None = None  # fallback models not yet tried
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000.0
+
+    def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
+        """The same call sent to another model (a fallback): a fresh attempt with its own row."""
+        nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
+                   adapter, self.tags, self.requested_model, self.at, self.stream, self.section)
+        nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
+        nxt.cache = self.cache
+        return nxt
+
+
+def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cost | None = None,
+               error: BaseException | None = None, saved: Decimal | None = None,
+               saved_reason: str | None = None, response: ChatResponse | None = None,
+               log_content: bool = False, model: str | None = None) -> CallRecord:
+    """The ledger row for one attempt of ``call``."""
+    from .ledger import CallRecord
+    latency = call.elapsed_ms()
+    return CallRecord.from_parts(
+        provider=call.ref.provider, model=model or call.ref.model, usage=usage, cost=cost,
+        status=status, started_at=call.at, ended_at=call.at + timedelta(milliseconds=latency),
+        latency_ms=latency, ttft_ms=call.ttft_ms, requested_model=call.requested_model,
+        rule=call.rule, shadow_rule=call.shadow_rule, fallback_from=call.fallback_from,
+        error_class=type(error).__name__ if error is not None else None,
+        saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
+        tags=call.tags, section=call.section, stream=call.stream,
+        prompt=_prompt_text(call.request) if log_content else None,
+        response=(response.content if response is not None else None) if log_content else None)
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    return "\n".join(f"{m.role}: {m.text()}" for m in request.messages)

@@ -1,0 +1,88 @@
+"""Retries for one model: exponential backoff with jitter, ``Retry-After`` honoured.
+
+The common path pays nothing: one plain attempt, and tenacity is imported and
+engaged only after a retryable error. Non-retryable errors (auth, bad request)
+are raised at once. Every exception leaving here is already unillm's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from . import errors
+from .config import RetrySettings
+
+T = TypeVar("T")
+Translate = Callable[[BaseException], BaseException]
+
+
+class Retrier:
+    """Runs attempts with the backoff policy; ``sleep``/``asleep`` are injectable for tests."""
+
+    def __init__(self, policy: RetrySettings, sleep: Callable[[float], None],
+                 asleep: Callable[[float], Awaitable[None]]) -> None:
+        self.policy, self.sleep, self.asleep = policy, sleep, asleep
+
+    def backoff(self, err: BaseException, attempt: int) -> float:
+        """Seconds before retry number ``attempt``: Retry-After if given, else exponential + jitter."""
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        p = self.policy
+        return min(p.initial * (2 ** (attempt - 1)), p.maximum) + random.uniform(0, p.jitter)
+
+    def retryable(self, err: BaseException) -> bool:
+        return (isinstance(err, errors.ProviderError) and err.retryable
+                and (err.retry_after is None or err.retry_after <= self.policy.max_retry_after))
+
+    def run(self, attempt: Callable[[], T], translate: Translate, max_retries: int) -> T:
+        try:
+            return attempt()
+        except Exception as exc:
+            first = translate(exc)
+            if not (max_retries and self.retryable(first)):
+                reraise(first, exc)
+        import tenacity
+        self.sleep(self.backoff(first, 1))
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max_retries), sleep=self.sleep, reraise=True,
+            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
+            retry=tenacity.retry_if_exception(self.retryable))
+
+        def again() -> T:
+            try:
+                return attempt()
+            except Exception as exc:
+                reraise(translate(exc), exc)
+        return retrying(again)
+
+    async def arun(self, attempt: Callable[[], Awaitable[T]], translate: Translate,
+                   max_retries: int) -> T:
+        try:
+            return await attempt()
+        except Exception as exc:
+            first = translate(exc)
+            if not (max_retries and self.retryable(first)):
+                reraise(first, exc)
+        import tenacity
+        await self.asleep(self.backoff(first, 1))
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(max_retries), sleep=self.asleep, reraise=True,
+            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
+            retry=tenacity.retry_if_exception(self.retryable))
+
+        async def again() -> T:
+            try:
+                return await attempt()
+            except Exception as exc:
+                reraise(translate(exc), exc)
+        return await retrying(again)
+
+
+def reraise(err: BaseException, cause: BaseException) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    """Raise ``err`` chained to ``cause`` (or ``cause`` itself when nothing was translated)."""
+    if err is cause:
+        raise cause
+    raise err from cause

@@ -1,0 +1,102 @@
+"""`track`: price and record a response your code got from a vendor SDK directly.
+
+::
+
+    raw = openai.OpenAI().chat.completions.create(...)
+    unillm.track(raw)                                   # vendor detected from the object
+    unillm.track(anthropic_json, provider="anthropic", tags={"project": "bot"})
+
+Usage is extracted by the same converters the adapters use (so cached, cache-write
+and reasoning tokens land in the same buckets), priced from the price book, and
+recorded in the ledger of ``client`` (default: a `Client()` with default settings).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from . import errors
+
+_DEFAULT: Any = None
+_LOCK = threading.Lock()
+
+# SDK package -> the protocol its objects speak
+_MODULES = (("openai", "openai"), ("anthropic", "anthropic"), ("google.genai", "google"), ("cohere", "cohere"))
+
+
+def track(response: Any, provider: str | None = None, *, model: str | None = None,
+          tags: Mapping[str, str] | None = None, latency_ms: float | None = None,
+          client: Any = None) -> Any:
+    """Record ``response`` (an SDK object, its JSON text or dict); returns the `CallRecord`."""
+    client = client or _default_client()
+    raw = _load(response)
+    provider = provider or _detect(raw)
+    if provider not in client.providers:
+        close = errors.did_you_mean(provider, client.providers)
+        raise errors.InvalidRequestError(
+            f"unknown provider {provider!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            param="provider")
+    protocol = client.providers[provider].adapter
+    convert = importlib.import_module(f"unillm.adapters.{protocol}.convert")
+    try:
+        resp = convert.from_response(raw, provider, **({"model": model or ""} if protocol == "cohere" else {}))
+    except errors.UnillmError as exc:
+        raise errors.InvalidRequestError(f"not a readable {protocol} response: {exc}", param="response") from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise errors.InvalidRequestError(f"not a readable {protocol} response: {exc!r}",
+                                         param="response") from exc
+    if resp.usage is None:
+        raise errors.InvalidRequestError("the response carries no usage to record", param="usage")
+    name = model or resp.model
+    if not name:
+        raise errors.InvalidRequestError("the response does not name its model: pass model=...",
+                                         param="model")
+    u = resp.usage
+    return client.ledger.record(
+        provider=provider, model=name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+        reasoning_tokens=u.reasoning_tokens, tags=tags, latency_ms=latency_ms)
+
+
+def _default_client() -> Any:
+    global _DEFAULT
+    with _LOCK:
+        if _DEFAULT is None:
+            from .client import Client
+            _DEFAULT = Client()
+        return _DEFAULT
+
+
+def _load(response: Any) -> Any:
+    if isinstance(response, (str, bytes, bytearray)):
+        try:
+            return json.loads(response)
+        except ValueError as exc:
+            raise errors.InvalidRequestError(f"response is not valid JSON: {exc}", param="response") from None
+    if response is None:
+        raise errors.InvalidRequestError("response is None", param="response")
+    return response
+
+
+def _detect(raw: Any) -> str:
+    """The vendor whose SDK made ``raw`` (by its class's module), or whose JSON shape it has."""
+    module = type(raw).__module__ or ""
+    for package, protocol in _MODULES:
+        if module == package or module.startswith(package + "."):
+            return protocol
+    if isinstance(raw, Mapping):
+        if "choices" in raw or raw.get("object") == "chat.completion":
+            return "openai"
+        if raw.get("type") == "message" and "content" in raw:
+            return "anthropic"
+        if "candidates" in raw or "usageMetadata" in raw or "usage_metadata" in raw:
+            return "google"
+        if "message" in raw and "finish_reason" in raw:
+            return "cohere"
+    raise errors.InvalidRequestError(
+        f"cannot tell which vendor made a {type(raw).__name__}: pass provider='openai' (or "
+        "'anthropic', 'google', 'cohere', or an OpenAI-compatible profile name)", param="provider")
