@@ -44,6 +44,9 @@ class Settings(BaseModel):
 
     ledger: str | None = None            # "sqlite:///path.db", "postgresql://...", "off"; None = default
     cache: str | None = None             # "disk:///path", "memory", "redis://...", "off"; None = default
+    cache_sampled: bool = False          # also cache requests with temperature unset or > 0
+    cache_ttl: float | None = Field(default=None, gt=0)  # default lifetime of stored answers, seconds
+    cache_namespace: str = "default"
     pricing: str | None = None           # a price file merged over the bundled pricing.toml
     on_missing_price: Literal["raise", "record"] = "raise"
     tags: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,206 @@
+"""The default cache: a diskcache directory (SQLite index + value files), shared by processes.
+
+``cache = "disk:///ABS/PATH?size_limit=1GB&ttl=86400"``. diskcache is imported on
+first use (``pip install 'unillm[cache]'``), never at ``import unillm``.
+
+Data only: values are our JSON bytes, keys are hex strings. The diskcache `Disk`
+used here refuses to unpickle anything, so a planted or foreign pickle in the
+directory is a corrupt entry (a miss, then deleted), never code that runs.
+
+Never breaks a call:
+
+* a corrupt, truncated or foreign entry is a miss and is deleted;
+* a ``cache.db`` that is not a database is moved aside (``cache.db.corrupt``)
+  and a fresh cache is started;
+* a failed write (disk full, file too large, read-only directory) stops all
+  writes of this backend with one warning; reads go on, so old hits still serve;
+* an unreadable index (or a directory that cannot be opened) turns the backend
+  into misses only, with one warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..adapters.base import require
+from .base import Degrade, Warn
+from .codec import CachedEntry, CorruptEntry, decode, encode
+
+__all__ = ["DiskCache"]
+
+DB_NAME = "cache.db"
+# the sqlite busy timeout: a cache waits briefly for a lock, then answers a miss
+LOCK_TIMEOUT = 2.0
+
+
+@functools.lru_cache(maxsize=1)
+def _json_only_disk() -> type:
+    """A diskcache `Disk` that stores bytes and str keys only and never unpickles."""
+    dc = require("diskcache")
+    from diskcache.core import MODE_PICKLE
+
+    class JSONOnlyDisk(dc.Disk):  # type: ignore[misc,name-defined]
+        def put(self, key: Any) -> Any:
+            if type(key) is not str:
+                raise TypeError("cache keys are str")
+            return super().put(key)
+
+        def get(self, key: Any, raw: bool) -> Any:
+            if not raw:
+                raise CorruptEntry("pickled key in the cache directory")
+            return super().get(key, raw)
+
+        def store(self, value: Any, read: bool, key: Any = None) -> Any:
+            if type(value) is not bytes:
+                raise TypeError("cache values are encoded bytes")
+            return super().store(value, read, key=key)
+
+        def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+            if mode == MODE_PICKLE:
+                raise CorruptEntry("pickled value in the cache directory")
+            return super().fetch(mode, filename, value, read)
+
+    return JSONOnlyDisk
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class DiskCache:
+    """A diskcache directory. ``size_limit`` in bytes (LRS eviction beyond it); ``ttl`` in
+    seconds is the default expiry of entries stored without their own; a lookup or store
+    that waits ``lock_timeout`` seconds for another process is a miss or is skipped."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, size_limit: int | None = None,
+                 ttl: float | None = None, warn: Warn | None = None,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.directory = Path(directory)
+        self.lock_timeout = lock_timeout
+        self.size_limit = size_limit
+        self.default_ttl = ttl
+        self.url = f"disk://{self.directory.as_posix() if self.directory.is_absolute() else self.directory}"
+        self._degrade = Degrade(warn)
+        self._dc = require("diskcache")
+        self._cache: Any = None
+        try:
+            self._cache = self._open()
+        except Exception as exc:  # a cache never breaks the client: run uncached instead
+            self._degrade.trip(f"response cache {self.url} cannot be opened ({_reason(exc)}); "
+                               "continuing without caching", reads=True)
+
+    # ── opening ──────────────────────────────────────────────────────────────
+
+    def _open(self) -> Any:
+        try:
+            return self._make()
+        except (sqlite3.OperationalError, OSError):
+            raise  # cannot open or create the files: nothing to repair
+        except Exception as exc:
+            # not a database at all (or malformed beyond opening): set it aside, start afresh
+            self._set_aside()
+            self._degrade.warn(f"response cache {self.url}: {DB_NAME} was unreadable ({_reason(exc)}); "
+                               f"moved it to {DB_NAME}.corrupt and started an empty cache")
+            return self._make()
+
+    def _make(self) -> Any:
+        settings: dict[str, Any] = {"eviction_policy": "least-recently-stored", "tag_index": True,
+                                    "statistics": False}
+        if self.size_limit is not None:
+            settings["size_limit"] = self.size_limit
+        return self._dc.Cache(str(self.directory), timeout=self.lock_timeout, disk=_json_only_disk(),
+                              **settings)
+
+    def _set_aside(self) -> None:
+        db = self.directory / DB_NAME
+        os.replace(db, db.with_name(DB_NAME + ".corrupt"))
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.remove(db.with_name(DB_NAME + suffix))
+            except FileNotFoundError:
+                pass
+
+    # ── the protocol ─────────────────────────────────────────────────────────
+
+    def get(self, key: str) -> CachedEntry | None:
+        if self._degrade.no_read:
+            return None
+        try:
+            data = self._cache.get(key)
+        except CorruptEntry:
+            self.delete(key)
+            return None
+        except self._dc.Timeout:
+            return None
+        except Exception as exc:  # malformed index, unreadable files: misses from now on
+            self._degrade.trip(f"response cache {self.url} cannot be read ({_reason(exc)}); "
+                               "continuing without caching", reads=True)
+            return None
+        if data is None:
+            return None
+        try:
+            return decode(data)
+        except CorruptEntry:
+            self.delete(key)
+            return None
+
+    def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        if self._degrade.no_write:
+            return
+        data = encode(entry)
+        expire = self.default_ttl if ttl is None else ttl
+        try:
+            self._cache.set(key, data, expire=expire, tag=entry.namespace)
+        except self._dc.Timeout:
+            return  # busy: this answer is simply not stored
+        except Exception as exc:  # disk full, file too large, read-only: stop writing
+            self._degrade.trip(f"response cache {self.url} cannot store entries ({_reason(exc)}); "
+                               "continuing without storing new answers")
+
+    def delete(self, key: str) -> None:
+        if self._cache is None:
+            return
+        try:
+            self._cache.delete(key)
+        except Exception:
+            pass  # a read-only or full cache keeps the entry; reads will keep missing it
+
+    def clear(self, namespace: str | None = None) -> int:
+        if self._cache is None:
+            return 0
+        if namespace is None:
+            return int(self._cache.clear())
+        return int(self._cache.evict(namespace))
+
+    def prune(self) -> int:
+        if self._cache is None:
+            return 0
+        return int(self._cache.expire())
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "entries": 0, "size_bytes": 0,
+                               "size_limit": self.size_limit, "degraded": self._degrade.reason}
+        if self._cache is not None and not self._degrade.no_read:
+            try:
+                out["entries"] = len(self._cache)
+                out["size_bytes"] = int(self._cache.volume())
+                out["size_limit"] = int(self._cache.size_limit)
+            except Exception as exc:
+                out["degraded"] = out["degraded"] or f"cannot read statistics ({_reason(exc)})"
+        return out
+
+    @property
+    def degraded(self) -> str | None:
+        """Why this backend stopped writing (or reading), or None."""
+        return self._degrade.reason
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+    def __repr__(self) -> str:
+        return f"DiskCache({str(self.directory)!r}, size_limit={self.size_limit}, ttl={self.default_ttl})"

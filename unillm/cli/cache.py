@@ -1,0 +1,150 @@
+"""``unillm cache``: how big the response cache is, what it saved, and emptying it.
+
+The cache URL comes from ``--cache``, else ``$UNILLM_CACHE``, else the default disk
+cache (``$UNILLM_HOME/cache`` or the user cache dir).
+
+Hit rate and money saved live in the ledger (a hit is a ``cache_hit`` row with
+``saved``), not in the cache. ``stats`` asks a *ledger stats source* for them: a
+callable ``(ledger_url | None) -> {"calls", "hits", "saved_usd"} | None`` taken
+from ``ctx.obj["ledger_stats"]`` when the caller provides one (tests, embedding
+apps), else `ledger_cache_stats` below — the hook to wire to the ledger.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from .. import errors
+from ..cache import default_cache_url, open_cache
+from ..cache.base import CacheBackend
+
+LedgerStats = Callable[[str | None], Mapping[str, Any] | None]
+
+_CACHE = click.option("--cache", "url", metavar="URL",
+                      help="cache URL (default: $UNILLM_CACHE, else the default disk cache)")
+
+
+def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
+    """Calls, cache hits and money saved, from the ledger. Not wired yet: returns None.
+
+    To wire: count rows and ``status = 'cache_hit'`` rows and sum ``saved`` in the
+    ledger at ``ledger_url`` (None = the default ledger); return
+    ``{"calls": int, "hits": int, "saved_usd": Decimal}``.
+    """
+    return None
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """unillm errors become one clean line (ClickException)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.UnillmError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+def _run(backend: CacheBackend, op: Callable[[], Any]) -> Any:
+    """Run a backend operation; storage trouble is one clean line, the backend is closed."""
+    try:
+        return op()
+    except (errors.UnillmError, click.ClickException):
+        raise
+    except Exception as exc:
+        if os.environ.get("UNILLM_DEBUG"):
+            raise
+        where = getattr(backend, "url", "cache")
+        raise click.ClickException(f"{where}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        backend.close()
+
+
+def _open(url: str | None) -> CacheBackend:
+    messages: list[str] = []
+    backend = open_cache(url or default_cache_url(), warn=messages.append)
+    for m in messages:
+        click.echo(f"warning: {m}", err=True)
+    return backend
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+@click.group()
+def group() -> None:
+    """Response cache: size, hit rate and savings; clear a namespace; prune expired entries."""
+
+
+@group.command()
+@_CACHE
+@click.option("--ledger", "ledger_url", metavar="URL", help="ledger for hit rate and savings")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+@_user_errors
+def stats(ctx: click.Context, url: str | None, ledger_url: str | None, fmt: str) -> None:
+    """Entries and size on disk; hit rate and money saved when the ledger knows them."""
+    backend = _open(url)
+    data = dict(_run(backend, backend.stats))
+    source: LedgerStats = (ctx.obj or {}).get("ledger_stats", ledger_cache_stats)
+    data.update(_hits(source(ledger_url)))
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    rows = [("cache", data.get("url", "")), ("entries", data["entries"]),
+            ("size", _human(int(data["size_bytes"])))]
+    if data.get("size_limit"):
+        rows.append(("size limit", _human(int(data["size_limit"]))))
+    if "hit_rate" in data:
+        rows += [("hit rate", f"{data['hit_rate']:.1%} ({data['hits']} of {data['calls']} calls)"),
+                 ("saved", f"${data['saved_usd']}")]
+    else:
+        rows.append(("hit rate", "n/a (no ledger stats)"))
+    if data.get("degraded"):
+        rows.append(("degraded", data["degraded"]))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")
+
+
+def _hits(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not ledger:
+        return {}
+    calls, hits = int(ledger.get("calls", 0)), int(ledger.get("hits", 0))
+    return {"calls": calls, "hits": hits, "hit_rate": hits / calls if calls else 0.0,
+            "saved_usd": Decimal(str(ledger.get("saved_usd", 0)))}
+
+
+@group.command()
+@_CACHE
+@click.option("--namespace", metavar="NS", help="only this namespace (default: everything)")
+@_user_errors
+def clear(url: str | None, namespace: str | None) -> None:
+    """Remove cached answers (all, or one namespace's)."""
+    backend = _open(url)
+    n = _run(backend, lambda: backend.clear(namespace))
+    where = f" from namespace {namespace!r}" if namespace else ""
+    click.echo(f"removed {n} entr{'y' if n == 1 else 'ies'}{where}")
+
+
+@group.command()
+@_CACHE
+@_user_errors
+def prune(url: str | None) -> None:
+    """Remove expired entries."""
+    backend = _open(url)
+    n = _run(backend, backend.prune)
+    click.echo(f"pruned {n} expired entr{'y' if n == 1 else 'ies'}")
