@@ -141,6 +141,99 @@ def test_claude_sonnet_long_context_tier_counts_cache_tokens(book):
     assert cost.total_usd == D("0.266274")  # 4x6 + 190000x0.60 + 20000x7.50 + 100x22.50 = 24+114000+150000+2250
 
 
+def test_anthropic_1h_cache_writes_bill_at_the_1h_rate(book):
+    # 3000 cache writes of which 1000 with a 1-hour TTL; sonnet: 5m write 3.75, 1h write 6.00
+    usage = Usage(input_tokens=10, cache_write_tokens=3000, cache_write_1h_tokens=1000, output_tokens=5)
+    cost = book.cost("anthropic", "claude-sonnet-4-5", usage)
+    assert usage.prompt_tokens == 3010                 # the 1h part is not counted twice
+    assert cost.cache_write_usd == D("0.0135")         # 2000 x 3.75 + 1000 x 6.00 = 7500 + 6000
+    assert cost.total_usd == D("0.013605")             # 10 x 3 + 13500 + 5 x 15 = 30 + 13500 + 75
+
+
+def test_anthropic_1h_cache_writes_in_the_long_context_tier(book):
+    # prompt 4 + 190000 + 20000 = 210004 > 200k: 5m writes at 7.50, 1h writes at 12.00
+    usage = Usage(input_tokens=4, cache_read_tokens=190_000, cache_write_tokens=20_000,
+                  cache_write_1h_tokens=5_000, output_tokens=100)
+    cost = book.cost("anthropic", "claude-sonnet-4-5", usage)
+    assert cost.tier == "above_prompt_tokens=200000"
+    assert cost.cache_write_usd == D("0.1725")         # 15000 x 7.50 + 5000 x 12.00 = 112500 + 60000
+    assert cost.total_usd == D("0.288774")             # 24 + 114000 + 172500 + 2250
+
+
+def test_bundled_anthropic_1h_writes_cost_twice_the_input_price(book):
+    checked = 0
+    for pm in book.models():
+        if pm.provider != "anthropic":
+            continue
+        for rates in (*pm.entries, *(t for p in pm.entries for t in p.tiers)):
+            assert rates.cache_write_1h == 2 * rates.input, pm.name
+            checked += 1
+    assert checked >= 12  # every Anthropic model and its long-context tiers
+    assert book.price("anthropic", "claude-opus-4-5").cache_write_1h == D("10.00")
+    assert book.price("anthropic", "claude-haiku-4-5").cache_write_1h == D("2.00")
+
+
+def test_missing_1h_price_bills_at_cache_write_then_input(tmp_path):
+    book = PriceBook.load(write(tmp_path, """
+[acme."writes"]
+input = 1.00
+cache_write = 1.25
+output = 2.00
+
+[[acme."writes".tiers]]
+above_prompt_tokens = 1000
+input = 4.00
+cache_write = 5.00
+output = 8.00
+
+[acme."plain"]
+input = 1.00
+output = 2.00
+"""))
+    one_hour = Usage(cache_write_tokens=100, cache_write_1h_tokens=100)
+    assert book.cost("acme", "writes", one_hour).cache_write_usd == D("0.000125")   # 100 x 1.25
+    assert book.cost("acme", "plain", one_hour).cache_write_usd == D("0.0001")      # 100 x 1.00
+    big = Usage(cache_write_tokens=2000, cache_write_1h_tokens=2000)                # tier: cache_write 5.00
+    assert book.cost("acme", "writes", big).cache_write_usd == D("0.01")            # 2000 x 5.00
+
+
+def test_1h_writes_are_a_part_of_cache_writes():
+    with pytest.raises(ValueError, match="cannot exceed"):
+        Usage(cache_write_tokens=10, cache_write_1h_tokens=11)
+    assert Usage(cache_write_tokens=10, cache_write_1h_tokens=10).total_tokens == 10
+
+
+def test_1h_price_is_exact_at_odd_rates_and_huge_counts(tmp_path):
+    book = PriceBook.load(write(tmp_path, '[acme."m"]\ninput = 1\noutput = 1\ncache_write = 0.0000001\n'
+                                          'cache_write_1h = 0.0000003\n'))
+    usage = Usage(cache_write_tokens=123_456_789_012_345, cache_write_1h_tokens=23_456_789_012_345)
+    # 100000000000000 x 0.0000001 + 23456789012345 x 0.0000003 = 10000000 + 7037036.7037035 -> / 1M
+    assert book.cost("acme", "m", usage).cache_write_usd == D("17.0370367037035")
+
+
+def test_litellm_import_maps_1h_cache_write_prices():
+    from unillm.cli.pricing import convert_litellm
+    tables, _ = convert_litellm({"claude-sonnet-4-5": {
+        "litellm_provider": "anthropic", "mode": "chat", "input_cost_per_token": 3e-06,
+        "output_cost_per_token": 1.5e-05, "cache_creation_input_token_cost": 3.75e-06,
+        "cache_creation_input_token_cost_above_1hr": 6e-06,
+        "input_cost_per_token_above_200k_tokens": 6e-06, "output_cost_per_token_above_200k_tokens": 2.25e-05,
+        "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 1.2e-05}})
+    table = tables[("anthropic", "claude-sonnet-4-5")]
+    assert (table["cache_write"], table["cache_write_1h"]) == (D("3.75"), D("6"))
+    assert table["tiers"] == [{"above_prompt_tokens": 200_000, "input": D("6"), "output": D("22.5"),
+                               "cache_write_1h": D("12")}]
+
+
+def test_pricing_show_lists_the_1h_write_price():
+    from click.testing import CliRunner
+
+    from unillm.cli import cli
+    out = CliRunner().invoke(cli, ["pricing", "show", "anthropic/claude-sonnet-4-5"]).output
+    assert any(line.split()[:2] == ["cache_write_1h", "6.00"] for line in out.splitlines()), out
+    assert "cache_write_1h 12.00" in out  # the long-context tier line
+
+
 def test_cohere_bills_billed_units_not_tokens(book):
     u = ref("cohere_v2_chat_api_reference")["usage"]
     billed = Usage(input_tokens=u["billed_units"]["input_tokens"], output_tokens=u["billed_units"]["output_tokens"])
@@ -322,6 +415,10 @@ BAD_FILES = [
     ('[acme."m"]\ninput = 1.0\noutput = 1.0\naliases = ["gpt-4o"]\n[acme."gpt-4o"]\ninput = 1.0\noutput = 1.0\n',
      'acme."m".aliases', "also a priced model"),
     ('version = 3\n', "version", "table of models"),
+    ('[acme."m"]\ninput = 1.0\noutput = 1.0\ncache_write_1h = -2.0\n', 'acme."m".cache_write_1h', "negative"),
+    ('[acme."m"]\ninput = 1.0\noutput = 1.0\n[[acme."m".tiers]]\nabove_prompt_tokens = 9\ninput = 1.0\n'
+     'output = 1.0\ncache_write_1hr = 2.0\n', 'acme."m".tiers[0].cache_write_1hr',
+     "did you mean 'cache_write_1h'"),
     ('[openai."gpt-4o"]\ninput = 2.0\n[[openai."gpt-4o".history]]\nuntil = 2024-01-01\ninput = 1.0\noutptu = 1.0\n',
      'openai."gpt-4o".history[0].outptu', "did you mean 'output'"),
 ]

@@ -6,6 +6,8 @@ The file format is a contract (see the header of ``pricing.toml``)::
     input = 2.50          # USD per 1M uncached input tokens
     cached_input = 1.25   # per 1M cache-read tokens
     output = 10.00        # per 1M output tokens (reasoning included)
+    # optional: cache_write (per 1M cache-write tokens), cache_write_1h (per 1M of
+    # those written with a 1-hour TTL, Anthropic)
 
 Semantics, in one place:
 
@@ -14,10 +16,14 @@ Semantics, in one place:
 * ``input`` and ``output`` are required: a price is never implicit, and free
   (self-hosted) models write ``0`` explicitly. Without ``cached_input`` cache
   reads bill at ``input``; without ``cache_write`` cache writes bill at ``input``.
+  ``Usage.cache_write_1h_tokens`` (a part of ``cache_write_tokens``) bill at
+  ``cache_write_1h``; without it they bill at ``cache_write``, then ``input``.
+  ``Cost.cache_write_usd`` is the sum of both kinds of write.
 * ``[[P."M".tiers]]``: when the prompt (uncached + cache read + cache write)
   exceeds ``above_prompt_tokens``, the WHOLE request bills at that tier's prices
   (the highest tier exceeded wins). A tier gives its own ``input`` and ``output``;
-  its missing ``cached_input``/``cache_write`` bill at the tier's ``input``.
+  its missing ``cached_input``/``cache_write`` bill at the tier's ``input``, and
+  its missing ``cache_write_1h`` at the tier's ``cache_write`` (then ``input``).
 * ``per_call`` (once per call), ``per_image``, ``per_1k_chars``, ``per_minute``
   bill units the caller counts (``units={"images": 2, "chars": 1800,
   "minutes": Decimal("1.5")}``) into ``Cost.other_usd``.
@@ -58,7 +64,7 @@ from .types import Cost, Usage
 __all__ = ["PriceBook", "Price", "Tier", "PricedModel", "bundled_model_names", "bundled_path",
            "read_price_file", "UNITS"]
 
-TOKEN_KEYS = ("input", "cached_input", "cache_write", "output")
+TOKEN_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
 #: non-token price key -> the ``units`` name the caller counts (per_call needs none)
 UNIT_KEYS = {"per_call": "calls", "per_image": "images", "per_1k_chars": "chars", "per_minute": "minutes"}
 UNITS = frozenset(UNIT_KEYS.values())
@@ -89,6 +95,7 @@ class Tier:
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
     @property
     def label(self) -> str:
@@ -105,6 +112,7 @@ class Price:
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
     per_call: Decimal | None = None
     per_image: Decimal | None = None
     per_1k_chars: Decimal | None = None
@@ -126,11 +134,14 @@ class Price:
         rates: Price | Tier = tier or self
         cached = rates.cached_input if rates.cached_input is not None else rates.input
         write = rates.cache_write if rates.cache_write is not None else rates.input
+        write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else write
+        written_5m = usage.cache_write_tokens - usage.cache_write_1h_tokens
         with localcontext(_EXACT):
             return Cost(
                 input_usd=_per_million(usage.input_tokens, rates.input),
                 cache_read_usd=_per_million(usage.cache_read_tokens, cached),
-                cache_write_usd=_per_million(usage.cache_write_tokens, write),
+                cache_write_usd=(_per_million(written_5m, write)
+                                 + _per_million(usage.cache_write_1h_tokens, write_1h)),
                 output_usd=_per_million(usage.output_tokens, rates.output),
                 other_usd=self._units_cost(units or {}),
                 tier=tier.label if tier else None,

@@ -59,6 +59,7 @@ def track(response: Any, provider: str | None = None, *, model: str | None = Non
     return client.ledger.record(
         provider=provider, model=name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+        cache_write_1h_tokens=u.cache_write_1h_tokens,
         reasoning_tokens=u.reasoning_tokens, tags=tags, latency_ms=latency_ms)
 
 

@@ -211,7 +211,8 @@ class Usage(BaseModel):
     """Token usage in non-overlapping billing buckets.
 
     ``input_tokens`` + ``cache_read_tokens`` + ``cache_write_tokens`` is the whole
-    prompt; ``output_tokens`` includes ``reasoning_tokens``. OpenAI's field names
+    prompt; ``output_tokens`` includes ``reasoning_tokens``, and
+    ``cache_write_tokens`` includes ``cache_write_1h_tokens``. OpenAI's field names
     (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, the ``*_details``)
     are derived from the buckets. ``source`` says where the numbers came from:
     the vendor, tiktoken, or a heuristic estimate.
@@ -222,9 +223,18 @@ class Usage(BaseModel):
     input_tokens: int = Field(default=0, ge=0)        # uncached input
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
+    #: the part of cache_write_tokens written with a 1-hour TTL (Anthropic); billed at cache_write_1h
+    cache_write_1h_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)       # reasoning included
     reasoning_tokens: int = Field(default=0, ge=0)    # part of output_tokens
     source: UsageSource = "provider"
+
+    @model_validator(mode="after")
+    def _1h_within_writes(self) -> Usage:
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) are part of "
+                             f"cache_write_tokens ({self.cache_write_tokens}) and cannot exceed them")
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -337,6 +337,46 @@ def test_client_prices_anthropic_cache_buckets(fake, client) -> None:
     assert fake.requests[-1].path == "/v1/messages"
 
 
+ONE_HOUR = {"input_tokens": 10, "cache_write_tokens": 3000, "cache_write_1h_tokens": 1000, "output_tokens": 5}
+
+
+@MODES
+@STREAM
+async def test_client_prices_1h_cache_writes_at_the_1h_rate(fake, client, mode, stream) -> None:
+    from decimal import Decimal
+    fake.queue(Reply(usage=ONE_HOUR))
+    if not stream:
+        if mode == "sync":
+            r = client.chat(model=MODEL, messages=HI)
+        else:
+            r = await client.achat(model=MODEL, messages=HI)
+        usage, cost = r.usage, r.cost
+    elif mode == "sync":
+        s = client.chat(model=MODEL, messages=HI, stream=True)
+        list(s)
+        usage, cost = s.usage, s.cost
+    else:
+        s = await client.achat(model=MODEL, messages=HI, stream=True)
+        _ = [c async for c in s]
+        usage, cost = s.usage, s.cost
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens, usage.prompt_tokens) == (3000, 1000, 3010)
+    # claude-haiku-4-5 per Mtok: input 1.00, 5-minute write 1.25, 1-hour write 2.00, output 5.00
+    assert cost.cache_write_usd == Decimal("0.0045")    # 2000 x 1.25 + 1000 x 2.00 = 2500 + 2000
+    assert cost.total_usd == Decimal("0.004535")        # 10 x 1 + 4500 + 5 x 5 = 10 + 4500 + 25
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/messages" and sent.json.get("stream", False) is stream
+
+
+def test_fake_renders_1h_writes_in_the_ttl_breakdown(fake) -> None:
+    import anthropic
+    fake.queue(Reply(usage=ONE_HOUR))
+    with anthropic.Anthropic(api_key=fake.api_key, base_url=fake.base_url("anthropic"), max_retries=0) as sdk:
+        usage = sdk.messages.create(model=MODEL, max_tokens=8, messages=HI).usage
+    assert usage.cache_creation_input_tokens == 3000
+    by_ttl = usage.cache_creation
+    assert (by_ttl.ephemeral_5m_input_tokens, by_ttl.ephemeral_1h_input_tokens) == (2000, 1000)
+
+
 async def test_client_async_tool_call(fake, client) -> None:
     fake.queue(Reply(text="", tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}]))
     r = await client.achat(model=MODEL, messages=HI, tools=TOOLS)

@@ -103,6 +103,52 @@ def test_null_cache_fields_count_as_zero() -> None:
     assert (u.cache_read_tokens, u.cache_write_tokens, u.total_tokens) == (0, 0, 5)
 
 
+ONE_HOUR_USAGE = {"input_tokens": 10, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 3000,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 1000},
+                  "output_tokens": 5}
+
+
+@pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk-object"])
+def test_1h_cache_writes_are_kept_apart_within_cache_writes(as_sdk: bool) -> None:
+    body = {**ref("anthropic_message_captured"), "usage": ONE_HOUR_USAGE}
+    u = from_response(sdk_message(body) if as_sdk else body, "anthropic").usage
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (3000, 1000)
+    assert (u.prompt_tokens, u.total_tokens) == (3010, 3015)  # the 1h part is not added again
+
+
+def test_captured_ttl_breakdown_of_zeros_and_absent_breakdown() -> None:
+    captured = ref("anthropic_message_captured")["usage"]
+    assert captured["cache_creation"]["ephemeral_1h_input_tokens"] == 0
+    assert usage_from(captured).cache_write_1h_tokens == 0
+    assert usage_from({"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 7,
+                       "cache_creation": None}).cache_write_1h_tokens == 0
+
+
+def test_ttl_breakdown_alone_gives_the_write_total() -> None:
+    u = usage_from({"input_tokens": 1, "output_tokens": 1,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 30}})
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (50, 30)
+
+
+def test_1h_writes_never_exceed_the_reported_total() -> None:
+    u = usage_from({**ONE_HOUR_USAGE, "cache_creation_input_tokens": 600})
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (600, 600)
+
+
+@pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk-object"])
+def test_stream_keeps_the_ttl_breakdown_of_message_start(as_sdk: bool) -> None:
+    events = [e["data"] for e in ref("anthropic_stream_captured")]
+    start, delta = events[0], events[-2]
+    assert delta["type"] == "message_delta" and "cache_creation" not in delta["usage"]
+    events[0] = {**start, "message": {**start["message"], "usage": {**ONE_HOUR_USAGE, "output_tokens": 1}}}
+    # message_delta repeats the cumulative counts but carries no TTL breakdown
+    events[-2] = {**delta, "usage": {**delta["usage"], "input_tokens": 10,
+                                     "cache_creation_input_tokens": 3000}}
+    state, chunks = run_stream(sdk_events([{"data": e} for e in events]) if as_sdk else events)
+    u = chunks[-1].usage
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens, u.output_tokens) == (3000, 1000, 10)
+
+
 @pytest.mark.parametrize("stop,expected", [
     ("end_turn", "stop"), ("stop_sequence", "stop"), ("pause_turn", "stop"), ("max_tokens", "length"),
     ("model_context_window_exceeded", "length"), ("tool_use", "tool_calls"), ("refusal", "content_filter"),

@@ -178,9 +178,12 @@ LITELLM_PROVIDERS = {
     "perplexity": "perplexity", "ollama": "ollama", "vllm": "vllm",
 }
 _FIELDS = {"input_cost_per_token": "input", "output_cost_per_token": "output",
-           "cache_read_input_token_cost": "cached_input", "cache_creation_input_token_cost": "cache_write"}
+           "cache_read_input_token_cost": "cached_input", "cache_creation_input_token_cost": "cache_write",
+           # the 1-hour-TTL cache write rate (Anthropic), not a prompt-size band
+           "cache_creation_input_token_cost_above_1hr": "cache_write_1h"}
 _TIER_FIELD = re.compile(r"^(?P<field>input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
-                         r"|cache_creation_input_token_cost)_above_(?P<k>\d+)k_tokens$")
+                         r"|cache_creation_input_token_cost_above_1hr|cache_creation_input_token_cost)"
+                         r"_above_(?P<k>\d+)k_tokens$")
 _MODES = {"chat", "responses"}
 
 

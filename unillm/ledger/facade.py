@@ -66,7 +66,7 @@ class Ledger:
 
     def record(self, *, provider: str, model: str, input_tokens: int, output_tokens: int,
                cache_read_tokens: int = 0, cache_write_tokens: int = 0,
-               reasoning_tokens: int = 0, tags: Mapping[str, str] | None = None,
+               cache_write_1h_tokens: int = 0, reasoning_tokens: int = 0, tags: Mapping[str, str] | None = None,
                at: datetime | str | None = None, latency_ms: float | None = None,
                requested_model: str | None = None, section: str | None = None,
                status: str = "ok", usage_source: str = "provider") -> CallRecord:
@@ -80,7 +80,11 @@ class Ledger:
         counts = {name: _count(name, value) for name, value in (
             ("input_tokens", input_tokens), ("output_tokens", output_tokens),
             ("cache_read_tokens", cache_read_tokens), ("cache_write_tokens", cache_write_tokens),
-            ("reasoning_tokens", reasoning_tokens))}
+            ("cache_write_1h_tokens", cache_write_1h_tokens), ("reasoning_tokens", reasoning_tokens))}
+        if counts["cache_write_1h_tokens"] > counts["cache_write_tokens"]:
+            raise errors.InvalidRequestError(
+                "cache_write_1h_tokens are part of cache_write_tokens and cannot exceed them",
+                param="cache_write_1h_tokens")
         if counts["reasoning_tokens"] > counts["output_tokens"]:
             raise errors.InvalidRequestError(
                 "reasoning_tokens are part of output_tokens and cannot exceed them",

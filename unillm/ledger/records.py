@@ -93,6 +93,7 @@ class CallRecord:
     input_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0      # the part of cache_write_tokens written with a 1-hour TTL
     output_tokens: int = 0
     reasoning_tokens: int = 0
     usage_source: str | None = None
@@ -148,7 +149,9 @@ class CallRecord:
         """The usage buckets as a `unillm.types.Usage` (for re-pricing)."""
         from ..types import Usage
         return Usage(input_tokens=self.input_tokens, cache_read_tokens=self.cache_read_tokens,
-                     cache_write_tokens=self.cache_write_tokens, output_tokens=self.output_tokens,
+                     cache_write_tokens=self.cache_write_tokens,
+                     cache_write_1h_tokens=min(self.cache_write_1h_tokens, self.cache_write_tokens),
+                     output_tokens=self.output_tokens,
                      reasoning_tokens=min(self.reasoning_tokens, self.output_tokens),
                      source=self.usage_source or "provider")
 
@@ -163,6 +166,7 @@ class CallRecord:
             fields.setdefault("input_tokens", usage.input_tokens)
             fields.setdefault("cache_read_tokens", usage.cache_read_tokens)
             fields.setdefault("cache_write_tokens", usage.cache_write_tokens)
+            fields.setdefault("cache_write_1h_tokens", usage.cache_write_1h_tokens)
             fields.setdefault("output_tokens", usage.output_tokens)
             fields.setdefault("reasoning_tokens", usage.reasoning_tokens)
             fields.setdefault("usage_source", usage.source)

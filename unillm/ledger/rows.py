@@ -26,6 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "status", "error_class", *TOKEN_FIELDS, "usage_source", *COST_FIELDS,
     "total_nano", "total_atto", "saved_nano", "saved_atto", "saved_reason",
     "price_version", "fingerprint", "tags", "section", "stream", "prompt", "response",
+    "cache_write_1h_tokens",
 )
 INSERT_SQL = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in COLUMNS)})")
@@ -74,7 +75,7 @@ def to_row(rec: CallRecord) -> tuple[Any, ...]:
         total_nano, total_atto, saved_nano, saved_atto, rec.saved_reason,
         rec.price_version, rec.fingerprint,
         json.dumps(rec.tags, sort_keys=True, separators=(",", ":")) if rec.tags else "{}",
-        rec.section, 1 if rec.stream else 0, rec.prompt, rec.response,
+        rec.section, 1 if rec.stream else 0, rec.prompt, rec.response, rec.cache_write_1h_tokens,
     )
 
 
@@ -84,13 +85,14 @@ def from_row(row: tuple[Any, ...]) -> CallRecord:
      fallback, status, error_class, in_t, cr_t, cw_t, out_t, rs_t, source,
      in_usd, cr_usd, cw_usd, out_usd, other_usd, total_nano, total_atto,
      saved_nano, saved_atto, saved_reason, price_version, fingerprint, tags, section,
-     stream, prompt, response) = row
+     stream, prompt, response, cw1h_t) = row
     return CallRecord(
         id=id_, started_at=parse_iso(started), ended_at=parse_iso(ended),  # type: ignore[arg-type]
         latency_ms=latency, ttft_ms=ttft, provider=provider, requested_model=requested,
         model=model, rule=rule, shadow_rule=shadow, fallback_from=fallback, status=status,
         error_class=error_class, input_tokens=in_t, cache_read_tokens=cr_t,
-        cache_write_tokens=cw_t, output_tokens=out_t, reasoning_tokens=rs_t,
+        cache_write_tokens=cw_t, cache_write_1h_tokens=cw1h_t, output_tokens=out_t,
+        reasoning_tokens=rs_t,
         usage_source=source, input_usd=_dec(in_usd), cache_read_usd=_dec(cr_usd),
         cache_write_usd=_dec(cw_usd), output_usd=_dec(out_usd), other_usd=_dec(other_usd),
         total_usd=None if total_nano is None else money.join(total_nano, total_atto),

@@ -39,6 +39,7 @@ class Dialect:
     name = "sql"
     serial_pk = "BIGSERIAL PRIMARY KEY"     # the insertion-order cursor used by `tail`
     float_type = "DOUBLE PRECISION"
+    for_update = ""                         # row lock suffix; SQLite's BEGIN IMMEDIATE already serialises
 
     def bucket(self, unit: str, column: str) -> str:
         """SQL for the ``day``/``hour``/``week``/``month`` label of an ISO-text timestamp.

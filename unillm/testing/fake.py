@@ -128,8 +128,8 @@ class Ctx:
         if reply.usage is None:
             return None
         u = self.auto_usage(reply) if reply.usage == AUTO else dict(reply.usage)  # type: ignore[arg-type]
-        for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-                  "reasoning_tokens"):
+        for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                  "output_tokens", "reasoning_tokens"):
             u.setdefault(k, 0)
         return u
 

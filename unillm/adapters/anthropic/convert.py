@@ -16,6 +16,8 @@ Vendor facts encoded here (SDK 2.x, ``anthropic-version: 2026-10-21``):
   an `UnsupportedParamError` unless the request says ``drop_params``.
 - ``usage.input_tokens`` excludes cache reads and cache writes, so it maps to
   our uncached bucket as is; ``output_tokens`` includes thinking tokens.
+  ``cache_creation_input_tokens`` is every cache write; the 1-hour part (billed
+  higher) is ``cache_creation.ephemeral_1h_input_tokens``.
 - Streams report usage twice: ``message_start`` (input + cache, a provisional
   output count) and ``message_delta`` (cumulative). Later values replace earlier
   ones; nothing is summed.
@@ -79,7 +81,7 @@ _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 # the cumulative usage fields a stream reports; later events replace earlier values
 _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-                 "output_tokens", "output_tokens_details")
+                 "cache_creation", "output_tokens", "output_tokens_details")
 
 
 # ── request ──────────────────────────────────────────────────────────────────
@@ -266,18 +268,36 @@ def usage_from(raw_usage: Any) -> Usage | None:
     ``input_tokens`` already excludes ``cache_read_input_tokens`` and
     ``cache_creation_input_tokens``; ``output_tokens`` includes thinking tokens,
     reported separately in ``output_tokens_details.thinking_tokens``.
+    ``cache_creation_input_tokens`` counts every cache write, of which
+    ``cache_creation.ephemeral_1h_input_tokens`` were written with a 1-hour TTL.
     """
     if raw_usage is None:
         return None
     details = _get(raw_usage, "output_tokens_details")
+    written, written_1h = _cache_writes(raw_usage)
     return Usage(
         input_tokens=_int(_get(raw_usage, "input_tokens")),
         cache_read_tokens=_int(_get(raw_usage, "cache_read_input_tokens")),
-        cache_write_tokens=_int(_get(raw_usage, "cache_creation_input_tokens")),
+        cache_write_tokens=written,
+        cache_write_1h_tokens=written_1h,
         output_tokens=_int(_get(raw_usage, "output_tokens")),
         reasoning_tokens=_int(_get(details, "thinking_tokens")),
         source="provider",
     )
+
+
+def _cache_writes(raw_usage: Any) -> tuple[int, int]:
+    """(all cache writes, the 1-hour ones).
+
+    The total is ``cache_creation_input_tokens``, or the TTL breakdown's sum when
+    only the breakdown was sent; the 1-hour part never exceeds the total.
+    """
+    by_ttl = _get(raw_usage, "cache_creation")
+    written_1h = _int(_get(by_ttl, "ephemeral_1h_input_tokens"))
+    total = _get(raw_usage, "cache_creation_input_tokens")
+    if total is None:
+        return written_1h + _int(_get(by_ttl, "ephemeral_5m_input_tokens")), written_1h
+    return _int(total), min(written_1h, _int(total))
 
 
 def from_response(raw: Any, provider: str, *, created: int | None = None) -> ChatResponse:

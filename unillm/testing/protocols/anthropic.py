@@ -102,13 +102,18 @@ def _input(spec: ToolCallSpec) -> Any:
 
 
 def _usage(u: dict[str, int], with_breakdown: bool = True) -> dict[str, Any]:
-    """Neutral buckets -> Anthropic usage (``input_tokens`` excludes cache reads and writes)."""
+    """Neutral buckets -> Anthropic usage (``input_tokens`` excludes cache reads and writes).
+
+    ``cache_write_tokens`` is every write; its ``cache_write_1h_tokens`` part goes to
+    ``cache_creation.ephemeral_1h_input_tokens``, the rest to the 5-minute bucket.
+    """
     out: dict[str, Any] = {"input_tokens": u["input_tokens"],
                            "cache_creation_input_tokens": u["cache_write_tokens"],
                            "cache_read_input_tokens": u["cache_read_tokens"]}
     if with_breakdown:
-        out["cache_creation"] = {"ephemeral_5m_input_tokens": u["cache_write_tokens"],
-                                 "ephemeral_1h_input_tokens": 0}
+        written_1h = u.get("cache_write_1h_tokens", 0)  # part of cache_write_tokens
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": u["cache_write_tokens"] - written_1h,
+                                 "ephemeral_1h_input_tokens": written_1h}
     out["output_tokens"] = u["output_tokens"]
     if u["reasoning_tokens"]:
         out["output_tokens_details"] = {"thinking_tokens": u["reasoning_tokens"]}
