@@ -38,6 +38,9 @@ from .types import REQUEST_PARAMS, ChatRequest, ChatResponse, Usage
 Clock = Callable[[], datetime]
 
 #: errors after which the next model of a [[fallbacks]] chain is tried
+#: output cap injected under a budget when the request has none and the model's maximum is unknown
+DEFAULT_MODEL_MAX = 4096
+
 _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, errors.ConnectionError,
                 errors.ContextWindowExceededError, errors.ResponseError)
 
@@ -75,6 +78,7 @@ class Client:
         self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
         self._pricebook: Any = None
         self._ledger: Any = None
+        self.budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> Client:
@@ -94,6 +98,10 @@ class Client:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
         call = self._prepare(model, messages, params, tags, stream)
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
+
+    def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        """Call ``fn(event)`` on ``"budget.alert"`` or ``"budget.exceeded"`` (see unillm.budgets.alerts)."""
+        return self.budgets.on(event, fn)
 
     def section(self, name: str) -> sections.Section:
         """``with client.section("agent:research"):`` labels (and nests) every call inside."""
@@ -157,7 +165,7 @@ class Client:
         if self.rules:
             self._apply_rules(call)
         call.price = self._price_of(call, call.ref)
-        return call
+        return self._admit(call) if self.budgets else call
 
     def _build_request(self, model: str, messages: Iterable[Any], params: dict[str, Any]) -> ChatRequest:
         unknown = params.keys() - REQUEST_PARAMS
@@ -186,7 +194,8 @@ class Client:
         from .rules import RuleContext
         ctx = RuleContext(call.request, call.ref, tags=call.tags, now=call.at,
                           prompt_tokens=lambda: self._prompt_tokens(call),
-                          estimated_cost=lambda: self._estimated_cost(call))
+                          estimated_cost=lambda: self._estimated_cost(call),
+                          budget_used=lambda: self.budgets.used_fraction(call.tags) if self.budgets else None)
         decision = self.rules.evaluate(ctx)
         if not decision:
             return
@@ -215,6 +224,54 @@ class Client:
                 return None
             self._record(record_for(call, "error", error=err))
             raise
+
+    def _admit(self, call: Call) -> Call:
+        """Step 5: hold the call's worst case in every matching budget, or refuse it.
+
+        A refusal may downgrade (``on_exceed = "downgrade:MODEL"``) or move on to a
+        fallback model that fits; the call that was admitted is returned.
+        """
+        while True:
+            adm = self.budgets.admit(call.tags, self._worst(call), call.at)
+            for event in adm.events:
+                self.budgets.alerts.emit(event)
+            if adm.denied is None:
+                break
+            spec = adm.denied_spec
+            if spec is not None and spec.downgrade_to and call.rule != f"budget:{spec.name}":
+                self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
+                continue
+            self._record(record_for(call, "budget_denied", error=adm.denied))
+            nxt = self._next_in_chain(call)  # a fallback model may fit where this one did not
+            if nxt is None:
+                raise adm.denied
+            call = nxt
+        call.reservation = adm.hold
+        if adm.hold is not None and call.request.max_tokens is None:
+            call.request = call.request.model_copy(update={"max_tokens": adm.hold.cap})
+        return call
+
+    def _worst(self, call: Call) -> Any:
+        """The call's worst case: prompt at the dearest input rate, output cap at the output rate."""
+        from .budgets import Worst
+        from .tokens import count_prompt
+        tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
+        if source != "tiktoken":  # not a true count: a documented margin keeps the hold an upper bound
+            tokens = -(-tokens * 13 // 10)
+        price = call.price
+        if price is None:
+            return Worst(None, Decimal(0), tokens, call.request.max_tokens, DEFAULT_MODEL_MAX)
+        prompt = max(price.cost(Usage(input_tokens=tokens)).total_usd,
+                     price.cost(Usage(cache_write_tokens=tokens)).total_usd)
+        per_output = price.cost(Usage(input_tokens=tokens, output_tokens=1)).total_usd \
+            - price.cost(Usage(input_tokens=tokens)).total_usd
+        return Worst(prompt, per_output, tokens, call.request.max_tokens, DEFAULT_MODEL_MAX)
+
+    def _swap(self, call: Call, model: str, rule: str) -> None:
+        ref = self._resolver.resolve(model)
+        call.swapped_from = call.swapped_from or call.ref
+        call.ref, call.adapter, call.rule = ref, self._adapter(ref.provider), rule
+        call.price = self._price_of(call, ref)
 
     def _prompt_tokens(self, call: Call) -> int:
         from .tokens import count_prompt
@@ -253,9 +310,13 @@ class Client:
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
         """Record the failed attempt; the next model of its [[fallbacks]] chain, or None."""
-        self._record(record_for(call, "error", error=err))
+        self._record(record_for(call, "error", error=err), call)
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
+        nxt = self._next_in_chain(call)
+        return self._admit(nxt) if nxt is not None and self.budgets else nxt
+
+    def _next_in_chain(self, call: Call) -> Call | None:
         remaining = call.remaining if call.remaining is not None else self._chain_for(call)
         if not remaining:
             return None
@@ -341,7 +402,7 @@ class Client:
         rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                          saved_reason=reason, response=resp, log_content=self.settings.log_content,
                          model=resp.model or call.ref.model)
-        self._record(rec)
+        self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
         resp.ledger_id = rec.id
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
@@ -371,17 +432,36 @@ class Client:
             return None, None
         return original.cost(usage).total_usd - cost.total_usd, "rule"
 
-    def _record(self, rec: Any) -> None:
-        """Step 10: the row is durable when this returns."""
+    def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0) -> None:
+        """Step 10: the ledger row and the call's budget hold (settled into spend, or released
+        when nothing was spent) commit in one transaction; durable when this returns."""
+        hold = call.reservation if call is not None else None
+        events: list[dict[str, Any]] = []
         try:
-            self.ledger.add(rec)
+            if hold is None:
+                self.ledger.add(rec)
+            else:
+                call.reservation = None  # type: ignore[union-attr]
+                with self.ledger.store.transaction() as tx:
+                    if rec.status in ("ok", "unpriced", "partial"):
+                        events = self.budgets.settle(tx, hold, cost.total_usd if cost else None, tokens)
+                    else:
+                        self.budgets.release(tx, hold)
+                    tx.record(rec)
         except errors.UnillmError:
             raise
         except Exception as exc:
             raise errors.LedgerError(f"could not record the call in the ledger: {exc}") from exc
+        for event in events:
+            self.budgets.alerts.emit(event)
 
 
 # ── small helpers ────────────────────────────────────────────────────────────
+
+def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
+    from .budgets import Alerts, Budgets, parse_budgets
+    return Budgets(parse_budgets(s.budgets, s.source), store, clock, s.timezone, Alerts(s.alerts.webhook))
+
 
 def _load_rules(s: Settings) -> Any:
     if not s.rules:

@@ -79,10 +79,54 @@ def _m003_indexes(tx: Transaction, d: Dialect) -> None:
     tx.execute(f"CREATE INDEX {TABLE}_fingerprint ON {TABLE} (fingerprint)")
 
 
+def _m004_budgets(tx: Transaction, d: Dialect) -> None:
+    """Budget counters, in-flight holds (reservations) and fired alerts.
+
+    Money is exact decimal text; each (budget, scope, period) row is locked while
+    a call is admitted, so concurrent callers cannot overshoot. A hold whose lease
+    has expired belonged to a crashed process and is reclaimed.
+    """
+    tx.execute("""
+        CREATE TABLE unillm_budget_spend (
+            budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
+            spent_usd TEXT NOT NULL DEFAULT '0', tokens BIGINT NOT NULL DEFAULT 0,
+            requests BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (budget, scope, period))""")
+    tx.execute("""
+        CREATE TABLE unillm_budget_holds (
+            id TEXT NOT NULL, budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
+            amount_usd TEXT NOT NULL, tokens BIGINT NOT NULL, expires_at TEXT NOT NULL,
+            PRIMARY KEY (id, budget, scope))""")
+    tx.execute("CREATE INDEX unillm_budget_holds_key ON unillm_budget_holds (budget, scope, period)")
+    tx.execute("""
+        CREATE TABLE unillm_budget_alerts (
+            budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
+            threshold TEXT NOT NULL, fired_at TEXT NOT NULL,
+            PRIMARY KEY (budget, scope, period, threshold))""")
+
+
+def _m005_gateway_keys(tx: Transaction, d: Dialect) -> None:
+    """``unillm serve`` API keys: only a SHA-256 of each key, plus its tenancy and limits."""
+    tx.execute("""
+        CREATE TABLE unillm_keys (
+            id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
+            user_name TEXT, project TEXT, admin INTEGER NOT NULL DEFAULT 0,
+            budget_usd TEXT, period TEXT, rpm INTEGER, tpm INTEGER,
+            created_at TEXT NOT NULL, revoked_at TEXT, note TEXT)""")
+
+
+def _m006_cache_write_1h(tx: Transaction, d: Dialect) -> None:
+    """Anthropic's 1-hour cache writes, kept apart so re-pricing (what-if) stays exact."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
     Migration("0003_indexes", _m003_indexes),
+    Migration("0004_budgets", _m004_budgets),
+    Migration("0005_gateway_keys", _m005_gateway_keys),
+    Migration("0006_cache_write_1h", _m006_cache_write_1h),
 ]
 
 

@@ -1,0 +1,93 @@
+"""Budget events to Python callbacks and to a webhook, never on the call's path.
+
+Events are dicts: ``{"event": "budget.alert" | "budget.exceeded", "budget", "scope",
+"period", "spent", "limit", "threshold", "resets_at"}`` (money as decimal text).
+Callbacks run inline and their exceptions are logged, never raised into the
+call. The webhook gets a JSON POST from a background thread, retried with
+exponential backoff; a failure is logged (without the URL's path or query,
+which often carry a token).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("unillm.budgets")
+
+EVENTS = ("budget.alert", "budget.exceeded")
+Handler = Callable[[dict[str, Any]], None]
+
+
+class Alerts:
+    def __init__(self, webhook: str | None = None, *, attempts: int = 5, backoff: float = 0.5,
+                 timeout: float = 5.0, sleep: Callable[[float], None] | None = None) -> None:
+        self.webhook = webhook
+        self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
+        self._sleep = sleep
+        self._handlers: dict[str, list[Handler]] = {}
+        self._queue: queue.Queue[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def on(self, event: str, fn: Handler) -> Handler:
+        """Call ``fn(event_dict)`` on ``event`` ("budget.alert", "budget.exceeded" or "*")."""
+        if event not in (*EVENTS, "*"):
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        self._handlers.setdefault(event, []).append(fn)
+        return fn
+
+    def emit(self, payload: dict[str, Any]) -> None:
+        for fn in (*self._handlers.get(payload["event"], ()), *self._handlers.get("*", ())):
+            try:
+                fn(payload)
+            except Exception:
+                log.exception("budget event handler %r failed", fn)
+        if self.webhook:
+            self._worker().put(payload)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until queued webhooks are delivered or given up (for tests and shutdown)."""
+        if self._queue is None:
+            return True
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()  # type: ignore[union-attr]
+        return done.wait(timeout)
+
+    def _worker(self) -> queue.Queue[dict[str, Any]]:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue()
+                threading.Thread(target=self._run, name="unillm-webhook", daemon=True).start()
+        return self._queue
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            payload = self._queue.get()
+            try:
+                self._deliver(payload)
+            except Exception as exc:  # delivery failed for good: log, never raise
+                where = urlsplit(self.webhook or "")
+                log.warning("budget webhook to %s://%s failed after %d attempts: %s",
+                            where.scheme, where.netloc, self.attempts, exc)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        import tenacity
+        body = json.dumps(payload).encode()
+        for attempt in tenacity.Retrying(stop=tenacity.stop_after_attempt(self.attempts), reraise=True,
+                                         wait=tenacity.wait_exponential(multiplier=self.backoff, max=30),
+                                         sleep=self._sleep or tenacity.nap.sleep):
+            with attempt:
+                req = urllib.request.Request(self.webhook or "", data=body, method="POST",
+                                             headers={"content-type": "application/json",
+                                                      "user-agent": "unillm-budgets"})
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    resp.read()

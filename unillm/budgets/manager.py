@@ -1,0 +1,243 @@
+"""`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
+
+Admission is one transaction over every budget whose scope matches the call:
+lock each slot, reclaim expired holds, check settled spend + live holds + this
+call's worst case against the limit, and write a hold. When the request has no
+``max_tokens``, the cap is chosen here, inside the lock: the most output the
+tightest budget can still pay for (bounded by the model's maximum), so the hold
+is a true upper bound. Settlement happens in the ledger row's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from .. import errors
+from . import store as sql
+from .alerts import Alerts
+from .spec import BudgetSpec, parse_budgets
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Worst:
+    """A call's worst case: its prompt, and what each output token may cost."""
+
+    prompt_usd: Decimal | None        # None: the model is unpriced
+    per_output_usd: Decimal
+    prompt_tokens: int
+    max_tokens: int | None            # the request's cap; None = choose one
+    model_max: int                    # the most output the model can give
+
+    def usd(self, cap: int) -> Decimal | None:
+        return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
+
+
+@dataclass
+class Hold:
+    """Money set aside for one call in every matching budget slot."""
+
+    id: str
+    slots: list[tuple[BudgetSpec, sql.Slot]]
+    usd: Decimal
+    tokens: int
+    cap: int                          # the max_tokens the call must be sent with
+
+
+@dataclass
+class Admission:
+    hold: Hold | None = None
+    denied: errors.BudgetExceededError | None = None
+    denied_spec: BudgetSpec | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Budgets:
+    """The client's budgets: ``client.budgets.status()``, ``.add(...)``, ``.on(...)``."""
+
+    def __init__(self, specs: list[BudgetSpec], store: Callable[[], Any], clock: Callable[[], datetime],
+                 timezone: str, alerts: Alerts) -> None:
+        self.specs = list(specs)
+        self._store, self._clock, self._tz, self.alerts = store, clock, timezone, alerts
+
+    def __bool__(self) -> bool:
+        return bool(self.specs)
+
+    def add(self, spec: BudgetSpec | Mapping[str, Any]) -> BudgetSpec:
+        """Add a budget at run time (a gateway key's budget, say)."""
+        (parsed,) = parse_budgets([spec], source="budgets.add(...)")
+        if any(s.name == parsed.name for s in self.specs):
+            raise errors.ConfigError("a budget with this name exists", key="budgets", value=parsed.name)
+        self.specs.append(parsed)
+        return parsed
+
+    def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return self.alerts.on(event, fn)
+
+    def matching(self, tags: Mapping[str, str], now: datetime) -> list[tuple[BudgetSpec, sql.Slot, datetime | None]]:
+        out = []
+        for spec in self.specs:
+            scope = spec.scope_key(tags)
+            if scope is not None:
+                period, resets = spec.window(now, self._tz)
+                out.append((spec, sql.Slot(spec.name, scope, period), resets))
+        return out
+
+    # ── admission ────────────────────────────────────────────────────────────
+
+    def admit(self, tags: Mapping[str, str], worst: Worst, now: datetime | None = None) -> Admission:
+        now = now or self._clock()
+        slots = self.matching(tags, now)
+        if not slots:
+            return Admission()
+        hold_id = uuid.uuid4().hex
+        with self._store().transaction() as tx:
+            states = [(spec, slot, resets, sql.lock(tx, slot, now)) for spec, slot, resets in slots]
+            cap = worst.max_tokens if worst.max_tokens is not None else self._cap(worst, states)
+            usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
+            adm = Admission()
+            for spec, slot, resets, state in states:
+                if _fits(spec, state, usd, tokens):
+                    continue
+                event = self._event("budget.exceeded", spec, slot, state.spent_usd, resets)
+                if sql.claim_alert(tx, slot, "exceeded", now):
+                    adm.events.append(event)
+                if spec.on_exceed != "warn" and adm.denied is None:
+                    adm.denied, adm.denied_spec = _refusal(spec, slot, resets, state, usd, tokens), spec
+            if adm.denied is not None:
+                return adm
+            expires = now + timedelta(seconds=min(s.lease_seconds for s, *_ in states))
+            for _, slot, _, _ in states:
+                sql.hold(tx, slot, hold_id, usd or _ZERO, tokens, expires)
+        adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap)
+        return adm
+
+    @staticmethod
+    def _cap(worst: Worst, states: list[tuple[BudgetSpec, sql.Slot, Any, sql.State]]) -> int:
+        """The most output every matching budget can still pay for, at most the model's maximum."""
+        cap = worst.model_max
+        for spec, _, _, st in states:
+            if spec.limit_usd is not None and worst.prompt_usd is not None and worst.per_output_usd > 0:
+                left = spec.limit_usd - st.spent_usd - st.held_usd - worst.prompt_usd
+                cap = min(cap, int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)))
+            if spec.limit_tokens is not None:
+                cap = min(cap, spec.limit_tokens - st.tokens - st.held_tokens - worst.prompt_tokens)
+        return max(cap, 1)  # at least one token; if even that does not fit, the check refuses it
+
+    # ── settlement (inside the ledger row's transaction) ─────────────────────
+
+    def settle(self, tx: Any, hold: Hold, cost: Decimal | None, tokens: int,
+               now: datetime | None = None) -> list[dict[str, Any]]:
+        """Turn the hold into actual spend; returns the events to emit after commit."""
+        now = now or self._clock()
+        events = []
+        for spec, slot in hold.slots:
+            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens, now)
+            if spec.limit_usd is None or spec.limit_usd == 0:
+                continue
+            resets = spec.window(now, self._tz)[1] if slot.period != "total" else None
+            for frac in spec.alert_at:
+                if after >= spec.limit_usd * Decimal(str(frac)) and sql.claim_alert(tx, slot, str(frac), now):
+                    events.append({**self._event("budget.alert", spec, slot, after, resets), "threshold": frac})
+            if after > spec.limit_usd and sql.claim_alert(tx, slot, "exceeded", now):
+                events.append(self._event("budget.exceeded", spec, slot, after, resets))
+        return events
+
+    def release(self, tx: Any, hold: Hold) -> None:
+        for _, slot in hold.slots:
+            sql.release(tx, slot, hold.id)
+
+    # ── visibility ───────────────────────────────────────────────────────────
+
+    def status(self) -> list[dict[str, Any]]:
+        """Spent, reserved, remaining and reset time per budget and scope."""
+        now = self._clock()
+        out = []
+        with self._store().transaction() as tx:
+            for spec in self.specs:
+                period, resets = spec.window(now, self._tz)
+                if "*" in spec.scope.values():
+                    scopes = sql.slots_of(tx, spec.name, period)
+                else:
+                    scopes = [spec.scope_key(spec.scope) or ""]
+                for scope in scopes:
+                    st = sql.lock(tx, sql.Slot(spec.name, scope, period), now)
+                    out.append(_status_row(spec, scope, period, resets, st))
+        return out
+
+    def used_fraction(self, tags: Mapping[str, str]) -> float | None:
+        """How full the tightest matching budget is (spent + held over limit), for rules."""
+        now = self._clock()
+        slots = self.matching(tags, now)
+        if not slots:
+            return None
+        worst = 0.0
+        with self._store().transaction() as tx:
+            for spec, slot, _ in slots:
+                st = sql.lock(tx, slot, now)
+                worst = max(worst, _fraction(spec, st))
+        return worst
+
+    def _event(self, name: str, spec: BudgetSpec, slot: sql.Slot, spent: Decimal,
+               resets: datetime | None) -> dict[str, Any]:
+        return {"event": name, "budget": spec.name, "scope": _scope_dict(slot.scope), "period": slot.period,
+                "spent": str(spent), "limit": None if spec.limit_usd is None else str(spec.limit_usd),
+                "resets_at": resets.isoformat() if resets else None}
+
+
+def _fits(spec: BudgetSpec, st: sql.State, usd: Decimal | None, tokens: int) -> bool:
+    if spec.limit_usd is not None and (usd is None or st.spent_usd + st.held_usd + usd > spec.limit_usd):
+        return False  # an unpriced call cannot be bounded, so a money budget cannot admit it
+    if spec.limit_tokens is not None and st.tokens + st.held_tokens + tokens > spec.limit_tokens:
+        return False
+    return spec.limit_requests is None or st.requests + st.held_requests + 1 <= spec.limit_requests
+
+
+def _fraction(spec: BudgetSpec, st: sql.State) -> float:
+    parts = []
+    if spec.limit_usd:
+        parts.append(float((st.spent_usd + st.held_usd) / spec.limit_usd))
+    if spec.limit_tokens:
+        parts.append((st.tokens + st.held_tokens) / spec.limit_tokens)
+    if spec.limit_requests:
+        parts.append((st.requests + st.held_requests) / spec.limit_requests)
+    return max(parts, default=1.0)
+
+
+def _refusal(spec: BudgetSpec, slot: sql.Slot, resets: datetime | None, st: sql.State,
+             usd: Decimal | None, tokens: int) -> errors.BudgetExceededError:
+    if spec.limit_usd is not None:
+        limit, spent, held, est, unit = spec.limit_usd, st.spent_usd, st.held_usd, usd, "usd"
+    elif spec.limit_tokens is not None:
+        limit, spent, held, est, unit = spec.limit_tokens, st.tokens, st.held_tokens, tokens, "tokens"
+    else:
+        limit, spent, held, est, unit = spec.limit_requests, st.requests, st.held_requests, 1, "requests"
+    return errors.BudgetExceededError(spec.name, scope=_scope_dict(slot.scope), period=slot.period,
+                                      limit=limit, spent=spent, reserved=held, estimate=est,
+                                      resets_at=resets.isoformat() if resets else None, unit=unit)
+
+
+def _scope_dict(scope: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in scope.split(",") if part)
+
+
+def _status_row(spec: BudgetSpec, scope: str, period: str, resets: datetime | None,
+                st: sql.State) -> dict[str, Any]:
+    row: dict[str, Any] = {"budget": spec.name, "scope": _scope_dict(scope), "period": period,
+                           "resets_at": resets.isoformat() if resets else None, "on_exceed": spec.on_exceed,
+                           "spent_usd": st.spent_usd, "reserved_usd": st.held_usd,
+                           "tokens": st.tokens, "requests": st.requests, "in_flight": st.held_requests}
+    if spec.limit_usd is not None:
+        row |= {"limit_usd": spec.limit_usd, "remaining_usd": spec.limit_usd - st.spent_usd - st.held_usd}
+    if spec.limit_tokens is not None:
+        row |= {"limit_tokens": spec.limit_tokens}
+    if spec.limit_requests is not None:
+        row |= {"limit_requests": spec.limit_requests}
+    row["used"] = _fraction(spec, st)
+    return row
