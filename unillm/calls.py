@@ -25,7 +25,7 @@ class Call:
 
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
-                 "cache", "cache_key", "reservation", "ttft_ms", "remaining")
+                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -42,6 +42,8 @@ class Call:
         self.reservation: Any = None       # budget reservation to settle
         self.ttft_ms: float | None = None
         self.remaining: list[str] | None = None  # fallback models not yet tried
+        self.rule_ttl: float | None = None       # a rule's cache TTL override
+        self.capped = False                      # max_tokens was injected by a budget
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000.0

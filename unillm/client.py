@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -33,7 +34,7 @@ from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
 from .streaming import Accumulator, AsyncChatStream, ChatStream
-from .types import REQUEST_PARAMS, ChatRequest, ChatResponse, Usage
+from .types import REQUEST_PARAMS, ChatRequest, ChatResponse, Cost, Usage
 
 Clock = Callable[[], datetime]
 
@@ -78,6 +79,8 @@ class Client:
         self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
         self._pricebook: Any = None
         self._ledger: Any = None
+        self._cache: Any = None
+        self._cache_policy: Any = None
         self.budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
 
     @classmethod
@@ -88,15 +91,27 @@ class Client:
     # ── public API ───────────────────────────────────────────────────────────
 
     def chat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
-             tags: Mapping[str, str] | None = None, **params: Any) -> Any:
-        """Send a chat request; a `ChatResponse`, or a `ChatStream` when ``stream=True``."""
-        call = self._prepare(model, messages, params, tags, stream)
+             tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
+        """Send a chat request; a `ChatResponse`, or a `ChatStream` when ``stream=True``.
+
+        ``cache``: None (the configured policy), False (skip), "refresh" (call and
+        overwrite), or {"ttl": seconds, "namespace": ..., "sampled": bool}.
+        """
+        call = self._prepare(model, messages, params, tags, stream, cache)
+        hit = self._cache_get(call)
+        if hit is not None:
+            return self._serve_hit(call, hit)
+        call = self._admit(call) if self.budgets else call
         return self._open_stream(call) if stream else self._complete(call)
 
     async def achat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
-                    tags: Mapping[str, str] | None = None, **params: Any) -> Any:
+                    tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
-        call = self._prepare(model, messages, params, tags, stream)
+        call = self._prepare(model, messages, params, tags, stream, cache)
+        hit = self._cache_get(call)
+        if hit is not None:
+            return self._serve_hit(call, hit, asynchronous=True)
+        call = self._admit(call) if self.budgets else call
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
 
     def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -118,6 +133,21 @@ class Client:
             from .pricing import PriceBook
             self._pricebook = PriceBook.load(self.settings.pricing)
         return self._pricebook
+
+    @property
+    def cache(self) -> Any:
+        """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""
+        if self._cache is None:
+            from .cache import open_cache
+            self._cache = open_cache(self.settings.cache)
+        return self._cache
+
+    @property
+    def cache_policy(self) -> Any:
+        if self._cache_policy is None:
+            from .cache.policy import CachePolicy
+            self._cache_policy = CachePolicy.from_settings(self.settings)
+        return self._cache_policy
 
     @property
     def ledger(self) -> Any:
@@ -155,7 +185,7 @@ class Client:
     # ── steps 1-4 (no I/O but the ledger row of a refusal) ───────────────────
 
     def _prepare(self, model: str, messages: Iterable[Any], params: dict[str, Any],
-                 tags: Mapping[str, str] | None, stream: bool) -> Call:
+                 tags: Mapping[str, str] | None, stream: bool, cache: Any = None) -> Call:
         request = self._build_request(model, messages, params)
         ref = self._resolver.resolve(model)
         all_tags = {**self.settings.tags, **{str(k): str(v) for k, v in tags.items()}} if tags \
@@ -165,7 +195,11 @@ class Client:
         if self.rules:
             self._apply_rules(call)
         call.price = self._price_of(call, call.ref)
-        return self._admit(call) if self.budgets else call
+        if cache is not False and self.settings.cache != "off":
+            call.cache = self.cache_policy.decide(call.request, cache)
+            if call.rule_ttl is not None and call.cache.write:
+                call.cache = replace(call.cache, ttl=call.rule_ttl)
+        return call
 
     def _build_request(self, model: str, messages: Iterable[Any], params: dict[str, Any]) -> ChatRequest:
         unknown = params.keys() - REQUEST_PARAMS
@@ -208,6 +242,7 @@ class Client:
             err = errors.RuleDeniedError(decision.rule, decision.deny)
             self._record(record_for(call, "rule_denied", error=err))
             raise err
+        call.rule_ttl = decision.cache_ttl
         request = decision.apply(call.request)
         if decision.use is not None:
             ref = self._resolver.resolve(decision.use)
@@ -249,6 +284,7 @@ class Client:
         call.reservation = adm.hold
         if adm.hold is not None and call.request.max_tokens is None:
             call.request = call.request.model_copy(update={"max_tokens": adm.hold.cap})
+            call.capped = True
         return call
 
     def _worst(self, call: Call) -> Any:
@@ -390,7 +426,7 @@ class Client:
     # ── steps 8-12 ───────────────────────────────────────────────────────────
 
     def _finish(self, call: Call, resp: ChatResponse, *, complete: bool = True,
-                error: BaseException | None = None) -> ChatResponse:
+                error: BaseException | None = None, chunks: list[Any] | None = None) -> ChatResponse:
         """Usage (counted when the vendor gave none), cost, savings, ledger row."""
         resp.provider, resp.requested_model, resp.rule = call.ref.provider, call.requested_model, call.rule
         if resp.usage is None:
@@ -404,6 +440,7 @@ class Client:
                          model=resp.model or call.ref.model)
         self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
         resp.ledger_id = rec.id
+        self._cache_put(call, resp, complete, chunks)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
@@ -412,7 +449,47 @@ class Client:
         if acc.first_at is not None:
             call.ttft_ms = (acc.first_at - call.t0) * 1000.0
         complete = error is None and acc.finish_reason is not None
-        return self._finish(call, acc.response(), complete=complete, error=error)
+        return self._finish(call, acc.response(), complete=complete, error=error, chunks=acc.chunks)
+
+    # ── step 6 and 11: the response cache ───────────────────────────────────
+
+    def _cache_get(self, call: Call) -> Any:
+        if call.cache is None or not call.cache.read:
+            return None
+        from .cache import cache_key
+        call.cache_key = cache_key(call.ref, call.request, namespace=call.cache.namespace)
+        return self.cache.get(call.cache_key)
+
+    def _serve_hit(self, call: Call, entry: Any, asynchronous: bool = False) -> Any:
+        """A hit costs nothing: no budget is charged; the row records what it saved."""
+        from .cache.codec import replay_chunks
+        resp = entry.response.model_copy(update={
+            "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
+            "rule": call.rule, "cost": Cost(price_version="cache hit")})
+        rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
+                         response=resp, log_content=self.settings.log_content, model=resp.model)
+        self._record(rec)
+        resp.ledger_id = rec.id
+        if call.request.response_model is not None:
+            _parse_structured(call, resp)
+        if not call.stream:
+            return resp
+        acc = Accumulator(call.ref.provider, resp.model)
+        if asynchronous:
+            return AsyncChatStream(_aiter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
+        return ChatStream(iter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
+
+    def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> None:
+        decision = call.cache
+        if decision is None or not decision.write:
+            return
+        from .cache import cache_key
+        from .cache.codec import is_storable, make_entry
+        if not is_storable(resp, complete) or (call.capped and resp.choices[0].finish_reason == "length"):
+            return  # errors, partial streams and answers cut short by a budget's cap are never stored
+        key = call.cache_key if call.fallback_from is None and call.cache_key else \
+            cache_key(call.ref, call.request, namespace=decision.namespace)  # the model that answered
+        self.cache.set(key, make_entry(resp, chunks=chunks, namespace=decision.namespace), decision.ttl)
 
     def _count_usage(self, call: Call, resp: ChatResponse) -> Usage:
         from .tokens import count_usage
@@ -497,6 +574,11 @@ def _prepend(first: Any, gen: Any) -> Any:
         yield from gen
     finally:
         gen.close()
+
+
+async def _aiter(items: list[Any]) -> Any:
+    for item in items:
+        yield item
 
 
 async def _aprepend(first: Any, gen: Any) -> Any:
