@@ -67,7 +67,8 @@ def test_stored_json_is_data_only_with_no_derived_usage_fields() -> None:
     assert data["format"] == "unillm.cache" and data["v"] == ENTRY_SCHEMA_VERSION
     assert data["cost_usd"] == "0.0000051"  # a decimal string, never a float
     assert set(data["response"]["usage"]) == {"input_tokens", "cache_read_tokens", "cache_write_tokens",
-                                              "output_tokens", "reasoning_tokens", "source"}
+                                              "cache_write_1h_tokens", "output_tokens", "reasoning_tokens",
+                                              "source"}
 
 
 def test_cost_must_be_decimal() -> None:
