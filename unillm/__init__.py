@@ -23,10 +23,10 @@ _LAZY = {
 }
 _ERRORS = "unillm.errors"
 
-if TYPE_CHECKING:
-    from .client import Client
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these lazily
+    from .client import Client  # noqa: F401
     from .errors import *  # noqa: F403
-    from .types import ChatResponse, Cost, StreamChunk, Usage
+    from .types import ChatResponse, Cost, StreamChunk, Usage  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

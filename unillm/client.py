@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
@@ -33,8 +33,9 @@ from .calls import Call, record_for
 from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
-from .streaming import Accumulator, AsyncChatStream, ChatStream
-from .types import REQUEST_PARAMS, ChatRequest, ChatResponse, Cost, Usage
+from .streaming import (Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list, aprepend,
+                        first_chunk, prepend)
+from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 Clock = Callable[[], datetime]
 
@@ -186,7 +187,7 @@ class Client:
 
     def _prepare(self, model: str, messages: Iterable[Any], params: dict[str, Any],
                  tags: Mapping[str, str] | None, stream: bool, cache: Any = None) -> Call:
-        request = self._build_request(model, messages, params)
+        request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
         all_tags = {**self.settings.tags, **{str(k): str(v) for k, v in tags.items()}} if tags \
             else dict(self.settings.tags)
@@ -200,28 +201,6 @@ class Client:
             if call.rule_ttl is not None and call.cache.write:
                 call.cache = replace(call.cache, ttl=call.rule_ttl)
         return call
-
-    def _build_request(self, model: str, messages: Iterable[Any], params: dict[str, Any]) -> ChatRequest:
-        unknown = params.keys() - REQUEST_PARAMS
-        if unknown:
-            name = sorted(unknown)[0]
-            close = errors.did_you_mean(name, REQUEST_PARAMS)
-            raise errors.InvalidRequestError(
-                f"unknown parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else
-                                                  "; pass vendor-specific parameters as extra={...}"),
-                param=name)
-        params.setdefault("drop_params", self.settings.drop_params)
-        fmt = params.get("response_format")
-        if isinstance(fmt, type) and issubclass(fmt, BaseModel):
-            params["response_model"] = fmt
-            params["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": fmt.__name__, "schema": fmt.model_json_schema()}}
-        if not isinstance(messages, (list, str, bytes, Mapping)):
-            messages = list(messages)
-        try:
-            return ChatRequest(model=model, messages=messages, **params)
-        except ValidationError as exc:
-            raise errors.InvalidRequestError(_describe(exc), param=_first_loc(exc)) from None
 
     def _apply_rules(self, call: Call) -> None:
         """Step 3: the first matching rule may swap the model, cap tokens, set params or deny."""
@@ -288,20 +267,11 @@ class Client:
         return call
 
     def _worst(self, call: Call) -> Any:
-        """The call's worst case: prompt at the dearest input rate, output cap at the output rate."""
         from .budgets import Worst
         from .tokens import count_prompt
         tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
-        if source != "tiktoken":  # not a true count: a documented margin keeps the hold an upper bound
-            tokens = -(-tokens * 13 // 10)
-        price = call.price
-        if price is None:
-            return Worst(None, Decimal(0), tokens, call.request.max_tokens, DEFAULT_MODEL_MAX)
-        prompt = max(price.cost(Usage(input_tokens=tokens)).total_usd,
-                     price.cost(Usage(cache_write_tokens=tokens)).total_usd)
-        per_output = price.cost(Usage(input_tokens=tokens, output_tokens=1)).total_usd \
-            - price.cost(Usage(input_tokens=tokens)).total_usd
-        return Worst(prompt, per_output, tokens, call.request.max_tokens, DEFAULT_MODEL_MAX)
+        return Worst.of(call.price, tokens, exact=source == "tiktoken", max_tokens=call.request.max_tokens,
+                        model_max=DEFAULT_MODEL_MAX)
 
     def _swap(self, call: Call, model: str, rule: str) -> None:
         ref = self._resolver.resolve(model)
@@ -396,7 +366,7 @@ class Client:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
         while True:
             try:
-                gen, first = self._attempt(call, lambda: _first_chunk(call.adapter.stream(call.request, call.ref.model)))
+                gen, first = self._attempt(call, lambda: first_chunk(call.adapter.stream(call.request, call.ref.model)))
             except errors.ProviderError as err:
                 nxt = self._fallback(call, err)
                 if nxt is None:
@@ -404,14 +374,14 @@ class Client:
                 call = nxt
                 continue
             acc = Accumulator(call.ref.provider, call.ref.model)
-            return ChatStream(_prepend(first, gen), acc, lambda a, e, c=call: self._finish_stream(c, a, e),
+            return ChatStream(prepend(first, gen), acc, lambda a, e, c=call: self._finish_stream(c, a, e),
                               lambda exc, c=call: self._translate(c, exc))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
         while True:
             try:
                 gen, first = await self._aattempt(
-                    call, lambda: _afirst_chunk(call.adapter.astream(call.request, call.ref.model)))
+                    call, lambda: afirst_chunk(call.adapter.astream(call.request, call.ref.model)))
             except errors.ProviderError as err:
                 nxt = self._fallback(call, err)
                 if nxt is None:
@@ -419,7 +389,7 @@ class Client:
                 call = nxt
                 continue
             acc = Accumulator(call.ref.provider, call.ref.model)
-            return AsyncChatStream(_aprepend(first, gen), acc,
+            return AsyncChatStream(aprepend(first, gen), acc,
                                    lambda a, e, c=call: self._finish_stream(c, a, e),
                                    lambda exc, c=call: self._translate(c, exc))
 
@@ -476,7 +446,7 @@ class Client:
             return resp
         acc = Accumulator(call.ref.provider, resp.model)
         if asynchronous:
-            return AsyncChatStream(_aiter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
+            return AsyncChatStream(aiter_list(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
         return ChatStream(iter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
 
     def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> None:
@@ -547,50 +517,6 @@ def _load_rules(s: Settings) -> Any:
     return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
 
 
-def _first_chunk(gen: Any) -> tuple[Any, Any]:
-    try:
-        return gen, next(gen)
-    except StopIteration:
-        return gen, None
-    except BaseException:
-        gen.close()
-        raise
-
-
-async def _afirst_chunk(gen: Any) -> tuple[Any, Any]:
-    try:
-        return gen, await gen.__anext__()
-    except StopAsyncIteration:
-        return gen, None
-    except BaseException:
-        await gen.aclose()
-        raise
-
-
-def _prepend(first: Any, gen: Any) -> Any:
-    try:
-        if first is not None:
-            yield first
-        yield from gen
-    finally:
-        gen.close()
-
-
-async def _aiter(items: list[Any]) -> Any:
-    for item in items:
-        yield item
-
-
-async def _aprepend(first: Any, gen: Any) -> Any:
-    try:
-        if first is not None:
-            yield first
-        async for chunk in gen:
-            yield chunk
-    finally:
-        await gen.aclose()
-
-
 def _parse_structured(call: Call, resp: ChatResponse) -> None:
     message = resp.choices[0].message if resp.choices else None
     if message is None or not message.content:
@@ -599,21 +525,7 @@ def _parse_structured(call: Call, resp: ChatResponse) -> None:
         message.parsed = call.request.response_model.model_validate_json(message.content)
     except ValidationError as exc:
         raise errors.ResponseError(
-            f"the answer does not match {call.request.response_model.__name__}: {_describe(exc)}",
+            f"the answer does not match {call.request.response_model.__name__}: {describe_errors(exc)}",
             provider=call.ref.provider, model=call.ref.model, body=message.content) from exc
 
 
-def _first_loc(exc: ValidationError) -> str | None:
-    errs = exc.errors()
-    return ".".join(str(p) for p in errs[0]["loc"]) if errs else None
-
-
-def _describe(exc: ValidationError) -> str:
-    """One line per problem: where (messages.1.content) and what."""
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).endswith("Part"))
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    more = len(exc.errors()) - 5
-    return "invalid request: " + "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -199,3 +199,49 @@ class AsyncChatStream(_StreamBase):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+# ── plumbing the Client uses to open streams and replay cached ones ─────────
+
+def first_chunk(gen: Any) -> tuple[Any, Any]:
+    try:
+        return gen, next(gen)
+    except StopIteration:
+        return gen, None
+    except BaseException:
+        gen.close()
+        raise
+
+
+async def afirst_chunk(gen: Any) -> tuple[Any, Any]:
+    try:
+        return gen, await gen.__anext__()
+    except StopAsyncIteration:
+        return gen, None
+    except BaseException:
+        await gen.aclose()
+        raise
+
+
+def prepend(first: Any, gen: Any) -> Any:
+    try:
+        if first is not None:
+            yield first
+        yield from gen
+    finally:
+        gen.close()
+
+
+async def aiter_list(items: list[Any]) -> Any:
+    for item in items:
+        yield item
+
+
+async def aprepend(first: Any, gen: Any) -> Any:
+    try:
+        if first is not None:
+            yield first
+        async for chunk in gen:
+            yield chunk
+    finally:
+        await gen.aclose()

@@ -196,6 +196,46 @@ class ChatRequest(BaseModel):
         return any(m.has_images() for m in self.messages)
 
 
+def build_request(model: str, messages: Any, params: dict[str, Any], *, drop_params: bool = False) -> ChatRequest:
+    """``Client.chat``'s arguments -> a validated ChatRequest, or one precise InvalidRequestError."""
+    from pydantic import ValidationError
+
+    from . import errors
+    unknown = params.keys() - REQUEST_PARAMS
+    if unknown:
+        name = sorted(unknown)[0]
+        close = errors.did_you_mean(name, REQUEST_PARAMS)
+        raise errors.InvalidRequestError(
+            f"unknown parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                              "; pass vendor-specific parameters as extra={...}"),
+            param=name)
+    params.setdefault("drop_params", drop_params)
+    fmt = params.get("response_format")
+    if isinstance(fmt, type) and issubclass(fmt, BaseModel):
+        params["response_model"] = fmt
+        params["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": fmt.__name__, "schema": fmt.model_json_schema()}}
+    if not isinstance(messages, (list, str, bytes, dict)):
+        messages = list(messages)
+    try:
+        return ChatRequest(model=model, messages=messages, **params)
+    except ValidationError as exc:
+        errs = exc.errors()
+        param = ".".join(str(p) for p in errs[0]["loc"]) if errs else None
+        raise errors.InvalidRequestError(describe_errors(exc), param=param) from None
+
+
+def describe_errors(exc: Any) -> str:
+    """A pydantic ValidationError as one line per problem: where (messages.1.content) and what."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).endswith("Part"))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = len(exc.errors()) - 5
+    return "invalid request: " + "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
 # ── usage and cost ───────────────────────────────────────────────────────────
 
 class PromptTokensDetails(BaseModel):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import Any
 
 from .. import errors
@@ -23,6 +24,10 @@ from .alerts import Alerts
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
+
+#: a prompt count that is only an estimate (a vendor whose tokenizer is not tiktoken) is
+#: raised by this factor before it is held, so the hold stays an upper bound
+ESTIMATE_MARGIN = Fraction(13, 10)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,26 @@ class Worst:
     prompt_tokens: int
     max_tokens: int | None            # the request's cap; None = choose one
     model_max: int                    # the most output the model can give
+
+    @classmethod
+    def of(cls, price: Any, prompt_tokens: int, *, exact: bool, max_tokens: int | None,
+           model_max: int) -> Worst:
+        """The worst case of a call at ``price`` (None: unpriced).
+
+        The prompt is priced at the dearest input rate (uncached, or a cache write),
+        each output token at the output rate of the tier the prompt falls in. A count
+        that is not tiktoken-exact gets ``ESTIMATE_MARGIN`` so the bound still holds.
+        """
+        from ..types import Usage
+        if not exact:
+            prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
+        if price is None:
+            return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
+        plain = price.cost(Usage(input_tokens=prompt_tokens)).total_usd
+        prompt = max(plain, price.cost(Usage(cache_write_tokens=prompt_tokens,
+                                             cache_write_1h_tokens=prompt_tokens)).total_usd)
+        per_output = price.cost(Usage(input_tokens=prompt_tokens, output_tokens=1)).total_usd - plain
+        return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
         return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
