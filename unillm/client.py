@@ -123,6 +123,19 @@ class Client:
         """``with client.section("agent:research"):`` labels (and nests) every call inside."""
         return sections.Section(name)
 
+    def explain(self, model: str, messages: Iterable[Any], *, tags: Mapping[str, str] | None = None,
+                at: datetime | None = None, **params: Any) -> dict[str, Any]:
+        """What the rules would do with this call, as data: each rule, each condition held
+        or failed, and the resulting request. Nothing is sent or recorded."""
+        from .rules import RuleSet, explain_dict
+        request = build_request(model, messages, params, drop_params=self.settings.drop_params)
+        ref = self._resolver.resolve(model)
+        call = Call(request, ref, self._adapter(ref.provider), {**self.settings.tags, **(tags or {})}, model,
+                    at or self._clock(), False, sections.current())
+        rules = self.rules or RuleSet()
+        ctx = self._rule_context(call)
+        return explain_dict(rules.explain(ctx), rules.evaluate(ctx), request)
+
     def resolve(self, model: str) -> ModelRef:
         """Where ``model`` leads (provider, vendor model id, wire protocol)."""
         return self._resolver.resolve(model)
@@ -202,14 +215,16 @@ class Client:
                 call.cache = replace(call.cache, ttl=call.rule_ttl)
         return call
 
+    def _rule_context(self, call: Call) -> Any:
+        from .rules import RuleContext
+        return RuleContext(call.request, call.ref, tags=call.tags, now=call.at,
+                           prompt_tokens=lambda: self._prompt_tokens(call),
+                           estimated_cost=lambda: self._estimated_cost(call),
+                           budget_used=lambda: self.budgets.used_fraction(call.tags) if self.budgets else None)
+
     def _apply_rules(self, call: Call) -> None:
         """Step 3: the first matching rule may swap the model, cap tokens, set params or deny."""
-        from .rules import RuleContext
-        ctx = RuleContext(call.request, call.ref, tags=call.tags, now=call.at,
-                          prompt_tokens=lambda: self._prompt_tokens(call),
-                          estimated_cost=lambda: self._estimated_cost(call),
-                          budget_used=lambda: self.budgets.used_fraction(call.tags) if self.budgets else None)
-        decision = self.rules.evaluate(ctx)
+        decision = self.rules.evaluate(self._rule_context(call))
         if not decision:
             return
         if decision.shadow:

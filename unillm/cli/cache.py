@@ -7,7 +7,7 @@ Hit rate and money saved live in the ledger (a hit is a ``cache_hit`` row with
 ``saved``), not in the cache. ``stats`` asks a *ledger stats source* for them: a
 callable ``(ledger_url | None) -> {"calls", "hits", "saved_usd"} | None`` taken
 from ``ctx.obj["ledger_stats"]`` when the caller provides one (tests, embedding
-apps), else `ledger_cache_stats` below — the hook to wire to the ledger.
+apps), else `ledger_cache_stats` below, which reads the ledger.
 """
 
 from __future__ import annotations
@@ -32,13 +32,23 @@ _CACHE = click.option("--cache", "url", metavar="URL",
 
 
 def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
-    """Calls, cache hits and money saved, from the ledger. Not wired yet: returns None.
-
-    To wire: count rows and ``status = 'cache_hit'`` rows and sum ``saved`` in the
-    ledger at ``ledger_url`` (None = the default ledger); return
-    ``{"calls": int, "hits": int, "saved_usd": Decimal}``.
-    """
-    return None
+    """Calls, cache hits and money saved by the cache, from the ledger at ``ledger_url``
+    (None = the default ledger); None when there is no ledger to read."""
+    from ..ledger import open_store
+    ledger_url = ledger_url or os.environ.get("UNILLM_LEDGER")
+    if ledger_url == "off":
+        return None
+    store = open_store(ledger_url)
+    try:
+        rows = store.summary(by=["status"])
+    finally:
+        store.close()
+    calls = sum(r["calls"] for r in rows)
+    if not calls:
+        return None  # nothing recorded: a hit rate would be meaningless
+    hits = sum(r["calls"] for r in rows if r["status"] == "cache_hit")
+    saved = sum((r["saved_usd"] for r in rows if r["status"] == "cache_hit"), Decimal(0))
+    return {"calls": calls, "hits": hits, "saved_usd": saved}
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

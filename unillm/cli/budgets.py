@@ -1,0 +1,54 @@
+"""``unillm budgets status``: spent, reserved, remaining and reset time per budget and scope."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .. import errors
+
+
+@click.group()
+def group() -> None:
+    """Budgets from unillm.toml, read from the ledger they are kept in."""
+
+
+@group.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default="unillm.toml",
+              show_default=True, help="the unillm.toml that declares the budgets")
+@click.option("--ledger", "ledger", metavar="URL", help="ledger URL (default: the config's)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(config: Path, ledger: str | None, fmt: str) -> None:
+    """Where every budget stands now."""
+    from ..client import Client
+    if not config.exists():
+        raise click.ClickException(f"{config}: no such file (pass --config PATH)")
+    try:
+        client = Client.from_config(config, **({"ledger": ledger} if ledger else {}))
+        rows = client.budgets.status()
+    except errors.UnillmError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no budgets configured" if not client.budgets.specs else "no spend recorded yet")
+        return
+    header = ("budget", "scope", "period", "spent", "reserved", "limit", "remaining", "used", "resets")
+    table = [header] + [(
+        r["budget"], ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "global", r["period"],
+        f"${r['spent_usd']}", f"${r['reserved_usd']}",
+        f"${r['limit_usd']}" if "limit_usd" in r else _other_limit(r),
+        f"${r['remaining_usd']}" if "remaining_usd" in r else "-", f"{r['used']:.0%}",
+        r["resets_at"] or "never") for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _other_limit(row: dict) -> str:
+    if "limit_tokens" in row:
+        return f"{row['tokens']}/{row['limit_tokens']} tokens"
+    return f"{row['requests']}/{row['limit_requests']} calls"
