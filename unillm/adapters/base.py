@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 # what to pip install for each SDK module
 _EXTRAS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "google", "cohere": "cohere",
-           "tiktoken": "tokens", "diskcache": "cache"}
+           "tiktoken": "tokens", "diskcache": "cache", "psycopg": "postgres", "psycopg_pool": "postgres",
+           "redis": "redis", "pyarrow": "parquet"}
 
 
 def require(module: str) -> Any:

@@ -11,7 +11,9 @@
         backend.set(key, make_entry(response, chunks=..., cost_usd=...), decision.ttl)
 
 Cache URLs: ``disk:///ABS/PATH`` (options ``size_limit`` e.g. ``1GB``, ``ttl``
-seconds), ``memory`` / ``memory://?max_entries=1000&ttl=60``, ``off``. Not
+seconds), ``memory`` / ``memory://?max_entries=1000&ttl=60``, ``off``, and for a
+cache shared by many hosts ``redis://[:PASSWORD@]HOST:PORT/DB`` (``rediss://``
+for TLS; options ``ttl``, ``prefix``, ``timeout`` seconds). Not
 configured (None): ``$UNILLM_CACHE``, else the default disk cache in
 ``$UNILLM_HOME/cache`` (else the platform's user cache dir).
 """
@@ -40,8 +42,9 @@ __all__ = [
     "response_from_chunks", "is_storable", "CachePolicy", "CacheDecision", "is_sampled",
 ]
 
-_SCHEMES = ("disk", "memory", "off", "redis")
-_OPTIONS = {"disk": ("size_limit", "ttl"), "memory": ("max_entries", "ttl")}
+_SCHEMES = ("disk", "memory", "off", "redis", "rediss")
+_OPTIONS = {"disk": ("size_limit", "ttl"), "memory": ("max_entries", "ttl"),
+            "redis": ("ttl", "prefix", "timeout"), "rediss": ("ttl", "prefix", "timeout")}
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -87,8 +90,8 @@ def open_cache(url: str | None, *, warn: Warn | None = None) -> CacheBackend:
         return MemoryCache(max_entries=int(options.get("max_entries", 1024)), ttl=options.get("ttl"))
     if scheme == "disk":
         return _disk(path, options, warn)
-    raise errors.ConfigError("redis caches are not yet supported; use 'disk:///PATH', 'memory' or 'off'",
-                             key="cache", value=_redact(url))
+    from .redis import RedisCache  # scheme is redis or rediss
+    return RedisCache(path, warn=warn, **options)
 
 
 def _disk(path: str | Path, options: dict[str, Any], warn: Warn | None) -> CacheBackend:
@@ -110,9 +113,9 @@ def _split(url: str) -> tuple[str, str, dict[str, Any]]:
         raise errors.ConfigError(
             f"unknown cache scheme {scheme or url!r}{hint} (use 'disk:///ABS/PATH', 'memory' or 'off')",
             key="cache", value=_redact(url))
-    if scheme == "redis":
-        return scheme, "", {}
-    options = _options(scheme, parts.query, url)
+    options = _options(scheme, parts.query, _redact(url))
+    if scheme in ("redis", "rediss"):
+        return scheme, parts._replace(query="").geturl(), options
     if scheme == "memory":
         return scheme, "", options
     return scheme, _disk_path(parts.netloc, parts.path, url), options
@@ -152,15 +155,19 @@ def _options(scheme: str, query: str, url: str) -> dict[str, Any]:
 def _option_value(name: str, raw: str) -> Any:
     if name == "size_limit":
         return parse_size(raw)
+    if name == "prefix":
+        if not raw:
+            raise ValueError("must not be empty")
+        return raw
     if name == "max_entries":
         n = int(raw)
         if n < 1:
             raise ValueError("must be at least 1")
         return n
-    ttl = float(raw)  # name == "ttl"
-    if not ttl > 0:
+    seconds = float(raw)  # name is "ttl" or "timeout"
+    if not seconds > 0:
         raise ValueError("must be a number of seconds > 0")
-    return ttl
+    return seconds
 
 
 def parse_size(text: str | int) -> int:

@@ -1,14 +1,16 @@
-"""``unillm ledger``: summary, export, tail, whatif.
+"""``unillm ledger``: summary, export, tail, whatif, migrate.
 
 The ledger is ``--ledger URL``, else ``$UNILLM_LEDGER``, else the default file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -16,7 +18,9 @@ import click
 from .. import errors
 from ..ledger import export as exporter
 from ..ledger.facade import Ledger
-from ..ledger.store import open_store
+from ..ledger.records import CallRecord
+from ..ledger.rows import INSERT_SQL, SELECT_SQL, from_row, to_row
+from ..ledger.store import LedgerStore, open_store
 
 _LEDGER = click.option("--ledger", "ledger_url", envvar="UNILLM_LEDGER", default=None,
                        metavar="URL", help="sqlite:///PATH.db (default: $UNILLM_LEDGER or the "
@@ -189,6 +193,82 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
                f"(${result.original_usd} -> ${result.hypothetical_usd})"
                + (f"; {result.unpriced_calls} unpriced call(s) left out"
                   if result.unpriced_calls else ""))
+
+
+# ── migrate ──────────────────────────────────────────────────────────────────
+
+_INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
+_BATCH = 1000
+
+
+@group.command()
+@click.option("--to", "to_url", required=True, metavar="URL",
+              help="the ledger to copy into, e.g. postgresql://user@host:5432/unillm")
+@click.option("--from", "from_url", envvar="UNILLM_LEDGER", default=None, metavar="URL",
+              help="the ledger to copy from (default: $UNILLM_LEDGER or the default ledger file)")
+def migrate(to_url: str, from_url: str | None) -> None:
+    """Copy every record into another ledger (SQLite -> PostgreSQL), checked, safe to re-run.
+
+    Each batch is read back from the target and compared field by field; the row
+    count and the exact cost sum of both sides are printed at the end.
+    """
+    source = _guard(lambda: open_store(from_url))
+    target = _guard(lambda: open_store(to_url))
+    if source.url == target.url:
+        raise click.ClickException("--from and --to name the same ledger")
+    expected = sum(r["calls"] for r in source.summary())
+    copied = checked = 0
+    source_cost = target_cost = Decimal(0)
+    with click.progressbar(length=expected, label="copying", file=sys.stderr) as bar:
+        for batch in _batches(source.records(), _BATCH):
+            copied += _guard(functools.partial(_insert_new, target, batch))
+            back = _guard(functools.partial(_read_back, target, [r.id for r in batch]))
+            for rec in batch:
+                if back.get(rec.id) != rec:
+                    raise click.ClickException(
+                        f"record {rec.id} differs in {target.url}: the target already held "
+                        "another record with that id, or could not store it exactly")
+            checked += len(batch)
+            source_cost += _cost(batch)
+            target_cost += _cost(back.values())
+            bar.update(len(batch))
+    click.echo(f"copied {copied} new record(s) from {source.url} to {target.url} "
+               f"({checked - copied} already there)")
+    click.echo(f"checked: {checked} record(s) in both, cost ${source_cost} in source, "
+               f"${target_cost} in target")
+    if checked < expected or source_cost != target_cost:
+        raise click.ClickException(f"mismatch: {expected} record(s) in the source, {checked} "
+                                   "checked in the target")
+    source.close()
+    target.close()
+
+
+def _batches(recs: Iterable[CallRecord], size: int) -> Iterator[list[CallRecord]]:
+    batch: list[CallRecord] = []
+    for rec in recs:
+        batch.append(rec)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _insert_new(store: LedgerStore, batch: list[CallRecord]) -> int:
+    """Insert the records whose id is not in ``store`` yet, in one transaction; how many."""
+    with store.transaction() as tx:
+        return sum(max(tx.execute(_INSERT_NEW, to_row(r)).rowcount, 0) for r in batch)
+
+
+def _read_back(store: LedgerStore, ids: list[str]) -> dict[str, CallRecord]:
+    marks = ", ".join("?" for _ in ids)
+    with store.transaction() as tx:
+        rows = tx.execute(f"{SELECT_SQL} WHERE id IN ({marks})", ids).fetchall()
+    return {r.id: r for r in map(from_row, rows)}
+
+
+def _cost(recs: Iterable[CallRecord]) -> Decimal:
+    return sum((r.total_usd for r in recs if r.total_usd is not None), Decimal(0))
 
 
 __all__ = ["group"]

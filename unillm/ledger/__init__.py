@@ -8,8 +8,9 @@
     ledger.summary(by=["model", "day"], since="7d")
 
 Modules: `records` (CallRecord), `store` (protocol, `open_store`), `sqlite`
-(default store), `migrations`, `rows` (record <-> SQL row), `money` (exact sums),
-`query` (dimensions and filters), `summary`, `export`, `facade` (`Ledger`).
+(default store), `postgres` (shared store), `migrations`, `rows` (record <-> SQL
+row), `money` (exact sums), `query` (dimensions and filters), `summary`, `export`,
+`facade` (`Ledger`).
 Nothing here opens a database at import.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from .facade import Ledger, WhatIf
 from .records import STATUSES, CallRecord, new_id
-from .store import LedgerStore, NullStore, Transaction, default_path, open_store
+from .store import Dialect, LedgerStore, NullStore, Transaction, default_path, open_store
 
-__all__ = ["CallRecord", "Ledger", "LedgerStore", "NullStore", "STATUSES", "Transaction",
-           "WhatIf", "default_path", "new_id", "open_store"]
+__all__ = ["CallRecord", "Dialect", "Ledger", "LedgerStore", "NullStore", "STATUSES",
+           "Transaction", "WhatIf", "default_path", "new_id", "open_store"]

@@ -149,7 +149,8 @@ def open_store(url: str | None = None) -> LedgerStore:
 
     ``None`` → the default SQLite file (see `default_path`); ``"off"`` → `NullStore`;
     ``sqlite:///ABSOLUTE/PATH.db`` (``sqlite:///:memory:`` for a private in-memory
-    ledger); query options ``?synchronous=full`` and ``?timeout=SECONDS``.
+    ledger); query options ``?synchronous=full`` and ``?timeout=SECONDS``;
+    ``postgresql://USER@HOST:PORT/DB`` for a ledger shared by many hosts (see `postgres`).
     """
     if url is None:
         from .sqlite import SQLiteStore
@@ -164,12 +165,11 @@ def open_store(url: str | None = None) -> LedgerStore:
         from .sqlite import SQLiteStore
         return SQLiteStore.from_url(url)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise errors.ConfigError(
-            "PostgreSQL ledgers are not yet supported; use sqlite:///PATH for now", key="ledger",
-            value=redact(url))
+        from .postgres import PostgresStore
+        return PostgresStore.from_url(url.strip())
     raise errors.ConfigError(
-        f"unknown ledger URL scheme {scheme!r}: use sqlite:///PATH.db, \"off\", or omit it for "
-        f"the default file", key="ledger", value=redact(url))
+        f"unknown ledger URL scheme {scheme!r}: use sqlite:///PATH.db, postgresql://USER@HOST/DB, "
+        f"\"off\", or omit it for the default file", key="ledger", value=redact(url))
 
 
 def redact(url: str) -> str:
