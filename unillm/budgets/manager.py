@@ -163,14 +163,17 @@ class Budgets:
         now = now or self._clock()
         events = []
         for spec, slot in hold.slots:
-            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens, now)
-            if spec.limit_usd is None or spec.limit_usd == 0:
+            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens)
+            if not spec.limit_usd:
                 continue
             resets = spec.window(now, self._tz)[1] if slot.period != "total" else None
+            # a threshold is claimed by the settlement that crosses it, in the same transaction,
+            # so it fires once even across processes (the claim's primary key makes sure)
             for frac in spec.alert_at:
-                if after >= spec.limit_usd * Decimal(str(frac)) and sql.claim_alert(tx, slot, str(frac), now):
+                line = spec.limit_usd * Decimal(str(frac))
+                if before < line <= after and sql.claim_alert(tx, slot, str(frac), now):
                     events.append({**self._event("budget.alert", spec, slot, after, resets), "threshold": frac})
-            if after > spec.limit_usd and sql.claim_alert(tx, slot, "exceeded", now):
+            if before <= spec.limit_usd < after and sql.claim_alert(tx, slot, "exceeded", now):
                 events.append(self._event("budget.exceeded", spec, slot, after, resets))
         return events
 

@@ -57,10 +57,13 @@ def lock(tx: Any, slot: Slot, now: datetime) -> State:
     spent, tokens, requests = tx.execute(
         f"SELECT spent_usd, tokens, requests FROM {SPEND} WHERE {_KEY}{tx.dialect.for_update}",
         slot.key).fetchone()
-    tx.execute(f"DELETE FROM {HOLDS} WHERE {_KEY} AND expires_at < ?", (*slot.key, stamp(now)))
-    holds = tx.execute(f"SELECT amount_usd, tokens FROM {HOLDS} WHERE {_KEY}", slot.key).fetchall()
-    return State(Decimal(spent), int(tokens), int(requests), sum((Decimal(a) for a, _ in holds), Decimal(0)),
-                 sum(int(t) for _, t in holds), len(holds))
+    holds = tx.execute(f"SELECT amount_usd, tokens, expires_at FROM {HOLDS} WHERE {_KEY}", slot.key).fetchall()
+    cutoff = stamp(now)
+    live = [(a, t) for a, t, exp in holds if exp >= cutoff]
+    if len(live) < len(holds):  # a crashed process's holds: give their money back
+        tx.execute(f"DELETE FROM {HOLDS} WHERE {_KEY} AND expires_at < ?", (*slot.key, cutoff))
+    return State(Decimal(spent), int(tokens), int(requests), sum((Decimal(a) for a, _ in live), Decimal(0)),
+                 sum(int(t) for _, t in live), len(live))
 
 
 def hold(tx: Any, slot: Slot, hold_id: str, amount: Decimal, tokens: int, expires: datetime) -> None:
@@ -72,9 +75,11 @@ def release(tx: Any, slot: Slot, hold_id: str) -> None:
     tx.execute(f"DELETE FROM {HOLDS} WHERE id = ? AND budget = ? AND scope = ?", (hold_id, slot.budget, slot.scope))
 
 
-def settle(tx: Any, slot: Slot, hold_id: str, cost: Decimal, tokens: int, now: datetime) -> tuple[Decimal, Decimal]:
-    """Turn the hold into spend; returns settled spend (before, after)."""
-    before = lock(tx, slot, now).spent_usd
+def settle(tx: Any, slot: Slot, hold_id: str, cost: Decimal, tokens: int) -> tuple[Decimal, Decimal]:
+    """Turn the hold into spend; returns settled spend (before, after). The row exists:
+    admission created it."""
+    row = tx.execute(f"SELECT spent_usd FROM {SPEND} WHERE {_KEY}{tx.dialect.for_update}", slot.key).fetchone()
+    before = Decimal(row[0]) if row else Decimal(0)
     after = before + cost
     tx.execute(f"UPDATE {SPEND} SET spent_usd = ?, tokens = tokens + ?, requests = requests + 1 WHERE {_KEY}",
                (str(after), tokens, *slot.key))
