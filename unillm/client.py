@@ -82,7 +82,11 @@ class Client:
         self._ledger: Any = None
         self._cache: Any = None
         self._cache_policy: Any = None
+        self._recording = s.ledger != "off"   # no ledger: no row is even built
         self.budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
+        if self.budgets and not self._recording:
+            raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
+                                     "(ledger is \"off\")", file=s.source, key="ledger", value="off")
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> Client:
@@ -420,11 +424,12 @@ class Client:
         saved, reason = self._rule_saving(call, resp.usage, cost)
         status = ("ok" if cost is not None else "unpriced") if complete else ("partial" if resp.content or
                                                                                resp.usage.output_tokens else "error")
-        rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
-                         saved_reason=reason, response=resp, log_content=self.settings.log_content,
-                         model=resp.model or call.ref.model)
-        self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
-        resp.ledger_id = rec.id
+        if self._recording:
+            rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
+                             saved_reason=reason, response=resp, log_content=self.settings.log_content,
+                             model=resp.model or call.ref.model)
+            self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
+            resp.ledger_id = rec.id
         self._cache_put(call, resp, complete, chunks)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
@@ -497,6 +502,8 @@ class Client:
     def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0) -> None:
         """Step 10: the ledger row and the call's budget hold (settled into spend, or released
         when nothing was spent) commit in one transaction; durable when this returns."""
+        if not self._recording:
+            return
         hold = call.reservation if call is not None else None
         events: list[dict[str, Any]] = []
         try:

@@ -65,7 +65,12 @@ _FINISH: dict[str, FinishReason] = {
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
     """``obj[name]`` for a mapping, ``obj.name`` otherwise; ``default`` when absent or None."""
-    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    if type(obj) is dict:  # the JSON case, and the fast one
+        value = obj.get(name)
+    else:  # an SDK object: attribute first (isinstance against Mapping is a slow ABC check)
+        value = getattr(obj, name, None)
+        if value is None and isinstance(obj, Mapping):
+            value = obj.get(name)
     return default if value is None else value
 
 
