@@ -17,6 +17,9 @@ _GROUPS = {
     "rules": "unillm.cli.rules",
     "cache": "unillm.cli.cache",
     "budgets": "unillm.cli.budgets",
+    "serve": "unillm.cli.serve",
+    "keys": "unillm.cli.keys",
+    "report": "unillm.cli.report",
 }
 
 

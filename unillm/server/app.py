@@ -1,0 +1,246 @@
+"""The gateway application: `create_app(client)` -> a Starlette app.
+
+``Gateway`` holds what every handler shares: the `Client`, the key store, the
+rate limiter and the scrubber that keeps provider API keys out of responses.
+Routes::
+
+    POST /v1/chat/completions   chat.completions        GET  /v1/analytics  analytics.endpoint
+    GET  /v1/models             chat.models             GET  /v1/budgets    analytics.budgets
+    POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
+    POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
+
+Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
+the dashboard also accepts ``?key=`` (then remembered in an HttpOnly cookie).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import errors
+from .keys import ApiKey, KeyStore
+from .ratelimit import Limited, RateLimiter
+from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
+
+log = logging.getLogger("unillm.server")
+COOKIE = "unillm_key"
+
+
+class Gateway:
+    """Shared state of one gateway process."""
+
+    def __init__(self, client: Any, *, keys: KeyStore | None = None,
+                 limiter: RateLimiter | None = None) -> None:
+        self.client = client
+        self.keys = keys or KeyStore(client.ledger.store)
+        self.limiter = limiter or RateLimiter()
+        self.scrub = Scrubber(p.resolved_api_key() for p in client.providers.values())
+        self._budgeted: set[str] = set()
+        if hasattr(client, "budgets"):  # so /v1/budgets and the dashboard show every key's budget
+            for key in self.keys.list():
+                if key.budget_usd is not None:
+                    self._register_budget(key)
+
+    # ── auth ──
+    def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
+        """The key this request carries; 401 without a valid one, 403 when not admin enough."""
+        secret = _bearer(request)
+        if secret is None and browser:
+            secret = request.query_params.get("key") or request.cookies.get(COOKIE)
+        if not secret:
+            raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>' "
+                            "(create one with `unillm keys create`)", code="missing_api_key")
+        key = self.keys.verify(secret)
+        if key is None:
+            raise HTTPError(401, "invalid or revoked API key", code="invalid_api_key")
+        if admin and not key.admin:
+            raise HTTPError(403, "this endpoint needs an admin key", type="permission_error",
+                            code="admin_required")
+        return key
+
+    # ── admission and accounting ──
+    async def admit(self, key: ApiKey) -> None:
+        """Rate limits, then the key's budget (registered with the client's budgets)."""
+        try:
+            self.limiter.admit(key.id, key.rpm, key.tpm)
+        except Limited as exc:
+            raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
+                            retry_after=exc.retry_after) from None
+        if key.budget_usd is not None:
+            if hasattr(self.client, "budgets"):
+                self._register_budget(key)
+            else:
+                await asyncio.to_thread(self._spent_check, key)
+
+    def _register_budget(self, key: ApiKey) -> None:
+        """Add the key's budget to the client's budgets once (scope: its key_id tag)."""
+        if key.id in self._budgeted:
+            return
+        spec = key.budget_spec()
+        assert spec is not None
+        if not any(s.name == spec["name"] for s in self.client.budgets.specs):
+            self.client.budgets.add(spec)
+        self._budgeted.add(key.id)
+
+    def _spent_check(self, key: ApiKey) -> None:
+        """Without `client.budgets`: refuse once the key's recorded spend reached its limit."""
+        start, resets = period_bounds(key.period or "monthly", datetime.now(timezone.utc))
+        rows = self.client.ledger.summary(since=start, where={"key_id": key.id})
+        spent = rows[0]["cost_usd"] if rows else 0
+        if key.budget_usd is not None and spent >= key.budget_usd:
+            raise errors.BudgetExceededError(f"key:{key.id}", scope={"key_id": key.id},
+                                             period=key.period or "monthly", limit=key.budget_usd,
+                                             spent=spent, reserved=0, estimate="?", resets_at=resets)
+
+    def finished(self, key: ApiKey, resp: Any) -> None:
+        """Count a finished call's tokens against the key's TPM window."""
+        if key.tpm and resp.usage is not None:
+            self.limiter.add_tokens(key.id, resp.usage.total_tokens)
+
+    def http_error(self, exc: BaseException) -> HTTPError:
+        err = from_exception(exc)
+        err.message = self.scrub(err.message)
+        return err
+
+    # ── models ──
+    def model_list(self) -> list[dict[str, Any]]:
+        """``provider/model`` for each priced model of a provider that has a key, plus aliases."""
+        settings = self.client.settings
+        usable = {name for name, p in self.client.providers.items()
+                  if p.resolved_api_key() or name in settings.providers}
+        seen: dict[str, str] = {}
+        for pm in self.client.pricebook.models():
+            if pm.provider in usable and pm.name != "*":
+                seen.setdefault(f"{pm.provider}/{pm.name}", pm.provider)
+        for alias, target in settings.aliases.items():
+            seen.setdefault(alias, target.partition("/")[0] if "/" in target else "alias")
+        return [{"id": mid, "object": "model", "created": 0, "owned_by": owner}
+                for mid, owner in sorted(seen.items())]
+
+
+def period_bounds(period: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """Start of the calendar period (UTC) containing ``now``, and when it resets."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return day, day + timedelta(days=1)
+    if period == "weekly":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    if period == "monthly":
+        start = day.replace(day=1)
+        nxt = (start + timedelta(days=32)).replace(day=1)
+        return start, nxt
+    return None, None
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+# ── small endpoints ──────────────────────────────────────────────────────────
+
+async def health(request: Request) -> Response:
+    """Ledger and cache reachability; 503 when the ledger cannot be read."""
+    gw: Gateway = request.app.state.gateway
+    ledger = await asyncio.to_thread(_check_ledger, gw.client)
+    cache = await asyncio.to_thread(_check_cache, gw.client)
+    ok = ledger["ok"] and cache["ok"] is not False
+    return json_response({"status": "ok" if ok else "degraded", "ledger": ledger, "cache": cache},
+                         200 if ok else 503)
+
+
+def _check_ledger(client: Any) -> dict[str, Any]:
+    try:
+        client.ledger.store.last_cursor()
+        return {"ok": True}
+    except Exception as exc:  # report, never raise, from a health probe
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _check_cache(client: Any) -> dict[str, Any]:
+    cache = getattr(client, "cache", None)
+    if cache is None:
+        return {"ok": None, "detail": "the client has no response cache"}
+    try:
+        cache.get("unillm-health-probe")
+        return {"ok": True, "backend": type(cache).__name__}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
+async def admin_keys(request: Request) -> Response:
+    """``POST`` creates a key (shown once), ``GET`` lists keys."""
+    gw: Gateway = request.app.state.gateway
+    gw.authenticate(request, admin=True)
+    if request.method == "GET":
+        keys = await asyncio.to_thread(gw.keys.list, request.query_params.get("all") == "1")
+        return json_response({"object": "list", "data": [k.public() for k in keys]})
+    from .chat import read_json
+    body = await read_json(request) or {}
+    allowed = {"user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "note"}
+    unknown = sorted(set(body) - allowed) if isinstance(body, dict) else ["<body>"]
+    if unknown:
+        raise HTTPError(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(allowed))}",
+                        param=unknown[0])
+    secret, key = await asyncio.to_thread(lambda: gw.keys.create(**body))
+    if key.budget_usd is not None and hasattr(gw.client, "budgets"):
+        gw._register_budget(key)
+    return json_response({**key.public(), "key": secret}, 201)
+
+
+async def admin_key(request: Request) -> Response:
+    """``DELETE /admin/keys/{id}`` revokes a key."""
+    gw: Gateway = request.app.state.gateway
+    gw.authenticate(request, admin=True)
+    key_id = request.path_params["key_id"]
+    if not await asyncio.to_thread(gw.keys.revoke, key_id):
+        raise HTTPError(404, f"no active key {key_id!r}", code="key_not_found")
+    return json_response({"id": key_id, "revoked": True})
+
+
+# ── the app ──────────────────────────────────────────────────────────────────
+
+def create_app(client: Any, *, keys: KeyStore | None = None,
+               limiter: RateLimiter | None = None) -> Starlette:
+    """The gateway over ``client`` (its ledger holds the keys table)."""
+    from . import analytics, chat, dashboard, usage
+    gateway = Gateway(client, keys=keys, limiter=limiter)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            err = HTTPError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404
+                            else None)
+        else:
+            err = gateway.http_error(exc)
+        if err.status >= 500:
+            log.error("%s %s -> %s %s", request.method, request.url.path, err.status, err.message)
+        return error_response(err, gateway.scrub)
+
+    routes = [
+        Route("/v1/chat/completions", chat.completions, methods=["POST"]),
+        Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/v1/usage", usage.ingest, methods=["POST"]),
+        Route("/v1/usage/batch", usage.ingest_batch, methods=["POST"]),
+        Route("/v1/analytics", analytics.endpoint, methods=["GET"]),
+        Route("/v1/budgets", analytics.budgets, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/admin/keys", admin_keys, methods=["GET", "POST"]),
+        Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
+        Route("/dashboard", dashboard.endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={Exception: on_error, HTTPException: on_error,
+                                                       HTTPError: on_error,
+                                                       errors.UnillmError: on_error})
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,211 @@
+"""``GET /dashboard`` (admin key) and the HTML shared with ``unillm report``.
+
+`render` turns `analytics.build` output (plus budget status) into one
+self-contained HTML page: inline CSS, server-side SVG charts (`svg`), no
+script, no external request. Filters are a plain GET form (date range, tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from . import svg
+from .analytics import budget_status, build, filters_from, parse_range
+from .svg import usd
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+CSS = """
+:root{--ink:#1f2430;--muted:#6b7280;--line:#e8eaef;--bg:#f6f7f9;--accent:#3b5bdb;--good:#0ca678}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--ink);
+font:14px/1.45 Inter,system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-variant-numeric:tabular-nums}
+main{max-width:1240px;margin:0 auto;padding:28px 32px 48px}
+header{display:flex;align-items:flex-end;justify-content:space-between;gap:24px;margin-bottom:22px;flex-wrap:wrap}
+h1{font-size:22px;margin:0;font-weight:650;letter-spacing:-.01em}h1 span{color:var(--accent)}
+.sub{color:var(--muted);font-size:13px;margin-top:4px}
+form{display:flex;gap:8px;align-items:flex-end;flex-wrap:wrap}
+label{display:flex;flex-direction:column;font-size:11px;color:var(--muted);gap:3px;text-transform:uppercase;letter-spacing:.04em}
+input{font:inherit;font-size:13px;padding:6px 9px;border:1px solid #d5d9e0;border-radius:7px;width:130px;background:#fff;color:var(--ink)}
+button{font:inherit;font-size:13px;padding:7px 14px;border:0;border-radius:7px;background:var(--accent);color:#fff;cursor:pointer}
+.kpis{display:grid;grid-template-columns:repeat(6,1fr);gap:12px;margin-bottom:14px}
+.kpi,.card{background:#fff;border:1px solid var(--line);border-radius:12px}
+.kpi{padding:14px 16px}.kpi .v{font-size:21px;font-weight:650;margin-top:4px;letter-spacing:-.01em;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.kpi .k,.card h2{font-size:11.5px;color:var(--muted);text-transform:uppercase;letter-spacing:.05em;font-weight:600;margin:0}
+.kpi .n{font-size:12px;color:var(--muted);margin-top:2px}.kpi .v.good{color:var(--good)}
+.card{padding:16px 18px;margin-bottom:14px}.card h2{margin-bottom:12px}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:14px}.grid .card{margin-bottom:0}.row{margin-bottom:14px}
+.grid3{display:grid;grid-template-columns:1fr 1fr 1.5fr;gap:14px;margin-bottom:14px}.grid3 .card{margin-bottom:0}
+.cache{display:flex;gap:18px;align-items:center}.cache .big{font-size:20px;font-weight:650;color:var(--good)}
+table{width:100%;border-collapse:collapse;font-size:12.5px}
+th{text-align:left;font-weight:600;color:var(--muted);font-size:11px;text-transform:uppercase;letter-spacing:.04em;padding:6px 8px;border-bottom:1px solid var(--line)}
+td{padding:7px 8px;border-bottom:1px solid #f1f2f5;white-space:nowrap}td.num,th.num{text-align:right}
+tr:last-child td{border-bottom:0}.pill{display:inline-block;padding:1px 8px;border-radius:99px;font-size:11px;background:#eef2ff;color:#364fc7}
+.pill.error,.pill.budget_denied,.pill.rule_denied{background:#fff0f0;color:#c92a2a}.pill.cache_hit{background:#e6fcf5;color:#087f5b}
+.budget{margin-bottom:12px}.budget .t{display:flex;justify-content:space-between;gap:10px;font-size:12.5px;margin-bottom:4px}
+.budget .t>span:first-child{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.budget .t>span:last-child{white-space:nowrap}
+.muted{color:var(--muted)}footer{color:var(--muted);font-size:12px;margin-top:18px}
+"""
+
+
+def _kpi(label: str, value: str, note: str = "", cls: str = "") -> str:
+    return (f"<div class='kpi'><div class='k'>{escape(label)}</div>"
+            f"<div class='v {cls}' title='{escape(value, True)}'>{escape(value)}</div>"
+            f"<div class='n'>{escape(note)}</div></div>")
+
+
+def _bars(rows: list[tuple[str, Decimal, str]], label: str, empty: str = "Nothing in this range.") -> str:
+    return svg.bar_list(rows, label=label) if rows else f"<p class='muted'>{escape(empty)}</p>"
+
+
+def _card(title: str, body: str, cls: str = "card") -> str:
+    return f"<section class='{cls}'><h2>{escape(title)}</h2>{body}</section>"
+
+
+def _int(n: int | None) -> str:
+    return f"{n or 0:,}"
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f} ms"
+
+
+def _rows(rows: Sequence[Mapping[str, Any]], name: Any) -> list[tuple[str, Decimal, str]]:
+    return [(name(r), r["cost_usd"], _calls(r["calls"])) for r in rows]
+
+
+def _calls(n: int) -> str:
+    return f"{n:,} call" + ("" if n == 1 else "s")
+
+
+def _when(v: Any) -> str:
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return str(v or "")
+
+
+def _calls_table(calls: Sequence[Mapping[str, Any]]) -> str:
+    if not calls:
+        return "<p class='muted'>No calls in this range.</p>"
+    head = ("<tr><th>Time (UTC)</th><th>Model</th><th>User</th><th>Project</th><th>Status</th>"
+            "<th class='num'>Tokens</th><th class='num'>Latency</th><th class='num'>Cost</th></tr>")
+    body = []
+    for c in calls:
+        body.append(
+            f"<tr class='call'><td>{escape(_when(c['started_at']))}</td>"
+            f"<td>{escape(c['provider'])}/{escape(c['model'])}</td>"
+            f"<td>{escape(c['user'] or '—')}</td><td>{escape(c['project'] or '—')}</td>"
+            f"<td><span class='pill {escape(c['status'])}'>{escape(c['status'])}</span></td>"
+            f"<td class='num'>{_int(c['tokens'])}</td><td class='num'>{_ms(c['latency_ms'])}</td>"
+            f"<td class='num'>{escape(usd(c['cost_usd']))}</td></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _budgets(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A gauge per money budget (and scope): spent of limit, coloured by how full it is."""
+    out = []
+    for b in rows:
+        if b.get("limit_usd") is None:
+            continue
+        limit, spent = Decimal(b["limit_usd"]), Decimal(b.get("spent_usd") or 0)
+        name = str(b.get("budget") or b.get("name"))
+        scope = ",".join(f"{k}={v}" for k, v in (b.get("scope") or {}).items())
+        pct = f"{spent / limit * 100:.0f}%" if limit else "—"
+        out.append(f"<div class='budget'><div class='t'><span title='{escape(scope, True)}'>{escape(name)} "
+                   f"<span class='muted'>· {escape(str(b.get('period') or ''))}</span></span>"
+                   f"<span><b>{escape(usd(spent))}</b> <span class='muted'>of {escape(usd(limit))} "
+                   f"· {pct}</span></span></div>{svg.gauge(spent, limit, label=name)}</div>")
+    return "".join(out) or "<p class='muted'>No money budgets configured.</p>"
+
+
+def _form(query: Mapping[str, str]) -> str:
+    def field(name: str, label: str, placeholder: str) -> str:
+        return (f"<label>{label}<input name='{name}' value='{escape(query.get(name, ''), True)}' "
+                f"placeholder='{placeholder}'></label>")
+    return (f"<form method='get' action='/dashboard'>{field('since', 'Since', '30d')}"
+            f"{field('until', 'Until', 'now')}{field('where', 'Tag filter', 'project=bot')}"
+            "<button type='submit'>Apply</button></form>")
+
+
+def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, title: str = "unillm",
+           query: Mapping[str, str] | None = None, form: bool = True) -> str:
+    """The whole page as one HTML string."""
+    t, rng = data["totals"], data["range"]
+    saved = data["cache"]["saved_usd"] + data["rules"]["saved_usd"]
+    avg = t["cost_usd"] / t["calls"] if t["calls"] else Decimal(0)
+    span = f"{_when(rng['since'])[:10] or 'the beginning'} → {_when(rng['until'])[:10] or 'now'}"
+    filt = ", ".join(f"{k}={v}" for k, v in data.get("filters", {}).items())
+    kpis = "".join([
+        _kpi("Total spend", usd(t["cost_usd"]), _calls(t["calls"])),
+        _kpi("Avg per call", usd(avg.quantize(Decimal("0.000001")) if avg else avg), "rounded to µ$"),
+        _kpi("Tokens", _int(t["tokens"]), "prompt + completion"),
+        _kpi("Cache hit rate", f"{float(data['cache']['hit_rate']) * 100:.1f}%",
+             f"{data['cache']['hits']:,} hits"),
+        _kpi("Money saved", usd(saved), "cache + rules", "good"),
+        _kpi("Latency p50 / p95", f"{_ms(t['p50_latency_ms'])}", f"p95 {_ms(t['p95_latency_ms'])}"),
+    ])
+    series = svg.time_chart([(p["t"], p["cost_usd"]) for p in data["series"]], label="spend over time")
+    cache = (f"<div class='cache'>{svg.ring(data['cache']['hit_rate'], label='cache hit rate', caption='hit rate')}"
+             f"<div><div class='muted'>saved by the cache</div><div class='big'>{escape(usd(data['cache']['saved_usd']))}</div>"
+             f"<div class='muted' style='margin-top:8px'>saved by rules</div>"
+             f"<div class='big'>{escape(usd(data['rules']['saved_usd']))}</div></div></div>")
+    rules = _bars([(r["rule"], r["saved_usd"], _calls(r["calls"])) for r in data["rules"]["by_rule"]],
+                  "savings by rule", "No rule has fired in this range.")
+    body = "".join([
+        (f"<header><div><h1><span>unillm</span> · {escape(title)}</h1><div class='sub'>{escape(span)}"
+         f"{' · ' + escape(filt) if filt else ''}</div></div>"
+         f"{_form(query or {}) if form else ''}</header>"),
+        f"<div class='kpis'>{kpis}</div>",
+        _card(f"Spend over time, per {rng['bucket']}", series),
+        "<div class='grid row'>",
+        _card("By model", _bars(_rows(data["by_model"], lambda r: f"{r['provider']}/{r['model']}"), "spend by model")),
+        _card("By provider", _bars(_rows(data["by_provider"], lambda r: r["provider"]), "spend by provider")),
+        "</div><div class='grid row'>",
+        _card("By user", _bars(_rows(data["by_user"], lambda r: r["user"] or "(no user)"), "spend by user")),
+        _card("By project", _bars(_rows(data["by_project"], lambda r: r["project"] or "(no project)"),
+                                      "spend by project")),
+        "</div><div class='grid3'>",
+        _card("Cache", cache), _card("Rule savings", rules), _card("Budgets", _budgets(budgets)),
+        "</div>",
+        _card("Most expensive requests", _calls_table(data["top_requests"])),
+        _card("Recent calls", _calls_table(data["recent"])),
+        (f"<footer>Generated {escape(_when(datetime.now(timezone.utc)))} UTC by unillm · amounts are "
+         "exact USD from the ledger</footer>"),
+    ])
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>unillm · {escape(title)}</title><style>{CSS}</style></head>"
+            f"<body><main>{body}</main></body></html>")
+
+
+def page(client: Any, keys: Any, *, since: str | None, until: str | None, where: Mapping[str, Any],
+         title: str, query: Mapping[str, str] | None = None, form: bool = True) -> str:
+    """Build the analytics and render them (blocking)."""
+    start, end = parse_range(since, until)
+    data = build(client, start, end, where)
+    budgets = budget_status(client, keys.list() if keys is not None else [])
+    return render(data, budgets, title=title, query=query, form=form)
+
+
+async def endpoint(request: Request) -> Response:
+    gw = request.app.state.gateway
+    gw.authenticate(request, admin=True, browser=True)
+    q = request.query_params
+    where = filters_from(q, [w for w in q.getlist("where") if w])
+    html = await asyncio.to_thread(page, gw.client, gw.keys, since=q.get("since") or None,
+                                   until=q.get("until") or None, where=where, title="spend",
+                                   query={k: q.get(k, "") for k in ("since", "until", "where")})
+    from starlette.responses import HTMLResponse
+    resp = HTMLResponse(html, headers={"cache-control": "no-store",
+                                       "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:"})
+    key = q.get("key")
+    if key:
+        from .app import COOKIE
+        resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/dashboard")
+    return resp

@@ -1,0 +1,189 @@
+"""Gateway API keys: created once, stored only as a hash, each carrying tenancy.
+
+A key is ``ulk_`` + 43 url-safe characters: 256 random bits from `secrets`. The
+keys table (migration ``0005_gateway_keys``, in the ledger's database) keeps its
+SHA-256, never the key. A pepper (HMAC with a server secret) protects *guessable*
+secrets such as passwords from an offline search after a database leak; a
+256-bit random key cannot be searched for, so a plain hash is as strong and
+leaves no extra secret to distribute between ``unillm keys`` and ``unillm serve``.
+
+Each key supplies the tags of every call made with it (``key_id``, ``user``,
+``project``), an optional budget, RPM/TPM limits, and whether it is an admin key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .. import errors
+
+TABLE = "unillm_keys"
+PREFIX = "ulk_"
+PERIODS = ("daily", "weekly", "monthly", "total")
+_COLUMNS = ("id", "prefix", "user_name", "project", "admin", "budget_usd", "period", "rpm", "tpm",
+            "created_at", "revoked_at", "note")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One gateway key as stored (without its secret)."""
+
+    id: str
+    prefix: str
+    user: str | None = None
+    project: str | None = None
+    admin: bool = False
+    budget_usd: Decimal | None = None
+    period: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    created_at: str = ""
+    revoked_at: str | None = None
+    note: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def tags(self) -> dict[str, str]:
+        """The tags every call made with this key carries."""
+        out = {"key_id": self.id}
+        if self.user:
+            out["user"] = self.user
+        if self.project:
+            out["project"] = self.project
+        return out
+
+    def budget_spec(self) -> dict[str, Any] | None:
+        """This key's budget as a `[[budgets]]` table (scoped to its key_id), or None."""
+        if self.budget_usd is None:
+            return None
+        return {"name": f"key:{self.id}", "scope": {"key_id": self.id},
+                "period": self.period or "monthly", "limit_usd": self.budget_usd, "on_exceed": "raise"}
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready, for listings (the hash is never shown)."""
+        d = asdict(self)
+        d["budget_usd"] = str(self.budget_usd) if self.budget_usd is not None else None
+        d["active"] = self.active
+        return d
+
+
+def _row_to_key(row: Any) -> ApiKey:
+    d = dict(zip(_COLUMNS, row))
+    return ApiKey(id=d["id"], prefix=d["prefix"], user=d["user_name"], project=d["project"],
+                  admin=bool(d["admin"]),
+                  budget_usd=Decimal(d["budget_usd"]) if d["budget_usd"] is not None else None,
+                  period=d["period"], rpm=d["rpm"], tpm=d["tpm"], created_at=d["created_at"],
+                  revoked_at=d["revoked_at"], note=d["note"])
+
+
+def _check_limits(budget_usd: Any, period: str | None, rpm: Any, tpm: Any) -> Decimal | None:
+    budget = None
+    if budget_usd is not None:
+        try:
+            budget = Decimal(str(budget_usd))
+        except InvalidOperation:
+            raise errors.InvalidRequestError(f"budget_usd must be a number, got {budget_usd!r}",
+                                             param="budget_usd") from None
+        if not budget.is_finite() or budget < 0:
+            raise errors.InvalidRequestError("budget_usd must be >= 0", param="budget_usd")
+    if period is not None and period not in PERIODS:
+        raise errors.InvalidRequestError(f"period must be one of {', '.join(PERIODS)}, got {period!r}",
+                                         param="period")
+    for name, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise errors.InvalidRequestError(f"{name} must be a whole number >= 1, got {value!r}",
+                                             param=name)
+    return budget
+
+
+class KeyStore:
+    """Keys in the ledger store. Verified keys are cached for ``ttl`` seconds, so a
+    key revoked by another process (``unillm keys revoke``) stops working within
+    ``ttl``; one revoked through this store stops at once."""
+
+    def __init__(self, store: Any, *, ttl: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self.store.transaction() as tx:
+            return list(tx.execute(sql, params).fetchall())
+
+    def create(self, *, user: str | None = None, project: str | None = None, admin: bool = False,
+               budget_usd: Any = None, period: str | None = None, rpm: int | None = None,
+               tpm: int | None = None, note: str | None = None) -> tuple[str, ApiKey]:
+        """A new key: returns the secret (shown once) and what is stored."""
+        budget = _check_limits(budget_usd, period, rpm, tpm)
+        secret = PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(id="key_" + secrets.token_hex(6), prefix=secret[:10], user=user or None,
+                     project=project or None, admin=admin, budget_usd=budget,
+                     period=(period or "monthly") if budget is not None else period,
+                     rpm=rpm, tpm=tpm, created_at=datetime.now(timezone.utc).isoformat(), note=note)
+        with self.store.transaction() as tx:
+            tx.execute(f"INSERT INTO {TABLE} (id, hash, prefix, user_name, project, admin, budget_usd, "
+                       "period, rpm, tpm, created_at, revoked_at, note) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key.id, hash_key(secret), key.prefix, key.user, key.project, int(admin),
+                        str(budget) if budget is not None else None, key.period, rpm, tpm,
+                        key.created_at, None, note))
+        return secret, key
+
+    def list(self, include_revoked: bool = False) -> list[ApiKey]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM {TABLE}"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        return [_row_to_key(r) for r in self._rows(sql + " ORDER BY created_at, id")]
+
+    def get(self, key_id: str) -> ApiKey | None:
+        rows = self._rows(f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} WHERE id = ?", (key_id,))
+        return _row_to_key(rows[0]) if rows else None
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False when no active key has this id."""
+        with self.store.transaction() as tx:
+            cur = tx.execute(f"UPDATE {TABLE} SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                             (datetime.now(timezone.utc).isoformat(), key_id))
+            done = bool(cur.rowcount)
+        with self._lock:
+            self._cache = {h: v for h, v in self._cache.items() if v[1] is None or v[1].id != key_id}
+        return done
+
+    def verify(self, secret: str) -> ApiKey | None:
+        """The active key ``secret`` is, or None. Constant-time on the hash compare."""
+        if not secret.startswith(PREFIX) or len(secret) > 200:
+            return None
+        digest = hash_key(secret)
+        now = self._monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        rows = self._rows(f"SELECT {', '.join(_COLUMNS)}, hash FROM {TABLE} WHERE hash = ?", (digest,))
+        key = None
+        if rows and hmac.compare_digest(rows[0][-1], digest):
+            found = _row_to_key(rows[0][:-1])
+            key = found if found.active else None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, key)
+        return key
