@@ -334,8 +334,15 @@ class Client:
         return self._retrier.arun(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
-        """Record the failed attempt; the next model of its [[fallbacks]] chain, or None."""
-        self._record(record_for(call, "error", error=err), call)
+        """Record the failed attempt (releasing its budget hold); the next model of its
+        [[fallbacks]] chain when the error is one a fallback may answer, else None."""
+        if isinstance(err, errors.UnillmError):
+            self._record(record_for(call, "error", error=err), call)
+        else:  # not ours (a bug, KeyboardInterrupt): record if we can, never mask it
+            try:
+                self._record(record_for(call, "error", error=err), call)
+            except Exception:
+                pass
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
         nxt = self._next_in_chain(call)
@@ -361,7 +368,7 @@ class Client:
         while True:
             try:
                 resp = self._attempt(call, lambda: call.adapter.complete(call.request, call.ref.model))
-            except errors.ProviderError as err:
+            except BaseException as err:  # recorded, and its budget hold released, whatever it was
                 nxt = self._fallback(call, err)
                 if nxt is None:
                     raise
@@ -373,7 +380,7 @@ class Client:
         while True:
             try:
                 resp = await self._aattempt(call, lambda: call.adapter.acomplete(call.request, call.ref.model))
-            except errors.ProviderError as err:
+            except BaseException as err:  # recorded, and its budget hold released, whatever it was
                 nxt = self._fallback(call, err)
                 if nxt is None:
                     raise
@@ -386,7 +393,7 @@ class Client:
         while True:
             try:
                 gen, first = self._attempt(call, lambda: first_chunk(call.adapter.stream(call.request, call.ref.model)))
-            except errors.ProviderError as err:
+            except BaseException as err:  # recorded, and its budget hold released, whatever it was
                 nxt = self._fallback(call, err)
                 if nxt is None:
                     raise
@@ -401,7 +408,7 @@ class Client:
             try:
                 gen, first = await self._aattempt(
                     call, lambda: afirst_chunk(call.adapter.astream(call.request, call.ref.model)))
-            except errors.ProviderError as err:
+            except BaseException as err:  # recorded, and its budget hold released, whatever it was
                 nxt = self._fallback(call, err)
                 if nxt is None:
                     raise
