@@ -106,3 +106,25 @@ def test_fill_series_gives_every_day():
                       "day", since, since + timedelta(days=4))
     assert [p["t"] for p in out] == ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05"]
     assert out[2]["cost_usd"] == 1 and out[0]["cost_usd"] == 0
+
+
+def test_rule_savings_exclude_what_the_cache_saved_on_routed_calls(tmp_path) -> None:
+    """A cache hit on a routed call records the cache's saving; it is not the rule's."""
+    from decimal import Decimal
+
+    from unillm import Client
+    from unillm.server.analytics import build
+    from unillm.testing import FakeProvider, Reply
+
+    rule = {"name": "to mini", "when": {"model": "gpt-4o"}, "use": "gpt-4o-mini"}
+    with FakeProvider(Reply(usage={"input_tokens": 1000, "output_tokens": 500})) as fake:
+        client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/l.db", cache="memory",
+                        rules=[rule])
+        first = client.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}], temperature=0)
+        client.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}], temperature=0)  # a hit
+    data = build(client)
+    (row,) = data["rules"]["by_rule"]
+    rule_saving = client.pricebook.price("openai", "gpt-4o").cost(first.usage).total_usd - first.cost.total_usd
+    assert row["calls"] == 2 and row["saved_usd"] == rule_saving == data["rules"]["saved_usd"]
+    assert data["cache"]["saved_usd"] == first.cost.total_usd
+    assert Decimal(0) < rule_saving

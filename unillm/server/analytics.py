@@ -62,6 +62,26 @@ def _rows(ledger: Any, by: list[str], since: Any, until: Any, where: Mapping[str
     return sorted(rows, key=lambda r: (-(r["cost_usd"] or ZERO), -r["calls"]))
 
 
+def _by_rule(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per rule: every call it routed, but only the money the rule itself saved (a cache
+    hit on a routed call saved money too, and that belongs to the cache)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if not row["rule"]:
+            continue
+        slim = _slim(row, ["rule"])
+        if row["saved_reason"] != "rule":
+            slim["saved_usd"] = ZERO
+        acc = out.get(row["rule"])
+        if acc is None:
+            out[row["rule"]] = slim
+            continue
+        for key in ("calls", "errors", "cache_hits", "tokens", "cost_usd", "saved_usd"):
+            acc[key] += slim[key]
+        acc["p50_latency_ms"] = acc["p95_latency_ms"] = None  # percentiles do not add up
+    return sorted(out.values(), key=lambda r: r["saved_usd"], reverse=True)
+
+
 def _slim(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     tokens = sum(row[t] for t in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
                                   "output_tokens"))
@@ -121,8 +141,7 @@ def build(client: Any, since: datetime | None = None, until: datetime | None = N
                   "saved_usd": cache_saved},
         "rules": {"saved_usd": (by_reason.get("rule") or {}).get("saved_usd") or ZERO,
                   "calls": (by_reason.get("rule") or {}).get("calls", 0),
-                  "by_rule": [_slim(r, ["rule"]) for r in _rows(ledger, ["rule"], since, until, where)
-                              if r["rule"]]},
+                  "by_rule": _by_rule(_rows(ledger, ["rule", "saved_reason"], since, until, where))},
         "top_requests": _records(ledger.store, since, until, where,
                                  "total_nano DESC, total_atto DESC, seq DESC", top),
         "recent": _records(ledger.store, since, until, where, "started_at DESC, seq DESC", recent),

@@ -60,8 +60,10 @@ def _kpi(label: str, value: str, note: str = "", cls: str = "") -> str:
             f"<div class='n'>{escape(note)}</div></div>")
 
 
-def _bars(rows: list[tuple[str, Decimal, str]], label: str, empty: str = "Nothing in this range.") -> str:
-    return svg.bar_list(rows, label=label) if rows else f"<p class='muted'>{escape(empty)}</p>"
+def _bars(rows: list[tuple[str, Decimal, str]], label: str, empty: str = "Nothing in this range.",
+          width: int = 545) -> str:
+    """Bars drawn at the card's own width (a narrow card would otherwise shrink the text)."""
+    return svg.bar_list(rows, label=label, width=width) if rows else f"<p class='muted'>{escape(empty)}</p>"
 
 
 def _card(title: str, body: str, cls: str = "card") -> str:
@@ -156,7 +158,7 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
              f"<div class='muted' style='margin-top:8px'>saved by rules</div>"
              f"<div class='big'>{escape(usd(data['rules']['saved_usd']))}</div></div></div>")
     rules = _bars([(r["rule"], r["saved_usd"], _calls(r["calls"])) for r in data["rules"]["by_rule"]],
-                  "savings by rule", "No rule has fired in this range.")
+                  "savings by rule", "No rule has fired in this range.", width=300)
     body = "".join([
         (f"<header><div><h1><span>unillm</span> · {escape(title)}</h1><div class='sub'>{escape(span)}"
          f"{' · ' + escape(filt) if filt else ''}</div></div>"

@@ -1,0 +1,5 @@
+"""`python -m unillm ...` is the `unillm` command."""
+
+from .cli import main
+
+main()
