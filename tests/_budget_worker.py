@@ -22,7 +22,7 @@ if mode == "hang":
     client.chat(model="gpt-4o-mini", messages=HI, max_tokens=5)
     sys.exit(0)
 
-counts = {"ok": 0, "denied": 0}
+counts = {"ok": 0, "denied": 0, "errors": []}
 lock = threading.Lock()
 
 
@@ -33,6 +33,10 @@ def work() -> None:
             key = "ok"
         except errors.BudgetExceededError:
             key = "denied"
+        except Exception as exc:  # anything else is a finding: report it, never lose it
+            with lock:
+                counts["errors"].append(f"{type(exc).__name__}: {exc}")
+            continue
         with lock:
             counts[key] += 1
 

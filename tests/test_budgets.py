@@ -223,6 +223,7 @@ def test_many_processes_never_overshoot(fake: FakeProvider, tmp_path: Path, roun
     assert all(p.returncode == 0 for p in procs)
     admitted = sum(r["ok"] for r in results)
     denied = sum(r["denied"] for r in results)
+    assert [e for r in results for e in r["errors"]] == []
     assert admitted + denied == 8 * 4 * 5 and 0 < admitted < 160
     client = Client(ledger=ledger)
     recs = list(client.ledger.records())

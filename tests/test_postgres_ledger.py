@@ -367,6 +367,7 @@ def test_processes_with_their_own_clients_never_overshoot_a_shared_budget(fake, 
                            for _ in range(8)), timeout=300)
     results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     admitted, denied = sum(r["ok"] for r in results), sum(r["denied"] for r in results)
+    assert [e for r in results for e in r["errors"]] == []
     assert admitted + denied == 160 and 0 < admitted < 160
     one, two = Client(ledger=pg_url), Client(ledger=pg_url, budgets=budget)
     recs = list(one.ledger.records())

@@ -12,7 +12,6 @@ apps), else `ledger_cache_stats` below, which reads the ledger.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 import click
 
 from .. import errors
+from ._common import user_errors
 from ..cache import default_cache_url, open_cache
 from ..cache.base import CacheBackend
 
@@ -49,17 +49,6 @@ def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
     hits = sum(r["calls"] for r in rows if r["status"] == "cache_hit")
     saved = sum((r["saved_usd"] for r in rows if r["status"] == "cache_hit"), Decimal(0))
     return {"calls": calls, "hits": hits, "saved_usd": saved}
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """unillm errors become one clean line (ClickException)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except errors.UnillmError as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper
 
 
 def _run(backend: CacheBackend, op: Callable[[], Any]) -> Any:
@@ -104,7 +93,7 @@ def group() -> None:
 @click.option("--ledger", "ledger_url", metavar="URL", help="ledger for hit rate and savings")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
-@_user_errors
+@user_errors
 def stats(ctx: click.Context, url: str | None, ledger_url: str | None, fmt: str) -> None:
     """Entries and size on disk; hit rate and money saved when the ledger knows them."""
     backend = _open(url)
@@ -141,7 +130,7 @@ def _hits(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
 @group.command()
 @_CACHE
 @click.option("--namespace", metavar="NS", help="only this namespace (default: everything)")
-@_user_errors
+@user_errors
 def clear(url: str | None, namespace: str | None) -> None:
     """Remove cached answers (all, or one namespace's)."""
     backend = _open(url)
@@ -152,7 +141,7 @@ def clear(url: str | None, namespace: str | None) -> None:
 
 @group.command()
 @_CACHE
-@_user_errors
+@user_errors
 def prune(url: str | None) -> None:
     """Remove expired entries."""
     backend = _open(url)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -15,21 +14,11 @@ from typing import Any
 import click
 
 from .. import errors
+from ._common import user_errors
 from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path, read_price_file
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        show_default=True, help="table for people, json for machines")
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """unillm errors become one clean line (ClickException)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except errors.UnillmError as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -78,7 +67,7 @@ def _locate(model: str, book: PriceBook) -> tuple[str, str]:
               help="a price file merged over the bundled book")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%d"]), help="price in force on this date (UTC)")
 @_FORMAT
-@_user_errors
+@user_errors
 def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     """Prices in force for MODEL ('provider/model' or a bare name) and where they come from."""
     book = PriceBook.load(pricing_file)
@@ -135,7 +124,7 @@ def _targets(settings: Any) -> Iterable[tuple[str, str]]:
 @click.option("--config", "config", type=click.Path(dir_okay=False), default="unillm.toml",
               show_default=True, help="the unillm.toml to check")
 @_FORMAT
-@_user_errors
+@user_errors
 def check(config: str, fmt: str) -> None:
     """Every alias, rule target and fallback in CONFIG has a price (exit 1 if not)."""
     from ..config import load_settings
@@ -268,7 +257,7 @@ def render_toml(tables: dict[tuple[str, str], dict[str, Any]], header: str) -> s
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write here (default: stdout)")
 @click.option("--keep-unknown", is_flag=True, help="keep providers unillm has no profile for")
-@_user_errors
+@user_errors
 def import_(file: str, out: str | None, keep_unknown: bool) -> None:
     """Convert LiteLLM's model_prices_and_context_window.json into a unillm price file."""
     try:
@@ -319,7 +308,7 @@ def _delta(old: Any, new: Any) -> str:
 @click.argument("old")
 @click.argument("new")
 @_FORMAT
-@_user_errors
+@user_errors
 def diff(old: str, new: str, fmt: str) -> None:
     """What changed between two price files (either may be 'bundled')."""
     a, b = _read(old), _read(new)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from .. import errors
+from ._common import user_errors
 from ..config import Settings, load_settings
 from ..profiles import ModelRef, ProviderSettings, Resolver, build_settings
 from ..rules import RuleContext, RuleSet, explain_dict, format_explain, lint
@@ -29,17 +29,6 @@ _CONFIG = click.option("--config", "config", default="unillm.toml", show_default
                        type=click.Path(dir_okay=False), help="the unillm.toml to read")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="text for people, json for machines")
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """unillm errors become one clean line (ClickException)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except errors.UnillmError as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper
 
 
 @click.group()
@@ -135,7 +124,7 @@ def _decimal(ctx: click.Context, param: click.Parameter, value: str | None) -> D
 @click.option("--estimated-cost", callback=_decimal, default=None,
               help="worst-case USD of the call (default: priced from --max-tokens)")
 @_FORMAT
-@_user_errors
+@user_errors
 def explain(config: str, model: str, prompt: str, system: str | None, tags: str | None, at: str | None,
             max_tokens: int | None, json_output: bool, tokens: int | None, budget_used: float | None,
             estimated_cost: Decimal | None, fmt: str) -> None:
@@ -171,7 +160,7 @@ def _pricebook(settings: Settings) -> Any:
 @group.command(name="lint")
 @_CONFIG
 @_FORMAT
-@_user_errors
+@user_errors
 def lint_cmd(config: str, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
     settings = load_settings(config)

@@ -44,12 +44,11 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from .. import errors
 from . import summary as summary_sql
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
-from .query import where_clause
+from .reads import SQLReads
 from .records import CallRecord
-from .rows import INSERT_SQL, SELECT_SQL, TABLE, from_row, to_row
+from .rows import INSERT_SQL, to_row
 from .store import Dialect, redact
 
-_PAGE = 1000
 #: key of the advisory lock serialising migrations (any fixed 64-bit number)
 MIGRATION_LOCK = 0x756E696C6C6D  # "unillm"
 _OPTIONS = {"pool_min": 1, "pool_max": 10, "pool_timeout": 30.0}
@@ -143,7 +142,7 @@ class _Tx:
         self.connection.execute(pyformat(INSERT_SQL), to_row(rec))
 
 
-class PostgresStore:
+class PostgresStore(SQLReads):
     """`unillm.ledger.store.LedgerStore` on a PostgreSQL database."""
 
     dialect = PostgresDialect()
@@ -299,39 +298,6 @@ class PostgresStore:
         with self._connection("cannot read") as conn:
             return conn.execute(pyformat(sql), tuple(params)).fetchall()
 
-    def records(self, since: datetime | None = None, until: datetime | None = None,
-                where: Mapping[str, Any] | None = None,
-                limit: int | None = None) -> Iterator[CallRecord]:
-        """Records oldest first, read in pages (keyset pagination on ``started_at, seq``)."""
-        filters, params = where_clause(self.dialect, since, until, where)
-        joiner = " AND " if filters else " WHERE "
-        cursor: tuple[str, int] | None = None
-        left = limit
-        while left is None or left > 0:
-            page = _PAGE if left is None else min(_PAGE, left)
-            sql, args = SELECT_SQL + filters, list(params)
-            if cursor is not None:
-                sql += joiner + "(started_at > ? OR (started_at = ? AND seq > ?))"
-                args += [cursor[0], cursor[0], cursor[1]]
-            rows = self._query(sql + f" ORDER BY started_at, seq LIMIT {int(page)}", args)
-            for row in rows:
-                yield from_row(row)
-            if len(rows) < page:
-                return
-            cursor = (rows[-1][2], rows[-1][0])
-            if left is not None:
-                left -= len(rows)
-
-    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
-        """Records after cursor ``after`` (None: from the start), and the new cursor."""
-        start = -1 if after is None else int(after)
-        rows = self._query(SELECT_SQL + " WHERE seq > ? ORDER BY seq LIMIT ?", (start, int(limit)))
-        return [from_row(r) for r in rows], (rows[-1][0] if rows else max(start, 0))
-
-    def last_cursor(self) -> int:
-        """The cursor of the newest record (to follow only what comes next)."""
-        return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {TABLE}", ())[0][0])
-
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,
                 where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -348,12 +314,6 @@ class PostgresStore:
             if self._pool_obj is not None and self._pool_pid == os.getpid():
                 self._pool_obj.close()
             self._pool_obj = None
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"

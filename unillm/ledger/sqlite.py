@@ -30,13 +30,12 @@ from urllib.parse import parse_qs, urlsplit
 from .. import errors
 from . import summary as summary_sql
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
-from .query import where_clause
+from .reads import SQLReads
 from .records import CallRecord
-from .rows import INSERT_SQL, SELECT_SQL, TABLE, from_row, to_row
+from .rows import INSERT_SQL, TABLE, to_row
 from .store import Dialect
 
 T = TypeVar("T")
-_PAGE = 1000
 
 
 class SQLiteDialect(Dialect):
@@ -74,7 +73,7 @@ class _Tx:
         self.connection.execute(INSERT_SQL, to_row(rec))
 
 
-class SQLiteStore:
+class SQLiteStore(SQLReads):
     """`unillm.ledger.store.LedgerStore` on an SQLite file (or ``:memory:``)."""
 
     dialect = SQLiteDialect()
@@ -210,39 +209,6 @@ class SQLiteStore:
         with self._lock:
             return self._retry(lambda: self._connection().execute(sql, params).fetchall())
 
-    def records(self, since: datetime | None = None, until: datetime | None = None,
-                where: Mapping[str, Any] | None = None,
-                limit: int | None = None) -> Iterator[CallRecord]:
-        """Records oldest first, read in pages so writers are never held up for long."""
-        filters, params = where_clause(self.dialect, since, until, where)
-        joiner = " AND " if filters else " WHERE "
-        cursor: tuple[str, int] | None = None
-        left = limit
-        while left is None or left > 0:
-            page = _PAGE if left is None else min(_PAGE, left)
-            sql, args = SELECT_SQL + filters, list(params)
-            if cursor is not None:
-                sql += joiner + "(started_at > ? OR (started_at = ? AND seq > ?))"
-                args += [cursor[0], cursor[0], cursor[1]]
-            rows = self._query(sql + f" ORDER BY started_at, seq LIMIT {int(page)}", args)
-            for row in rows:
-                yield from_row(row)
-            if len(rows) < page:
-                return
-            cursor = (rows[-1][2], rows[-1][0])
-            if left is not None:
-                left -= len(rows)
-
-    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
-        """Records committed after cursor ``after`` (None: from the start), and the new cursor."""
-        start = -1 if after is None else int(after)
-        rows = self._query(SELECT_SQL + " WHERE seq > ? ORDER BY seq LIMIT ?", (start, int(limit)))
-        return [from_row(r) for r in rows], (rows[-1][0] if rows else max(start, 0))
-
-    def last_cursor(self) -> int:
-        """The cursor of the newest record (to follow only what comes next)."""
-        return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {TABLE}", ())[0][0])
-
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,
                 where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -273,12 +239,6 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"

@@ -1,0 +1,22 @@
+"""What every ``unillm`` sub-command shares."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .. import errors
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """unillm errors become one clean line (ClickException); UNILLM_DEBUG=1 still shows the cause."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.UnillmError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper

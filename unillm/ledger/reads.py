@@ -1,0 +1,67 @@
+"""Reading records back, in portable SQL: shared by every SQL store.
+
+A store provides ``_query(sql, params) -> rows`` (``?`` placeholders) and gets
+paged `records`, `tail` and `last_cursor` from `SQLReads`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .query import where_clause
+from .records import CallRecord
+from .rows import SELECT_SQL, TABLE, from_row
+
+#: rows per page: a reader never holds a writer up for long
+PAGE = 1000
+
+
+class SQLReads:
+    dialect: Any
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def records(self, since: datetime | None = None, until: datetime | None = None,
+                where: Mapping[str, Any] | None = None,
+                limit: int | None = None) -> Iterator[CallRecord]:
+        """Records oldest first, read in pages (keyset pagination on ``started_at, seq``)."""
+        filters, params = where_clause(self.dialect, since, until, where)
+        joiner = " AND " if filters else " WHERE "
+        cursor: tuple[str, int] | None = None
+        left = limit
+        while left is None or left > 0:
+            page = PAGE if left is None else min(PAGE, left)
+            sql, args = SELECT_SQL + filters, list(params)
+            if cursor is not None:
+                sql += joiner + "(started_at > ? OR (started_at = ? AND seq > ?))"
+                args += [cursor[0], cursor[0], cursor[1]]
+            rows = self._query(sql + f" ORDER BY started_at, seq LIMIT {int(page)}", args)
+            for row in rows:
+                yield from_row(row)
+            if len(rows) < page:
+                return
+            cursor = (rows[-1][2], rows[-1][0])
+            if left is not None:
+                left -= len(rows)
+
+    def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
+        """Records committed after cursor ``after`` (None: from the start), and the new cursor."""
+        start = -1 if after is None else int(after)
+        rows = self._query(SELECT_SQL + " WHERE seq > ? ORDER BY seq LIMIT ?", (start, int(limit)))
+        return [from_row(r) for r in rows], (rows[-1][0] if rows else max(start, 0))
+
+    def last_cursor(self) -> int:
+        """The cursor of the newest record (to follow only what comes next)."""
+        return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {TABLE}", ())[0][0])
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
