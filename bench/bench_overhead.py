@@ -1,13 +1,14 @@
 """Per-call overhead of unillm vs the raw SDK, against FakeProvider on loopback.
 
 Both sides make the same request to the same server in the same run, interleaved
-(raw, unillm, raw, unillm, ...) so drift hits both equally. Reports medians and
+in a random order each round, so drift and position effects hit both equally. Reports medians and
 the ratio. Usage: python bench/bench_overhead.py [N]
 """
 
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -31,15 +32,19 @@ def measure(n: int, ledger: str, label: str) -> None:
         for _ in range(50):  # warm both: connections, lazy imports, encoders
             raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
             client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
-        t_raw, t_ours = [], []
+        calls = {
+            "raw": lambda: raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20),
+            "ours": lambda: client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20),
+        }
+        times: dict[str, list[float]] = {"raw": [], "ours": []}
+        order = list(calls)
         for _ in range(n):
-            t0 = time.perf_counter()
-            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
-            t1 = time.perf_counter()
-            client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
-            t2 = time.perf_counter()
-            t_raw.append(t1 - t0)
-            t_ours.append(t2 - t1)
+            random.shuffle(order)  # which goes first alternates at random: no position bias
+            for name in order:
+                t0 = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - t0)
+        t_raw, t_ours = times["raw"], times["ours"]
     m_raw, m_ours = statistics.median(t_raw) * 1e6, statistics.median(t_ours) * 1e6
     print(f"{label:28} raw openai {m_raw:8.0f} µs   unillm {m_ours:8.0f} µs   "
           f"added {m_ours - m_raw:6.0f} µs   ratio {m_ours / m_raw:5.3f}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from ..base import Adapter, error_for_status, error_message, json_body, parse_retry_after, require
 from .convert import StreamState, from_response, to_request
 
 # status implied by an error event inside a 200 stream (``{"type": "error", "error": {"type": ...}}``)
@@ -67,12 +67,12 @@ class AnthropicAdapter(Adapter):
 
     # ── calls ──
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        raw = self.sync_client().messages.create(**self._kwargs(request, model))
-        return from_response(raw, self.provider)
+        raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model))
+        return from_response(json_body(raw), self.provider)
 
     async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        raw = await self.async_client().messages.create(**self._kwargs(request, model))
-        return from_response(raw, self.provider)
+        raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model))
+        return from_response(json_body(raw), self.provider)
 
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)

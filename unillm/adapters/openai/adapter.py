@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from ..base import Adapter, error_for_status, error_message, json_body, parse_retry_after, require
 from . import convert
 
 # servers on this machine (Ollama, vLLM) ignore the key; the SDK insists on one
@@ -56,13 +56,13 @@ class OpenAIAdapter(Adapter):
     # ── calls ──
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         kwargs = convert.to_request(request, model, self.settings)
-        raw = self.sync_client().chat.completions.create(**kwargs)
-        return convert.from_response(raw, self.provider)
+        raw = self.sync_client().chat.completions.with_raw_response.create(**kwargs)
+        return convert.from_response(json_body(raw), self.provider)
 
     async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
         kwargs = convert.to_request(request, model, self.settings)
-        raw = await self.async_client().chat.completions.create(**kwargs)
-        return convert.from_response(raw, self.provider)
+        raw = await self.async_client().chat.completions.with_raw_response.create(**kwargs)
+        return convert.from_response(json_body(raw), self.provider)
 
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
         kwargs = convert.to_request(request, model, self.settings, stream=True)
