@@ -25,16 +25,20 @@ from unillm.testing import FakeProvider, Reply  # noqa: E402
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 
 
-def measure(n: int, ledger: str, label: str) -> None:
+def measure(n: int, ledger: str, label: str, **client_kw: object) -> None:
+    """``client_kw`` may add budgets, or ``temperature=0`` calls with a cache (every call a hit)."""
+    kw = {"max_tokens": 20}
+    if client_kw.pop("hits", False):
+        kw["temperature"] = 0
     with FakeProvider(Reply(text="Hello there, how are you?", usage={"input_tokens": 12, "output_tokens": 7})) as fake:
         raw = openai.OpenAI(api_key="k", base_url=fake.base_url("openai"), max_retries=0)
-        client = Client(providers=fake.providers("openai"), ledger=ledger)
+        client = Client(providers=fake.providers("openai"), ledger=ledger, **client_kw)
         for _ in range(50):  # warm both: connections, lazy imports, encoders
-            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
-            client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kw)
+            client.chat(model="gpt-4o-mini", messages=MESSAGES, **kw)
         calls = {
-            "raw": lambda: raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20),
-            "ours": lambda: client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20),
+            "raw": lambda: raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kw),
+            "ours": lambda: client.chat(model="gpt-4o-mini", messages=MESSAGES, **kw),
         }
         times: dict[str, list[float]] = {"raw": [], "ours": []}
         order = list(calls)
@@ -55,6 +59,15 @@ def main() -> None:
     measure(n, "off", "chat, ledger off")
     with tempfile.TemporaryDirectory() as d:
         measure(n, f"sqlite:///{d}/ledger.db", "chat, sqlite ledger")
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, f"sqlite:///{d}/ledger.db", "chat, sqlite + budget",
+                budgets=[{"name": "bench", "limit_usd": 10**6}])
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, f"sqlite:///{d}/ledger.db", "cache hit, memory", cache="memory", hits=True)
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, f"sqlite:///{d}/ledger.db", "cache hit, disk", cache=f"disk:///{d}/cache", hits=True)
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, "off", "cache hit, disk, no ledger", cache=f"disk:///{d}/cache", hits=True)
 
 
 if __name__ == "__main__":

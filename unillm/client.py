@@ -463,10 +463,11 @@ class Client:
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": Cost(price_version="cache hit")})
-        rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
-                         response=resp, log_content=self.settings.log_content, model=resp.model)
-        self._record(rec)
-        resp.ledger_id = rec.id
+        if self._recording:
+            rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
+                             response=resp, log_content=self.settings.log_content, model=resp.model)
+            self._record(rec)
+            resp.ledger_id = rec.id
         if call.request.response_model is not None:
             _parse_structured(call, resp)
         if not call.stream:

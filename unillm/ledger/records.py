@@ -12,7 +12,7 @@ could hold a secret is ever written to the ledger.
 from __future__ import annotations
 
 import dataclasses
-import os
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ def new_id(now_ms: int | None = None) -> str:
     """
     global _last_ms, _seq
     if now_ms is not None:  # a back-dated record: no monotonic state, random counter
-        return _format_uuid7(now_ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
+        return _format_uuid7(now_ms, random.getrandbits(12))
     ms = time.time_ns() // 1_000_000
     with _id_lock:
         if ms <= _last_ms:
@@ -64,7 +64,10 @@ def new_id(now_ms: int | None = None) -> str:
 
 
 def _format_uuid7(ms: int, seq: int) -> str:
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    # random.getrandbits, not os.urandom: ids need uniqueness, not secrecy, and a system
+    # call per id cost more than the rest of the id. The module's generator is seeded
+    # from os.urandom and reseeded in every forked child, so processes never share a stream.
+    rand = random.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
     return f"{value:032x}"
 
