@@ -16,7 +16,6 @@ owns it, and every step that does no I/O is shared by both forms::
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -47,6 +46,11 @@ _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, 
                 errors.ContextWindowExceededError, errors.ResponseError)
 
 
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio  # imported when an async call first waits, not by `import unillm`
+    await asyncio.sleep(seconds)
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -75,7 +79,7 @@ class Client:
         self._adapters: dict[str, Adapter] = {}
         self._clock = _utcnow if clock is None else clock
         self._retrier = Retrier(s.retry, time.sleep if sleep is None else sleep,
-                                asyncio.sleep if asleep is None else asleep)
+                                _asyncio_sleep if asleep is None else asleep)
         self.rules = _load_rules(s)
         self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
         self._pricebook: Any = None

@@ -19,7 +19,7 @@ from ._toml import load_toml, pydantic_error_to_config_error
 class RetrySettings(BaseModel):
     """Backoff for retryable errors: exponential with jitter, ``Retry-After`` honoured."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     initial: float = Field(default=0.5, ge=0)       # seconds before the first retry
     maximum: float = Field(default=30.0, ge=0)      # cap of one wait
     jitter: float = Field(default=0.5, ge=0)        # up to this many seconds added at random
@@ -27,20 +27,20 @@ class RetrySettings(BaseModel):
 
 
 class FallbackSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     model: str
     then: list[str] = Field(min_length=1)
 
 
 class AlertSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     webhook: str | None = None
 
 
 class Settings(BaseModel):
     """Everything a Client is configured with, validated once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     ledger: str | None = None            # "sqlite:///path.db", "postgresql://...", "off"; None = default
     cache: str | None = None             # "disk:///path", "memory", "redis://...", "off"; None = default

@@ -40,7 +40,7 @@ ADAPTERS: dict[str, str] = {
 class Capabilities(BaseModel):
     """What the vendor's API accepts; adapters consult this, never the vendor's name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     tools: bool = True
     tool_choice: bool = True
     json_object: bool = True
@@ -55,7 +55,7 @@ class Capabilities(BaseModel):
 class ProviderSettings(BaseModel):
     """One provider, fully resolved: profile + config overrides + constructor overrides."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
     adapter: Literal["openai", "anthropic", "google", "cohere"]

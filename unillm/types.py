@@ -22,21 +22,27 @@ UsageSource = Literal["provider", "tiktoken", "estimate"]
 _FORBID = ConfigDict(extra="forbid")
 
 
+class _Model(BaseModel):
+    """Validators are built on first use, not at import: `import unillm` stays cheap."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # ── request ──────────────────────────────────────────────────────────────────
 
-class ImageURL(BaseModel):
+class ImageURL(_Model):
     model_config = _FORBID
     url: str  # http(s) URL or a data: URL with base64 content
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class TextPart(BaseModel):
+class TextPart(_Model):
     model_config = _FORBID
     type: Literal["text"] = "text"
     text: str
 
 
-class ImagePart(BaseModel):
+class ImagePart(_Model):
     model_config = _FORBID
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
@@ -45,7 +51,7 @@ class ImagePart(BaseModel):
 ContentPart = Union[TextPart, ImagePart]
 
 
-class FunctionCall(BaseModel):
+class FunctionCall(_Model):
     name: str
     arguments: str = "{}"  # JSON text, as OpenAI sends it
 
@@ -53,13 +59,13 @@ class FunctionCall(BaseModel):
         return json.loads(self.arguments or "{}")
 
 
-class ToolCall(BaseModel):
+class ToolCall(_Model):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class Message(BaseModel):
+class Message(_Model):
     """One chat message in OpenAI's format."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,14 +98,14 @@ class Message(BaseModel):
         return isinstance(self.content, list) and any(isinstance(p, ImagePart) for p in self.content)
 
 
-class FunctionDef(BaseModel):
+class FunctionDef(_Model):
     name: str
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
 
 
-class Tool(BaseModel):
+class Tool(_Model):
     model_config = _FORBID
     type: Literal["function"] = "function"
     function: FunctionDef
@@ -108,7 +114,7 @@ class Tool(BaseModel):
 ToolChoice = Union[Literal["auto", "none", "required"], dict[str, Any]]
 
 
-class JSONSchemaFormat(BaseModel):
+class JSONSchemaFormat(_Model):
     name: str = "response"
     schema_: dict[str, Any] = Field(alias="schema")
     strict: bool | None = None
@@ -117,7 +123,7 @@ class JSONSchemaFormat(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class ResponseFormat(BaseModel):
+class ResponseFormat(_Model):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -136,7 +142,7 @@ REQUEST_PARAMS = frozenset({
 })
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_Model):
     """A validated chat request, vendor-neutral. Adapters turn it into SDK kwargs."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -238,16 +244,16 @@ def describe_errors(exc: Any) -> str:
 
 # ── usage and cost ───────────────────────────────────────────────────────────
 
-class PromptTokensDetails(BaseModel):
+class PromptTokensDetails(_Model):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
 
 
-class CompletionTokensDetails(BaseModel):
+class CompletionTokensDetails(_Model):
     reasoning_tokens: int = 0
 
 
-class Usage(BaseModel):
+class Usage(_Model):
     """Token usage in non-overlapping billing buckets.
 
     ``input_tokens`` + ``cache_read_tokens`` + ``cache_write_tokens`` is the whole
@@ -303,7 +309,7 @@ class Usage(BaseModel):
         return CompletionTokensDetails(reasoning_tokens=self.reasoning_tokens)
 
 
-class Cost(BaseModel):
+class Cost(_Model):
     """What a call cost, itemized, in exact decimal USD."""
 
     model_config = ConfigDict(frozen=True)
@@ -328,7 +334,7 @@ class Cost(BaseModel):
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 
-class ResponseMessage(BaseModel):
+class ResponseMessage(_Model):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -336,13 +342,13 @@ class ResponseMessage(BaseModel):
     parsed: Any = Field(default=None, exclude=True)  # set when a response_model was given
 
 
-class Choice(BaseModel):
+class Choice(_Model):
     index: int = 0
     message: ResponseMessage
     finish_reason: FinishReason | None = None
 
 
-class ChatResponse(BaseModel):
+class ChatResponse(_Model):
     """An OpenAI-shaped chat completion, plus what unillm knows about the call."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -366,26 +372,26 @@ class ChatResponse(BaseModel):
         return self.choices[0].message.content if self.choices else None
 
 
-class ToolCallDelta(BaseModel):
+class ToolCallDelta(_Model):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
     function: dict[str, str] | None = None  # {"name": ..., "arguments": partial JSON}
 
 
-class Delta(BaseModel):
+class Delta(_Model):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
 
-class ChunkChoice(BaseModel):
+class ChunkChoice(_Model):
     index: int = 0
     delta: Delta = Field(default_factory=Delta)
     finish_reason: FinishReason | None = None
 
 
-class StreamChunk(BaseModel):
+class StreamChunk(_Model):
     """One OpenAI-shaped streaming chunk. The last chunk carries ``usage`` when known."""
 
     id: str = ""
