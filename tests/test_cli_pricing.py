@@ -33,6 +33,14 @@ def test_show_json_and_history_date():
     assert now["prices"]["input"] == "2.50" and len(now["history"]) == 1
 
 
+def test_show_max_output_tokens():
+    r = run("show", "claude-opus-4-0")
+    assert r.exit_code == 0 and "max output: 32000 tokens" in r.output
+    assert json.loads(run("show", "gpt-4o-2024-11-20", "--format", "json").output)["max_output_tokens"] == 16384
+    assert "max output: unknown" in run("show", "mistral/mistral-large").output
+    assert json.loads(run("show", "mistral/mistral-large", "--format", "json").output)["max_output_tokens"] is None
+
+
 def test_show_bare_name_known_only_to_the_price_book():
     r = run("show", "llama-3.3-70b-versatile")
     assert r.exit_code == 0 and "groq/llama-3.3-70b-versatile" in r.output
@@ -120,19 +128,21 @@ def test_check_missing_config_is_a_clean_error(tmp_path):
 LITELLM = {
     "sample_spec": {"input_cost_per_token": 0, "output_cost_per_token": 0, "litellm_provider": "openai"},
     "gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
-               "cache_read_input_token_cost": 1.25e-06, "litellm_provider": "openai", "mode": "chat"},
+               "cache_read_input_token_cost": 1.25e-06, "litellm_provider": "openai", "mode": "chat",
+               "max_input_tokens": 128000, "max_output_tokens": 16384, "max_tokens": 16384},
     "claude-sonnet-4-5-20250929": {
         "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
         "cache_creation_input_token_cost": 3.75e-06, "cache_read_input_token_cost": 3e-07,
         "input_cost_per_token_above_200k_tokens": 6e-06, "output_cost_per_token_above_200k_tokens": 2.25e-05,
         "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
         "cache_read_input_token_cost_above_200k_tokens": 6e-07,
-        "litellm_provider": "anthropic", "mode": "chat"},
+        "max_output_tokens": 64000.0, "litellm_provider": "anthropic", "mode": "chat"},
     "gemini/gemini-2.5-pro": {"input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
                               "input_cost_per_token_above_200k_tokens": 2.5e-06,
                               "output_cost_per_token_above_200k_tokens": 1.5e-05,
                               "litellm_provider": "gemini", "mode": "chat"},
     "command-r7b-12-2024": {"input_cost_per_token": 3.75e-08, "output_cost_per_token": 1.5e-07,
+                            "max_tokens": 4000, "max_output_tokens": "4k",
                             "litellm_provider": "cohere_chat", "mode": "chat"},
     "text-embedding-3-small": {"input_cost_per_token": 2e-08, "output_cost_per_token": 0,
                                "litellm_provider": "openai", "mode": "embedding"},
@@ -161,6 +171,12 @@ def test_import_litellm_catalog(tmp_path):
     assert (tier.above_prompt_tokens, tier.input, tier.output, tier.cache_write, tier.cached_input) == \
         (200000, D("6"), D("22.5"), D("7.5"), D("0.6"))
     assert book.price("google", "gemini-2.5-pro").tiers[0].output == D("15")  # gemini/ prefix -> google
+    # LiteLLM's max_output_tokens (never its ambiguous max_tokens); a bad value is noted, prices kept
+    assert gpt.max_output_tokens == 16384 and claude.max_output_tokens == 64000
+    assert "max_output_tokens = 16384" in text and "max_output_tokens = 64000\n" in text
+    assert book.price("cohere", "command-r7b-12-2024").max_output_tokens is None
+    assert book.price("google", "gemini-2.5-pro").max_output_tokens is None
+    assert "command-r7b-12-2024: max_output_tokens '4k'" in r.output
 
 
 def test_import_to_stdout_and_bad_json(tmp_path):
@@ -187,6 +203,15 @@ def test_diff(tmp_path):
     table = run("diff", str(old), str(new)).output
     assert "-50.0%" in table
     assert run("diff", "bundled", "bundled").output.strip() == "no differences"
+
+
+def test_diff_shows_a_changed_max_output(tmp_path):
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text('[acme."m"]\ninput = 1\noutput = 2\nmax_output_tokens = 4096\n')
+    new.write_text('[acme."m"]\ninput = 1\noutput = 2\nmax_output_tokens = 8192\n')
+    changes = json.loads(run("diff", str(old), str(new), "--format", "json").output)["changes"]
+    assert changes == [{"change": "changed", "model": "acme/m", "key": "max_output_tokens", "old": 4096,
+                        "new": 8192, "delta": ""}]
 
 
 def test_diff_malformed_file_names_file_and_key(tmp_path):

@@ -275,7 +275,7 @@ def test_zero_usage_on_free_model_is_an_explicit_zero(book):
     ("anthropic", "claude-3-5-haiku-latest", "claude-3-5-haiku"),
     ("anthropic", "claude-opus-4-0", "claude-opus-4"),
     ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("openai", "gpt-5-chat-latest", "gpt-5"),
+    ("cohere", "command-a-03-2025", "command-a"),
     ("google", "gemini-2.0-flash-001", "gemini-2.0-flash"),
     ("cohere", "command-r-08-2024", "command-r"),
     ("cohere", "command-r7b-12-2024", "command-r7b"),
@@ -286,6 +286,73 @@ def test_zero_usage_on_free_model_is_an_explicit_zero(book):
 ])
 def test_lookup_alias_snapshot_and_router(book, provider, model, priced_as):
     assert book.price(provider, model).model == priced_as
+
+
+# ── max output tokens ────────────────────────────────────────────────────────
+
+@pytest.mark.parametrize("provider,model,limit", [
+    ("openai", "gpt-4o", 16384),
+    ("openai", "gpt-4o-2024-11-20", 16384),          # snapshot -> gpt-4o
+    ("openai", "gpt-4o-2024-05-13", 4096),           # its own table beats stripping
+    ("openai", "gpt-4.1-mini", 32768),
+    ("openai", "o1-2024-12-17", 100000),
+    ("openai", "gpt-5-nano", 128000),
+    ("openai", "gpt-5-chat-latest", 16384),          # same price as gpt-5, smaller limit
+    ("anthropic", "claude-opus-4-0", 32000),         # alias -> claude-opus-4
+    ("anthropic", "claude-sonnet-4-5-20250929", 64000),
+    ("anthropic", "claude-3-5-haiku-latest", 8192),
+    ("google", "gemini-2.0-flash-001", 8192),
+    ("google", "gemini-2.5-pro", 65536),
+    ("cohere", "command-a-03-2025", 8000),
+    ("cohere", "command-r-08-2024", 4000),
+    ("deepseek", "deepseek-reasoner", 65536),
+    ("openrouter", "openai/gpt-4.1", 32768),         # router id -> the vendor's table
+    ("mistral", "mistral-large-latest", None),       # not documented in the book: unknown
+    ("ollama", "llama3.2", None),
+])
+def test_max_output_tokens_follows_lookup_like_prices(book, provider, model, limit):
+    assert book.price(provider, model).max_output_tokens == limit
+    assert book.find(provider, model).max_output_tokens == limit
+
+
+def test_chat_latest_costs_what_its_sibling_costs(book):
+    chat, reasoning = book.price("openai", "gpt-5-chat-latest"), book.price("openai", "gpt-5")
+    assert (chat.input, chat.cached_input, chat.output) == (reasoning.input, reasoning.cached_input,
+                                                            reasoning.output)
+    assert (chat.max_output_tokens, reasoning.max_output_tokens) == (16384, 128000)
+
+
+def test_max_output_tokens_is_on_every_dated_entry(book):
+    # o3 before its 2025-06-10 price cut: the old price, the same model limit
+    old = book.price("openai", "o3", at=date(2025, 5, 1))
+    assert old.input == D("10.00") and old.max_output_tokens == 100000
+
+
+def test_user_file_sets_max_output_tokens(tmp_path):
+    book = PriceBook.load(write(tmp_path, """
+[openai."gpt-4o"]
+max_output_tokens = 8000
+
+[acme."long-writer"]
+input = 1
+output = 2
+max_output_tokens = 1_000_000
+
+[acme."*"]
+input = 0
+output = 0
+max_output_tokens = 2048
+"""))
+    gpt = book.price("openai", "gpt-4o")
+    assert gpt.max_output_tokens == 8000 and gpt.input == D("2.50")  # the bundled prices stay
+    assert book.price("acme", "long-writer").max_output_tokens == 1_000_000
+    assert book.price("acme", "anything-else").max_output_tokens == 2048
+    assert book.price("anthropic", "claude-haiku-4-5").max_output_tokens == 64000
+
+
+def test_bundled_limits_are_whole_token_counts(book):
+    limits = {pm.max_output_tokens for pm in book.models()} - {None}
+    assert limits and all(type(n) is int and 1000 <= n <= 272000 for n in limits)
 
 
 def test_exact_snapshot_beats_stripping(book):
@@ -421,6 +488,17 @@ BAD_FILES = [
      "did you mean 'cache_write_1h'"),
     ('[openai."gpt-4o"]\ninput = 2.0\n[[openai."gpt-4o".history]]\nuntil = 2024-01-01\ninput = 1.0\noutptu = 1.0\n',
      'openai."gpt-4o".history[0].outptu', "did you mean 'output'"),
+    ('[openai."gpt-4o"]\nmax_output_tokens = 0\n', 'openai."gpt-4o".max_output_tokens', "positive whole number"),
+    ('[openai."gpt-4o"]\nmax_output_tokens = -1\n', 'openai."gpt-4o".max_output_tokens', "positive whole number"),
+    ('[openai."gpt-4o"]\nmax_output_tokens = 16384.0\n', 'openai."gpt-4o".max_output_tokens', "whole number"),
+    ('[openai."gpt-4o"]\nmax_output_tokens = "16384"\n', 'openai."gpt-4o".max_output_tokens', "whole number"),
+    ('[openai."gpt-4o"]\nmax_output_tokens = true\n', 'openai."gpt-4o".max_output_tokens', "whole number"),
+    ('[openai."gpt-4o"]\nmax_outupt_tokens = 100\n', 'openai."gpt-4o".max_outupt_tokens',
+     "did you mean 'max_output_tokens'"),
+    ('[acme."m"]\ninput = 1.0\noutput = 1.0\n[[acme."m".history]]\nuntil = 2025-03-01\ninput = 2.0\n'
+     'output = 2.0\nmax_output_tokens = 100\n', 'acme."m".history[0].max_output_tokens', "model's own table"),
+    ('[acme."m"]\ninput = 1.0\noutput = 1.0\n[[acme."m".tiers]]\nabove_prompt_tokens = 9\ninput = 1.0\n'
+     'output = 1.0\nmax_output_tokens = 100\n', 'acme."m".tiers[0].max_output_tokens', "model's own table"),
 ]
 
 

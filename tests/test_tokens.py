@@ -137,6 +137,68 @@ def test_prompt_usage_estimate_is_all_uncached_input():
     assert (usage.input_tokens, usage.output_tokens, usage.source) == (9, 0, "tiktoken")
 
 
+# ── the count cache (repeated conversation history) ─────────────────────────
+
+LONG = "Please summarise the attached quarterly report in three bullet points for the board. "
+
+
+def _history(turns: int) -> list[dict[str, str]]:
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{LONG * (i % 3 + 1)}(turn {i})"}
+            for i in range(turns)]
+
+
+def _by_hand(messages: list[dict[str, str]], encoding: str) -> int:
+    """The cookbook's formula with count_text (which never uses the cache)."""
+    return 3 + sum(3 + tokens.count_text(m["role"], encoding) + tokens.count_text(m["content"], encoding)
+                   for m in messages)
+
+
+def test_repeated_history_is_counted_from_the_cache_with_the_same_result():
+    tokens.count_cache_clear()
+    history = _history(8)
+    first = tokens.count_messages([Message(**m) for m in history], None, "o200k_base")
+    after_first = tokens.count_cache_info()
+    assert after_first.misses == 8 and after_first.hits == 0  # roles are short: never cached
+    # the next turn re-sends the history plus one message: only the new one is encoded
+    history.append({"role": "user", "content": LONG + "And the risks?"})
+    second = tokens.count_messages([Message(**m) for m in history], None, "o200k_base")
+    info = tokens.count_cache_info()
+    assert (info.hits, info.misses, info.currsize) == (8, 9, 9)
+    assert first == _by_hand(history[:-1], "o200k_base")
+    assert second == _by_hand(history, "o200k_base")
+
+
+def test_cached_counts_are_per_encoding():
+    tokens.count_cache_clear()
+    text = "naïve café — straße 東京 " * 20  # counts differ between the two encodings
+    expected = {enc: tokens.count_text(text, enc) for enc in ENCODINGS}
+    assert expected["cl100k_base"] != expected["o200k_base"]
+    for _ in range(2):
+        for enc in ENCODINGS:
+            assert tokens.count_messages([Message(role="user", content=text)], None, enc) == \
+                3 + 1 + expected[enc] + 3
+
+
+def test_count_cache_evicts_least_recently_used():
+    cache = tokens._CountCache(maxsize=2, min_chars=1)
+    a, b, c = "alpha " * 20, "bravo " * 20, "charlie " * 20
+    cache.count(a, "o200k_base"), cache.count(b, "o200k_base")
+    cache.count(a, "o200k_base")          # a is now the most recently used
+    cache.count(c, "o200k_base")          # evicts b
+    assert cache.info().currsize == 2
+    hits = cache.info().hits
+    assert cache.count(a, "o200k_base") == tokens.count_text(a, "o200k_base")
+    assert cache.info().hits == hits + 1
+    cache.count(b, "o200k_base")
+    assert cache.info().hits == hits + 1  # b was a miss
+
+
+def test_count_cache_handles_lone_surrogates():
+    text = "broken \ud800 surrogate " * 10
+    assert tokens.count_messages([Message(role="user", content=text)], None, "cl100k_base") == \
+        3 + 1 + tokens.count_text(text, "cl100k_base") + 3
+
+
 def _heuristic_samples():
     yield from (c["text"] for c in TOKENS["string_cases"] if c["text"])
     for path in sorted((REFS / "responses").glob("*.json")):
@@ -161,8 +223,10 @@ _OFFLINE_SCRIPT = textwrap.dedent("""
     from unillm import tokens
     from unillm.types import ChatRequest
     req = ChatRequest(model="gpt-4o", messages=[{"role": "user", "content": "hello world"}])
+    long = ChatRequest(model="gpt-4o", messages=[{"role": "user", "content": "hello world " * 20}])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        tokens.count_prompt(long, "gpt-4o")
         first = tokens.count_prompt(req, "gpt-4o")
         usage = tokens.count_usage(req, "hi there", "gpt-4o")
         text = tokens.count_text("hello", "cl100k_base")
@@ -170,7 +234,7 @@ _OFFLINE_SCRIPT = textwrap.dedent("""
         "first": first, "usage": [usage.input_tokens, usage.output_tokens, usage.source],
         "text": text, "warnings": [str(w.category.__name__) for w in caught],
         "env_same": os.environ["TIKTOKEN_CACHE_DIR"] == before,
-        "cache_files": os.listdir(before),
+        "cache_files": os.listdir(before), "cached": tokens.count_cache_info().currsize,
     }))
 """)
 
@@ -189,6 +253,7 @@ def test_offline_fallback_estimates_and_warns_once(tmp_path):
     assert out["text"] is None
     assert out["warnings"] == ["TokenEstimateWarning"]  # once per process, not per call
     assert out["env_same"] and out["cache_files"] == []
+    assert out["cached"] == 0  # estimates are never remembered as counts
 
 
 def test_import_unillm_does_not_load_tiktoken_or_prices():

@@ -33,6 +33,10 @@ Semantics, in one place:
   date; a date before every entry's range is priced by the earliest one (clock
   skew never turns into an error or $0). Ranges may not overlap.
 * ``aliases = [...]``: other names of the same model at the same price.
+* ``max_output_tokens`` (model level only, a positive whole number): the most
+  output tokens the vendor documents for the model. It follows lookup exactly as
+  prices do (aliases, snapshots, router ids, ``P."*"``) and is on every entry
+  (`Price.max_output_tokens`, `PricedModel.max_output_tokens`); None when unknown.
 * ``[P."*"]``: an explicit catch-all price for every model of provider ``P``
   (e.g. ``ollama``: self-hosted, $0).
 
@@ -69,7 +73,8 @@ TOKEN_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output"
 UNIT_KEYS = {"per_call": "calls", "per_image": "images", "per_1k_chars": "chars", "per_minute": "minutes"}
 UNITS = frozenset(UNIT_KEYS.values())
 _PRICE_KEYS = (*TOKEN_KEYS, *UNIT_KEYS)
-_ENTRY_KEYS = frozenset({*_PRICE_KEYS, "since", "aliases", "history", "tiers", "note"})
+_ENTRY_KEYS = frozenset({*_PRICE_KEYS, "since", "aliases", "history", "tiers", "note",
+                         "max_output_tokens"})
 _HISTORY_KEYS = frozenset({*_PRICE_KEYS, "since", "until", "tiers", "note"})
 _TIER_KEYS = frozenset({"above_prompt_tokens", *TOKEN_KEYS})
 
@@ -122,6 +127,7 @@ class Price:
     until: date | None = None       # exclusive; None = still in force
     source: str = ""                # file and key, e.g. 'pricing.toml: openai."gpt-4o"'
     book_version: str = ""
+    max_output_tokens: int | None = None  # the model's documented output limit (model level)
 
     def tier_for(self, prompt_tokens: int) -> Tier | None:
         """The highest tier the prompt exceeds, if any."""
@@ -191,6 +197,11 @@ class PricedModel:
     def current(self) -> Price:
         return self.entries[-1]
 
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The most output tokens the vendor documents for this model; None when unknown."""
+        return self.current.max_output_tokens
+
     def at(self, day: date) -> Price:
         for entry in self.entries:
             if entry.until is None or day < entry.until:
@@ -234,6 +245,9 @@ def _check_date(value: Any, file: str, key: str) -> date:
 
 def _check_keys(table: Mapping[str, Any], allowed: frozenset[str], file: str, key: str) -> None:
     for name in table:
+        if name == "max_output_tokens" and name not in allowed:
+            raise _fail("belongs to the model's own table, not to a history entry or tier (it does "
+                        "not change with the price)", file, f"{key}.{name}", name)
         if name not in allowed:
             close = errors.did_you_mean(name, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(allowed))}"
@@ -252,7 +266,7 @@ def _check_table(table: Any, allowed: frozenset[str], file: str, key: str) -> di
             out[name] = _check_number(value, file, k)
         elif name in ("since", "until"):
             out[name] = _check_date(value, file, k)
-        elif name == "above_prompt_tokens":
+        elif name in ("above_prompt_tokens", "max_output_tokens"):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise _fail(f"must be a positive whole number of tokens, got {value!r}", file, k, value)
             out[name] = value
@@ -308,7 +322,7 @@ def _build_tiers(tables: list[dict[str, Any]], file: str, key: str) -> tuple[Tie
 
 
 def _build_price(provider: str, model: str, t: dict[str, Any], file: str, key: str,
-                 version: str) -> Price:
+                 version: str, max_output: int | None) -> Price:
     missing = [p for p in ("input", "output") if p not in t]
     if missing:
         raise _fail(f"missing {' and '.join(map(repr, missing))}: a price is never implicit "
@@ -318,21 +332,22 @@ def _build_price(provider: str, model: str, t: dict[str, Any], file: str, key: s
     prices = {k: t[k] for k in _PRICE_KEYS if k in t}
     return Price(provider=provider, model=model, tiers=_build_tiers(t.get("tiers", []), file, key),
                  since=t.get("since"), until=t.get("until"), source=f"{file}: {key}",
-                 book_version=version, **prices)
+                 book_version=version, max_output_tokens=max_output, **prices)
 
 
 def _build_model(provider: str, model: str, t: dict[str, Any], file: str,
                  version: str) -> PricedModel:
     key = _key(provider, model)
+    max_output = t.get("max_output_tokens")
     history = []
     for i, h in enumerate(t.get("history", [])):
         if "until" not in h:
             raise _fail("a history entry needs 'until' (the day the next price started)",
                         file, f"{key}.history[{i}]")
-        history.append(_build_price(provider, model, h, file, f"{key}.history[{i}]", version))
+        history.append(_build_price(provider, model, h, file, f"{key}.history[{i}]", version, max_output))
     history.sort(key=lambda p: p.until)  # type: ignore[arg-type, return-value]
-    current = {k: v for k, v in t.items() if k not in ("history", "aliases", "note")}
-    entries = (*history, _build_price(provider, model, current, file, key, version))
+    current = {k: v for k, v in t.items() if k not in ("history", "aliases", "note", "max_output_tokens")}
+    entries = (*history, _build_price(provider, model, current, file, key, version, max_output))
     for before, after in zip(entries, entries[1:]):
         start = after.since or before.until
         if before.until is not None and start is not None and start < before.until:

@@ -11,6 +11,13 @@ Chat-format overhead follows OpenAI's cookbook "How to count tokens with tiktoke
 3 tokens per message, +1 per ``name``, +3 priming the reply, and the tool-schema
 constants of its ``num_tokens_for_tools``.
 
+Speed: a text is one ``len(encode_ordinary(text))`` in tiktoken's Rust core, with
+the encoder loaded once per process. A conversation re-sends its history on every
+turn and one call may count its prompt more than once (rules, budget, usage), so
+message strings of 64 characters or more are counted once: `_CountCache` keeps
+their counts by content digest (never the text), least recently used evicted.
+bench/bench_tokens.py measures both.
+
 Offline: tiktoken downloads encodings on first use. When no encoding can be
 loaded (no network, empty ``TIKTOKEN_CACHE_DIR``, tiktoken not installed), counts
 fall back to `heuristic_count`, the usage is marked ``estimate`` and one warning
@@ -21,14 +28,16 @@ tiktoken is imported on first count, not at ``import unillm``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .types import ChatRequest, Message, Tool, Usage
 
@@ -45,6 +54,9 @@ __all__ = [
     "count_usage",
     "prompt_usage_estimate",
     "heuristic_count",
+    "CountCacheInfo",
+    "count_cache_info",
+    "count_cache_clear",
 ]
 
 log = logging.getLogger("unillm.tokens")
@@ -183,8 +195,73 @@ def count_text(text: str, encoding: str) -> int | None:
     return len(enc.encode_ordinary(text))
 
 
+class CountCacheInfo(NamedTuple):
+    """Statistics of the message-string count cache (like ``functools`` caches')."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class _CountCache:
+    """Token counts of message strings keyed by (encoding, BLAKE2b digest of the text).
+
+    Hashing is 15-20x cheaper than encoding; a digest (not the text) is kept so no
+    prompt outlives its call in memory. Strings under ``min_chars`` are cheaper to
+    encode than to hash and are not cached. Thread-safe.
+    """
+
+    def __init__(self, maxsize: int = 8192, min_chars: int = 64) -> None:
+        self.maxsize, self.min_chars = maxsize, min_chars
+        self._counts: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = self._misses = 0
+
+    def count(self, text: str, encoding: str) -> int | None:
+        """``count_text(text, encoding)``, from the cache when this text was counted before."""
+        if len(text) < self.min_chars or _encoder(encoding) is None:
+            return count_text(text, encoding)
+        key = (encoding, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+        with self._lock:
+            n = self._counts.get(key)
+            if n is not None:
+                self._counts.move_to_end(key)
+                self._hits += 1
+                return n
+            self._misses += 1
+        n = len(_encoder(encoding).encode_ordinary(text))  # count_text, the encoder known to load
+        with self._lock:
+            self._counts[key] = n
+            if len(self._counts) > self.maxsize:
+                self._counts.popitem(last=False)
+        return n
+
+    def info(self) -> CountCacheInfo:
+        with self._lock:
+            return CountCacheInfo(self._hits, self._misses, self.maxsize, len(self._counts))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._hits = self._misses = 0
+
+
+_cache = _CountCache()
+
+
+def count_cache_info() -> CountCacheInfo:
+    """Hits, misses and size of the message-string count cache."""
+    return _cache.info()
+
+
+def count_cache_clear() -> None:
+    """Forget every cached count (and the hit/miss statistics)."""
+    _cache.clear()
+
+
 def _count(text: str, encoding: str) -> int:
-    n = count_text(text, encoding)
+    n = _cache.count(text, encoding)
     return heuristic_count(text) if n is None else n
 
 

@@ -78,6 +78,7 @@ def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     if fmt == "json":
         click.echo(_json({"requested": model, "provider": provider, "model": price.model,
                           "book_version": book.version, "aliases": list(pm.aliases),
+                          "max_output_tokens": price.max_output_tokens,
                           **_price_dict(price),
                           "history": [_price_dict(p) for p in pm.entries[:-1]]}))
         return
@@ -87,6 +88,8 @@ def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     click.echo(f"in force: {span}" + (f", until {price.until}" if price.until else ""))
     if pm.aliases:
         click.echo("aliases: " + ", ".join(pm.aliases))
+    limit = price.max_output_tokens
+    click.echo(f"max output: {limit} tokens" if limit else "max output: unknown")
     rows = [(k, v, "USD / 1M tokens" if k in TOKEN_KEYS else _UNIT_LABEL[k]) for k, v in price.rows()]
     click.echo(_table(rows, ["price", "usd", "unit"]))
     for t in price.tiers:
@@ -174,6 +177,8 @@ _TIER_FIELD = re.compile(r"^(?P<field>input_cost_per_token|output_cost_per_token
                          r"|cache_creation_input_token_cost_above_1hr|cache_creation_input_token_cost)"
                          r"_above_(?P<k>\d+)k_tokens$")
 _MODES = {"chat", "responses"}
+#: LiteLLM's key for a model's output limit (its ``max_tokens`` is ambiguous: not imported)
+_MAX_OUTPUT = "max_output_tokens"
 
 
 def per_million(per_token: Any) -> Decimal:
@@ -210,6 +215,7 @@ def convert_litellm(catalog: dict[str, Any], keep_unknown: bool = False) -> tupl
             skipped.append(f"{key}: no input/output price per token")
         elif (provider, model) not in out:
             out[(provider, model)] = table
+            _add_max_output(table, spec, key, skipped)
     return out, skipped
 
 
@@ -232,11 +238,26 @@ def _convert_entry(spec: dict[str, Any]) -> dict[str, Any] | None:
     return table
 
 
+def _add_max_output(table: dict[str, Any], spec: dict[str, Any], key: str, skipped: list[str]) -> None:
+    """LiteLLM's ``max_output_tokens`` into ``table``; a bad value is noted, the prices kept."""
+    value = spec.get(_MAX_OUTPUT)
+    if value is None:
+        return
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        skipped.append(f"{key}: max_output_tokens {value!r} is not a positive whole number (left out)")
+        return
+    table["max_output_tokens"] = value
+
+
 def _toml_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
 
 
-def _toml_number(value: Decimal) -> str:
+def _toml_number(value: Decimal | int) -> str:
+    if isinstance(value, int):
+        return str(value)
     return format(value.normalize(), "f")  # plain digits: a valid TOML int or float
 
 
@@ -249,7 +270,7 @@ def render_toml(tables: dict[tuple[str, str], dict[str, Any]], header: str) -> s
         lines += [f"{k} = {_toml_number(v)}" for k, v in table.items() if k != "tiers"]
         for tier in table.get("tiers", ()):
             lines += ["", f"[[{name}.tiers]]"]
-            lines += [f"{k} = {v if isinstance(v, int) else _toml_number(v)}" for k, v in tier.items()]
+            lines += [f"{k} = {_toml_number(v)}" for k, v in tier.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +312,7 @@ def _read(spec: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _comparable(table: dict[str, Any]) -> dict[str, Any]:
-    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since") if k in table}
+    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since", "max_output_tokens") if k in table}
     for k in ("tiers", "history", "aliases"):
         if k in table:
             out[k] = _json(table[k]).replace("\n", "").replace("  ", "")
