@@ -1,4 +1,5 @@
-"""Per-call overhead of unillm vs the raw SDK, against FakeProvider on loopback.
+"""Per-call overhead of unillm vs the raw SDK, against FakeProvider on loopback (in its own
+process, as a real vendor would be).
 
 Both sides make the same request to the same server in the same run, interleaved
 in a random order each round, so drift and position effects hit both equally. Reports medians and
@@ -7,9 +8,11 @@ the ratio. Usage: python bench/bench_overhead.py [N]
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,9 +23,20 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents
 import openai  # noqa: E402
 
 from unillm import Client  # noqa: E402
-from unillm.testing import FakeProvider, Reply  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
+
+
+@contextlib.contextmanager
+def _server():
+    """FakeProvider in another process (see _fake_server.py)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_fake_server.py"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 def measure(n: int, ledger: str, label: str, **client_kw: object) -> None:
@@ -30,9 +44,10 @@ def measure(n: int, ledger: str, label: str, **client_kw: object) -> None:
     kw = {"max_tokens": 20}
     if client_kw.pop("hits", False):
         kw["temperature"] = 0
-    with FakeProvider(Reply(text="Hello there, how are you?", usage={"input_tokens": 12, "output_tokens": 7})) as fake:
-        raw = openai.OpenAI(api_key="k", base_url=fake.base_url("openai"), max_retries=0)
-        client = Client(providers=fake.providers("openai"), ledger=ledger, **client_kw)
+    with _server() as url:
+        raw = openai.OpenAI(api_key="k", base_url=url + "/v1", max_retries=0)
+        client = Client(providers={"openai": {"base_url": url + "/v1", "api_key": "k"}}, ledger=ledger,
+                        **client_kw)
         for _ in range(50):  # warm both: connections, lazy imports, encoders
             raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kw)
             client.chat(model="gpt-4o-mini", messages=MESSAGES, **kw)

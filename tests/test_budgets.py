@@ -70,8 +70,10 @@ def test_missing_max_tokens_gets_a_cap_the_budget_can_pay(fake: FakeProvider, tm
     # (0.001 - prompt) / 0.0000006 per token ~ 1666, below the 4096 default maximum
     assert 1600 < cap < 1667
     big = make(fake, tmp_path / "2", [{"name": "b", "limit_usd": 100}])
-    big.chat(model="gpt-4o-mini", messages=HI)
-    assert (fake.requests[-1].json.get("max_tokens") or fake.requests[-1].json["max_completion_tokens"]) == 4096
+    big.chat(model="gpt-4o-mini", messages=HI)      # the model's own maximum output, from the price book
+    assert (fake.requests[-1].json.get("max_tokens") or fake.requests[-1].json["max_completion_tokens"]) == 16384
+    big.chat(model="groq/llama-3.3-70b-versatile", messages=HI)   # maximum unknown: the documented default
+    assert fake.requests[-1].json["max_tokens"] == 4096
 
 
 def test_per_user_scope_is_one_budget_per_user(fake: FakeProvider, tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 Clock = Callable[[], datetime]
 
 #: errors after which the next model of a [[fallbacks]] chain is tried
-#: output cap injected under a budget when the request has none and the model's maximum is unknown
+#: output cap injected under a budget when the request has none and the price book does not
+#: know the model's maximum output (its `max_output_tokens`)
 DEFAULT_MODEL_MAX = 4096
 
 _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, errors.ConnectionError,
@@ -293,8 +294,9 @@ class Client:
         from .budgets import Worst
         from .tokens import count_prompt
         tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
+        model_max = (call.price.max_output_tokens if call.price is not None else None) or DEFAULT_MODEL_MAX
         return Worst.of(call.price, tokens, exact=source == "tiktoken", max_tokens=call.request.max_tokens,
-                        model_max=DEFAULT_MODEL_MAX)
+                        model_max=model_max)
 
     def _swap(self, call: Call, model: str, rule: str) -> None:
         ref = self._resolver.resolve(model)
