@@ -521,3 +521,20 @@ def test_invalid_toml_and_missing_file(tmp_path):
 
 def test_bundled_file_is_the_repo_root_pricing_toml():
     assert bundled_path().resolve() == (REPO / "pricing.toml").resolve()
+
+
+@pytest.mark.parametrize("provider,model,prompt", [
+    ("openai", "gpt-4o", 1000), ("anthropic", "claude-sonnet-4-5", 150_000),
+    ("anthropic", "claude-sonnet-4-5", 250_000), ("google", "gemini-2.5-pro", 300_000),
+    ("perplexity", "sonar", 10)])
+def test_worst_case_bounds_every_way_the_prompt_can_be_billed(provider, model, prompt) -> None:
+    """A budget holds this much; no split of the prompt into buckets may cost more."""
+    price = PriceBook.load().price(provider, model)
+    prompt_usd, per_output = price.worst_case(prompt)
+    shapes = [Usage(input_tokens=prompt), Usage(cache_write_tokens=prompt),
+              Usage(cache_write_tokens=prompt, cache_write_1h_tokens=prompt),
+              Usage(cache_read_tokens=prompt), Usage(input_tokens=prompt // 2, cache_write_tokens=prompt - prompt // 2)]
+    assert prompt_usd == max(price.cost(u).total_usd for u in shapes)
+    for out in (1, 1000):
+        assert prompt_usd + per_output * out >= max(
+            price.cost(u.model_copy(update={"output_tokens": out})).total_usd for u in shapes)

@@ -154,6 +154,15 @@ class Price:
                 price_version=f"{self.book_version} {self.source}".strip(),
             )
 
+    def worst_case(self, prompt_tokens: int) -> tuple[Decimal, Decimal]:
+        """``(prompt_usd, usd_per_output_token)`` bounding a call with this prompt, for budgets:
+        every prompt token at the dearest input rate (uncached, or written to the cache),
+        each output token at the output rate of the tier the prompt falls in; per-call fees in."""
+        rates: Price | Tier = self.tier_for(prompt_tokens) or self
+        dearest = max(r for r in (rates.input, rates.cache_write, rates.cache_write_1h) if r is not None)
+        with localcontext(_EXACT):
+            return _per_million(prompt_tokens, dearest) + self._units_cost({}), _per_million(1, rates.output)
+
     def _units_cost(self, units: Mapping[str, Any]) -> Decimal:
         unknown = set(units) - UNITS
         if unknown:

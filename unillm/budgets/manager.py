@@ -49,15 +49,11 @@ class Worst:
         each output token at the output rate of the tier the prompt falls in. A count
         that is not tiktoken-exact gets ``ESTIMATE_MARGIN`` so the bound still holds.
         """
-        from ..types import Usage
         if not exact:
             prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
         if price is None:
             return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
-        plain = price.cost(Usage(input_tokens=prompt_tokens)).total_usd
-        prompt = max(plain, price.cost(Usage(cache_write_tokens=prompt_tokens,
-                                             cache_write_1h_tokens=prompt_tokens)).total_usd)
-        per_output = price.cost(Usage(input_tokens=prompt_tokens, output_tokens=1)).total_usd - plain
+        prompt, per_output = price.worst_case(prompt_tokens)
         return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
