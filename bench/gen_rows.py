@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unillm.ledger import money  # noqa: E402
 from unillm.ledger.records import new_id  # noqa: E402
-from unillm.ledger.rows import INSERT_SQL, iso  # noqa: E402
+from unillm.ledger.rows import COLUMNS, INSERT_SQL, iso  # noqa: E402
 from unillm.ledger.sqlite import SQLiteStore  # noqa: E402
 
 #: (provider, model, input $/Mtok, output $/Mtok)
@@ -39,6 +39,8 @@ _M = Decimal(1_000_000)
 
 
 def row(rng: random.Random, start: datetime, days: int) -> tuple:
+    """One synthetic ledger row, in `COLUMNS` order (a column not set here is NULL, or 0
+    for a token count), so a migration that adds a column does not break the generator."""
     provider, model, pin, pout = rng.choice(MODELS)
     at = start + timedelta(seconds=rng.random() * days * 86400)
     r = rng.random()
@@ -51,17 +53,22 @@ def row(rng: random.Random, start: datetime, days: int) -> tuple:
     tn, ta = money.split(money.normalize(total))
     saved = Decimal(rng.randint(10, 3000)) * Decimal(pin) / _M if status == "cache_hit" else Decimal(0)
     sn, sa = money.split(money.normalize(saved))
-    latency = round(rng.lognormvariate(6.5, 0.6), 3) if status != "budget_denied" else None
     tags = json.dumps({"user": f"u{rng.randint(1, 200)}",
                        "project": rng.choice(["bot", "search", "etl"])}, sort_keys=True,
                       separators=(",", ":"))
-    return (new_id(int(at.timestamp() * 1000)), iso(at), iso(at), latency, None,
-            provider, model, model, None, None, None, status,
-            "RateLimitError" if status == "error" else None,
-            tin, 0, 0, tout, 0, "provider",
-            format(in_usd, "f"), "0", "0", format(out_usd, "f"), "0",
-            tn, ta, sn, sa, "cache" if saved else None, "bench", None, tags,
-            rng.choice(SECTIONS), 0, None, None)
+    values = {
+        "id": new_id(int(at.timestamp() * 1000)), "started_at": iso(at), "ended_at": iso(at),
+        "latency_ms": round(rng.lognormvariate(6.5, 0.6), 3) if status != "budget_denied" else None,
+        "provider": provider, "requested_model": model, "model": model, "status": status,
+        "error_class": "RateLimitError" if status == "error" else None,
+        "input_tokens": tin, "output_tokens": tout, "usage_source": "provider",
+        "input_usd": format(in_usd, "f"), "cache_read_usd": "0", "cache_write_usd": "0",
+        "output_usd": format(out_usd, "f"), "other_usd": "0",
+        "total_nano": tn, "total_atto": ta, "saved_nano": sn, "saved_atto": sa,
+        "saved_reason": "cache" if saved else None, "price_version": "bench", "tags": tags,
+        "section": rng.choice(SECTIONS), "stream": 0,
+    }
+    return tuple(values.get(c, 0 if c.endswith("_tokens") else None) for c in COLUMNS)
 
 
 def generate(path: str, rows: int, days: int = 90, seed: int = 1, batch: int = 50_000) -> float:
