@@ -108,3 +108,14 @@ def test_whatif_with_the_real_price_book(url):
     assert body["calls"] == 3 and Decimal(body["original_usd"]) == Decimal("0.035")  # no tokens: skipped
     r = CliRunner().invoke(cli, ["ledger", "whatif", "--model", "gpt-4o-mini", "--ledger", url])
     assert r.exit_code == 1 and "provider" in r.output
+
+
+def test_a_mistyped_ledger_path_is_an_error_not_a_new_empty_ledger(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from unillm.cli import cli
+    missing = tmp_path / "typo" / "ledger.db"
+    for args in (["summary"], ["export", "--format", "json", "-o", str(tmp_path / "x.json")], ["whatif", "--model", "gpt-4o"]):
+        out = CliRunner().invoke(cli, ["ledger", *args, "--ledger", f"sqlite:///{missing}"])
+        assert out.exit_code != 0 and f"no ledger at {missing}" in out.output, args
+    assert not missing.parent.exists()

@@ -38,7 +38,10 @@ def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
     ledger_url = ledger_url or os.environ.get("UNILLM_LEDGER")
     if ledger_url == "off":
         return None
-    store = open_store(ledger_url)
+    try:
+        store = open_store(ledger_url, create=False)
+    except errors.ConfigError:
+        return None  # no ledger yet: no hit rate to show
     try:
         rows = store.summary(by=["status"])
     finally:

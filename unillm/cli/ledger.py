@@ -56,7 +56,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
 
 def _ledger(url: str | None, pricebook: Any = None) -> Ledger:
-    return Ledger(_guard(lambda: open_store(url)), pricebook)
+    return Ledger(_guard(lambda: open_store(url, create=False)), pricebook)
 
 
 def _pricebook(pricing: str | None) -> Any:
@@ -212,7 +212,7 @@ def migrate(to_url: str, from_url: str | None) -> None:
     Each batch is read back from the target and compared field by field; the row
     count and the exact cost sum of both sides are printed at the end.
     """
-    source = _guard(lambda: open_store(from_url))
+    source = _guard(lambda: open_store(from_url, create=False))
     target = _guard(lambda: open_store(to_url))
     if source.url == target.url:
         raise click.ClickException("--from and --to name the same ledger")

@@ -95,9 +95,9 @@ class SQLiteStore(SQLReads):
         self._conn = self._connect()
         self._migrate(migrations)
 
-    @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        """``sqlite:///ABSOLUTE/PATH.db[?synchronous=full&timeout=30]``, or ``sqlite:///:memory:``.
+    @staticmethod
+    def path_of(url: str) -> str:
+        """The file an ``sqlite:///ABSOLUTE/PATH.db`` URL names (or ``:memory:``).
 
         A fourth slash is tolerated (``sqlite:////abs/path.db``, SQLAlchemy's spelling).
         """
@@ -105,7 +105,13 @@ class SQLiteStore(SQLReads):
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
             raise errors.ConfigError("an SQLite ledger URL is sqlite:///ABSOLUTE/PATH.db "
                                      "(three slashes, then the path)", key="ledger", value=url)
-        path = ":memory:" if parts.path == "/:memory:" else "/" + parts.path.lstrip("/")
+        return ":memory:" if parts.path == "/:memory:" else "/" + parts.path.lstrip("/")
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///ABSOLUTE/PATH.db[?synchronous=full&timeout=30]``, or ``sqlite:///:memory:``."""
+        parts = urlsplit(url)
+        path = cls.path_of(url)
         opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(opts) - {"synchronous", "timeout"}
         if unknown:
