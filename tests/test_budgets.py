@@ -246,3 +246,18 @@ def test_a_refusal_inside_the_adapter_releases_the_hold_and_is_recorded(fake: Fa
     assert status["in_flight"] == 0 and status["reserved_usd"] == 0      # the hold was released
     (rec,) = list(client.ledger.records())
     assert rec.status == "error" and rec.error_class == "UnsupportedParamError"
+
+
+async def test_an_async_stream_dropped_unread_is_recorded_and_releases_its_hold(fake: FakeProvider,
+                                                                                   tmp_path: Path) -> None:
+    import gc
+    client = make(fake, tmp_path, [{"name": "b", "limit_usd": 1}])
+    fake.queue(Reply(text="never read", chunk_size=4))
+    stream = await client.achat(model="gpt-4o-mini", messages=HI, max_tokens=20, stream=True)
+    assert client.budgets.status()[0]["in_flight"] == 1
+    del stream
+    gc.collect()
+    (status,) = client.budgets.status()
+    assert status["in_flight"] == 0 and status["requests"] == 1
+    (rec,) = list(client.ledger.records())
+    assert rec.status == "partial" and rec.stream

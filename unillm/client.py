@@ -435,8 +435,9 @@ class Client:
             resp.usage = self._count_usage(call, resp)
         cost = resp.cost = call.price.cost(resp.usage) if call.price is not None else None
         saved, reason = self._rule_saving(call, resp.usage, cost)
-        status = ("ok" if cost is not None else "unpriced") if complete else ("partial" if resp.content or
-                                                                               resp.usage.output_tokens else "error")
+        # a stream that opened was accepted by the vendor, which bills its prompt however far it
+        # got: an incomplete one is settled as partial (input counted, output as received)
+        status = ("ok" if cost is not None else "unpriced") if complete else "partial"
         if self._recording:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,

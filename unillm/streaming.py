@@ -197,6 +197,14 @@ class AsyncChatStream(_StreamBase):
     async def __aenter__(self) -> AsyncChatStream:
         return self
 
+    def __del__(self) -> None:
+        # dropped without being read to the end or closed: still recorded (and its budget
+        # hold released); the connection goes with the garbage-collected SDK stream
+        try:
+            self._end(None)
+        except Exception:
+            pass
+
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
 
