@@ -15,8 +15,22 @@ from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, json_body, parse_retry_after, require
+from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
 from . import convert
+
+# create()'s keyword arguments that are request options, not body fields
+_OPTIONS = (("extra_headers", "headers"), ("extra_query", "params"), ("extra_body", "extra_json"),
+            ("timeout", "timeout"))
+
+
+def _post_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SDK ``create()`` kwargs as ``client.post``'s body and request options."""
+    options: dict[str, Any] = {"security": {"bearer_auth": True}}
+    for name, option in _OPTIONS:
+        if name in kwargs:
+            options[option] = kwargs.pop(name)
+    return kwargs, options
+
 
 # servers on this machine (Ollama, vLLM) ignore the key; the SDK insists on one
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -54,15 +68,20 @@ class OpenAIAdapter(Adapter):
                                          provider=self.provider)
 
     # ── calls ──
+    # Non-streaming calls go through the SDK's public ``client.post`` (its documented way to
+    # make a request it has no method for): the SDK still authenticates, sends, checks the
+    # status and raises its typed errors. What it skips is create()'s request transform and
+    # response model parse, which change nothing in a chat body we already built as JSON and
+    # which our converter would redo (measured: ~0.3 ms a call).
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = convert.to_request(request, model, self.settings)
-        raw = self.sync_client().chat.completions.with_raw_response.create(**kwargs)
-        return convert.from_response(json_body(raw), self.provider)
+        body, options = _post_args(convert.to_request(request, model, self.settings))
+        raw = self.sync_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
+        return convert.from_response(json.loads(raw), self.provider)
 
     async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = convert.to_request(request, model, self.settings)
-        raw = await self.async_client().chat.completions.with_raw_response.create(**kwargs)
-        return convert.from_response(json_body(raw), self.provider)
+        body, options = _post_args(convert.to_request(request, model, self.settings))
+        raw = await self.async_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
+        return convert.from_response(json.loads(raw), self.provider)
 
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
         kwargs = convert.to_request(request, model, self.settings, stream=True)
