@@ -20,3 +20,13 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except errors.UnillmError as exc:
             raise click.ClickException(str(exc)) from exc
     return wrapper
+
+
+def load_client(config: str | None, ledger: str | None) -> Any:
+    """The Client a command works with: from ``--config`` (or defaults), ``--ledger`` winning."""
+    from ..client import Client
+    overrides = {"ledger": ledger} if ledger else {}
+    try:
+        return Client.from_config(config, **overrides) if config else Client(**overrides)
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc

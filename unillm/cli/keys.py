@@ -7,7 +7,7 @@ import json
 import click
 
 from .ledger import _guard, _table
-from .serve import load_client
+from ._common import load_client
 
 
 def _store(config: str | None, ledger: str | None) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .ledger import _guard, _where
-from .serve import load_client
+from ._common import load_client
 
 
 @click.command("report")

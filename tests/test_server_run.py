@@ -1,0 +1,197 @@
+"""How the gateway is served (`unillm.server.run`): TCP_NODELAY, access log, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+uvicorn = pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+from tests.servers import free_port
+from unillm import Client
+from unillm.server.app import create_app
+from unillm.server.keys import KeyStore
+from unillm.server.run import AppFactory, listen, serve, uvicorn_config
+from unillm.testing import FakeProvider, Reply
+
+MSG = [{"role": "user", "content": "2+2?"}]
+
+
+def write_config(fake: FakeProvider, tmp_path: Path) -> Path:
+    """unillm.toml: the openai provider pointed at ``fake``, a SQLite ledger, no cache."""
+    table = fake.providers("openai")["openai"]
+    lines = [f"ledger = {json.dumps(f'sqlite:///{tmp_path}/l.db')}", 'cache = "off"', "",
+             "[providers.openai]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()), "max_retries = 0"]
+    path = tmp_path / "unillm.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_in_thread(config: Any, sock: socket.socket) -> Iterator[str]:
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_connections_accepted_on_listen_socket_have_nagle_off_under_asyncio():
+    """uvicorn answers in two writes; with Nagle on the second waits ~40 ms for an ACK."""
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listener = listen("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        try:
+            return await asyncio.wait_for(seen, 5)
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_listen_refuses_a_taken_port_and_resolves_names():
+    taken = listen("127.0.0.1", 0)
+    taken.listen()
+    try:
+        with pytest.raises(OSError):
+            listen("127.0.0.1", taken.getsockname()[1]).close()
+    finally:
+        taken.close()
+    sock = listen("localhost", 0)
+    assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[1] > 0
+    sock.close()
+
+
+def test_factory_built_gateway_serves_the_openai_sdk_and_records_the_call(tmp_path):
+    with FakeProvider() as fake:
+        fake.queue(Reply(text="Four.", usage={"input_tokens": 10, "output_tokens": 2}))
+        factory = AppFactory(str(write_config(fake, tmp_path)))
+        secret, _ = KeyStore(factory.client().ledger.store).create(user="ann")
+        config = uvicorn_config(factory, log_level="warning", loop="asyncio")
+        assert config.factory is True
+        for url in run_in_thread(config, listen("127.0.0.1", 0)):
+            sdk = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+            raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
+            assert raw.parse().choices[0].message.content == "Four."
+            ledger_id = raw.headers["x-unillm-ledger-id"]
+    rows = list(factory.client().ledger.records())
+    assert [r.id for r in rows] == [ledger_id] and rows[0].tags["user"] == "ann"
+
+
+def test_app_factory_survives_pickling_for_worker_processes(tmp_path):
+    factory = AppFactory("unillm.toml", {"ledger": f"sqlite:///{tmp_path}/l.db"})
+    assert pickle.loads(pickle.dumps(factory)) == factory
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_access_log_is_off_unless_asked_for(tmp_path, access_log):
+    client = Client(ledger=f"sqlite:///{tmp_path}/l.db", cache="off")
+    app = create_app(client)
+    logger = logging.getLogger("uvicorn.access")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    handler = _Records()
+    logger.addHandler(handler)  # uvicorn's Config strips the logger's handlers when access_log is off
+    options = {"access_log": True} if access_log else {}
+    config = uvicorn_config(app, log_level="info", log_config=None, **options)
+    try:
+        for url in run_in_thread(config, listen("127.0.0.1", 0)):
+            import httpx
+            assert httpx.get(url + "/health").status_code == 200
+    finally:
+        logger.handlers[:], logger.propagate, logger.level = saved
+        client.close()
+    assert len(handler.records) == (1 if access_log else 0)
+
+
+def test_workers_need_an_app_factory(tmp_path):
+    app = create_app(Client(ledger=f"sqlite:///{tmp_path}/l.db", cache="off"))
+    with pytest.raises(ValueError, match="AppFactory"):
+        serve(app, workers=2)
+
+
+def test_two_worker_processes_share_the_port_and_the_ledger(tmp_path):
+    with FakeProvider() as fake:
+        for _ in range(4):
+            fake.queue(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}))
+        config = write_config(fake, tmp_path)
+        secret, _ = KeyStore(AppFactory(str(config)).client().ledger.store).create(user="bob")
+        port = free_port()
+        code = ("from unillm.server.run import AppFactory, serve; "
+                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', "
+                "log_level='warning')")
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
+        try:
+            sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
+            _wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            answers = [sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG) for _ in range(4)]
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    assert [a.choices[0].message.content for a in answers] == ["ok"] * 4
+    rows = list(AppFactory(str(config)).client().ledger.records())
+    assert len(rows) == 4 and {r.tags["user"] for r in rows} == {"bob"}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    import httpx
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "the gateway exited"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.1)
+
+
+def test_dashboard_keys_are_redacted_from_uvicorn_logs() -> None:
+    import logging
+
+    from unillm.server.run import RedactKeys
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/dashboard?since=7d&key=ulk_secret123", "1.1", 200), None)
+    assert RedactKeys().filter(record)
+    assert "ulk_secret123" not in record.getMessage() and "key=***" in record.getMessage()

@@ -1,0 +1,116 @@
+"""Serving the gateway on uvicorn, set up for latency (what ``unillm serve`` runs).
+
+Measured with ``bench/bench_gateway.py``; each choice below is one of those figures:
+
+* **TCP_NODELAY on every connection.** uvicorn writes a response as two segments
+  (head, then body). With Nagle's algorithm on, the body waits for the client's
+  delayed ACK: ~40 ms per request instead of ~0.5 ms. asyncio disables Nagle only
+  on sockets created with ``proto=IPPROTO_TCP``, and uvicorn's own bind (its
+  ``--workers`` path) creates them with proto 0, so `listen` binds the socket here.
+* **No access log.** One formatted log record per request on the event loop;
+  ``access_log=True`` turns it back on.
+* **uvloop and httptools** are used by uvicorn when installed; measured here they
+  gained nothing worth a dependency, so ``unillm[server]`` does not pull them.
+* **workers** > 1: one process per core sharing the listening socket, each
+  building its own `Client` (SDK connection pool, ledger connection) through
+  `AppFactory`. Rate limits are then per process (see `unillm.server.ratelimit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["AppFactory", "RedactKeys", "listen", "serve", "uvicorn_config"]
+
+_SECRET_QUERY = re.compile(r"([?&]key=)[^&\s\"]+")
+
+
+class RedactKeys(logging.Filter):
+    """Keeps ``?key=...`` (the dashboard's login) out of uvicorn's logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def redact_logs() -> None:
+    """Install `RedactKeys` on uvicorn's loggers (in every process that serves)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactKeys) for f in logger.filters):
+            logger.addFilter(RedactKeys())
+
+
+@dataclass(frozen=True)
+class AppFactory:
+    """Builds the gateway app from a config file in each worker process.
+
+    Picklable on purpose: uvicorn spawns its workers and sends them the factory.
+    ``overrides`` are `Client` keyword arguments (e.g. ``{"ledger": url}``).
+    """
+
+    config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def client(self) -> Any:
+        from ..client import Client
+        if self.config:
+            return Client.from_config(self.config, **self.overrides)
+        return Client(**self.overrides)
+
+    def __call__(self) -> Any:
+        from .app import create_app
+        redact_logs()  # each worker process has its own loggers
+        return create_app(self.client())
+
+
+def listen(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
+    """A bound TCP socket whose accepted connections get TCP_NODELAY under asyncio too."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                      proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # shared with worker processes
+    return sock
+
+
+def uvicorn_config(app: Any, *, workers: int = 1, log_level: str = "info",
+                   access_log: bool = False, **options: Any) -> Any:
+    """uvicorn's Config for the gateway: ``app`` is an ASGI app or an `AppFactory`.
+
+    ``options`` go to uvicorn unchanged (e.g. ``loop="asyncio"``, ``http="h11"``).
+    """
+    import uvicorn
+    settings: dict[str, Any] = {"log_level": log_level, "access_log": access_log,
+                                "lifespan": "off", "workers": workers, **options}
+    if isinstance(app, AppFactory):
+        settings["factory"] = True
+    return uvicorn.Config(app, **settings)
+
+
+def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+          log_level: str = "info", access_log: bool = False, sock: socket.socket | None = None,
+          **options: Any) -> None:
+    """Run the gateway until interrupted. ``workers`` > 1 needs an `AppFactory`."""
+    import uvicorn
+    if workers > 1 and not isinstance(app, AppFactory):
+        raise ValueError("workers > 1 needs an AppFactory: each worker process builds its own app")
+    redact_logs()
+    sock = sock or listen(host, port)
+    config = uvicorn_config(app, workers=workers, log_level=log_level, access_log=access_log, **options)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
