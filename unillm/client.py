@@ -370,60 +370,51 @@ class Client:
                 return list(self._fallbacks[key])
         return []
 
-    def _complete(self, call: Call) -> ChatResponse:
+    def _with_fallbacks(self, call: Call, attempt: Callable[[Call], Any]) -> tuple[Call, Any]:
+        """``attempt(call)`` (retries inside); on failure the attempt is recorded, its budget
+        hold released, and the next model of the fallback chain tried. Returns the call that
+        succeeded and its result."""
         while True:
             try:
-                resp = self._attempt(call, lambda: call.adapter.complete(call.request, call.ref.model))
-            except BaseException as err:  # recorded, and its budget hold released, whatever it was
+                return call, attempt(call)
+            except BaseException as err:  # recorded whatever it was; only vendor failures fall back
                 nxt = self._fallback(call, err)
                 if nxt is None:
                     raise
                 call = nxt
-                continue
-            return self._finish(call, resp)
+
+    async def _awith_fallbacks(self, call: Call, attempt: Callable[[Call], Awaitable[Any]]) -> tuple[Call, Any]:
+        while True:
+            try:
+                return call, await attempt(call)
+            except BaseException as err:
+                nxt = self._fallback(call, err)
+                if nxt is None:
+                    raise
+                call = nxt
+
+    def _complete(self, call: Call) -> ChatResponse:
+        call, resp = self._with_fallbacks(
+            call, lambda c: self._attempt(c, lambda: c.adapter.complete(c.request, c.ref.model)))
+        return self._finish(call, resp)
 
     async def _acomplete(self, call: Call) -> ChatResponse:
-        while True:
-            try:
-                resp = await self._aattempt(call, lambda: call.adapter.acomplete(call.request, call.ref.model))
-            except BaseException as err:  # recorded, and its budget hold released, whatever it was
-                nxt = self._fallback(call, err)
-                if nxt is None:
-                    raise
-                call = nxt
-                continue
-            return self._finish(call, resp)
+        call, resp = await self._awith_fallbacks(
+            call, lambda c: self._aattempt(c, lambda: c.adapter.acomplete(c.request, c.ref.model)))
+        return self._finish(call, resp)
 
     def _open_stream(self, call: Call) -> ChatStream:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
-        while True:
-            try:
-                gen, first = self._attempt(call, lambda: first_chunk(call.adapter.stream(call.request, call.ref.model)))
-            except BaseException as err:  # recorded, and its budget hold released, whatever it was
-                nxt = self._fallback(call, err)
-                if nxt is None:
-                    raise
-                call = nxt
-                continue
-            acc = Accumulator(call.ref.provider, call.ref.model)
-            return ChatStream(prepend(first, gen), acc, lambda a, e, c=call: self._finish_stream(c, a, e),
-                              lambda exc, c=call: self._translate(c, exc))
+        call, (gen, first) = self._with_fallbacks(
+            call, lambda c: self._attempt(c, lambda: first_chunk(c.adapter.stream(c.request, c.ref.model))))
+        return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model),
+                          lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
-        while True:
-            try:
-                gen, first = await self._aattempt(
-                    call, lambda: afirst_chunk(call.adapter.astream(call.request, call.ref.model)))
-            except BaseException as err:  # recorded, and its budget hold released, whatever it was
-                nxt = self._fallback(call, err)
-                if nxt is None:
-                    raise
-                call = nxt
-                continue
-            acc = Accumulator(call.ref.provider, call.ref.model)
-            return AsyncChatStream(aprepend(first, gen), acc,
-                                   lambda a, e, c=call: self._finish_stream(c, a, e),
-                                   lambda exc, c=call: self._translate(c, exc))
+        call, (gen, first) = await self._awith_fallbacks(
+            call, lambda c: self._aattempt(c, lambda: afirst_chunk(c.adapter.astream(c.request, c.ref.model))))
+        return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model),
+                               lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
 
     # ── steps 8-12 ───────────────────────────────────────────────────────────
 
