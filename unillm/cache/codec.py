@@ -15,6 +15,8 @@ non-stream call (it is stored for streams too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -94,6 +96,16 @@ def decode(data: bytes | bytearray | memoryview | str) -> CachedEntry:
         raise CorruptEntry(_why(data, exc)) from None
     except (TypeError, ValueError, UnicodeError) as exc:
         raise CorruptEntry(f"unreadable cache entry: {type(exc).__name__}") from None
+
+
+def decode_or_evict(data: bytes | bytearray | memoryview | str, evict: Callable[[], Any]) -> CachedEntry | None:
+    """The entry in ``data``, or None once ``evict()`` has removed it: a corrupt, truncated
+    or foreign entry is a miss, never an error (every backend's ``get`` ends here)."""
+    try:
+        return decode(data)
+    except CorruptEntry:
+        evict()
+        return None
 
 
 def _why(data: Any, exc: ValidationError) -> str:

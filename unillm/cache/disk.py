@@ -28,7 +28,7 @@ from typing import Any
 
 from ..adapters.base import require
 from .base import Degrade, Warn
-from .codec import CachedEntry, CorruptEntry, decode, encode
+from .codec import CachedEntry, CorruptEntry, decode_or_evict, encode
 
 __all__ = ["DiskCache"]
 
@@ -142,11 +142,7 @@ class DiskCache:
             return None
         if data is None:
             return None
-        try:
-            return decode(data)
-        except CorruptEntry:
-            self.delete(key)
-            return None
+        return decode_or_evict(data, lambda: self.delete(key))
 
     def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
         if self._degrade.no_write:

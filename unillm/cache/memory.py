@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .codec import CachedEntry, CorruptEntry, decode, encode
+from .codec import CachedEntry, decode_or_evict, encode
 
 __all__ = ["MemoryCache"]
 
@@ -47,11 +47,7 @@ class MemoryCache:
                 del self._slots[key]
                 return None
             self._slots.move_to_end(key)
-        try:
-            return decode(slot.data)
-        except CorruptEntry:
-            self.delete(key)
-            return None
+        return decode_or_evict(slot.data, lambda: self.delete(key))
 
     def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl

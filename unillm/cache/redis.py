@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .. import errors
 from .base import Warn, warn_default
-from .codec import CachedEntry, CorruptEntry, decode, encode
+from .codec import CachedEntry, decode_or_evict, encode
 
 __all__ = ["DEFAULT_PREFIX", "RedisCache"]
 
@@ -150,11 +150,7 @@ class RedisCache:
         self._ok()
         if data is None:
             return None
-        try:
-            return decode(data)
-        except CorruptEntry:
-            self.delete(key)
-            return None
+        return decode_or_evict(data, lambda: self.delete(key))
 
     def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
         if not self._up():
