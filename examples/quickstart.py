@@ -32,6 +32,11 @@ def demo(client: Client, models: list[str]) -> None:
                 print(chunk.choices[0].delta.content, end="", flush=True)
     print(f"\n  cost: ${stream.response.cost.total_usd}")
 
+    print("\nthe ledger, by provider (every call above is a row):")
+    for row in client.ledger.summary(by=["provider"]):
+        print(f"  {row['provider']:10} {row['calls']} calls  {row['input_tokens'] + row['output_tokens']:>5} tokens"
+              f"  ${row['cost_usd']}")
+
 
 def main() -> None:
     ledger = "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="unillm-quickstart-"), "ledger.db")
