@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except errors.UnillmError as exc:
+            if os.environ.get("UNILLM_DEBUG"):
+                raise
             raise click.ClickException(str(exc)) from exc
     return wrapper
 
