@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 
 import click
 
@@ -49,6 +50,9 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if os.environ.get("UNILLM_DEBUG") and cause is not None:
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
         exc.show()
         sys.exit(exc.exit_code)
     except errors.UnillmError as exc:

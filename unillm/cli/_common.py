@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,14 +12,12 @@ from .. import errors
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """unillm errors become one clean line (ClickException); UNILLM_DEBUG=1 still shows the cause."""
+    """unillm errors become one clean line (ClickException); `main` shows the cause with UNILLM_DEBUG=1."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except errors.UnillmError as exc:
-            if os.environ.get("UNILLM_DEBUG"):
-                raise
             raise click.ClickException(str(exc)) from exc
     return wrapper
 
