@@ -82,7 +82,8 @@ def test_sync_text(fake, adapter, mode):
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (12, 4, 30, 10)
     sent = fake.requests[-1]
     method = "generateContent" if mode == "complete" else "streamGenerateContent"
-    assert sent.path == f"/v1/models/{MODEL}:{method}"  # the SDK's default API version
+    # the SDK's default API version: v1 from google-genai 3.x, v1beta before (Python 3.10)
+    assert sent.path in (f"/v1/models/{MODEL}:{method}", f"/v1beta/models/{MODEL}:{method}")
     assert sent.stream is (mode == "stream")
     assert sent.json["systemInstruction"] == {"parts": [{"text": "be brief"}]}
     assert sent.json["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
@@ -282,6 +283,9 @@ async def test_close_async_stream_early(fake, adapter):
     stream = adapter.astream(request(), MODEL)
     assert (await stream.__anext__()).choices[0].delta.content == "yyyy"
     outer = adapter.async_client()._api_client._async_httpx_client
+    if not hasattr(outer, "_loop_clients"):  # the pool is looked at through google-genai 3.x internals
+        await stream.aclose()
+        pytest.skip("this google-genai keeps its connection pool elsewhere (pre-3.x)")
     (inner,) = outer._loop_clients.values()
     assert len(inner._transport._pool._requests) == 1
     await stream.aclose()
