@@ -433,7 +433,11 @@ class Client:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
                              model=resp.model or call.ref.model)
-            self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
+            try:
+                self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
+            except errors.LedgerError as err:
+                err.response = resp  # paid for and received: the caller may still use it
+                raise
             resp.ledger_id = rec.id
         self._cache_put(call, resp, complete, chunks)
         if call.request.response_model is not None and complete:
@@ -526,7 +530,10 @@ class Client:
         except errors.UnillmError:
             raise
         except Exception as exc:
-            raise errors.LedgerError(f"could not record the call in the ledger: {exc}") from exc
+            from .ledger.store import redact
+            where = redact(getattr(self.ledger.store, "url", "") or "")
+            raise errors.LedgerError(f"could not record the call in the ledger {where}: {exc}".replace(
+                "ledger :", "ledger:")) from exc
         for event in events:
             self.budgets.alerts.emit(event)
 

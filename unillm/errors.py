@@ -164,7 +164,13 @@ class RuleDeniedError(UnillmError):
 
 
 class LedgerError(UnillmError):
-    """The ledger could not record a call. Nothing already recorded is lost."""
+    """The ledger could not record a call (disk full, database gone). Nothing already
+    recorded is lost. When the vendor call itself succeeded, ``response`` holds its answer
+    (it was paid for; it is just not in the ledger)."""
+
+    def __init__(self, message: str, *, response: Any = None) -> None:
+        self.response = response
+        super().__init__(message)
 
 
 class ProviderError(UnillmError):
