@@ -261,3 +261,18 @@ async def test_an_async_stream_dropped_unread_is_recorded_and_releases_its_hold(
     assert status["in_flight"] == 0 and status["requests"] == 1
     (rec,) = list(client.ledger.records())
     assert rec.status == "partial" and rec.stream
+
+
+def test_budget_pressure_drives_a_rule(fake: FakeProvider, tmp_path: Path) -> None:
+    """`budget_used_above` sees the tightest matching budget: once 40% is spent, route to mini."""
+    fake.default = Reply(usage={"input_tokens": 1000, "output_tokens": 1000})
+    client = make(fake, tmp_path, [{"name": "team", "scope": {"project": "bot"}, "limit_usd": "0.025"}],
+                  rules=[{"name": "save when 40% spent", "use": "gpt-4o-mini",
+                          "when": {"model": "gpt-4o", "budget_used_above": 0.4}}])
+    tags = {"project": "bot"}
+    first = client.chat(model="gpt-4o", messages=HI, max_tokens=1000, tags=tags)      # $0.0125: half
+    second = client.chat(model="gpt-4o", messages=HI, max_tokens=1000, tags=tags)
+    assert first.model == "gpt-4o" and first.rule is None
+    assert second.model == "gpt-4o-mini" and second.rule == "save when 40% spent"
+    other = client.chat(model="gpt-4o", messages=HI, max_tokens=1000, tags={"project": "else"})
+    assert other.model == "gpt-4o"                      # outside the budget's scope: no pressure
