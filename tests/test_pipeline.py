@@ -228,3 +228,14 @@ def test_unpriced_model_recorded_as_unpriced_never_zero(fake: FakeProvider, tmp_
     assert r.cost is None
     (rec,) = rows(client)
     assert rec.status == "unpriced" and rec.total_usd is None
+
+
+def test_fallback_on_timeout(fake: FakeProvider, tmp_path: Path) -> None:
+    providers = {n: {**p, "max_retries": 0} for n, p in fake.providers().items()}
+    providers["openai"]["timeout"] = 0.3
+    client = make(fake, tmp_path, fallbacks=FALLBACKS, providers=providers)
+    fake.queue(Reply(delay=1.0, text="too late"), Reply(text="claude in time"))
+    r = client.chat(model="gpt-4o", messages=HI)
+    assert r.provider == "anthropic" and r.content == "claude in time"
+    errors_ = [rec for rec in rows(client) if rec.status == "error"]
+    assert [rec.error_class for rec in errors_] == ["TimeoutError"]
