@@ -38,6 +38,19 @@ def fake():
         yield server
 
 
+def rec(**kw):
+    """A CallRecord for store tests: 100 in / 10 out tokens on openai/gpt-4o unless overridden
+    (``tin``, ``tout``, ``cost``, ``provider``, ``model``, or any CallRecord field)."""
+    from decimal import Decimal
+
+    from unillm.ledger import CallRecord
+    from unillm.types import Cost, Usage
+    usage = Usage(input_tokens=kw.pop("tin", 100), output_tokens=kw.pop("tout", 10))
+    cost = kw.pop("cost", Cost(input_usd=Decimal("0.00025"), output_usd=Decimal("0.0001")))
+    return CallRecord.from_parts(provider=kw.pop("provider", "openai"),
+                                 model=kw.pop("model", "gpt-4o"), usage=usage, cost=cost, **kw)
+
+
 def ref(name: str):
     """The body of a vendor reference payload from shared/refs/responses."""
     return json.loads((REFS / "responses" / f"{name}.json").read_text())["body"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import rec
 from unillm import errors
 from unillm.ledger import CallRecord, open_store
 from unillm.ledger.migrations import MIGRATIONS, migrate
@@ -24,13 +25,6 @@ from unillm.types import Cost, Usage
 from .servers import pg_url, postgres_server, postgres_url, workload  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rec(**kw) -> CallRecord:
-    usage = Usage(input_tokens=kw.pop("tin", 100), output_tokens=kw.pop("tout", 10))
-    cost = kw.pop("cost", Cost(input_usd=Decimal("0.00025"), output_usd=Decimal("0.0001")))
-    return CallRecord.from_parts(provider=kw.pop("provider", "openai"),
-                                 model=kw.pop("model", "gpt-4o"), usage=usage, cost=cost, **kw)
 
 
 @pytest.fixture

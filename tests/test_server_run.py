@@ -9,9 +9,7 @@ import pickle
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ uvicorn = pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
 from tests.servers import free_port
+from tests.test_server_support import run_in_thread
 from unillm import Client
 from unillm.server.app import create_app
 from unillm.server.keys import KeyStore
@@ -39,22 +38,6 @@ def write_config(fake: FakeProvider, tmp_path: Path) -> Path:
     path = tmp_path / "unillm.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def run_in_thread(config: Any, sock: socket.socket) -> Iterator[str]:
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_connections_accepted_on_listen_socket_have_nagle_off_under_asyncio():

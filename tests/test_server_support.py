@@ -51,11 +51,9 @@ def upstream_providers(fake: FakeProvider, **settings: Any) -> dict[str, dict[st
     return {name: {**table, "max_retries": 0, **settings} for name, table in fake.providers().items()}
 
 
-def serve_app(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then disables Nagle
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+def run_in_thread(config: Any, sock: socket.socket) -> Iterator[str]:
+    """uvicorn on ``sock`` in a daemon thread; yields its URL once started, stops it after."""
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -63,11 +61,17 @@ def serve_app(app: Any) -> Iterator[str]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def serve_app(app: Any) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then disables Nagle
+    sock.bind(("127.0.0.1", 0))
+    yield from run_in_thread(uvicorn.Config(app, log_level="warning", lifespan="off"), sock)
 
 
 def make_served(fake: FakeProvider, tmp_path: Path, *, limiter: Any = None,
