@@ -68,11 +68,12 @@ class OpenAIAdapter(Adapter):
                                          provider=self.provider)
 
     # ── calls ──
-    # Non-streaming calls go through the SDK's public ``client.post`` (its documented way to
-    # make a request it has no method for): the SDK still authenticates, sends, checks the
-    # status and raises its typed errors. What it skips is create()'s request transform and
-    # response model parse, which change nothing in a chat body we already built as JSON and
-    # which our converter would redo (measured: ~0.3 ms a call).
+    # Calls go through the SDK's public ``client.post`` (its documented way to make a request
+    # it has no method for): the SDK still authenticates, sends, checks the status, decodes
+    # server-sent events, raises its typed errors (an error event inside a stream too). What
+    # it skips is create()'s request transform and its response/chunk model parse, which
+    # change nothing in a chat body we already built as JSON and which our converter would
+    # redo (measured: ~0.3 ms a call, and ~12 µs a stream chunk). Chunks arrive as dicts.
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body, options = _post_args(convert.to_request(request, model, self.settings))
         raw = self.sync_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
@@ -84,8 +85,10 @@ class OpenAIAdapter(Adapter):
         return convert.from_response(json.loads(raw), self.provider)
 
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
-        kwargs = convert.to_request(request, model, self.settings, stream=True)
-        sdk_stream = self.sync_client().chat.completions.create(**kwargs)
+        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
+        sdk_stream = self.sync_client().post("/chat/completions", body=body, options=options,
+                                             cast_to=object, stream=True,
+                                             stream_cls=require("openai").Stream[object])
         state = convert.StreamState(self.provider)
         try:
             for event in sdk_stream:
@@ -96,8 +99,10 @@ class OpenAIAdapter(Adapter):
             sdk_stream.close()
 
     async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
-        kwargs = convert.to_request(request, model, self.settings, stream=True)
-        sdk_stream = await self.async_client().chat.completions.create(**kwargs)
+        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
+        sdk_stream = await self.async_client().post("/chat/completions", body=body, options=options,
+                                                    cast_to=object, stream=True,
+                                                    stream_cls=require("openai").AsyncStream[object])
         state = convert.StreamState(self.provider)
         try:
             async for event in sdk_stream:
