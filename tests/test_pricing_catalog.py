@@ -1,0 +1,166 @@
+"""The models added to the bundled price book in 2026: exact costs from the vendors' own numbers.
+
+Every expected amount is computed by hand next to it (tokens x USD per 1M / 1,000,000) from
+the prices on the page named in the entry's ``note``; nothing is derived from the book.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal as D
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from unillm import Client
+from unillm._toml import load_toml
+from unillm.pricing import PriceBook, bundled_path
+from unillm.testing import FakeProvider, Reply
+from unillm.types import Usage
+
+HI = [{"role": "user", "content": "hi"}]
+
+#: (provider, model) added with official sources in this change
+ADDED = {
+    ("openai", "gpt-5.4"), ("openai", "gpt-5.4-nano"),
+    ("anthropic", "claude-opus-5-5"), ("anthropic", "claude-opus-5"), ("anthropic", "claude-fable-5"),
+    ("anthropic", "claude-opus-4-8"), ("anthropic", "claude-opus-4-7"), ("anthropic", "claude-sonnet-4-6"),
+    ("anthropic", "claude-opus-4-6"),
+}
+
+#: the vendors' own hosts: the only sources a price may come from
+OFFICIAL_HOSTS = {"openai.com", "developers.openai.com", "platform.openai.com", "anthropic.com",
+                  "docs.anthropic.com", "platform.claude.com", "ai.google.dev", "cloud.google.com",
+                  "cohere.com", "docs.cohere.com"}
+
+
+@pytest.fixture(scope="module")
+def book() -> PriceBook:
+    return PriceBook.load()
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return load_toml(bundled_path())
+
+
+def _official(host: str) -> bool:
+    return any(host == h or host.endswith("." + h) for h in OFFICIAL_HOSTS)
+
+
+# ── hand-computed costs ──────────────────────────────────────────────────────
+
+def test_gpt_5_4_cached_prompt(book):
+    # 10,000 uncached + 50,000 cache read + 2,000 output; prompt 60k, under the 272k tier
+    usage = Usage(input_tokens=10_000, cache_read_tokens=50_000, output_tokens=2_000)
+    cost = book.cost("openai", "gpt-5.4", usage, at=date(2026, 11, 22))
+    assert cost.tier is None
+    assert cost.input_usd == D("0.025")            # 10000 x 2.50 / 1M
+    assert cost.cache_read_usd == D("0.0125")      # 50000 x 0.25 / 1M
+    assert cost.output_usd == D("0.03")            # 2000 x 15.00 / 1M
+    assert cost.total_usd == D("0.0675")
+
+
+def test_gpt_5_4_long_prompt_bills_whole_request_at_2x_input_1_5x_output(book):
+    # 200,000 uncached + 100,000 cached = 300k prompt > 272k: the whole request at the tier
+    usage = Usage(input_tokens=200_000, cache_read_tokens=100_000, output_tokens=4_000)
+    cost = book.cost("openai", "gpt-5.4", usage, at=date(2026, 11, 22))
+    assert cost.tier == "above_prompt_tokens=272000"
+    assert cost.input_usd == D("1")                # 200000 x 5.00 (2 x 2.50) / 1M
+    assert cost.cache_read_usd == D("0.05")        # 100000 x 0.50 (2 x 0.25) / 1M
+    assert cost.output_usd == D("0.09")            # 4000 x 22.50 (1.5 x 15.00) / 1M
+    assert cost.total_usd == D("1.14")
+
+
+def test_gpt_5_4_tier_starts_strictly_above_272k(book):
+    at = book.cost("openai", "gpt-5.4", Usage(input_tokens=272_000), at=date(2026, 11, 22))
+    assert at.tier is None and at.total_usd == D("0.68")            # 272000 x 2.50 / 1M
+    over = book.cost("openai", "gpt-5.4", Usage(input_tokens=272_001), at=date(2026, 11, 22))
+    assert over.tier is not None and over.total_usd == D("1.360005")  # 272001 x 5.00 / 1M
+
+
+def test_gpt_5_4_nano_and_its_dated_snapshot(book):
+    usage = Usage(input_tokens=1_000, cache_read_tokens=9_000, output_tokens=500)
+    cost = book.cost("openai", "gpt-5.4-nano-2026-03-17", usage)
+    assert cost.total_usd == D("0.001005")   # 1000 x 0.20 + 9000 x 0.02 + 500 x 1.25 = 200 + 180 + 625 = 1005 (/1M)
+    assert book.price("openai", "gpt-5.4-nano").max_output_tokens == 128000
+
+
+def test_claude_opus_4_7_cache_writes_and_reads(book):
+    # 5m write 6.25, 1h write 10, hit 0.50, input 5, output 25 (platform.claude.com pricing)
+    usage = Usage(input_tokens=100, cache_write_tokens=3_000, cache_write_1h_tokens=1_000,
+                  cache_read_tokens=20_000, output_tokens=800)
+    cost = book.cost("anthropic", "claude-opus-4-7", usage)
+    assert cost.input_usd == D("0.0005")           # 100 x 5 / 1M
+    assert cost.cache_write_usd == D("0.0225")     # 2000 x 6.25 + 1000 x 10 = 12500 + 10000
+    assert cost.cache_read_usd == D("0.01")        # 20000 x 0.50
+    assert cost.output_usd == D("0.02")            # 800 x 25
+    assert cost.total_usd == D("0.053")
+
+
+def test_claude_opus_5_5_cache_hit_is_0_05x(book):
+    usage = Usage(input_tokens=1_000, cache_read_tokens=100_000, cache_write_tokens=2_000, output_tokens=1_000)
+    cost = book.cost("anthropic", "claude-opus-5-5", usage)
+    assert cost.cache_read_usd == D("0.02")   # 100000 x 0.20 (0.05 x 4.00)
+    assert cost.total_usd == D("0.054")  # 1000 x 4 + 100000 x 0.20 + 2000 x 5 + 1000 x 20 = 4000+20000+10000+20000
+    assert cost.tier is None
+
+
+def test_claude_sonnet_4_6_has_no_long_context_tier(book):
+    # a 500k prompt on the 1M-context Sonnet 4.6 bills at the one listed price
+    usage = Usage(input_tokens=500_000, output_tokens=1_000)
+    cost = book.cost("anthropic", "claude-sonnet-4-6", usage)
+    assert cost.tier is None and cost.total_usd == D("1.515")   # 500000 x 3 + 1000 x 15
+
+
+def test_claude_opus_5_dates_and_limits(book):
+    pm = book.find("anthropic", "claude-opus-5")
+    assert pm is not None and pm.current.since == date(2026, 7, 24) and pm.max_output_tokens == 128000
+    usage = Usage(input_tokens=2_000, output_tokens=2_000)
+    assert book.cost("anthropic", "claude-opus-5", usage).total_usd == D("0.06")  # 2000x5 + 2000x25
+
+
+# ── sources ──────────────────────────────────────────────────────────────────
+
+def _new_entries(raw: dict):
+    for provider, models in raw.items():
+        for model, table in models.items():
+            since = table.get("since")
+            if (provider, model) in ADDED or (since is not None and since > date(2025, 12, 1)):
+                yield provider, model, table
+
+
+def test_every_added_entry_names_an_official_source(raw):
+    seen = set()
+    for provider, model, table in _new_entries(raw):
+        seen.add((provider, model))
+        note = table.get("note", "")
+        urls = re.findall(r"https?://[^\s;,)]+", note)
+        assert note.startswith("source:") and urls, f"{provider}/{model}: no source URL in note"
+        for url in urls:
+            host = urlparse(url).hostname or ""
+            assert _official(host), f"{provider}/{model}: {host} is not the vendor's own site"
+    assert ADDED <= seen
+
+
+def test_allow_list_rejects_lookalikes():
+    assert _official("developers.openai.com") and _official("docs.cloud.google.com")
+    assert not _official("openai.com.example.net") and not _official("notanthropic.com")
+
+
+# ── through the Client, into the ledger ──────────────────────────────────────
+
+def test_client_call_records_exact_cost_in_ledger(fake: FakeProvider, tmp_path: Path):
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    fake.queue(Reply(text="ok", usage={"input_tokens": 1_200, "cache_read_tokens": 4_000,
+                                       "cache_write_tokens": 500, "output_tokens": 300}))
+    r = client.chat(model="claude-opus-4-8", messages=HI, max_tokens=300)
+    assert r.provider == "anthropic"
+    (rec,) = list(client.ledger.records())
+    assert (rec.provider, rec.model) == ("anthropic", "claude-opus-4-8")
+    assert (rec.input_tokens, rec.cache_read_tokens, rec.cache_write_tokens, rec.output_tokens) == \
+        (1_200, 4_000, 500, 300)
+    # 1200 x 5 + 4000 x 0.50 + 500 x 6.25 + 300 x 25 = 6000 + 2000 + 3125 + 7500 = 18625 / 1M
+    assert rec.total_usd == D("0.018625")
