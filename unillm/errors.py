@@ -164,8 +164,8 @@ class RuleDeniedError(UnillmError):
 
 
 class LedgerError(UnillmError):
-    """The ledger could not record a call (disk full, database gone). Nothing already
-    recorded is lost. When the vendor call itself succeeded, ``response`` holds its answer
+    """The ledger could not record a call, or be read (disk full, database gone). Nothing
+    already recorded is lost. When the vendor call itself succeeded, ``response`` holds its answer
     (it was paid for; it is just not in the ledger)."""
 
     def __init__(self, message: str, *, response: Any = None) -> None:

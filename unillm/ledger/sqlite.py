@@ -93,7 +93,11 @@ class SQLiteStore(SQLReads):
         self._lock = threading.RLock()
         self._tx_owner: int | None = None
         self._conn = self._connect()
-        self._migrate(migrations)
+        try:
+            self._migrate(migrations)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise self._unusable(exc) from exc
 
     @staticmethod
     def path_of(url: str) -> str:
@@ -136,11 +140,19 @@ class SQLiteStore(SQLReads):
             raise errors.ConfigError(f"cannot open the ledger database {self.path}: {exc}",
                                      key="ledger") from exc
         self._pid = os.getpid()
-        if self.path != ":memory:":
-            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        _tune_sorter(conn)
+        try:
+            if self.path != ":memory:":
+                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            _tune_sorter(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._unusable(exc) from exc
         return conn
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> errors.LedgerError:
+        """Not a database, a corrupt one, or a failing disk: one error naming the file."""
+        return errors.LedgerError(f"cannot use the ledger database {self.path}: {exc}")
 
     def _retry(self, fn: Any) -> Any:
         """Run ``fn``, retrying on SQLITE_BUSY/locked until the timeout has passed."""
@@ -213,7 +225,26 @@ class SQLiteStore(SQLReads):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._retry(lambda: self._connection().execute(sql, params).fetchall())
+            return self._fetch(self._connection(), sql, params)
+
+    def _fetch(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read; a failure is a LedgerError naming the ledger.
+
+        A read writes nothing but the sort's temp files. When their directory is full or
+        failing (SQLITE_FULL, or an I/O error), the read is run again sorting in memory:
+        slower on a big ledger, but it answers.
+        """
+        try:
+            try:
+                return self._retry(lambda: conn.execute(sql, params).fetchall())
+            except sqlite3.OperationalError:
+                conn.execute("PRAGMA temp_store=MEMORY")
+                try:
+                    return self._retry(lambda: conn.execute(sql, params).fetchall())
+                finally:
+                    conn.execute("PRAGMA temp_store=FILE")
+        except sqlite3.Error as exc:
+            raise errors.LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,
@@ -238,7 +269,7 @@ class SQLiteStore(SQLReads):
                                timeout=self.timeout, check_same_thread=False)
         try:
             _tune_sorter(conn)
-            return self._retry(lambda: conn.execute(sql, params).fetchall())
+            return self._fetch(conn, sql, params)
         finally:
             conn.close()
 
