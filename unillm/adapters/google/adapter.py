@@ -67,24 +67,31 @@ class GoogleAdapter(Adapter):
         if self._async_client is not None:
             await self._async_client.aio.aclose()
 
-    def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
-        """SDK kwargs; options an older google-genai does not know are left out."""
+    def _kwargs(self, request: ChatRequest, model: str, *, raw_http: bool = False) -> dict[str, Any]:
+        """SDK kwargs; options an older google-genai does not know are left out. ``raw_http``
+        (non-streaming calls only) asks for the unparsed HTTP response."""
         kwargs = convert.to_request(request, model, self.settings)
         known = require("google.genai.types").GenerateContentConfig.model_fields
         if "automatic_continuation" not in known:
             kwargs["config"].pop("automatic_continuation", None)
+        if raw_http and "should_return_http_response" in known:
+            kwargs["config"]["should_return_http_response"] = True
         return kwargs
 
     # ── calls ──
+    # Non-streaming calls ask the SDK for the raw HTTP response (its public
+    # ``should_return_http_response`` option): it still builds and sends the request,
+    # checks the status and raises its typed errors, but skips parsing the body into its
+    # models, which our converter would only dump back to JSON (measured: ~0.1 ms a call).
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = self._kwargs(request, model)
+        kwargs = self._kwargs(request, model, raw_http=True)
         raw = self.sync_client().models.generate_content(**kwargs)
-        return convert.from_response(raw, self.provider, model=model)
+        return convert.from_response(_body(raw), self.provider, model=model)
 
     async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = self._kwargs(request, model)
+        kwargs = self._kwargs(request, model, raw_http=True)
         raw = await self.async_client().aio.models.generate_content(**kwargs)
-        return convert.from_response(raw, self.provider, model=model)
+        return convert.from_response(_body(raw), self.provider, model=model)
 
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
@@ -182,3 +189,10 @@ def _retry_info(body: Any) -> float | None:
             if match:
                 return float(match.group(1))
     return None
+
+
+def _body(raw: Any) -> Any:
+    """The vendor's JSON when the SDK handed back the raw HTTP body, else its parsed model
+    (a google-genai without ``should_return_http_response``)."""
+    body = getattr(getattr(raw, "sdk_http_response", None), "body", None)
+    return raw if body is None else json.loads(body)
