@@ -162,8 +162,7 @@ class SQLiteStore(SQLReads):
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                msg = str(exc)
-                if "locked" not in msg and "busy" not in msg or time.monotonic() > deadline:
+                if not _busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
@@ -237,7 +236,9 @@ class SQLiteStore(SQLReads):
         try:
             try:
                 return self._retry(lambda: conn.execute(sql, params).fetchall())
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):  # _retry waited its whole timeout already
+                    raise
                 conn.execute("PRAGMA temp_store=MEMORY")
                 try:
                     return self._retry(lambda: conn.execute(sql, params).fetchall())
@@ -279,6 +280,12 @@ class SQLiteStore(SQLReads):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock (worth waiting for)."""
+    msg = str(exc)
+    return "locked" in msg or "busy" in msg
 
 
 def _tune_sorter(conn: sqlite3.Connection) -> None:
