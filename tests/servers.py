@@ -22,6 +22,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    """Ask a server to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
@@ -166,13 +179,7 @@ class PostgresServer:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
 
     def stop(self, remove: bool = True) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: fast shutdown
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc, signal.SIGINT, 30)  # SIGINT: PostgreSQL's fast shutdown
         self.proc = None
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -250,13 +257,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self, remove: bool = True) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc, signal.SIGTERM, 10)
         self.proc = None
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
