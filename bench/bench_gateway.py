@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "tiktoken"))
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "tests" / "data" / "tiktoken"))
 
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 TEXT = "Hello there, how are you doing today? " * 4

@@ -1,6 +1,6 @@
 """Counting speed: 100k tokens of text must count in <= 20 ms (encoder cached).
 
-Run: TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/bench_tokens.py
+Run: TIKTOKEN_CACHE_DIR=tests/data/tiktoken python bench/bench_tokens.py
 Prints the best of N runs per encoding and text kind, scaled to 100k tokens, and
 exits 1 if any case is over budget. Then a conversation: the prompt of every turn
 of a 60-turn chat counted as the Client does (`count_prompt`), with the count cache

@@ -10,11 +10,13 @@ import pytest
 
 from unillm.testing import FakeProvider
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFS = SHARED / "refs"
+DATA = Path(__file__).resolve().parent / "data"
+#: vendor reference payloads and OpenAI's token counts, each citing its source (data/refs/README.md)
+REFS = DATA / "refs"
 
-# tiktoken cannot download here; point it at the shared cache unless the caller chose one
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
+# tiktoken cannot download here: its cl100k_base and o200k_base files ship under tests/data,
+# in tiktoken's own cache format; a TIKTOKEN_CACHE_DIR the caller set wins
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(DATA / "tiktoken"))
 
 _KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "CO_API_KEY",
              "COHERE_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY",
@@ -52,5 +54,5 @@ def rec(**kw):
 
 
 def ref(name: str):
-    """The body of a vendor reference payload from shared/refs/responses."""
+    """The body of a vendor reference payload from tests/data/refs/responses."""
     return json.loads((REFS / "responses" / f"{name}.json").read_text())["body"]

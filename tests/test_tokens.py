@@ -1,6 +1,6 @@
 """Token counting against OpenAI's published numbers, and the offline fallback.
 
-Expected counts come from /work/shared/refs/tokens.json, which cites its sources:
+Expected counts come from tests/data/refs/tokens.json, which cites its sources:
 openai/openai-cookbook examples/How_to_count_tokens_with_tiktoken.ipynb
 (commit c81359cdc6744f001e40c08a192604c5113fdab3: o200k_base, gpt-4o, the tools
 section; commit 06d9feb5e21e6fdc85f3ddce7731e05892758cd7: cl100k_base) and
