@@ -39,6 +39,10 @@ def plain(value: Any) -> Any:
         return format(value, "f")
     if isinstance(value, datetime):
         return iso(value)
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict) and any(isinstance(v, Decimal) for v in value.values()):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -87,8 +91,8 @@ def _csv(rows: Iterable[dict[str, Any]], f: IO[str], columns: list[str] | None) 
 
 
 def _csv_text(value: Any) -> Any:
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False) if value or isinstance(value, dict) else ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else plain(value)
@@ -155,7 +159,8 @@ def _record_schema(pa: Any) -> Any:
     usd = pa.decimal128(38, 18)
     ts = pa.timestamp("us", tz="UTC")
     types = {"started_at": ts, "ended_at": ts, "latency_ms": pa.float64(), "ttft_ms": pa.float64(),
-             "stream": pa.bool_(), "saved_usd": usd, "total_usd": usd}
+             "stream": pa.bool_(), "retried": pa.bool_(), "attempt": pa.int64(),
+             "saved_usd": usd, "total_usd": usd}
     for name in FIELDS:
         if name.endswith("_tokens"):
             types[name] = pa.int64()
@@ -170,6 +175,8 @@ def _arrow_row(row: dict[str, Any]) -> dict[str, Any]:
     for k, v in row.items():
         if isinstance(v, dict):
             v = json.dumps(v, sort_keys=True, ensure_ascii=False)
+        elif isinstance(v, (list, tuple)):  # dropped_params: JSON text, None when nothing was dropped
+            v = json.dumps(list(v), ensure_ascii=False) if v else None
         elif isinstance(v, Decimal):
             v = v.quantize(Decimal("1e-18"))
         out[k] = v

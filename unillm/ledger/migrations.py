@@ -120,6 +120,15 @@ def _m006_cache_write_1h(tx: Transaction, d: Dialect) -> None:
     tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0")
 
 
+def _m007_round_two(tx: Transaction, d: Dialect) -> None:
+    """Metered units, cache status, dropped parameters, one row per HTTP attempt, the model
+    sent, the deployment, and per-bucket usage sources (see `CallRecord`)."""
+    for column in ("units TEXT NOT NULL DEFAULT '{}'", "cache_status TEXT", "dropped_params TEXT",
+                   "attempt INTEGER NOT NULL DEFAULT 1", "retried INTEGER NOT NULL DEFAULT 0",
+                   "sent_model TEXT", "deployment TEXT", "usage_sources TEXT NOT NULL DEFAULT '{}'"):
+        tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -127,6 +136,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0004_budgets", _m004_budgets),
     Migration("0005_gateway_keys", _m005_gateway_keys),
     Migration("0006_cache_write_1h", _m006_cache_write_1h),
+    Migration("0007_round_two", _m007_round_two),
 ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .query import where_clause
 from .records import CallRecord
-from .rows import SELECT_SQL, TABLE, from_row
+from .rows import SELECT_SQL, STARTED_AT, TABLE, from_row
 
 #: rows per page: a reader never holds a writer up for long
 PAGE = 1000
@@ -43,7 +43,7 @@ class SQLReads:
                 yield from_row(row)
             if len(rows) < page:
                 return
-            cursor = (rows[-1][2], rows[-1][0])
+            cursor = (rows[-1][STARTED_AT], rows[-1][0])
             if left is not None:
                 left -= len(rows)
 

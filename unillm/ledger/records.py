@@ -25,9 +25,13 @@ from . import money
 if TYPE_CHECKING:
     from ..types import Cost, Usage
 
-Status = Literal["ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial"]
+#: ``in_flight``: written ahead at admission, replaced when the call settles; ``unknown``: an
+#: attempt whose outcome (and bill) cannot be known, counted at its worst case
+Status = Literal["ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial",
+                 "in_flight", "unknown"]
 STATUSES: frozenset[str] = frozenset(
-    {"ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial"})
+    {"ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial",
+     "in_flight", "unknown"})
 USAGE_SOURCES: frozenset[str | None] = frozenset({"provider", "tiktoken", "estimate", None})
 
 #: token buckets, in the order they are stored and reported
@@ -115,6 +119,16 @@ class CallRecord:
     stream: bool = False
     prompt: str | None = None
     response: str | None = None
+    # what was metered besides tokens, by unit name ({"characters": 1200}, {"minutes": 1.5})
+    units: dict[str, Decimal] = field(default_factory=dict)
+    cache_status: str | None = None      # hit, miss, stored, skipped:<reason>; None = no cache
+    dropped_params: tuple[str, ...] = ()  # parameters the vendor cannot honour, dropped
+    attempt: int = 1                      # the HTTP attempt of one call this row is (retries: 2, 3 ...)
+    retried: bool = False                 # this attempt failed and the call tried again
+    sent_model: str | None = None         # the model id unillm asked the vendor for
+    deployment: str | None = None         # the deployment that served the call (routing)
+    # where each token bucket's number came from, when not all from ``usage_source``
+    usage_sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -128,6 +142,10 @@ class CallRecord:
                 object.__setattr__(self, name, money.normalize(value))
         if self.saved_usd is None:
             object.__setattr__(self, "saved_usd", Decimal(0))
+        if self.units and not all(type(v) is Decimal for v in self.units.values()):
+            object.__setattr__(self, "units", {str(k): _unit(v) for k, v in self.units.items()})
+        if type(self.dropped_params) is not tuple:
+            object.__setattr__(self, "dropped_params", tuple(self.dropped_params))
 
     def __hash__(self) -> int:  # tags is a dict: hash by identity of the call instead
         return hash(self.id)
@@ -186,6 +204,16 @@ class CallRecord:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
+
+
+def _unit(value: Any) -> Decimal:
+    """A metered quantity as an exact Decimal (a float through its shortest repr)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError(f"a unit count must be a number, got {value!r}")
+    out = Decimal(repr(value) if isinstance(value, float) else value)
+    if not out.is_finite() or out < 0:
+        raise ValueError(f"a unit count must be a finite number >= 0, got {value!r}")
+    return out
 
 
 def _fine(value: Decimal) -> bool:

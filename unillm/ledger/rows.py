@@ -15,19 +15,27 @@ from decimal import Decimal
 from typing import Any
 
 from . import money
-from .records import COST_FIELDS, TOKEN_FIELDS, CallRecord
+from .records import COST_FIELDS, FIELDS, CallRecord
 
 TABLE = "ledger_calls"
 
+#: how a `CallRecord` field is stored when it is not stored as it is: one entry per kind
+#: of field, so a new field is one line in records.py (and its migration), nothing here
+_MONEY_PAIRS = {"total_usd": ("total_nano", "total_atto"), "saved_usd": ("saved_nano", "saved_atto")}
+_TIMES = frozenset({"started_at", "ended_at"})
+_ITEMS = frozenset(COST_FIELDS)
+_BOOLS = frozenset({"stream", "retried"})
+_DICTS = frozenset({"tags", "usage_sources"})
+
+
+def _columns(field: str) -> tuple[str, ...]:
+    return _MONEY_PAIRS.get(field, (field,))
+
+
 #: the columns written for a record, in order (``seq`` is assigned by the database)
-COLUMNS: tuple[str, ...] = (
-    "id", "started_at", "ended_at", "latency_ms", "ttft_ms",
-    "provider", "requested_model", "model", "rule", "shadow_rule", "fallback_from",
-    "status", "error_class", *TOKEN_FIELDS, "usage_source", *COST_FIELDS,
-    "total_nano", "total_atto", "saved_nano", "saved_atto", "saved_reason",
-    "price_version", "fingerprint", "tags", "section", "stream", "prompt", "response",
-    "cache_write_1h_tokens",
-)
+COLUMNS: tuple[str, ...] = tuple(c for f in FIELDS for c in _columns(f))
+#: where ``started_at`` stands in a `SELECT_SQL` row (after ``seq``)
+STARTED_AT = 1 + COLUMNS.index("started_at")
 INSERT_SQL = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 SELECT_SQL = f"SELECT seq, {', '.join(COLUMNS)} FROM {TABLE}"
@@ -60,44 +68,62 @@ def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else "{}"
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field in _TIMES:
+        return iso(value)
+    if field in _ITEMS:
+        return _text(value)
+    if field in _BOOLS:
+        return 1 if value else 0
+    if field in _DICTS:
+        return _json(value)
+    if field == "units":
+        return _json({k: format(v, "f") for k, v in value.items()})
+    if field == "dropped_params":
+        return json.dumps(list(value)) if value else None
+    return value
+
+
+def _decode(field: str, value: Any) -> Any:
+    if field in _TIMES:
+        return parse_iso(value)
+    if field in _ITEMS:
+        return _dec(value)
+    if field in _BOOLS:
+        return bool(value)
+    if field in _DICTS:
+        return json.loads(value) if value and value != "{}" else {}
+    if field == "units":
+        return {k: Decimal(v) for k, v in json.loads(value).items()} if value and value != "{}" else {}
+    if field == "dropped_params":
+        return tuple(json.loads(value)) if value else ()
+    return value
+
+
 def to_row(rec: CallRecord) -> tuple[Any, ...]:
     """The values for `INSERT_SQL`, in `COLUMNS` order."""
-    total_nano, total_atto = money.split(rec.total_usd)
-    saved_nano, saved_atto = money.split(rec.saved_usd)
-    return (
-        rec.id, iso(rec.started_at), iso(rec.ended_at), rec.latency_ms, rec.ttft_ms,
-        rec.provider, rec.requested_model, rec.model, rec.rule, rec.shadow_rule,
-        rec.fallback_from, rec.status, rec.error_class,
-        rec.input_tokens, rec.cache_read_tokens, rec.cache_write_tokens, rec.output_tokens,
-        rec.reasoning_tokens, rec.usage_source,
-        _text(rec.input_usd), _text(rec.cache_read_usd), _text(rec.cache_write_usd),
-        _text(rec.output_usd), _text(rec.other_usd),
-        total_nano, total_atto, saved_nano, saved_atto, rec.saved_reason,
-        rec.price_version, rec.fingerprint,
-        json.dumps(rec.tags, sort_keys=True, separators=(",", ":")) if rec.tags else "{}",
-        rec.section, 1 if rec.stream else 0, rec.prompt, rec.response, rec.cache_write_1h_tokens,
-    )
+    out: list[Any] = []
+    for f in FIELDS:
+        value = getattr(rec, f)
+        if f in _MONEY_PAIRS:
+            out.extend(money.split(value))
+        else:
+            out.append(_encode(f, value))
+    return tuple(out)
 
 
 def from_row(row: tuple[Any, ...]) -> CallRecord:
     """A record from a `SELECT_SQL` row (the leading ``seq`` is skipped)."""
-    (_seq, id_, started, ended, latency, ttft, provider, requested, model, rule, shadow,
-     fallback, status, error_class, in_t, cr_t, cw_t, out_t, rs_t, source,
-     in_usd, cr_usd, cw_usd, out_usd, other_usd, total_nano, total_atto,
-     saved_nano, saved_atto, saved_reason, price_version, fingerprint, tags, section,
-     stream, prompt, response, cw1h_t) = row
-    return CallRecord(
-        id=id_, started_at=parse_iso(started), ended_at=parse_iso(ended),  # type: ignore[arg-type]
-        latency_ms=latency, ttft_ms=ttft, provider=provider, requested_model=requested,
-        model=model, rule=rule, shadow_rule=shadow, fallback_from=fallback, status=status,
-        error_class=error_class, input_tokens=in_t, cache_read_tokens=cr_t,
-        cache_write_tokens=cw_t, cache_write_1h_tokens=cw1h_t, output_tokens=out_t,
-        reasoning_tokens=rs_t,
-        usage_source=source, input_usd=_dec(in_usd), cache_read_usd=_dec(cr_usd),
-        cache_write_usd=_dec(cw_usd), output_usd=_dec(out_usd), other_usd=_dec(other_usd),
-        total_usd=None if total_nano is None else money.join(total_nano, total_atto),
-        saved_usd=money.join(saved_nano, saved_atto), saved_reason=saved_reason,
-        price_version=price_version, fingerprint=fingerprint,
-        tags=json.loads(tags) if tags and tags != "{}" else {}, section=section,
-        stream=bool(stream), prompt=prompt, response=response,
-    )
+    values = iter(row[1:])
+    fields: dict[str, Any] = {}
+    for f in FIELDS:
+        if f in _MONEY_PAIRS:
+            nano, atto = next(values), next(values)
+            fields[f] = None if nano is None else money.join(nano, atto)
+        else:
+            fields[f] = _decode(f, next(values))
+    return CallRecord(**fields)
