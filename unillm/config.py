@@ -37,6 +37,25 @@ class AlertSettings(BaseModel):
     webhook: str | None = None
 
 
+class ServerSettings(BaseModel):
+    """``[server]``: what ``unillm serve`` lets its callers do, and the limits it enforces.
+
+    Every default is the safe one: a tenant may choose nothing the operator did not allow.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    allow_extra: list[str] = Field(default_factory=list)   # `extra` keys callers may send
+    allow_tags: list[str] = Field(default_factory=list)    # tag names callers may set
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=64, gt=0)
+    header_timeout: float = Field(default=10.0, gt=0)      # seconds to receive the headers
+    body_timeout: float = Field(default=60.0, gt=0)        # seconds to receive the body
+    max_concurrent_per_key: int | None = Field(default=None, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)  # CORS is off unless listed
+    usage_window_seconds: float = Field(default=7 * 86400, gt=0)  # POST /v1/usage timestamps
+    ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
+
+
 class Settings(BaseModel):
     """Everything a Client is configured with, validated once."""
 
@@ -57,6 +76,7 @@ class Settings(BaseModel):
     budgets: list[dict[str, Any]] = Field(default_factory=list)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     log_content: bool = False
     drop_params: bool = False
     timezone: str = "UTC"
@@ -94,4 +114,4 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     return settings
 
 
-__all__ = ["Settings", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "errors"]
+__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "errors"]
