@@ -50,6 +50,7 @@ __all__ = [
     "count_text",
     "count_messages",
     "count_tools",
+    "image_tokens",
     "count_prompt",
     "count_usage",
     "prompt_usage_estimate",
@@ -78,10 +79,6 @@ _TOOL_CONSTANTS = {
     CL100K: {"func_init": 10, "prop_init": 3, "prop_key": 3, "enum_init": -3, "enum_item": 3, "func_end": 12},
 }
 
-# An image's prompt tokens depend on its size, which we do not fetch. OpenAI bills a
-# low-detail image 85 tokens and a 1024x1024 high-detail one 765 (85 + 4 tiles x 170);
-# we charge the estimate that much (it is marked "estimate").
-IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765, None: 765}
 
 
 class TokenEstimateWarning(UserWarning):
@@ -280,14 +277,19 @@ def _message_strings(m: Message) -> Iterable[str]:
         yield m.tool_call_id
 
 
-def _image_tokens(messages: Iterable[Message]) -> int:
+def image_tokens(messages: Iterable[Message], model: str, protocol: str | None = None) -> int:
+    """Prompt tokens of the images in ``messages`` by the vendor's rule (see `unillm.images`):
+    sized from ``data:`` URLs, the rule's maximum for URLs that are not fetched."""
     total = 0
+    rule = None
     for m in messages:
         if isinstance(m.content, list):
             for part in m.content:
                 image = getattr(part, "image_url", None)
                 if image is not None:
-                    total += IMAGE_TOKENS.get(image.detail, IMAGE_TOKENS[None])
+                    from .images import image_size, rule_for
+                    rule = rule or rule_for(model, protocol)
+                    total += rule.tokens(image_size(image.url), image.detail)
     return total
 
 
@@ -299,7 +301,7 @@ def _messages_tokens(messages: list[Message], encoding: str) -> int:
             total += _count(value, encoding)
         if m.name:
             total += _count(m.name, encoding) + TOKENS_PER_NAME
-    return total + _image_tokens(messages)
+    return total
 
 
 def _strip_period(text: str) -> str:
@@ -334,11 +336,14 @@ def _nested_tokens(spec: dict[str, Any], encoding: str) -> int:
     return _count(json.dumps(extra, separators=(",", ":")), encoding) if extra else 0
 
 
-def count_messages(messages: list[Message], tools: list[Tool] | None, encoding: str) -> int | None:
-    """Prompt tokens of a chat request per OpenAI's documented format; None without encoder."""
+def count_messages(messages: list[Message], tools: list[Tool] | None, encoding: str,
+                   model: str = "gpt-4o") -> int | None:
+    """Prompt tokens of a chat request per OpenAI's documented format (images by ``model``'s
+    rule, OpenAI's protocol); None without encoder."""
     if _encoder(encoding) is None:
         return None
-    return _messages_tokens(messages, encoding) + _tools_tokens(list(tools or ()), encoding)
+    return (_messages_tokens(messages, encoding) + _tools_tokens(list(tools or ()), encoding)
+            + image_tokens(messages, model, "openai"))
 
 
 def count_tools(tools: list[Tool] | None, encoding: str) -> int | None:
@@ -350,20 +355,22 @@ def count_tools(tools: list[Tool] | None, encoding: str) -> int | None:
 
 # ── entries for the Client ───────────────────────────────────────────────────
 
-def _prompt(request: ChatRequest, encoding: str, exact: bool) -> tuple[int, bool]:
-    """(tokens, exact) for the request's prompt; heuristic when no encoder."""
-    n = count_messages(request.messages, request.tools, encoding)
-    if n is None:
-        return _messages_tokens(request.messages, encoding) + _tools_tokens(list(request.tools or ()),
-                                                                            encoding), False
-    return n, exact and not request.has_images()
+def _prompt(request: ChatRequest, encoding: str, exact: bool, model: str,
+            protocol: str | None) -> tuple[int, bool]:
+    """(tokens, exact) for the request's prompt; heuristic when no encoder. Images follow
+    the vendor's rule and make the count an estimate (a bound, not the bill)."""
+    exact = exact and _encoder(encoding) is not None
+    n = _messages_tokens(request.messages, encoding) + _tools_tokens(list(request.tools or ()), encoding)
+    if request.has_images():
+        return n + image_tokens(request.messages, model, protocol), False
+    return n, exact
 
 
 def count_prompt(request: ChatRequest, model: str,
                  settings: ProviderSettings | None = None) -> tuple[int, str]:
     """``(prompt tokens, source)`` for budget estimates and rules; source is tiktoken|estimate."""
     encoding, exact = encoding_for(model, settings)
-    n, exact = _prompt(request, encoding, exact)
+    n, exact = _prompt(request, encoding, exact, model, settings.adapter if settings else None)
     return n, "tiktoken" if exact else "estimate"
 
 
@@ -383,7 +390,7 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     cannot be seen locally, so this errs high).
     """
     encoding, exact = encoding_for(model, settings)
-    prompt, exact = _prompt(request, encoding, exact)
+    prompt, exact = _prompt(request, encoding, exact, model, settings.adapter if settings else None)
     out = count_text(completion_text, encoding)
     if out is None:
         out, exact = heuristic_count(completion_text), False
