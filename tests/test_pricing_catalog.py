@@ -127,6 +127,8 @@ def test_claude_opus_5_dates_and_limits(book):
 def _new_entries(raw: dict):
     for provider, models in raw.items():
         for model, table in models.items():
+            if not isinstance(table, dict):   # a provider setting ([openai] snapshots = ...)
+                continue
             since = table.get("since")
             if (provider, model) in ADDED or (since is not None and since > date(2025, 12, 1)):
                 yield provider, model, table

@@ -14,8 +14,16 @@ from typing import Any
 import click
 
 from .. import errors
+from ..pricing import (
+    TOKEN_KEYS,
+    UNIT_KEYS,
+    Price,
+    PriceBook,
+    bundled_path,
+    read_price_file,
+)
+from ..pricing import today as book_today
 from ._common import user_errors
-from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path, read_price_file
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        show_default=True, help="table for people, json for machines")
@@ -72,17 +80,23 @@ def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     """Prices in force for MODEL ('provider/model' or a bare name) and where they come from."""
     book = PriceBook.load(pricing_file)
     provider, name = _locate(model, book)
-    price = book.price(provider, name, at.date() if at else None)
-    pm = book.find(provider, name)
-    assert pm is not None  # price() raised otherwise
+    found = book.resolve(provider, name)
+    pm = found.priced
+    if pm is None:
+        missing = errors.MissingPriceError(provider, name, book.suggest(provider, name))
+        raise click.ClickException("\n".join([str(missing), *(f"looked up: {s}" for s in found.path)]))
+    price = pm.at(at.date() if at else book_today())
     if fmt == "json":
         click.echo(_json({"requested": model, "provider": provider, "model": price.model,
                           "book_version": book.version, "aliases": list(pm.aliases),
+                          "resolution": list(found.path),
                           "max_output_tokens": price.max_output_tokens,
                           **_price_dict(price),
                           "history": [_price_dict(p) for p in pm.entries[:-1]]}))
         return
-    click.echo(f"{provider}/{price.model}" + (f"  (requested {model})" if price.model != name else ""))
+    click.echo(f"{pm.provider}/{price.model}" + (f"  (requested {model})" if price.model != name else ""))
+    for step in found.path:
+        click.echo(f"resolved by {step}")
     click.echo(f"source: {price.source}  (book {book.version})")
     span = f"since {price.since}" if price.since else "no start date"
     click.echo(f"in force: {span}" + (f", until {price.until}" if price.until else ""))
