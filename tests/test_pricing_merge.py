@@ -197,3 +197,14 @@ def test_same_price_snapshot_costs_what_its_family_costs():
     book = PriceBook.load()
     usage = Usage(input_tokens=1_000, output_tokens=1_000)
     assert book.cost("openai", "gpt-4o-2024-11-20", usage).total_usd == D("0.0125")  # 1000 x 2.5 + 1000 x 10
+
+
+def test_diff_shows_a_changed_snapshot_setting(tmp_path):
+    old = write(tmp_path, '[mistral]\nsnapshots = "explicit"\n\n[mistral."m"]\ninput = 1\noutput = 1\n', "old.toml")
+    new = write(tmp_path, '[mistral]\nsnapshots = "same-price"\n\n[mistral."m"]\ninput = 1\noutput = 1\n'
+                          'snapshots = "explicit"\n', "new.toml")
+    r = CliRunner().invoke(cli, ["pricing", "diff", str(old), str(new), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    changes = {(c["model"], c["key"]): (c["old"], c["new"]) for c in json.loads(r.output)["changes"]}
+    assert changes == {("mistral", "snapshots"): ("explicit", "same-price"),
+                       ("mistral/m", "snapshots"): (None, "explicit")}

@@ -14,14 +14,8 @@ from typing import Any
 import click
 
 from .. import errors
-from ..pricing import (
-    TOKEN_KEYS,
-    UNIT_KEYS,
-    Price,
-    PriceBook,
-    bundled_path,
-    read_price_file,
-)
+from ..price_files import Layer, read_layer
+from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path
 from ..pricing import today as book_today
 from ._common import user_errors
 
@@ -321,12 +315,13 @@ def import_(file: str, out: str | None, keep_unknown: bool) -> None:
 
 # ── diff ─────────────────────────────────────────────────────────────────────
 
-def _read(spec: str) -> dict[tuple[str, str], dict[str, Any]]:
-    return read_price_file(bundled_path() if spec == "bundled" else spec)
+def _read(spec: str) -> Layer:
+    return read_layer(bundled_path() if spec == "bundled" else spec)
 
 
 def _comparable(table: dict[str, Any]) -> dict[str, Any]:
-    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since", "max_output_tokens") if k in table}
+    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since", "max_output_tokens", "snapshots")
+           if k in table}
     for k in ("tiers", "history", "aliases"):
         if k in table:
             out[k] = _json(table[k]).replace("\n", "").replace("  ", "")
@@ -346,8 +341,15 @@ def _delta(old: Any, new: Any) -> str:
 @user_errors
 def diff(old: str, new: str, fmt: str) -> None:
     """What changed between two price files (either may be 'bundled')."""
-    a, b = _read(old), _read(new)
+    la, lb = _read(old), _read(new)
+    a, b = la.tables, lb.tables
     rows = []
+    for provider in sorted(set(la.settings) | set(lb.settings)):   # [provider] snapshots = ...
+        x, y = la.settings.get(provider, {}), lb.settings.get(provider, {})
+        for k in sorted(set(x) | set(y)):
+            if x.get(k) != y.get(k):
+                rows.append({"change": "changed", "model": provider, "key": k, "old": x.get(k),
+                             "new": y.get(k), "delta": ""})
     for key in sorted(set(a) | set(b)):
         name = f"{key[0]}/{key[1]}"
         if key not in a:
