@@ -208,3 +208,11 @@ def test_diff_shows_a_changed_snapshot_setting(tmp_path):
     changes = {(c["model"], c["key"]): (c["old"], c["new"]) for c in json.loads(r.output)["changes"]}
     assert changes == {("mistral", "snapshots"): ("explicit", "same-price"),
                        ("mistral/m", "snapshots"): (None, "explicit")}
+
+
+def test_a_partial_table_for_a_bundled_alias_is_a_new_model_and_must_give_its_prices(tmp_path):
+    path = write(tmp_path, '[cohere."command-a-03-2025"]\ninput = 2.00\n')
+    with pytest.raises(errors.ConfigError) as exc:
+        PriceBook.load(path)
+    assert exc.value.file == str(path) and exc.value.key == 'cohere."command-a-03-2025"'
+    assert "missing 'output'" in str(exc.value)
