@@ -216,3 +216,13 @@ def test_a_partial_table_for_a_bundled_alias_is_a_new_model_and_must_give_its_pr
         PriceBook.load(path)
     assert exc.value.file == str(path) and exc.value.key == 'cohere."command-a-03-2025"'
     assert "missing 'output'" in str(exc.value)
+
+
+def test_a_model_of_a_same_price_vendor_can_opt_out_of_snapshot_stripping():
+    # gpt-3.5-turbo-1106 was billed above gpt-3.5-turbo(-0125): it must not take the 0125 price
+    book = PriceBook.load()
+    assert book.price("openai", "gpt-3.5-turbo-0125").model == "gpt-3.5-turbo"   # an alias
+    with pytest.raises(errors.MissingPriceError):
+        book.price("openai", "gpt-3.5-turbo-1106")
+    (step,) = book.resolve("openai", "gpt-3.5-turbo-1106").path
+    assert "openai.\"gpt-3.5-turbo\".snapshots = 'explicit'" in step
