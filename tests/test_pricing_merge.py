@@ -186,8 +186,8 @@ def test_bad_snapshot_settings_name_file_and_key(tmp_path, text, key):
 def test_show_reports_the_resolution_path_of_a_snapshot_and_of_an_unpriced_name():
     r = show("gpt-4o-2024-11-20")
     assert r.exit_code == 0
-    assert "resolved by snapshot: 'gpt-4o-2024-11-20' -> 'gpt-4o'" in r.output
-    assert 'resolved by exact: openai."gpt-4o" in pricing.toml' in r.output
+    assert "resolution:\n  snapshot: 'gpt-4o-2024-11-20' -> 'gpt-4o'" in r.output
+    assert '\n  exact: openai."gpt-4o" in pricing.toml' in r.output
     r = show("mistral/mistral-medium-latest")
     assert r.exit_code == 1 and "no price for mistral/mistral-medium-latest" in r.output
     assert "looked up: not a snapshot of mistral.\"mistral-medium\"" in r.output

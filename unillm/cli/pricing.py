@@ -89,8 +89,9 @@ def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
                           "history": [_price_dict(p) for p in pm.entries[:-1]]}))
         return
     click.echo(f"{pm.provider}/{price.model}" + (f"  (requested {model})" if price.model != name else ""))
+    click.echo("resolution:")
     for step in found.path:
-        click.echo(f"resolved by {step}")
+        click.echo(f"  {step}")
     click.echo(f"source: {price.source}  (book {book.version})")
     span = f"since {price.since}" if price.since else "no start date"
     click.echo(f"in force: {span}" + (f", until {price.until}" if price.until else ""))
