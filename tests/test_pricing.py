@@ -279,8 +279,6 @@ def test_zero_usage_on_free_model_is_an_explicit_zero(book):
     ("google", "gemini-2.0-flash-001", "gemini-2.0-flash"),
     ("cohere", "command-r-08-2024", "command-r"),
     ("cohere", "command-r7b-12-2024", "command-r7b"),
-    ("mistral", "mistral-large-2411", "mistral-large"),
-    ("mistral", "mistral-large-latest", "mistral-large"),
     ("xai", "grok-4-0709", "grok-4"),
     ("openrouter", "openai/gpt-4.1", "gpt-4.1"),
 ])
@@ -307,7 +305,6 @@ def test_lookup_alias_snapshot_and_router(book, provider, model, priced_as):
     ("cohere", "command-r-08-2024", 4000),
     ("deepseek", "deepseek-reasoner", 65536),
     ("openrouter", "openai/gpt-4.1", 32768),         # router id -> the vendor's table
-    ("mistral", "mistral-large-latest", None),       # not documented in the book: unknown
     ("ollama", "llama3.2", None),
 ])
 def test_max_output_tokens_follows_lookup_like_prices(book, provider, model, limit):

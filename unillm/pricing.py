@@ -40,13 +40,18 @@ Semantics, in one place:
 * ``[P."*"]``: an explicit catch-all price for every model of provider ``P``
   (e.g. ``ollama``: self-hosted, $0).
 
-Lookup of ``(provider, model)``: exact -> alias -> dated snapshot
-(``claude-sonnet-4-5-20250929``, ``gpt-4o-2024-08-06``, ``gemini-2.0-flash-001``,
-``command-r-08-2024``, ``*-latest``) -> ``vendor/model`` ids of routers
-(``openrouter`` ``openai/gpt-4o`` -> ``openai."gpt-4o"``) -> ``P."*"`` ->
-`MissingPriceError`. A user file merges over the bundled book key by key
-(a model table's keys replace the bundled ones; lists such as ``history``
-are replaced whole).
+Lookup of ``(provider, model)``: exact -> alias -> dated snapshot or ``-latest``
+name (``claude-sonnet-4-5-20250929``, ``gpt-4o-2024-08-06``, ``gemini-2.0-flash-001``)
+priced as its family ONLY where the book says the vendor prices its snapshots the
+same (``[openai] snapshots = "same-price"``; the default, ``"explicit"``, prices
+such names only by their own entries or aliases, so ``mistral-medium-latest``
+never takes the price of another generation; a model's own ``snapshots`` key
+overrides its provider's) -> ``vendor/model`` ids of routers (``openrouter``
+``openai/gpt-4o`` -> ``openai."gpt-4o"``) -> ``P."*"`` -> `MissingPriceError`.
+`PriceBook.resolve` returns the steps taken, in words.
+
+A user file merges over the bundled book by name, and wins for every name it
+defines, a bundled alias included (see `unillm.price_files`).
 """
 
 from __future__ import annotations
@@ -62,21 +67,15 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
-from ._toml import load_toml
+from .price_files import DEFAULT_SNAPSHOTS, TOKEN_KEYS, UNIT_KEYS, UNITS, Layer, Merged, merge, read_layer
+from .price_files import PRICE_KEYS as _PRICE_KEYS
+from .price_files import fail as _fail
+from .price_files import model_key as _key
+from .price_files import read_price_file
 from .types import Cost, Usage
 
-__all__ = ["PriceBook", "Price", "Tier", "PricedModel", "bundled_model_names", "bundled_path",
-           "read_price_file", "UNITS"]
-
-TOKEN_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
-#: non-token price key -> the ``units`` name the caller counts (per_call needs none)
-UNIT_KEYS = {"per_call": "calls", "per_image": "images", "per_1k_chars": "chars", "per_minute": "minutes"}
-UNITS = frozenset(UNIT_KEYS.values())
-_PRICE_KEYS = (*TOKEN_KEYS, *UNIT_KEYS)
-_ENTRY_KEYS = frozenset({*_PRICE_KEYS, "since", "aliases", "history", "tiers", "note",
-                         "max_output_tokens"})
-_HISTORY_KEYS = frozenset({*_PRICE_KEYS, "since", "until", "tiers", "note"})
-_TIER_KEYS = frozenset({"above_prompt_tokens", *TOKEN_KEYS})
+__all__ = ["TOKEN_KEYS", "UNITS", "UNIT_KEYS", "Price", "PriceBook", "PricedModel", "Resolution", "Tier",
+           "bundled_model_names", "bundled_path", "read_price_file", "today"]
 
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{2}-\d{4}|-\d{4}|-\d{3}|-latest)$")
 _EXACT = Context(prec=200, traps=[Inexact, Overflow, InvalidOperation])
@@ -201,6 +200,7 @@ class PricedModel:
     name: str
     entries: tuple[Price, ...]
     aliases: tuple[str, ...] = ()
+    snapshots: str | None = None    # the model's own snapshot policy, over its provider's
 
     @property
     def current(self) -> Price:
@@ -216,100 +216,6 @@ class PricedModel:
             if entry.until is None or day < entry.until:
                 return entry
         return self.entries[-1]  # unreachable: the current entry has no until
-
-
-# ── reading and validating one file ──────────────────────────────────────────
-
-def _key(provider: str, model: str, *rest: str) -> str:
-    return ".".join((provider, f'"{model}"', *rest))
-
-
-def _fail(msg: str, file: str, key: str, value: Any = None) -> errors.ConfigError:
-    return errors.ConfigError(msg, file=file, key=key, value=value)
-
-
-def _check_number(value: Any, file: str, key: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise _fail(f"must be a number (USD), got {value!r}", file, key, value)
-    value = Decimal(value)
-    if not value.is_finite():
-        raise _fail(f"must be a finite number, got {value}", file, key, value)
-    if value < 0:
-        raise _fail(f"a price cannot be negative (got {value})", file, key, value)
-    return value
-
-
-def _check_date(value: Any, file: str, key: str) -> date:
-    if isinstance(value, datetime):
-        raise _fail(f"must be a date (YYYY-MM-DD), not a date-time: {value}", file, key, value)
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise _fail(f"must be a date written YYYY-MM-DD, got {value!r}", file, key, value)
-
-
-def _check_keys(table: Mapping[str, Any], allowed: frozenset[str], file: str, key: str) -> None:
-    for name in table:
-        if name == "max_output_tokens" and name not in allowed:
-            raise _fail("belongs to the model's own table, not to a history entry or tier (it does "
-                        "not change with the price)", file, f"{key}.{name}", name)
-        if name not in allowed:
-            close = errors.did_you_mean(name, sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(allowed))}"
-            raise _fail("unknown key" + hint, file, f"{key}.{name}", name)
-
-
-def _check_table(table: Any, allowed: frozenset[str], file: str, key: str) -> dict[str, Any]:
-    """Shape and value checks of a model, history or tier table (not completeness)."""
-    if not isinstance(table, Mapping):
-        raise _fail("must be a table", file, key, table)
-    _check_keys(table, allowed, file, key)
-    out: dict[str, Any] = {}
-    for name, value in table.items():
-        k = f"{key}.{name}"
-        if name in _PRICE_KEYS:
-            out[name] = _check_number(value, file, k)
-        elif name in ("since", "until"):
-            out[name] = _check_date(value, file, k)
-        elif name in ("above_prompt_tokens", "max_output_tokens"):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise _fail(f"must be a positive whole number of tokens, got {value!r}", file, k, value)
-            out[name] = value
-        elif name == "aliases":
-            if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
-                raise _fail("must be a list of model names", file, k, value)
-            out[name] = list(value)
-        elif name == "note":
-            if not isinstance(value, str):
-                raise _fail("must be a string", file, k, value)
-            out[name] = value
-        elif name in ("history", "tiers"):
-            if not isinstance(value, list):
-                raise _fail(f"must be an array of tables ([[...{name}]])", file, k, value)
-            sub = _HISTORY_KEYS if name == "history" else _TIER_KEYS
-            out[name] = [_check_table(t, sub, file, f"{k}[{i}]") for i, t in enumerate(value)]
-    return out
-
-
-def read_price_file(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Parse and check one price file: ``{(provider, model): checked table}``.
-
-    Tables may be partial (an override file sets only what it changes);
-    completeness is checked once files are merged.
-    """
-    file = str(path)
-    raw = load_toml(path, decimal=True)
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for provider, models in raw.items():
-        if not isinstance(models, Mapping):
-            raise _fail('must be a table of models, e.g. [openai."gpt-4o"]', file, provider, models)
-        for model, table in models.items():
-            out[(provider, model)] = _check_table(table, _ENTRY_KEYS, file, _key(provider, model))
-    return out
 
 
 # ── building the book ────────────────────────────────────────────────────────
@@ -355,7 +261,8 @@ def _build_model(provider: str, model: str, t: dict[str, Any], file: str,
                         file, f"{key}.history[{i}]")
         history.append(_build_price(provider, model, h, file, f"{key}.history[{i}]", version, max_output))
     history.sort(key=lambda p: p.until)  # type: ignore[arg-type, return-value]
-    current = {k: v for k, v in t.items() if k not in ("history", "aliases", "note", "max_output_tokens")}
+    current = {k: v for k, v in t.items()
+               if k not in ("history", "aliases", "note", "max_output_tokens", "snapshots")}
     entries = (*history, _build_price(provider, model, current, file, key, version, max_output))
     for before, after in zip(entries, entries[1:]):
         start = after.since or before.until
@@ -364,7 +271,7 @@ def _build_model(provider: str, model: str, t: dict[str, Any], file: str,
                         f"{before.until} but the next price starts {start}", file, key)
         if before.until == after.until:
             raise _fail(f"two history entries end on {before.until}", file, key)
-    return PricedModel(provider, model, entries, tuple(t.get("aliases", ())))
+    return PricedModel(provider, model, entries, tuple(t.get("aliases", ())), t.get("snapshots"))
 
 
 def _version(paths: list[Path]) -> str:
@@ -375,54 +282,50 @@ def _version(paths: list[Path]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _bundled_raw() -> tuple[dict[tuple[str, str], dict[str, Any]], str]:
-    path = bundled_path()
-    return read_price_file(path), str(path.name)
+def _bundled_raw() -> Layer:
+    return read_layer(bundled_path(), bundled_path().name)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a name found its price: the priced model (None: unpriced) and the steps taken."""
+
+    provider: str
+    model: str
+    priced: PricedModel | None
+    path: tuple[str, ...]
 
 
 class PriceBook:
     """Prices by provider and model, in force by date; `cost` turns usage into money."""
 
-    def __init__(self, tables: Mapping[tuple[str, str], dict[str, Any]],
-                 origins: Mapping[tuple[str, str], str], version: str) -> None:
+    def __init__(self, merged: Merged, version: str) -> None:
         self.version = version
         self._models: dict[str, dict[str, PricedModel]] = {}
         self._aliases: dict[str, dict[str, str]] = {}
-        for (provider, model), table in tables.items():
-            pm = _build_model(provider, model, table, origins[(provider, model)], version)
+        self._alias_origins = merged.alias_origins
+        self._overridden = merged.overridden
+        self._settings = merged.settings
+        for (provider, model), table in merged.tables.items():
+            pm = _build_model(provider, model, table, merged.origins[(provider, model)], version)
             self._models.setdefault(provider, {})[model] = pm
-        for provider, models in self._models.items():
-            aliases = self._aliases.setdefault(provider, {})
-            for pm in models.values():
-                for alias in pm.aliases:
-                    key = _key(provider, pm.name, "aliases")
-                    file = origins[(provider, pm.name)]
-                    if alias in models:
-                        raise _fail(f"alias {alias!r} is also a priced model of {provider}", file, key)
-                    if alias in aliases:
-                        raise _fail(f"alias {alias!r} already names {provider}/{aliases[alias]}", file, key)
-                    aliases[alias] = pm.name
+        for (provider, alias), model in merged.aliases.items():
+            self._aliases.setdefault(provider, {})[alias] = model
 
     # ── loading ──
     @classmethod
     def load(cls, user_file: str | Path | None = None) -> PriceBook:
-        """The bundled book, with ``user_file`` (if any) merged over it key by key."""
+        """The bundled book with ``user_file`` (if any) merged over it by name: the user's
+        file wins for every name it defines (see `unillm.price_files`)."""
         if user_file is None:
             return _bundled_book()
-        bundled, bundled_name = _bundled_raw()
-        user = read_price_file(user_file)
-        tables = {k: dict(v) for k, v in bundled.items()}
-        origins = dict.fromkeys(bundled, bundled_name)
-        for k, table in user.items():
-            origins[k] = f"{user_file} (over {bundled_name})" if k in tables else str(user_file)
-            tables[k] = {**tables.get(k, {}), **table}
-        return cls(tables, origins, _version([bundled_path(), Path(user_file)]))
+        layers = [_bundled_raw(), read_layer(user_file)]
+        return cls(merge(layers), _version([bundled_path(), Path(user_file)]))
 
     @classmethod
     def from_file(cls, path: str | Path) -> PriceBook:
         """A book made of ``path`` alone (no bundled prices), e.g. for ``pricing diff``."""
-        tables = read_price_file(path)
-        return cls(tables, dict.fromkeys(tables, str(path)), _version([Path(path)]))
+        return cls(merge([read_layer(path)]), _version([Path(path)]))
 
     # ── lookup ──
     def providers(self) -> list[str]:
@@ -435,24 +338,73 @@ class PriceBook:
 
     def find(self, provider: str, model: str) -> PricedModel | None:
         """The priced model ``provider``/``model`` leads to, or None (see module docs)."""
-        hit = self._direct(provider, model)
+        return self._find(provider, model, None)
+
+    def resolve(self, provider: str, model: str) -> Resolution:
+        """`find` with the steps it took, in words (for ``unillm pricing show``)."""
+        path: list[str] = []
+        return Resolution(provider, model, self._find(provider, model, path), tuple(path))
+
+    def snapshot_policy(self, provider: str) -> tuple[str, str | None]:
+        """``(policy, file that set it)`` for ``provider``'s dated and ``-latest`` names."""
+        value, file = self._settings.get(provider, {}).get("snapshots", (DEFAULT_SNAPSHOTS, None))
+        return value, file
+
+    def _find(self, provider: str, model: str, path: list[str] | None) -> PricedModel | None:
+        hit = self._direct(provider, model, path)
         if hit is None:
-            snap = _SNAPSHOT.match(model)
-            hit = self._direct(provider, snap["base"]) if snap else None
+            hit = self._snapshot(provider, model, path)
         if hit is None and "/" in model:
             vendor, _, name = model.partition("/")
             if vendor in self._models and vendor != provider:
-                hit = self.find(vendor, name)
+                if path is not None:
+                    path.append(f"router id: {provider} {model!r} -> {vendor} {name!r}")
+                hit = self._find(vendor, name, path)
         if hit is None:
             hit = self._models.get(provider, {}).get("*")
+            if hit is not None and path is not None:
+                path.append(f"catch-all: {_key(provider, '*')} in {hit.current.source.split(': ')[0]}")
         return hit
 
-    def _direct(self, provider: str, model: str) -> PricedModel | None:
+    def _direct(self, provider: str, model: str, path: list[str] | None) -> PricedModel | None:
         models = self._models.get(provider, {})
         if model in models and model != "*":
+            if path is not None:
+                path.append(f"exact: {_key(provider, model)} in {models[model].current.source.split(': ')[0]}")
+                self._note_override(provider, model, path)
             return models[model]
         alias = self._aliases.get(provider, {}).get(model)
+        if alias and path is not None:
+            path.append(f"alias: {model!r} names {_key(provider, alias)} "
+                        f"(aliases in {self._alias_origins[(provider, model)]})")
+            self._note_override(provider, model, path)
         return models[alias] if alias else None
+
+    def _note_override(self, provider: str, name: str, path: list[str]) -> None:
+        if (provider, name) in self._overridden:
+            path.append(f"overrides: {self._overridden[(provider, name)]} (a later file wins)")
+
+    def _snapshot(self, provider: str, model: str, path: list[str] | None) -> PricedModel | None:
+        """A dated or ``-latest`` name priced as its family, where the book says it may be."""
+        snap = _SNAPSHOT.match(model)
+        if snap is None:
+            return None
+        base = self._direct(provider, snap["base"], None)
+        if base is None:
+            return None
+        policy, file = self.snapshot_policy(provider)
+        where = f"{provider}.snapshots = {policy!r} in {file}" if file else f"default {policy!r}"
+        if base.snapshots is not None:
+            policy, where = base.snapshots, f"{_key(provider, base.name)}.snapshots = {base.snapshots!r}"
+        if policy != "same-price":
+            if path is not None:
+                path.append(f"not a snapshot of {_key(provider, base.name)}: {where} (its dated and "
+                            "-latest names are priced only by their own entries or aliases)")
+            return None
+        if path is not None:
+            path.append(f"snapshot: {model!r} -> {snap['base']!r} ({where})")
+            self._direct(provider, snap["base"], path)
+        return base
 
     def price(self, provider: str, model: str, at: datetime | date | None = None) -> Price:
         """The price of ``provider``/``model`` in force at ``at`` (default: now, UTC)."""
@@ -485,9 +437,14 @@ class PriceBook:
         return sorted(out)
 
 
+def today() -> date:
+    """Today's UTC date: the day a call made now is priced on."""
+    return datetime.now(timezone.utc).date()
+
+
 def _day(at: datetime | date | None) -> date:
     if at is None:
-        return datetime.now(timezone.utc).date()
+        return today()
     if isinstance(at, datetime):
         return (at.astimezone(timezone.utc) if at.tzinfo else at).date()
     return at
@@ -495,8 +452,7 @@ def _day(at: datetime | date | None) -> date:
 
 @functools.lru_cache(maxsize=1)
 def _bundled_book() -> PriceBook:
-    tables, name = _bundled_raw()
-    return PriceBook(tables, dict.fromkeys(tables, name), _version([bundled_path()]))
+    return PriceBook(merge([_bundled_raw()]), _version([bundled_path()]))
 
 
 @functools.lru_cache(maxsize=1)

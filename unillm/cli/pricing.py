@@ -14,8 +14,10 @@ from typing import Any
 import click
 
 from .. import errors
+from ..price_files import Layer, read_layer
+from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path
+from ..pricing import today as book_today
 from ._common import user_errors
-from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path, read_price_file
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        show_default=True, help="table for people, json for machines")
@@ -72,17 +74,24 @@ def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     """Prices in force for MODEL ('provider/model' or a bare name) and where they come from."""
     book = PriceBook.load(pricing_file)
     provider, name = _locate(model, book)
-    price = book.price(provider, name, at.date() if at else None)
-    pm = book.find(provider, name)
-    assert pm is not None  # price() raised otherwise
+    found = book.resolve(provider, name)
+    pm = found.priced
+    if pm is None:
+        missing = errors.MissingPriceError(provider, name, book.suggest(provider, name))
+        raise click.ClickException("\n".join([str(missing), *(f"looked up: {s}" for s in found.path)]))
+    price = pm.at(at.date() if at else book_today())
     if fmt == "json":
         click.echo(_json({"requested": model, "provider": provider, "model": price.model,
                           "book_version": book.version, "aliases": list(pm.aliases),
+                          "resolution": list(found.path),
                           "max_output_tokens": price.max_output_tokens,
                           **_price_dict(price),
                           "history": [_price_dict(p) for p in pm.entries[:-1]]}))
         return
-    click.echo(f"{provider}/{price.model}" + (f"  (requested {model})" if price.model != name else ""))
+    click.echo(f"{pm.provider}/{price.model}" + (f"  (requested {model})" if price.model != name else ""))
+    click.echo("resolution:")
+    for step in found.path:
+        click.echo(f"  {step}")
     click.echo(f"source: {price.source}  (book {book.version})")
     span = f"since {price.since}" if price.since else "no start date"
     click.echo(f"in force: {span}" + (f", until {price.until}" if price.until else ""))
@@ -307,12 +316,13 @@ def import_(file: str, out: str | None, keep_unknown: bool) -> None:
 
 # ── diff ─────────────────────────────────────────────────────────────────────
 
-def _read(spec: str) -> dict[tuple[str, str], dict[str, Any]]:
-    return read_price_file(bundled_path() if spec == "bundled" else spec)
+def _read(spec: str) -> Layer:
+    return read_layer(bundled_path() if spec == "bundled" else spec)
 
 
 def _comparable(table: dict[str, Any]) -> dict[str, Any]:
-    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since", "max_output_tokens") if k in table}
+    out = {k: table[k] for k in (*TOKEN_KEYS, *UNIT_KEYS, "since", "max_output_tokens", "snapshots")
+           if k in table}
     for k in ("tiers", "history", "aliases"):
         if k in table:
             out[k] = _json(table[k]).replace("\n", "").replace("  ", "")
@@ -332,8 +342,15 @@ def _delta(old: Any, new: Any) -> str:
 @user_errors
 def diff(old: str, new: str, fmt: str) -> None:
     """What changed between two price files (either may be 'bundled')."""
-    a, b = _read(old), _read(new)
+    la, lb = _read(old), _read(new)
+    a, b = la.tables, lb.tables
     rows = []
+    for provider in sorted(set(la.settings) | set(lb.settings)):   # [provider] snapshots = ...
+        x, y = la.settings.get(provider, {}), lb.settings.get(provider, {})
+        for k in sorted(set(x) | set(y)):
+            if x.get(k) != y.get(k):
+                rows.append({"change": "changed", "model": provider, "key": k, "old": x.get(k),
+                             "new": y.get(k), "delta": ""})
     for key in sorted(set(a) | set(b)):
         name = f"{key[0]}/{key[1]}"
         if key not in a:
