@@ -78,4 +78,4 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-__all__ = ["GatewayConfig", "GuardedH11Protocol", "TIMEOUT_RESPONSE"]
+__all__ = ["TIMEOUT_RESPONSE", "GatewayConfig", "GuardedH11Protocol"]
