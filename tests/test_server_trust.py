@@ -318,3 +318,17 @@ def test_drop_params_per_request_with_the_operators_default(upstream, tmp_path):
 def test_unpriced_model_of_a_configured_provider_is_still_its_own_404(served):
     r = post(served, {"model": "gpt-9-ultra", "messages": MSG})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_priced"
+
+
+def test_sessions_expire_on_the_injected_clock_and_are_bounded():
+    from unillm.server.dashboard import Sessions
+    now = [0.0]
+    sessions = Sessions(60, limit=3, monotonic=lambda: now[0])
+    first = sessions.start("key_a")
+    assert sessions.key_id(first) == "key_a" and sessions.key_id("guess") is None
+    now[0] = 59.9
+    assert sessions.key_id(first) == "key_a"
+    now[0] = 60.0
+    assert sessions.key_id(first) is None  # expired, and forgotten
+    ids = [sessions.start(f"key_{i}") for i in range(4)]  # one more than the limit
+    assert sessions.key_id(ids[0]) is None and [sessions.key_id(i) for i in ids[1:]] == ["key_1", "key_2", "key_3"]
