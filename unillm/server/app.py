@@ -303,8 +303,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={Exception: on_error, HTTPException: on_error,
-                                                       HTTPError: on_error,
-                                                       errors.UnillmError: on_error})
+    handlers = {Exception: on_error, HTTPException: on_error, HTTPError: on_error,
+                errors.UnillmError: on_error}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.gateway = gateway
     return app

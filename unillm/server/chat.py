@@ -5,9 +5,10 @@ the gateway handles itself (``stream``, ``stream_options``, ``metadata`` as extr
 tags, each allowed by `tenancy.TagPolicy`), or is refused with a 400 naming it.
 ``extra`` (vendor parameters passed through) is refused unless each of its keys is
 in ``[server] allow_extra``; ``drop_params`` defaults to the operator's setting.
-A model of a provider the operator did not configure is a 404 before anything is sent. Streams are Server-Sent Events ending
-in ``data: [DONE]``; with ``stream_options.include_usage`` the last event before
-it carries the usage and a ``unillm`` object with the exact cost.
+A model of a provider the operator did not configure is a 404 before anything is
+sent. Streams are Server-Sent Events ending in ``data: [DONE]``; with
+``stream_options.include_usage`` the last event before it carries the usage and a
+``unillm`` object with the exact cost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .. import errors
 from ..types import REQUEST_PARAMS
+from .limits import parse_json
 from .wire import (
     HTTPError,
     chunk_body,
@@ -47,7 +49,6 @@ _ECHOED = ("refusal", "annotations", "audio", "function_call")
 
 async def read_json(request: Request) -> Any:
     """The body as JSON: within the gateway's limits (`limits.parse_json`), or a 4xx."""
-    from .limits import parse_json
     gw = getattr(request.app.state, "gateway", None)
     depth = gw.server.max_json_depth if gw is not None else 64
     return parse_json(await request.body(), depth)
@@ -104,8 +105,8 @@ def _extra(extra: Any, allowed: Collection[str]) -> dict[str, Any]:
     for name in sorted(extra):
         if name not in allowed:
             listed = ", ".join(sorted(allowed)) or "none"
-            raise HTTPError(400, f"'extra.{name}' is not allowed by this gateway: the operator "
-                            f"allows these extra keys: {listed} ([server] allow_extra)",
+            raise HTTPError(400, f"'extra.{name}' is not allowed by this gateway (extra keys "
+                            f"allowed: {listed}; [server] allow_extra)",
                             code="extra_not_allowed", param=f"extra.{name}")
     return extra
 
