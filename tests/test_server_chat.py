@@ -40,15 +40,20 @@ def _usage(i: int, o: int):
     return Usage(input_tokens=i, output_tokens=o)
 
 
-async def test_async_sdk_and_metadata_tags(served, upstream):
-    client = served.aopenai()
-    resp = await client.chat.completions.create(model="claude-sonnet-4-5", messages=MSG,
-                                                metadata={"feature": "faq", "user": "mallory"})
-    assert resp.choices[0].message.content == "Hello from FakeProvider."
-    rec = list(served.client.ledger.records())[-1]
-    assert rec.tags["feature"] == "faq"
-    assert rec.tags["user"] == "root"  # the key's tenancy wins over what the caller claims
-    await client.close()
+async def test_async_sdk_and_metadata_tags(upstream, tmp_path):
+    for served in make_served(upstream, tmp_path, server={"allow_tags": ["feature"]}):
+        client = served.aopenai()
+        resp = await client.chat.completions.create(model="claude-sonnet-4-5", messages=MSG,
+                                                    metadata={"feature": "faq"})
+        assert resp.choices[0].message.content == "Hello from FakeProvider."
+        rec = list(served.client.ledger.records())[-1]
+        assert rec.tags["feature"] == "faq" and rec.tags["user"] == "root"
+        # the key's tenancy is not the caller's to claim: refused, naming the tag
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="claude-sonnet-4-5", messages=MSG,
+                                                 metadata={"feature": "faq", "user": "mallory"})
+        assert info.value.body["param"] == "metadata.user"
+        await client.close()
 
 
 def test_streaming_sync_with_usage_and_done(served, upstream):

@@ -133,10 +133,12 @@ def test_dashboard_draws_the_ledger_in_chromium(served, tmp_path):
 def test_dashboard_cookie_login_and_filters(served):
     seed(served)
     r = httpx.get(f"{served.url}/dashboard?key={served.admin}&since=7d")
-    assert r.status_code == 200 and "unillm_key=" in r.headers["set-cookie"]
-    assert "httponly" in r.headers["set-cookie"].lower()
-    cookie = {"unillm_key": served.admin}
-    filtered = httpx.get(f"{served.url}/dashboard?since=7d&where=project%3Dsearch", cookies=cookie)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard?since=7d"  # the key leaves the URL
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("unillm_session=") and "httponly" in cookie.lower()
+    assert served.admin not in cookie  # a random session id, never the key
+    session = {"unillm_session": r.cookies["unillm_session"]}
+    filtered = httpx.get(f"{served.url}/dashboard?since=7d&where=project%3Dsearch", cookies=session)
     assert filtered.status_code == 200
     assert "bob" in filtered.text and "alice" not in filtered.text and "project=search" in filtered.text
     assert served.admin not in filtered.text  # the key is never echoed into the page

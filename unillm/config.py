@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
@@ -37,23 +37,38 @@ class AlertSettings(BaseModel):
     webhook: str | None = None
 
 
+#: tags only the gateway sets (from the caller's key); never accepted from a caller
+RESERVED_TAGS = frozenset({"user", "project", "key_id"})
+
+
 class ServerSettings(BaseModel):
     """``[server]``: what ``unillm serve`` lets its callers do, and the limits it enforces.
 
     Every default is the safe one: a tenant may choose nothing the operator did not allow.
+    The README's "Security" section lists each limit and what a caller gets past it.
     """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     allow_extra: list[str] = Field(default_factory=list)   # `extra` keys callers may send
-    allow_tags: list[str] = Field(default_factory=list)    # tag names callers may set
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_json_depth: int = Field(default=64, gt=0)
-    header_timeout: float = Field(default=10.0, gt=0)      # seconds to receive the headers
-    body_timeout: float = Field(default=60.0, gt=0)        # seconds to receive the body
+    allow_tags: list[str] = Field(default_factory=list)    # tag names callers may set (`metadata`)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # larger bodies: 413
+    max_json_depth: int = Field(default=64, gt=0)          # deeper JSON: 400
+    header_timeout: float = Field(default=10.0, gt=0)      # seconds to receive the headers (408)
+    body_timeout: float = Field(default=60.0, gt=0)        # seconds to receive the body (408)
     max_concurrent_per_key: int | None = Field(default=None, gt=0)
     cors_origins: list[str] = Field(default_factory=list)  # CORS is off unless listed
+    session_seconds: float = Field(default=8 * 3600, gt=0)  # a dashboard login lasts this long
     usage_window_seconds: float = Field(default=7 * 86400, gt=0)  # POST /v1/usage timestamps
     ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
+
+    @field_validator("allow_tags")
+    @classmethod
+    def _no_reserved_tags(cls, names: list[str]) -> list[str]:
+        reserved = sorted(set(names) & RESERVED_TAGS)
+        if reserved:
+            raise ValueError(f"{reserved[0]!r} is set from the caller's API key and cannot be "
+                             f"allowed to callers (reserved: {', '.join(sorted(RESERVED_TAGS))})")
+        return names
 
 
 class Settings(BaseModel):
@@ -114,4 +129,4 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     return settings
 
 
-__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "errors"]
+__all__ = ["Settings", "ServerSettings", "RESERVED_TAGS", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "errors"]

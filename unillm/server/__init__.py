@@ -3,7 +3,9 @@ analytics, API keys (tenancy, budgets, rate limits), a dashboard and an HTML rep
 
 Needs ``pip install 'unillm[server]'`` (Starlette + uvicorn); ``unillm report``
 needs only the ledger. Modules: `app` (factory, auth, admin, health), `chat`,
-`usage`, `analytics`, `keys`, `ratelimit`, `dashboard`, `svg`, `report`, `wire`.
+`usage`, `analytics`, `keys`, `ratelimit`, `dashboard`, `svg`, `report`, `wire`,
+`limits` (body size, read time, JSON shape), `tenancy` (which tags a caller may set),
+`protocol` (uvicorn's h11 with a header read timeout), `run` (serving on uvicorn).
 """
 
 from __future__ import annotations

@@ -10,7 +10,13 @@ Routes::
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
-the dashboard also accepts ``?key=`` (then remembered in an HttpOnly cookie).
+the dashboard also accepts ``?key=`` once, which opens a server-side session
+(`dashboard.Sessions`): the browser then holds a random session id, never the key.
+
+What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings`):
+`limits.Limits` (body size and read time) wraps the app, `limits.parse_json` reads
+bodies, `tenancy.TagPolicy` decides which tags a caller may set, and
+`Gateway.check_model` refuses models of providers the operator did not configure.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import errors
+from ..config import ServerSettings
+from .dashboard import SESSION_COOKIE, Sessions
 from .keys import ApiKey, KeyStore
 from .ratelimit import Limited, RateLimiter
+from .tenancy import TagPolicy
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
 
 log = logging.getLogger("unillm.server")
-COOKIE = "unillm_key"
 
 
 class Gateway:
@@ -44,6 +52,11 @@ class Gateway:
         self.keys = keys or KeyStore(client.ledger.store)
         self.limiter = limiter or RateLimiter()
         self.scrub = Scrubber(p.resolved_api_key() for p in client.providers.values())
+        settings = getattr(client, "settings", None)
+        self.server: ServerSettings = getattr(settings, "server", None) or ServerSettings()
+        self.tag_policy = TagPolicy(self.server.allow_tags, client)
+        self.sessions = Sessions(self.server.session_seconds)
+        self._configured = frozenset(getattr(settings, "providers", None) or ())
         self._budgeted: set[str] = set()
         if hasattr(client, "budgets"):  # so /v1/budgets and the dashboard show every key's budget
             for key in self.keys.list():
@@ -52,10 +65,18 @@ class Gateway:
 
     # ── auth ──
     def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
-        """The key this request carries; 401 without a valid one, 403 when not admin enough."""
+        """The key this request carries; 401 without a valid one, 403 when not admin enough.
+
+        ``browser``: a dashboard session cookie stands in for the bearer key."""
         secret = _bearer(request)
         if secret is None and browser:
-            secret = request.query_params.get("key") or request.cookies.get(COOKIE)
+            key = self._session_key(request)
+            if key is not None:
+                return key
+        return self.verify(secret, admin=admin)
+
+    def verify(self, secret: str | None, *, admin: bool = False) -> ApiKey:
+        """The active key ``secret`` is (401 if none, 403 when ``admin`` and it is not)."""
         if not secret:
             raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>' "
                             "(create one with `unillm keys create`)", code="missing_api_key")
@@ -66,6 +87,33 @@ class Gateway:
             raise HTTPError(403, "this endpoint needs an admin key", type="permission_error",
                             code="admin_required")
         return key
+
+    def _session_key(self, request: Request) -> ApiKey | None:
+        """The admin key behind the request's dashboard session (still active), or None."""
+        key_id = self.sessions.key_id(request.cookies.get(SESSION_COOKIE))
+        if key_id is None:
+            return None
+        key = self.keys.get(key_id)
+        if key is None or not key.active or not key.admin:
+            self.sessions.end(request.cookies.get(SESSION_COOKIE))
+            return None
+        return key
+
+    # ── where a call may go ──
+    def reachable(self, provider: str) -> bool:
+        """A provider the operator configured: a ``[providers.X]`` table, or its API key set."""
+        if provider in self._configured:
+            return True
+        p = self.client.providers.get(provider)
+        return p is not None and bool(p.resolved_api_key())
+
+    def check_model(self, model: str) -> None:
+        """404 for a model of a provider the operator did not configure (nothing is sent)."""
+        ref = self.client.resolve(model)  # an unknown name raises UnknownModelError (404)
+        if not self.reachable(ref.provider):
+            raise HTTPError(404, f"the model {model!r} is not served by this gateway "
+                            "(GET /v1/models lists the models it serves)",
+                            code="model_not_found", param="model")
 
     # ── admission and accounting ──
     async def admit(self, key: ApiKey) -> None:
@@ -115,14 +163,18 @@ class Gateway:
     def model_list(self) -> list[dict[str, Any]]:
         """``provider/model`` for each priced model of a provider that has a key, plus aliases."""
         settings = self.client.settings
-        usable = {name for name, p in self.client.providers.items()
-                  if p.resolved_api_key() or name in settings.providers}
+        usable = {name for name in self.client.providers if self.reachable(name)}
         seen: dict[str, str] = {}
         for pm in self.client.pricebook.models():
             if pm.provider in usable and pm.name != "*":
                 seen.setdefault(f"{pm.provider}/{pm.name}", pm.provider)
-        for alias, target in settings.aliases.items():
-            seen.setdefault(alias, target.partition("/")[0] if "/" in target else "alias")
+        for alias in settings.aliases:
+            try:
+                provider = self.client.resolve(alias).provider
+            except errors.UnillmError:
+                continue
+            if provider in usable:
+                seen.setdefault(alias, provider)
         return [{"id": mid, "object": "model", "created": 0, "owned_by": owner}
                 for mid, owner in sorted(seen.items())]
 
@@ -214,8 +266,20 @@ async def admin_key(request: Request) -> Response:
 def create_app(client: Any, *, keys: KeyStore | None = None,
                limiter: RateLimiter | None = None) -> Starlette:
     """The gateway over ``client`` (its ledger holds the keys table)."""
+    from starlette.middleware import Middleware
+
     from . import analytics, chat, dashboard, usage
+    from .limits import Limits
     gateway = Gateway(client, keys=keys, limiter=limiter)
+    limits = gateway.server
+    middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout)]
+    if limits.cors_origins:  # off unless the operator lists origins
+        from starlette.middleware.cors import CORSMiddleware
+        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=limits.cors_origins,
+                                        allow_methods=["GET", "POST", "DELETE"],
+                                        allow_headers=["authorization", "content-type"],
+                                        expose_headers=["x-unillm-cost", "x-unillm-tokens", "x-unillm-cached",
+                                                        "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id"]))
 
     async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
@@ -239,8 +303,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={Exception: on_error, HTTPException: on_error,
-                                                       HTTPError: on_error,
-                                                       errors.UnillmError: on_error})
+    handlers = {Exception: on_error, HTTPException: on_error, HTTPError: on_error,
+                errors.UnillmError: on_error}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.gateway = gateway
     return app

@@ -2,15 +2,18 @@
 
 The body is OpenAI's; every parameter either maps onto `Client.achat`, is one
 the gateway handles itself (``stream``, ``stream_options``, ``metadata`` as extra
-tags), or is refused with a 400 naming it. Streams are Server-Sent Events ending
-in ``data: [DONE]``; with ``stream_options.include_usage`` the last event before
-it carries the usage and a ``unillm`` object with the exact cost.
+tags, each allowed by `tenancy.TagPolicy`), or is refused with a 400 naming it.
+``extra`` (vendor parameters passed through) is refused unless each of its keys is
+in ``[server] allow_extra``; ``drop_params`` defaults to the operator's setting.
+A model of a provider the operator did not configure is a 404 before anything is
+sent. Streams are Server-Sent Events ending in ``data: [DONE]``; with
+``stream_options.include_usage`` the last event before it carries the usage and a
+``unillm`` object with the exact cost.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .. import errors
 from ..types import REQUEST_PARAMS
+from .limits import parse_json
 from .wire import (
     HTTPError,
     chunk_body,
@@ -25,13 +29,14 @@ from .wire import (
     dumps,
     error_body,
     from_exception,
+    header_value,
     json_response,
     openai_usage,
     unillm_headers,
 )
 
-#: OpenAI parameters passed to Client.achat under the same name
-_PASSED = REQUEST_PARAMS - {"drop_params"}
+#: OpenAI parameters passed to Client.achat under the same name (``extra``: see `_extra`)
+_PASSED = REQUEST_PARAMS - {"drop_params", "extra"}
 #: accepted and ignored: they change nothing a gateway call does
 _IGNORED = frozenset({"store", "service_tier", "prompt_cache_key", "safety_identifier"})
 #: OpenAI parameters unillm cannot honour, with the only value accepted (None = any falsy)
@@ -43,15 +48,15 @@ _ECHOED = ("refusal", "annotations", "audio", "function_call")
 
 
 async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError as exc:
-        raise HTTPError(400, f"the request body is not valid JSON: {exc}") from None
+    """The body as JSON: within the gateway's limits (`limits.parse_json`), or a 4xx."""
+    gw = getattr(request.app.state, "gateway", None)
+    depth = gw.server.max_json_depth if gw is not None else 64
+    return parse_json(await request.body(), depth)
 
 
-def to_call(body: Any) -> tuple[str, list[Any], dict[str, Any], bool, bool, dict[str, str]]:
-    """(model, messages, params, stream, include_usage, extra tags) from an OpenAI body."""
+def to_call(body: Any, *, allow_extra: Collection[str] = ()
+            ) -> tuple[str, list[Any], dict[str, Any], bool, bool, dict[str, str]]:
+    """(model, messages, params, stream, include_usage, caller tags) from an OpenAI body."""
     if not isinstance(body, dict):
         raise HTTPError(400, "the request body must be a JSON object")
     body = dict(body)
@@ -71,6 +76,14 @@ def to_call(body: Any) -> tuple[str, list[Any], dict[str, Any], bool, bool, dict
         value = body.pop("max_completion_tokens")
         body.setdefault("max_tokens", value)
     params: dict[str, Any] = {}
+    extra = body.pop("extra", None)
+    if extra is not None:
+        params["extra"] = _extra(extra, allow_extra)
+    drop = body.pop("drop_params", None)
+    if drop is not None:  # LiteLLM clients send it; absent, the operator's setting holds
+        if not isinstance(drop, bool):
+            raise HTTPError(400, "'drop_params' must be a boolean", param="drop_params")
+        params["drop_params"] = drop
     for name, value in body.items():
         if name in _PASSED:
             if value is not None:
@@ -83,6 +96,19 @@ def to_call(body: Any) -> tuple[str, list[Any], dict[str, Any], bool, bool, dict
             raise HTTPError(400, f"unrecognized request argument supplied: {name}",
                             code="unknown_parameter", param=name)
     return model, [_clean(m) for m in messages], params, bool(stream), include_usage, tags
+
+
+def _extra(extra: Any, allowed: Collection[str]) -> dict[str, Any]:
+    """``extra`` when the operator allows every key in it (``[server] allow_extra``), else a 400."""
+    if not isinstance(extra, dict):
+        raise HTTPError(400, "'extra' must be an object of vendor parameters", param="extra")
+    for name in sorted(extra):
+        if name not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise HTTPError(400, f"'extra.{name}' is not allowed by this gateway (extra keys "
+                            f"allowed: {listed}; [server] allow_extra)",
+                            code="extra_not_allowed", param=f"extra.{name}")
+    return extra
 
 
 def _clean(message: Any) -> Any:
@@ -103,9 +129,11 @@ def _tags(metadata: Any) -> dict[str, str]:
 async def completions(request: Request) -> Response:
     gw = request.app.state.gateway
     key = gw.authenticate(request)
-    model, messages, params, stream, include_usage, extra = to_call(await read_json(request))
+    model, messages, params, stream, include_usage, caller = to_call(
+        await read_json(request), allow_extra=gw.server.allow_extra)
+    tags = gw.tag_policy.merge(caller, key)  # the key's tenancy is authoritative
+    gw.check_model(model)
     await gw.admit(key)
-    tags = {**extra, **key.tags()}  # the key's tenancy wins over what the caller says
     if stream:
         return await _stream(gw, key, model, messages, params, tags, include_usage)
     resp = await gw.client.achat(model, messages, tags=tags, **params)
@@ -125,7 +153,8 @@ async def _stream(gw: Any, key: Any, model: str, messages: list[Any], params: di
         raise
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     if first is not None and first.model:
-        headers["x-unillm-model"] = f"{first.provider}/{first.model}" if first.provider else first.model
+        headers["x-unillm-model"] = header_value(f"{first.provider}/{first.model}" if first.provider
+                                                 else first.model)
     return StreamingResponse(_events(gw, key, chat_stream, first, include_usage),
                              media_type="text/event-stream", headers=headers)
 

@@ -3,12 +3,26 @@
 `render` turns `analytics.build` output (plus budget status) into one
 self-contained HTML page: inline CSS, server-side SVG charts (`svg`), no
 script, no external request. Filters are a plain GET form (date range, tag).
+
+Login: ``/dashboard?key=ADMIN_KEY`` once. The gateway checks the key, opens a
+server-side session (`Sessions`: a random 256-bit id, kept in this process's
+memory for ``[server] session_seconds``) and redirects to the same page without
+the key; the browser keeps only the id, in a cookie that is HttpOnly,
+SameSite=Strict, scoped to ``/dashboard`` and ``Secure`` when the request came
+over https (as uvicorn sees it: TLS, or ``X-Forwarded-Proto`` from an address in
+its ``forwarded_allow_ips``). Revoking the key ends its sessions at the next
+request. ``?logout=1`` ends the session. The page may not be framed
+(``frame-ancestors 'none'``, ``X-Frame-Options: DENY``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from html import escape
@@ -195,19 +209,89 @@ def page(client: Any, keys: Any, *, since: str | None, until: str | None, where:
     return render(data, budgets, title=title, query=query, form=form)
 
 
+SESSION_COOKIE = "unillm_session"
+#: every dashboard page: no framing, no script, nothing fetched from elsewhere
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "content-security-policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class Sessions:
+    """Dashboard sessions of one gateway process: random id -> key id, until they expire.
+
+    Ids are stored hashed; at most ``limit`` live at once (the oldest go first).
+    """
+
+    def __init__(self, ttl: float, *, limit: int = 10_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.limit, self._now = ttl, limit, monotonic
+        self._by_hash: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key_id: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            if len(self._by_hash) >= self.limit:
+                self._expire(force=True)
+            self._by_hash[_digest(sid)] = (self._now() + self.ttl, key_id)
+        return sid
+
+    def key_id(self, sid: str | None) -> str | None:
+        if not sid or len(sid) > 100:
+            return None
+        with self._lock:
+            hit = self._by_hash.get(_digest(sid))
+            if hit is None:
+                return None
+            if hit[0] <= self._now():
+                del self._by_hash[_digest(sid)]
+                return None
+            return hit[1]
+
+    def end(self, sid: str | None) -> None:
+        if sid:
+            with self._lock:
+                self._by_hash.pop(_digest(sid), None)
+
+    def _expire(self, force: bool) -> None:
+        now = self._now()
+        self._by_hash = {h: v for h, v in self._by_hash.items() if v[0] > now}
+        if force and len(self._by_hash) >= self.limit:
+            oldest = sorted(self._by_hash, key=lambda h: self._by_hash[h][0])
+            for h in oldest[: len(oldest) - self.limit + 1]:
+                del self._by_hash[h]
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 async def endpoint(request: Request) -> Response:
+    from starlette.responses import HTMLResponse, RedirectResponse
     gw = request.app.state.gateway
-    gw.authenticate(request, admin=True, browser=True)
     q = request.query_params
+    if q.get("key") or q.get("logout"):
+        rest = [(k, v) for k, v in q.multi_items() if k not in ("key", "logout")]
+        from urllib.parse import urlencode
+        resp: Response = RedirectResponse("/dashboard" + (f"?{urlencode(rest)}" if rest else ""), 303,
+                                          headers=SECURITY_HEADERS)
+        if q.get("logout"):
+            gw.sessions.end(request.cookies.get(SESSION_COOKIE))
+            resp.delete_cookie(SESSION_COOKIE, path="/dashboard")
+            return resp
+        key = gw.verify(q["key"], admin=True)
+        resp.set_cookie(SESSION_COOKIE, gw.sessions.start(key.id), max_age=int(gw.sessions.ttl),
+                        httponly=True, samesite="strict", path="/dashboard",
+                        secure=request.url.scheme == "https")
+        return resp
+    gw.authenticate(request, admin=True, browser=True)
     where = filters_from(q, [w for w in q.getlist("where") if w])
     html = await asyncio.to_thread(page, gw.client, gw.keys, since=q.get("since") or None,
                                    until=q.get("until") or None, where=where, title="spend",
                                    query={k: q.get(k, "") for k in ("since", "until", "where")})
-    from starlette.responses import HTMLResponse
-    resp = HTMLResponse(html, headers={"cache-control": "no-store",
-                                       "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:"})
-    key = q.get("key")
-    if key:
-        from .app import COOKIE
-        resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/dashboard")
-    return resp
+    return HTMLResponse(html, headers=SECURITY_HEADERS)

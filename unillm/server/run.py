@@ -14,6 +14,9 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
 * **workers** > 1: one process per core sharing the listening socket, each
   building its own `Client` (SDK connection pool, ledger connection) through
   `AppFactory`. Rate limits are then per process (see `unillm.server.ratelimit`).
+* **A header read timeout** (``[server] header_timeout``): connections are served
+  by `unillm.server.protocol.GuardedH11Protocol`, uvicorn's h11 protocol plus a
+  timer that drops a client whose request head is late (uvicorn has none).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ class AppFactory:
         redact_logs()  # each worker process has its own loggers
         return create_app(self.client())
 
+    def server_settings(self) -> Any:
+        """The ``[server]`` table (limits the supervisor process needs too)."""
+        from ..config import load_settings
+        return load_settings(self.config, **self.overrides).server
+
 
 def listen(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
     """A bound TCP socket whose accepted connections get TCP_NODELAY under asyncio too."""
@@ -86,17 +94,34 @@ def listen(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
 
 
 def uvicorn_config(app: Any, *, workers: int = 1, log_level: str = "info",
-                   access_log: bool = False, **options: Any) -> Any:
+                   access_log: bool = False, header_timeout: float | None = None,
+                   **options: Any) -> Any:
     """uvicorn's Config for the gateway: ``app`` is an ASGI app or an `AppFactory`.
 
-    ``options`` go to uvicorn unchanged (e.g. ``loop="asyncio"``, ``http="h11"``).
+    ``header_timeout`` defaults to the app's ``[server] header_timeout``; ``options``
+    go to uvicorn unchanged (e.g. ``loop="asyncio"``). ``http`` other than ``"h11"``
+    or ``"auto"`` (i.e. httptools) serves without the header timeout.
     """
-    import uvicorn
+    from .protocol import GatewayConfig
+    if header_timeout is None:
+        header_timeout = _server_settings(app).header_timeout
+    if options.get("http") in ("auto", "h11"):
+        options.pop("http")
     settings: dict[str, Any] = {"log_level": log_level, "access_log": access_log,
                                 "lifespan": "off", "workers": workers, **options}
     if isinstance(app, AppFactory):
         settings["factory"] = True
-    return uvicorn.Config(app, **settings)
+    return GatewayConfig(app, header_timeout=header_timeout, **settings)
+
+
+def _server_settings(app: Any) -> Any:
+    if isinstance(app, AppFactory):
+        return app.server_settings()
+    gateway = getattr(getattr(app, "state", None), "gateway", None)
+    if gateway is not None:
+        return gateway.server
+    from ..config import ServerSettings
+    return ServerSettings()
 
 
 def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,

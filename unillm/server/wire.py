@@ -25,11 +25,13 @@ class HTTPError(Exception):
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  code: str | None = None, param: str | None = None,
-                 retry_after: float | None = None, extra: Mapping[str, Any] | None = None) -> None:
+                 retry_after: float | None = None, extra: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.retry_after = retry_after
         self.extra = dict(extra or {})
+        self.headers = dict(headers or {})  # sent with the error (e.g. ``connection: close``)
 
 
 def _default(value: Any) -> Any:
@@ -73,7 +75,7 @@ def error_response(err: HTTPError, scrub: Scrubber | None = None) -> Response:
     from starlette.responses import JSONResponse
     if scrub is not None:
         err.message = scrub(err.message)
-    headers = {}
+    headers = dict(err.headers)
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
     return JSONResponse(error_body(err), err.status, headers)
@@ -151,16 +153,31 @@ def openai_usage(usage: Any) -> dict[str, Any] | None:
     }
 
 
+#: printable ASCII but ``%``: left as is in a header value
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
+
+
+def header_value(text: str) -> str:
+    """``text`` safe for an HTTP header: printable ASCII stays, everything else (and ``%``)
+    is percent-encoded UTF-8 (RFC 3986, the encoding RFC 8187 uses), so ``nano → mini``
+    is ``nano %E2%86%92 mini`` and CR/LF can never end the header. Undo with
+    ``urllib.parse.unquote``."""
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text
+    from urllib.parse import quote
+    return quote(text, safe=_HEADER_SAFE)
+
+
 def unillm_headers(resp: Any) -> dict[str, str]:
-    """``x-unillm-*`` headers of a finished call."""
+    """``x-unillm-*`` headers of a finished call (names encoded by `header_value`)."""
     cost = resp.cost.total_usd if resp.cost is not None else None
     return {
         "x-unillm-cost": str(cost) if cost is not None else "unpriced",
         "x-unillm-tokens": str(resp.usage.total_tokens if resp.usage else 0),
         "x-unillm-cached": "true" if resp.cached else "false",
-        "x-unillm-model": f"{resp.provider}/{resp.model}",
-        "x-unillm-rule": resp.rule or "",
-        "x-unillm-ledger-id": resp.ledger_id or "",
+        "x-unillm-model": header_value(f"{resp.provider}/{resp.model}"),
+        "x-unillm-rule": header_value(resp.rule or ""),
+        "x-unillm-ledger-id": header_value(resp.ledger_id or ""),
     }
 
 

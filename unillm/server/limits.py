@@ -1,0 +1,168 @@
+"""What a client may send the gateway: body size, body read time, JSON shape.
+
+`Limits` is a pure ASGI middleware around the whole app:
+
+* a ``Content-Length`` above ``max_body_bytes`` is refused (413) before one byte of
+  the body is read; a body without one (chunked) is counted as it arrives and
+  refused as soon as it passes the limit, so no request ever holds more than
+  ``max_body_bytes`` plus one chunk in memory;
+* the body must arrive within ``body_timeout`` seconds of the request (408);
+* both answers carry ``Connection: close``: the rest of the body is never read.
+
+The header read timeout lives below ASGI, in `unillm.server.protocol`.
+`parse_json` turns a body into JSON or a 400: strict UTF-8, no lone surrogates
+(``"\\ud800"``), nesting at most ``max_json_depth`` deep. The two checks that need
+a walk over the parsed value run only when a cheap scan of the text says they
+could fail, so an ordinary body costs one decode and one ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .wire import HTTPError, error_response
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _deadline
+else:  # pragma: no cover - Python 3.10
+    _deadline = None
+
+CLOSE = {"connection": "close"}
+
+
+def too_large(limit: int) -> HTTPError:
+    return HTTPError(413, f"the request body is larger than this gateway accepts ({limit} bytes; "
+                     "[server] max_body_bytes)", code="request_too_large")
+
+
+def too_slow(seconds: float, what: str) -> HTTPError:
+    return HTTPError(408, f"the request {what} did not arrive within {seconds:g} s "
+                     f"([server] {what}_timeout)", code="request_timeout")
+
+
+class Limits:
+    """Body size and body read time for every HTTP request of ``app``."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int, body_timeout: float) -> None:
+        self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_body:
+                    return await _refuse(too_large(self.max_body), scope, receive, send)
+                break
+        await self.app(scope, self._guard(receive), send)
+
+    def _guard(self, receive: Any) -> Any:
+        """``receive`` counting body bytes and bounded in time until the body has arrived."""
+        limit, seconds = self.max_body, self.body_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        state = {"seen": 0, "done": False}
+
+        async def guarded() -> Any:
+            if state["done"]:
+                return await receive()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _closing(too_slow(seconds, "body"))
+            try:
+                if _deadline is not None:
+                    async with _deadline(remaining):
+                        message = await receive()
+                else:  # pragma: no cover - Python 3.10
+                    message = await asyncio.wait_for(receive(), remaining)
+            except asyncio.TimeoutError:
+                raise _closing(too_slow(seconds, "body")) from None
+            if message["type"] != "http.request":
+                state["done"] = True
+                return message
+            state["seen"] += len(message.get("body", b""))
+            if state["seen"] > limit:
+                raise _closing(too_large(limit))
+            if not message.get("more_body", False):
+                state["done"] = True
+            return message
+
+        return guarded
+
+
+def _closing(err: HTTPError) -> HTTPError:
+    err.headers = CLOSE
+    return err
+
+
+async def _refuse(err: HTTPError, scope: Any, receive: Any, send: Any) -> None:
+    response = error_response(err)
+    response.headers.update(CLOSE)
+    await response(scope, receive, send)
+
+
+# ── JSON bodies ──────────────────────────────────────────────────────────────
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """The JSON value of a request body (None when empty), or a 400 saying what is wrong."""
+    if not raw:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPError(400, f"the request body is not valid UTF-8 (byte {exc.start})",
+                        code="invalid_encoding") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(max_depth) from None
+    except ValueError as exc:
+        raise HTTPError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    surrogates = "\\ud" in text or "\\uD" in text  # only an escape can make one
+    if surrogates or text.count("[") + text.count("{") > max_depth:
+        _walk(value, max_depth, surrogates)
+    return value
+
+
+def _too_deep(max_depth: int) -> HTTPError:
+    return HTTPError(400, f"the request body nests JSON deeper than {max_depth} levels "
+                     "([server] max_json_depth)", code="json_too_deep")
+
+
+def _walk(value: Any, max_depth: int, strings: bool) -> None:
+    """Depth of every container, and (when ``strings``) every string encodes as UTF-8."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if strings:
+                for k in node:
+                    _text(k)
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            if strings and isinstance(node, str):
+                _text(node)
+            continue
+        if depth > max_depth:
+            raise _too_deep(max_depth)
+        for child in children:
+            if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
+                stack.append((child, depth + 1))
+
+
+def _text(s: str) -> None:
+    if s.isascii():
+        return
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPError(400, "the request body holds a lone UTF-16 surrogate escape (such as "
+                        "\\ud800), which is no character", code="invalid_encoding") from None
+
+
+__all__ = ["Limits", "parse_json", "too_large", "too_slow"]

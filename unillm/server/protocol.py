@@ -1,0 +1,81 @@
+"""uvicorn's HTTP/1.1 protocol with a header read timeout (slow clients are cut off).
+
+uvicorn bounds the *size* of request headers (h11: 16 KiB) and closes idle
+keep-alive connections, but a client that sends its headers one byte every few
+seconds keeps a connection (and its memory) forever: every byte resets the
+keep-alive timer. `GuardedH11Protocol` gives each connection ``header_timeout``
+seconds, from its opening or from the end of its previous response, to deliver a
+complete request head; then it answers ``408`` (when part of a request arrived)
+or simply closes (an idle keep-alive connection) and drops the connection.
+The body's own deadline is `unillm.server.limits.Limits`.
+
+`GatewayConfig` is uvicorn's ``Config`` carrying that timeout; both are
+module-level classes so ``--workers`` can pickle them into worker processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+_BODY = b'{"error":{"message":"the request headers did not arrive in time ([server] header_timeout)",' \
+        b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}'
+TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                    b"connection: close\r\ncontent-length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY)
+
+
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's Config plus ``header_timeout`` (seconds), served by `GuardedH11Protocol`."""
+
+    def __init__(self, app: Any, *, header_timeout: float = 10.0, **options: Any) -> None:
+        options.setdefault("http", GuardedH11Protocol)
+        super().__init__(app, **options)
+        self.header_timeout = header_timeout
+
+
+class GuardedH11Protocol(H11Protocol):
+    """`H11Protocol` that drops a connection whose request head is late."""
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout = float(getattr(config, "header_timeout", 10.0))
+        self._head_timer: Any = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request's head has header_timeout from now
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is in flight: its head arrived in time
+        partial = bool(self.conn.trailing_data[0]) or self.conn.their_state is not h11.IDLE
+        if partial:
+            self.transport.write(TIMEOUT_RESPONSE)
+        self.transport.close()
+
+
+__all__ = ["TIMEOUT_RESPONSE", "GatewayConfig", "GuardedH11Protocol"]
