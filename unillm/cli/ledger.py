@@ -160,10 +160,11 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
         return
     cols = ["provider", "model", "calls", "original_usd", "hypothetical_usd", "difference_usd"]
     click.echo(table(result.rows, cols) if result.rows else "no priced calls in that range")
-    verdict = "save" if result.difference_usd < 0 else "cost an extra"
+    diff = result.difference_usd
+    verdict = "cost the same" if diff == 0 else \
+        f"{'save' if diff < 0 else 'cost an extra'} {usd(abs(diff))}"
     click.echo(f"\non {result.provider}/{result.model}: {plural(result.calls, 'call')} would "
-               f"{verdict} {usd(abs(result.difference_usd))} "
-               f"({usd(result.original_usd)} -> {usd(result.hypothetical_usd)})"
+               f"{verdict} ({usd(result.original_usd)} -> {usd(result.hypothetical_usd)})"
                + (f"; {plural(result.unpriced_calls, 'unpriced call')} left out"
                   if result.unpriced_calls else ""))
 
