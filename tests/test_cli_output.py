@@ -65,8 +65,8 @@ def test_summary_table_prints_plain_money_and_one_decimal_latency(url: str) -> N
 def test_usd_and_plural_helpers() -> None:
     assert usd(Decimal("4.500E-7")) == "$0.00000045"
     assert usd(Decimal("0.062395")) == "$0.062395"
-    assert usd(Decimal("12")) == "$12.00" and usd(Decimal("-1.5")) == "-$1.50"
-    assert usd(Decimal("1E+3")) == "$1000.00"
+    assert usd(Decimal(12)) == "$12.00" and usd(Decimal("-1.5")) == "-$1.50"
+    assert usd(Decimal(1).scaleb(3)) == "$1000.00"
     assert plural(1, "fallback") == "1 fallback" and plural(2, "fallback") == "2 fallbacks"
     assert plural(1, "entry", "entries") == "1 entry" and plural(0, "entry", "entries") == "0 entries"
 
