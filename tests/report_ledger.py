@@ -13,19 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.gen_rows import row  # noqa: E402
-from unillm import Client  # noqa: E402
-from unillm.ledger import money  # noqa: E402
-from unillm.ledger.rows import COLUMNS, INSERT_SQL  # noqa: E402
-from unillm.ledger.sqlite import SQLiteStore  # noqa: E402
-from unillm.testing import FakeProvider, Reply  # noqa: E402
+from bench.gen_rows import row
+from unillm import Client
+from unillm.ledger import money
+from unillm.ledger.rows import COLUMNS, INSERT_SQL
+from unillm.ledger.sqlite import SQLiteStore
+from unillm.testing import FakeProvider, Reply
 
 USERS = ("ann", "bo", "chen", "dora", "eve", "farid")
 RULES = ("cheap-after-hours", "short-prompts-to-mini", "long-context-to-flash-with-a-long-rule-name")

@@ -59,7 +59,7 @@ def layout(report: Path, tmp: Path) -> dict:
     probe = tmp / "probe.html"
     probe.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
     dom = run_chromium(probe.as_uri(), tmp, "--dump-dom", "--window-size=1400,2000").stdout
-    found = re.search(r"<pre id=\"layout\">(.*?)</pre>", dom, re.S)
+    found = re.search(r"<pre id=\"layout\">(.*?)</pre>", dom, re.DOTALL)
     assert found, dom[-2000:]
     return json.loads(html.unescape(found.group(1)))
 
