@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -162,3 +163,35 @@ def test_every_stateful_command_documents_the_discovery_order(command: list[str]
         assert "the config's ledger, else $UNILLM_LEDGER" in text
     if command[0] in ("cache", "serve"):
         assert "the config's cache, else $UNILLM_CACHE" in text
+
+
+# README commands that need something the test does not set up: a running process, a
+# PostgreSQL server, files to import or compare
+_NOT_HERE = ("unillm serve", "unillm ledger tail -f", "unillm ledger migrate", "unillm pricing import",
+             "unillm pricing diff")
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+             for line in block.splitlines()]
+    return [line for line in lines if line.startswith("unillm ") and not line.startswith(_NOT_HERE)]
+
+
+def test_the_readme_cli_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    from unillm import Client
+    commands = readme_commands()
+    assert any(c.startswith("unillm ledger whatif") for c in commands) and len(commands) >= 8
+    with FakeProvider() as fake:
+        fake.default = Reply(text="ok", usage={"input_tokens": 100, "output_tokens": 10})
+        project = write_project(tmp_path / "project", fake)
+        client = Client.from_config(project / "unillm.toml")
+        client.chat(model="gpt-4o", messages=MSG, max_tokens=10, tags={"user": "ann"})
+        client.close()
+        monkeypatch.chdir(project)
+        for command in commands:
+            out = CliRunner().invoke(cli, shlex.split(command)[1:])
+            assert out.exit_code == 0, (command, out.output)
+    assert not (tmp_path / "unillm-home" / "ledger.db").exists()
