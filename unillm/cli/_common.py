@@ -202,9 +202,10 @@ def state_options(*, ledger: bool = True, cache: bool = False) -> Callable[[Call
         if cache:
             opts.append(click.option("--cache", "cache_option", metavar="URL", default=None,
                                      help=CACHE_HELP))
+        used = ["config", *(["ledger"] if ledger else []), *(["cache"] if cache else [])]
+        said = ", ".join(used[:-1]) + " and " + used[-1] if len(used) > 1 else used[0]
         opts.append(click.option("-v", "--verbose", is_flag=True,
-                                 help="say which config" + (", ledger" if ledger else "")
-                                 + (" and cache" if cache else "") + " this command uses"))
+                                 help=f"say which {said} this command uses (on standard error)"))
         for opt in reversed(opts):
             wrapper = opt(wrapper)
         return wrapper
@@ -217,9 +218,14 @@ def state_options(*, ledger: bool = True, cache: bool = False) -> Callable[[Call
 BARE_TAGS = ("user", "project")
 
 
+_FIRST = ("provider", "model", "requested_model", "status", "section", "rule", "saved_reason")
+
+
 def dimensions() -> list[str]:
+    """What ``--by`` and ``--where`` accept (besides ``tag:NAME``), the usual ones first."""
     from ..ledger.query import COLUMN_DIMENSIONS, TIME_DIMENSIONS
-    return sorted(COLUMN_DIMENSIONS) + list(TIME_DIMENSIONS) + list(BARE_TAGS)
+    first = [d for d in _FIRST if d in COLUMN_DIMENSIONS]
+    return [*first, *TIME_DIMENSIONS, *BARE_TAGS, *sorted(COLUMN_DIMENSIONS - set(first))]
 
 
 def check_dimension(name: str, option: str) -> str:
@@ -307,7 +313,3 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(vals, widths)).rstrip()
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
-
-def load_client(config: str | None, ledger: str | None) -> Any:
-    """The Client from ``--config`` (discovered as every command does), ``--ledger`` winning."""
-    return State(config, ledger).client()

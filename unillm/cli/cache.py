@@ -109,7 +109,7 @@ def stats(ctx: click.Context, state: State, fmt: str) -> None:
     if data.get("size_limit"):
         rows.append(("size limit", _human(int(data["size_limit"]))))
     if "hit_rate" in data:
-        rows += [("hit rate", f"{data['hit_rate']:.1%} ({data['hits']} of {data['calls']} calls)"),
+        rows += [("hit rate", f"{data['hit_rate']:.1%} ({data['hits']} of {plural(data['calls'], 'call')})"),
                  ("saved", usd(data["saved_usd"]))]
     else:
         rows.append(("hit rate", "n/a (no ledger stats)"))
