@@ -132,7 +132,10 @@ def _budget(b: Mapping[str, Any]) -> str:
     limit, spent = Decimal(b["limit_usd"]), Decimal(b.get("spent_usd") or 0)
     name = str(b.get("budget") or b.get("name"))
     scope = dict(b.get("scope") or {})
-    label = " · ".join(x for x in (_scope_text(scope), str(b.get("period") or "")) if x)
+    value = _scope_text(scope)
+    if name.rpartition(":")[2] == value:
+        value = ""  # a key's budget is named after its scope ("key:ID")
+    label = " · ".join(x for x in (value, str(b.get("period") or "")) if x)
     title = ", ".join(f"{k}={v}" for k, v in scope.items()) or "global"
     pct = f"{spent / limit * 100:.0f}%" if limit else "—"
     return (f"<div class='budget'><div class='t'><span class='label' title='{escape(title, True)}'>"
@@ -216,7 +219,7 @@ def _focus(client: Any, data: dict[str, Any], end: datetime | None, where: Mappi
     series = data["series"]
     first = next((i for i, p in enumerate(series) if p["calls"]), None)
     if first is None:
-        return data
+        return {**data, "series": []}  # "No calls in this range", not a month of empty columns
     if data["range"]["bucket"] == "day" and len(series) - first <= 2:
         day = datetime.fromisoformat(series[first]["t"][:10]).replace(tzinfo=timezone.utc)
         hourly = build(client, day, end, where, bucket="hour", top=0, recent=0)
