@@ -117,3 +117,12 @@ def test_many_budgets_show_the_fullest_and_say_how_many_more() -> None:
     out = _budgets(rows)
     assert out.count("class='budget'") == 12 and "8 more (least used) not shown" in out
     assert "· u19 ·" in out and "· u8 ·" in out and "· u7 ·" not in out
+
+
+def test_an_empty_range_says_so_instead_of_drawing_empty_columns(tmp_path: Path) -> None:
+    client = Client(ledger=f"sqlite:///{tmp_path.as_posix().lstrip('/')}/empty.db", cache="off")
+    page = render_report(client, since="30d")
+    chart = page[page.index("aria-label='spend over time'"):]
+    chart = chart[:chart.index("</svg>")]
+    assert "No calls in this range" in chart and "class='bar'" not in chart
+    client.close()
