@@ -195,3 +195,19 @@ def test_the_readme_cli_examples_run_as_written(tmp_path: Path, monkeypatch: pyt
             out = CliRunner().invoke(cli, shlex.split(command)[1:])
             assert out.exit_code == 0, (command, out.output)
     assert not (tmp_path / "unillm-home" / "ledger.db").exists()
+
+
+def test_the_config_ledger_wins_over_the_environment_which_wins_over_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unillm.cli._common import State
+    env_url, cfg_url = f"sqlite:///{tmp_path}/env.db", f"sqlite:///{tmp_path}/cfg.db"
+    monkeypatch.setenv("UNILLM_LEDGER", env_url)
+    monkeypatch.chdir(tmp_path)
+    assert State().ledger_url == env_url and State().overrides() == {"ledger": env_url}
+    (tmp_path / "unillm.toml").write_text(f'ledger = "{cfg_url}"\ncache = "memory"\n')
+    state = State(verbose=True)
+    assert state.ledger_url == cfg_url and state.overrides() == {}
+    assert state.describe(cache=True) == [
+        "config: unillm.toml (./unillm.toml in the working directory)",
+        f"ledger: {cfg_url} (ledger in unillm.toml)", "cache:  memory (cache in unillm.toml)"]
+    assert State(ledger_option="off").overrides() == {"ledger": "off"}
