@@ -107,9 +107,9 @@ def time_chart(points: Sequence[tuple[str, Decimal]], *, width: int = 1140, heig
 
 
 def _short_time(label: str) -> str:
-    """``2025-01-31`` -> ``Jan 31``; ``2025-01-31T14`` -> ``14:00``."""
+    """``2025-01-31`` -> ``Jan 31``; ``2025-01-31T14`` -> ``14:00`` (``Jan 31`` at midnight)."""
     months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    if len(label) >= 13 and label[10] == "T":
+    if len(label) >= 13 and label[10] == "T" and label[11:13] != "00":
         return f"{label[11:13]}:00"
     if len(label) >= 10 and label[4] == "-":
         return f"{months[int(label[5:7]) - 1]} {int(label[8:10])}"
