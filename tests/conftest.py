@@ -29,7 +29,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's keys, home or ledger."""
     for var in _KEY_VARS:
         monkeypatch.delenv(var, raising=False)
-    for var in ("UNILLM_CACHE", "UNILLM_LEDGER"):
+    for var in ("UNILLM_CACHE", "UNILLM_LEDGER", "UNILLM_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("UNILLM_HOME", str(tmp_path / "unillm-home"))
 

@@ -98,9 +98,10 @@ def test_whatif_reprices_usage_on_another_model(ledger):
     assert w.hypothetical_usd == Decimal("0.15") + Decimal("0.06") + Decimal("0.03")
     assert w.difference_usd == w.hypothetical_usd - w.original_usd < 0
     assert [(r["model"], r["calls"]) for r in w.rows] == [("claude-haiku-4-5", 1), ("gpt-4o", 1)]
-    with pytest.raises(errors.InvalidRequestError) as exc:
-        ledger.whatif("gpt-4o-mini")
-    assert exc.value.param == "provider"
+    # a bare name resolves as chat() resolves it (issue 15, finding 4)
+    assert ledger.whatif("gpt-4o-mini") == w
+    with pytest.raises(errors.UnknownModelError):
+        ledger.whatif("no-such-model")
 
 
 def test_csv_export_neutralises_formulas(ledger, tmp_path):

@@ -105,7 +105,7 @@ def test_missing_config_is_one_line(tmp_path):
 def test_lint_clean_config_exits_zero(tmp_path):
     res = run("lint", "--config", write(tmp_path, CONFIG))
     assert res.exit_code == 0, res.output
-    assert "2 rules, 1 fallbacks: no problems found" in res.output
+    assert "2 rules, 1 fallback: no problems found" in res.output
 
 
 def test_lint_reports_findings_and_exits_one(tmp_path):

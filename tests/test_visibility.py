@@ -62,9 +62,9 @@ def test_budgets_status_cli(tmp_path: Path, fake: FakeProvider) -> None:
     now = datetime.now(timezone.utc)
     assert row["period"] == now.strftime("%Y-%m")
     table = CliRunner().invoke(cli, ["budgets", "status", "--config", str(cfg)])
-    assert "team" in table.output and "project=bot" in table.output and f"${r.cost.total_usd}" in table.output
+    assert "team" in table.output and "project=bot" in table.output and f"${r.cost.total_usd.normalize():f}" in table.output
     missing = CliRunner().invoke(cli, ["budgets", "status", "--config", str(tmp_path / "nope.toml")])
-    assert missing.exit_code != 0 and "no such file" in missing.output
+    assert missing.exit_code != 0 and "config file not found" in missing.output
 
 
 def test_cache_stats_reads_hit_rate_and_savings_from_the_ledger(tmp_path: Path, fake: FakeProvider) -> None:

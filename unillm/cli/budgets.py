@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from .. import errors
+from ._common import State, state_options, usd
 
 
 @click.group()
@@ -16,17 +16,13 @@ def group() -> None:
 
 
 @group.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default="unillm.toml",
-              show_default=True, help="the unillm.toml that declares the budgets")
-@click.option("--ledger", "ledger", metavar="URL", help="ledger URL (default: the config's)")
+@state_options()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(config: Path, ledger: str | None, fmt: str) -> None:
-    """Where every budget stands now."""
-    from ..client import Client
-    if not config.exists():
-        raise click.ClickException(f"{config}: no such file (pass --config PATH)")
+def status(state: State, fmt: str) -> None:
+    """Where every budget stands now (budgets are declared in the config)."""
+    state.say()
+    client = state.client()
     try:
-        client = Client.from_config(config, **({"ledger": ledger} if ledger else {}))
         rows = client.budgets.status()
     except errors.UnillmError as exc:
         raise click.ClickException(str(exc)) from None
@@ -39,9 +35,9 @@ def status(config: Path, ledger: str | None, fmt: str) -> None:
     header = ("budget", "scope", "period", "spent", "reserved", "limit", "remaining", "used", "resets")
     table = [header] + [(
         r["budget"], ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "global", r["period"],
-        f"${r['spent_usd']}", f"${r['reserved_usd']}",
-        f"${r['limit_usd']}" if "limit_usd" in r else _other_limit(r),
-        f"${r['remaining_usd']}" if "remaining_usd" in r else "-", f"{r['used']:.0%}",
+        usd(r["spent_usd"]), usd(r["reserved_usd"]),
+        usd(r["limit_usd"]) if "limit_usd" in r else _other_limit(r),
+        usd(r["remaining_usd"]) if "remaining_usd" in r else "-", f"{r['used']:.0%}",
         r["resets_at"] or "never") for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:

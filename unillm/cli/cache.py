@@ -1,7 +1,8 @@
 """``unillm cache``: how big the response cache is, what it saved, and emptying it.
 
-The cache URL comes from ``--cache``, else ``$UNILLM_CACHE``, else the default disk
-cache (``$UNILLM_HOME/cache`` or the user cache dir).
+The config, cache and ledger are found as every ``unillm`` command finds them (see
+`_common`): the cache is ``--cache``, else the config's ``cache``, else ``$UNILLM_CACHE``,
+else the default disk cache (``$UNILLM_HOME/cache`` or the user cache dir).
 
 Hit rate and money saved live in the ledger (a hit is a ``cache_hit`` row with
 ``saved``), not in the cache. ``stats`` asks a *ledger stats source* for them: a
@@ -21,14 +22,11 @@ from typing import Any
 import click
 
 from .. import errors
-from ._common import user_errors
 from ..cache import default_cache_url, open_cache
 from ..cache.base import CacheBackend
+from ._common import State, plural, state_options, usd, user_errors
 
 LedgerStats = Callable[[str | None], Mapping[str, Any] | None]
-
-_CACHE = click.option("--cache", "url", metavar="URL",
-                      help="cache URL (default: $UNILLM_CACHE, else the default disk cache)")
 
 
 def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
@@ -92,17 +90,17 @@ def group() -> None:
 
 
 @group.command()
-@_CACHE
-@click.option("--ledger", "ledger_url", metavar="URL", help="ledger for hit rate and savings")
+@state_options(cache=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 @user_errors
-def stats(ctx: click.Context, url: str | None, ledger_url: str | None, fmt: str) -> None:
+def stats(ctx: click.Context, state: State, fmt: str) -> None:
     """Entries and size on disk; hit rate and money saved when the ledger knows them."""
-    backend = _open(url)
+    state.say(cache=True)
+    backend = _open(state.cache_url)
     data = dict(_run(backend, backend.stats))
     source: LedgerStats = (ctx.obj or {}).get("ledger_stats", ledger_cache_stats)
-    data.update(_hits(source(ledger_url)))
+    data.update(_hits(source(state.ledger_url)))
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -111,8 +109,8 @@ def stats(ctx: click.Context, url: str | None, ledger_url: str | None, fmt: str)
     if data.get("size_limit"):
         rows.append(("size limit", _human(int(data["size_limit"]))))
     if "hit_rate" in data:
-        rows += [("hit rate", f"{data['hit_rate']:.1%} ({data['hits']} of {data['calls']} calls)"),
-                 ("saved", f"${data['saved_usd']}")]
+        rows += [("hit rate", f"{data['hit_rate']:.1%} ({data['hits']} of {plural(data['calls'], 'call')})"),
+                 ("saved", usd(data["saved_usd"]))]
     else:
         rows.append(("hit rate", "n/a (no ledger stats)"))
     if data.get("degraded"):
@@ -131,22 +129,24 @@ def _hits(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 @group.command()
-@_CACHE
+@state_options(ledger=False, cache=True)
 @click.option("--namespace", metavar="NS", help="only this namespace (default: everything)")
 @user_errors
-def clear(url: str | None, namespace: str | None) -> None:
+def clear(state: State, namespace: str | None) -> None:
     """Remove cached answers (all, or one namespace's)."""
-    backend = _open(url)
+    state.say(ledger=False, cache=True)
+    backend = _open(state.cache_url)
     n = _run(backend, lambda: backend.clear(namespace))
     where = f" from namespace {namespace!r}" if namespace else ""
-    click.echo(f"removed {n} entr{'y' if n == 1 else 'ies'}{where}")
+    click.echo(f"removed {plural(n, 'entry', 'entries')}{where}")
 
 
 @group.command()
-@_CACHE
+@state_options(ledger=False, cache=True)
 @user_errors
-def prune(url: str | None) -> None:
+def prune(state: State) -> None:
     """Remove expired entries."""
-    backend = _open(url)
+    state.say(ledger=False, cache=True)
+    backend = _open(state.cache_url)
     n = _run(backend, backend.prune)
-    click.echo(f"pruned {n} expired entr{'y' if n == 1 else 'ies'}")
+    click.echo(f"pruned {plural(n, 'expired entry', 'expired entries')}")

@@ -6,30 +6,27 @@ import json
 
 import click
 
-from .ledger import _guard, _table
-from ._common import load_client
+from ._common import State, guard, state_options, table
 
 
-def _store(config: str | None, ledger: str | None) -> object:
+def _store(state: State, create: bool = True) -> object:
+    """The keys live in the ledger's database: the one `unillm serve` with the same config reads."""
     from ..server.keys import KeyStore
-    client = load_client(config, ledger)
-    return KeyStore(_guard(lambda: client.ledger.store))  # type: ignore[attr-defined]
-
-
-_CONFIG = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                       help="unillm.toml (its ledger holds the keys)")
-_LEDGER = click.option("--ledger", envvar="UNILLM_LEDGER", default=None, metavar="URL",
-                       help="sqlite:///PATH.db (default: the config's, else the default ledger)")
+    state.say()
+    return KeyStore(state.open_ledger(create=create))
 
 
 @click.group("keys")
 def group() -> None:
-    """Create, list and revoke the keys `unillm serve` accepts."""
+    """Create, list and revoke the keys `unillm serve` accepts.
+
+    Keys are stored (as hashes) in the ledger of the config `unillm serve` uses: run both
+    with the same --config, or from the directory holding unillm.toml.
+    """
 
 
 @group.command("create")
-@_CONFIG
-@_LEDGER
+@state_options()
 @click.option("--user", default=None, help="tag user=U on every call made with the key")
 @click.option("--project", default=None, help="tag project=P on every call made with the key")
 @click.option("--budget-usd", default=None, help="spend limit per period, exact decimal USD")
@@ -40,10 +37,10 @@ def group() -> None:
 @click.option("--admin", is_flag=True, help="may manage keys and open the dashboard")
 @click.option("--note", default=None, help="free text shown in listings")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]))
-def create(config: str | None, ledger: str | None, fmt: str, **fields: object) -> None:
+def create(state: State, fmt: str, **fields: object) -> None:
     """Create a key and print it (once: only its hash is stored)."""
-    store = _store(config, ledger)
-    secret, key = _guard(lambda: store.create(**fields))  # type: ignore[attr-defined]
+    store = _store(state)
+    secret, key = guard(lambda: store.create(**fields))  # type: ignore[attr-defined]
     if fmt == "json":
         click.echo(json.dumps({**key.public(), "key": secret}))
         return
@@ -52,28 +49,26 @@ def create(config: str | None, ledger: str | None, fmt: str, **fields: object) -
 
 
 @group.command("list")
-@_CONFIG
-@_LEDGER
+@state_options()
 @click.option("--all", "show_all", is_flag=True, help="include revoked keys")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
-def list_keys(config: str | None, ledger: str | None, show_all: bool, fmt: str) -> None:
+def list_keys(state: State, show_all: bool, fmt: str) -> None:
     """List keys (id, prefix, tenancy, limits; never the key)."""
-    keys = [k.public() for k in _store(config, ledger).list(show_all)]  # type: ignore[attr-defined]
+    keys = [k.public() for k in _store(state).list(show_all)]  # type: ignore[attr-defined]
     if fmt == "json":
         click.echo(json.dumps(keys))
         return
     cols = ["id", "prefix", "user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "created_at"]
     if show_all:
         cols.append("revoked_at")
-    click.echo(_table(keys, cols) if keys else "no keys")
+    click.echo(table(keys, cols) if keys else "no keys")
 
 
 @group.command("revoke")
-@_CONFIG
-@_LEDGER
+@state_options()
 @click.argument("key_id")
-def revoke(config: str | None, ledger: str | None, key_id: str) -> None:
+def revoke(state: State, key_id: str) -> None:
     """Revoke KEY_ID (running gateways stop accepting it within 5 seconds)."""
-    if not _store(config, ledger).revoke(key_id):  # type: ignore[attr-defined]
+    if not _store(state).revoke(key_id):  # type: ignore[attr-defined]
         raise click.ClickException(f"no active key {key_id!r} (see `unillm keys list --all`)")
     click.echo(f"revoked {key_id}")

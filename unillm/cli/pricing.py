@@ -17,7 +17,7 @@ from .. import errors
 from ..price_files import Layer, read_layer
 from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path
 from ..pricing import today as book_today
-from ._common import user_errors
+from ._common import State, state_options, user_errors
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        show_default=True, help="table for people, json for machines")
@@ -133,15 +133,14 @@ def _targets(settings: Any) -> Iterable[tuple[str, str]]:
 
 
 @group.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), default="unillm.toml",
-              show_default=True, help="the unillm.toml to check")
+@state_options(ledger=False)
 @_FORMAT
 @user_errors
-def check(config: str, fmt: str) -> None:
-    """Every alias, rule target and fallback in CONFIG has a price (exit 1 if not)."""
-    from ..config import load_settings
+def check(state: State, fmt: str) -> None:
+    """Every alias, rule target and fallback in the config has a price (exit 1 if not)."""
     from ..profiles import Resolver, build_settings
-    settings = load_settings(config)
+    state.say(ledger=False)
+    settings, config = state.settings, str(state.config or "built-in defaults")
     resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
     book = PriceBook.load(settings.pricing)
     results = []

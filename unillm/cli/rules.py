@@ -19,14 +19,12 @@ from zoneinfo import ZoneInfo
 import click
 
 from .. import errors
-from ._common import user_errors
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..profiles import ModelRef, ProviderSettings, Resolver, build_settings
 from ..rules import RuleContext, RuleSet, explain_dict, format_explain, lint
 from ..types import ChatRequest, Usage
+from ._common import State, plural, state_options, user_errors
 
-_CONFIG = click.option("--config", "config", default="unillm.toml", show_default=True,
-                       type=click.Path(dir_okay=False), help="the unillm.toml to read")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="text for people, json for machines")
 
@@ -63,8 +61,9 @@ def parse_at(text: str | None, zone: ZoneInfo, now: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=zone)
 
 
-def _load(config: str) -> tuple[Settings, RuleSet, Resolver]:
-    settings = load_settings(config)
+def _load(state: State) -> tuple[Settings, RuleSet, Resolver]:
+    state.say(ledger=False)
+    settings = state.settings
     rules = RuleSet.from_config(settings.rules, source=settings.source, timezone=settings.timezone)
     providers = build_settings(settings.providers, source=settings.source)
     return settings, rules, Resolver(providers, settings.aliases)
@@ -109,7 +108,7 @@ def _decimal(ctx: click.Context, param: click.Parameter, value: str | None) -> D
 
 
 @group.command()
-@_CONFIG
+@state_options(ledger=False)
 @click.option("--model", required=True, help="the model the call asks for")
 @click.option("--prompt", required=True, help="the latest user message")
 @click.option("--system", default=None, help="a system message before the prompt")
@@ -125,11 +124,11 @@ def _decimal(ctx: click.Context, param: click.Parameter, value: str | None) -> D
               help="worst-case USD of the call (default: priced from --max-tokens)")
 @_FORMAT
 @user_errors
-def explain(config: str, model: str, prompt: str, system: str | None, tags: str | None, at: str | None,
+def explain(state: State, model: str, prompt: str, system: str | None, tags: str | None, at: str | None,
             max_tokens: int | None, json_output: bool, tokens: int | None, budget_used: float | None,
             estimated_cost: Decimal | None, fmt: str) -> None:
     """Show each rule, which conditions held or failed, and the resulting request."""
-    settings, rules, resolver = _load(config)
+    settings, rules, resolver = _load(state)
     ref = resolver.resolve(model)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_output else {}
@@ -158,12 +157,13 @@ def _pricebook(settings: Settings) -> Any:
 
 
 @group.command(name="lint")
-@_CONFIG
+@state_options(ledger=False)
 @_FORMAT
 @user_errors
-def lint_cmd(config: str, fmt: str) -> None:
+def lint_cmd(state: State, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
-    settings = load_settings(config)
+    state.say(ledger=False)
+    settings = state.settings
     resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
     findings = lint(settings.rules, settings.fallbacks, resolver, _pricebook(settings),
                     source=settings.source, timezone=settings.timezone,
@@ -175,7 +175,9 @@ def lint_cmd(config: str, fmt: str) -> None:
         for f in findings:
             click.echo(str(f))
         n_warn = len(findings) - n_err
-        click.echo(f"{settings.source}: {len(settings.rules)} rules, {len(settings.fallbacks)} fallbacks: "
-                   + (f"{n_err} errors, {n_warn} warnings" if findings else "no problems found"))
+        click.echo(f"{settings.source}: {plural(len(settings.rules), 'rule')}, "
+                   f"{plural(len(settings.fallbacks), 'fallback')}: "
+                   + (f"{plural(n_err, 'error')}, {plural(n_warn, 'warning')}" if findings
+                      else "no problems found"))
     if n_err:
         sys.exit(1)

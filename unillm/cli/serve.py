@@ -5,28 +5,33 @@ from __future__ import annotations
 import click
 
 from .. import errors
+from ._common import State, state_options
 
 
 @click.command("serve")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="unillm.toml (providers, ledger, budgets, rules)")
+@state_options(cache=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="processes sharing the port (rate limits are then per process)")
-@click.option("--ledger", default=None, metavar="URL", help="override the config's ledger URL")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="one log line per request (costs latency)")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def group(config: str | None, host: str, port: int, workers: int, ledger: str | None,
-          access_log: bool, log_level: str) -> None:
-    """Serve /v1/chat/completions, usage ingest, analytics and /dashboard."""
+def group(state: State, host: str, port: int, workers: int, access_log: bool, log_level: str) -> None:
+    """Serve /v1/chat/completions, usage ingest, analytics and /dashboard.
+
+    Providers, ledger (which also holds the keys of `unillm keys`), budgets, rules and
+    cache come from the config, found as every unillm command finds it.
+    """
     try:
         from ..server.run import AppFactory, serve
     except ImportError as exc:
         raise click.ClickException(f"{exc.name} is not installed; run: pip install 'unillm[server]'") from exc
-    factory = AppFactory(config, {"ledger": ledger} if ledger else {})
+    for line in state.describe(cache=True):  # a server always says what it serves from
+        click.echo(line, err=True)
+    config = str(state.config) if state.config else None
+    factory = AppFactory(config, state.overrides())
     try:
         app = factory()  # also validates the config before any worker starts
     except ImportError as exc:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -51,8 +51,9 @@ class Ledger:
 
     def __init__(self, store: LedgerStore, pricebook: PriceBook | None = None,
                  default_tags: Mapping[str, str] | None = None, *,
-                 on_missing_price: str = "raise") -> None:
+                 on_missing_price: str = "raise", resolver: Callable[[str], Any] | None = None) -> None:
         self.store = store
+        self.resolver = resolver  # model name -> ModelRef, as chat() resolves it (whatif)
         self.pricebook = pricebook
         self.default_tags = {str(k): str(v) for k, v in (default_tags or {}).items()}
         self.on_missing_price = on_missing_price
@@ -148,8 +149,12 @@ class Ledger:
 
     def whatif(self, model: str, provider: str | None = None, since: Any = None,
                until: Any = None, where: Mapping[str, Any] | None = None) -> WhatIf:
-        """Re-price recorded usage as if every call had run on ``model``."""
-        provider, model = _target(provider, model)
+        """Re-price recorded usage as if every call had run on ``model``.
+
+        ``model`` is resolved as ``chat()`` resolves it (aliases, prefixes, profiles):
+        through the client's resolver, else the bundled profiles.
+        """
+        provider, model = _target(provider, model, self.resolver)
         if self.pricebook is None:
             raise errors.ConfigError("what-if needs a price book", key="pricing")
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -237,12 +242,19 @@ def _tags(tags: Any) -> dict[str, str]:
     return out
 
 
-def _target(provider: str | None, model: str) -> tuple[str, str]:
+def _target(provider: str | None, model: str,
+            resolver: Callable[[str], Any] | None = None) -> tuple[str, str]:
+    """(provider, vendor model) for a what-if target, resolved as ``chat()`` resolves it."""
     model = _text("model", model)
-    if provider is None and "/" in model:
-        provider, model = model.split("/", 1)
-    if provider is None:
-        raise errors.InvalidRequestError(
-            f"say which provider serves {model!r}: provider='openai' or model='openai/{model}'",
-            param="provider")
-    return _text("provider", provider), model
+    name = model if provider is None else f"{_text('provider', provider)}/{model}"
+    if resolver is None:
+        from ..profiles import Resolver, build_settings
+        resolver = Resolver(build_settings({})).resolve  # what Client() resolves with
+    try:
+        ref = resolver(name)
+    except errors.UnknownModelError:
+        if "/" not in name:
+            raise
+        head, rest = name.split("/", 1)  # a provider no profile knows: the price book may
+        return head, rest
+    return ref.provider, ref.model

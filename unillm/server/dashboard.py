@@ -55,7 +55,7 @@ button{font:inherit;font-size:13px;padding:7px 14px;border:0;border-radius:7px;b
 .kpi .n{font-size:12px;color:var(--muted);margin-top:2px}.kpi .v.good{color:var(--good)}
 .card{padding:16px 18px;margin-bottom:14px}.card h2{margin-bottom:12px}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:14px}.grid .card{margin-bottom:0}.row{margin-bottom:14px}
-.grid3{display:grid;grid-template-columns:1fr 1fr 1.5fr;gap:14px;margin-bottom:14px}.grid3 .card{margin-bottom:0}
+.grid3{display:grid;grid-template-columns:1fr 1fr 1.5fr;gap:14px;margin-bottom:14px;align-items:start}.grid3 .card{margin-bottom:0}
 .cache{display:flex;gap:18px;align-items:center}.cache .big{font-size:20px;font-weight:650;color:var(--good)}
 table{width:100%;border-collapse:collapse;font-size:12.5px}
 th{text-align:left;font-weight:600;color:var(--muted);font-size:11px;text-transform:uppercase;letter-spacing:.04em;padding:6px 8px;border-bottom:1px solid var(--line)}
@@ -123,21 +123,39 @@ def _calls_table(calls: Sequence[Mapping[str, Any]]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _budgets(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A gauge per money budget (and scope): spent of limit, coloured by how full it is."""
-    out = []
-    for b in rows:
-        if b.get("limit_usd") is None:
-            continue
-        limit, spent = Decimal(b["limit_usd"]), Decimal(b.get("spent_usd") or 0)
-        name = str(b.get("budget") or b.get("name"))
-        scope = ",".join(f"{k}={v}" for k, v in (b.get("scope") or {}).items())
-        pct = f"{spent / limit * 100:.0f}%" if limit else "—"
-        out.append(f"<div class='budget'><div class='t'><span title='{escape(scope, True)}'>{escape(name)} "
-                   f"<span class='muted'>· {escape(str(b.get('period') or ''))}</span></span>"
-                   f"<span><b>{escape(usd(spent))}</b> <span class='muted'>of {escape(usd(limit))} "
-                   f"· {pct}</span></span></div>{svg.gauge(spent, limit, label=name)}</div>")
+def _budgets(rows: Sequence[Mapping[str, Any]], most: int = 12) -> str:
+    """A gauge per money budget and scope (the fullest ``most``): spent of limit, coloured by how full."""
+    money = [b for b in rows if b.get("limit_usd") is not None]
+    money.sort(key=lambda b: -(Decimal(b.get("spent_usd") or 0) / Decimal(b["limit_usd"])
+                               if Decimal(b["limit_usd"]) else Decimal(0)))
+    out = [_budget(b) for b in money[:most]]
+    if len(money) > most:
+        out.append(f"<p class='muted'>{len(money) - most:,} more (least used) not shown: "
+                   "<code>unillm budgets status</code> lists them all.</p>")
     return "".join(out) or "<p class='muted'>No money budgets configured.</p>"
+
+
+def _scope_text(scope: Mapping[str, Any]) -> str:
+    """``ann`` for a one-key scope, ``project=bot, user=ann`` for more; "" when global."""
+    if len(scope) == 1:
+        return str(next(iter(scope.values())))
+    return ", ".join(f"{k}={v}" for k, v in scope.items())
+
+
+def _budget(b: Mapping[str, Any]) -> str:
+    limit, spent = Decimal(b["limit_usd"]), Decimal(b.get("spent_usd") or 0)
+    name = str(b.get("budget") or b.get("name"))
+    scope = dict(b.get("scope") or {})
+    value = _scope_text(scope)
+    if name.rpartition(":")[2] == value:
+        value = ""  # a key's budget is named after its scope ("key:ID")
+    label = " · ".join(x for x in (value, str(b.get("period") or "")) if x)
+    title = ", ".join(f"{k}={v}" for k, v in scope.items()) or "global"
+    pct = f"{spent / limit * 100:.0f}%" if limit else "—"
+    return (f"<div class='budget'><div class='t'><span class='label' title='{escape(title, True)}'>"
+            f"{escape(name)} <span class='muted'>· {escape(label)}</span></span>"
+            f"<span class='value'><b>{escape(usd(spent))}</b> <span class='muted'>of {escape(usd(limit))} "
+            f"· {pct}</span></span></div>{svg.gauge(spent, limit, label=f'{name} {label}')}</div>")
 
 
 def _form(query: Mapping[str, str]) -> str:
@@ -162,7 +180,7 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
         _kpi("Avg per call", usd(avg.quantize(Decimal("0.000001")) if avg else avg), "rounded to µ$"),
         _kpi("Tokens", _int(t["tokens"]), "prompt + completion"),
         _kpi("Cache hit rate", f"{float(data['cache']['hit_rate']) * 100:.1f}%",
-             f"{data['cache']['hits']:,} hits"),
+             f"{data['cache']['hits']:,} hit" + ("" if data['cache']['hits'] == 1 else "s")),
         _kpi("Money saved", usd(saved), "cache + rules", "good"),
         _kpi("Latency p50 / p95", f"{_ms(t['p50_latency_ms'])}", f"p95 {_ms(t['p95_latency_ms'])}"),
     ])
@@ -204,7 +222,7 @@ def page(client: Any, keys: Any, *, since: str | None, until: str | None, where:
          title: str, query: Mapping[str, str] | None = None, form: bool = True) -> str:
     """Build the analytics and render them (blocking)."""
     start, end = parse_range(since, until)
-    data = build(client, start, end, where)
+    data = _focus(client, build(client, start, end, where), end, where)
     budgets = budget_status(client, keys.list() if keys is not None else [])
     return render(data, budgets, title=title, query=query, form=form)
 
@@ -269,6 +287,22 @@ class Sessions:
 
 def _digest(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _focus(client: Any, data: dict[str, Any], end: datetime | None, where: Mapping[str, Any]) -> dict[str, Any]:
+    """The time chart starts at the first bucket with calls, not at an empty range start;
+    two days or less of data are drawn per hour (not as one bar at the edge of a month)."""
+    series = data["series"]
+    first = next((i for i, p in enumerate(series) if p["calls"]), None)
+    if first is None:
+        return {**data, "series": []}  # "No calls in this range", not a month of empty columns
+    if data["range"]["bucket"] == "day" and len(series) - first <= 2:
+        day = datetime.fromisoformat(series[first]["t"][:10]).replace(tzinfo=timezone.utc)
+        hourly = build(client, day, end, where, bucket="hour", top=0, recent=0)
+        series = hourly["series"]
+        first = next((i for i, p in enumerate(series) if p["calls"]), 0)
+        data = {**data, "range": {**data["range"], "bucket": "hour"}}
+    return {**data, "series": series[first:]}
 
 
 async def endpoint(request: Request) -> Response:

@@ -45,7 +45,10 @@ def usd_short(value: Decimal | float) -> str:
         return f"${v / 1000:,.3g}k"
     if abs(v) >= 1:
         return f"${v:,.2f}"
-    return f"${v:.2g}" if abs(v) < 0.01 else f"${v:.3f}".rstrip("0")
+    if abs(v) >= 0.01:
+        whole, _, frac = f"{v:.3f}".partition(".")
+        return f"${whole}.{frac.rstrip('0').ljust(2, '0')}"  # $0.50, $0.125: as many places as needed
+    return f"${v:.2g}"
 
 
 def _nice_max(v: float) -> float:
@@ -73,7 +76,7 @@ def _ticks(peak: float) -> int:
 
 def time_chart(points: Sequence[tuple[str, Decimal]], *, width: int = 1140, height: int = 250,
                label: str = "spend over time", fmt: Fmt = usd, tick: Fmt = usd_short) -> str:
-    """Columns over time with a soft area behind them; one ``<rect class='bar'>`` per point."""
+    """Columns over time; one ``<rect class='bar'>`` per point."""
     left, right, top, bottom = 72, 8, 12, 28
     w, h = width - left - right, height - top - bottom
     if not points:
@@ -90,27 +93,23 @@ def time_chart(points: Sequence[tuple[str, Decimal]], *, width: int = 1140, heig
     slot = w / len(points)
     bar_w = max(min(slot * 0.62, 36), 2)
     every = max(1, round(len(points) / 8))
-    line = []
     for i, (name, value) in enumerate(points):
         bh = h * float(value) / peak
         x = left + slot * i + (slot - bar_w) / 2
         y = top + h - bh
-        line.append(f"{x + bar_w / 2:.1f},{y:.1f}")
         parts.append(f"<rect class='bar' x='{x:.1f}' y='{y:.1f}' width='{bar_w:.1f}' "
                      f"height='{max(bh, 0.0):.1f}' rx='2' fill='{ACCENT}' data-value='{escape(str(value))}'>"
                      f"<title>{escape(name)}: {escape(fmt(value))}</title></rect>")
         if i % every == 0:
             parts.append(f"<text x='{x + bar_w / 2:.1f}' y='{height - 10}' text-anchor='middle' "
                          f"font-size='11' fill='{MUTED}'>{escape(_short_time(name))}</text>")
-    area = (f"<polygon points='{left + slot / 2:.1f},{top + h} {' '.join(line)} "
-            f"{left + slot * (len(points) - 0.5):.1f},{top + h}' fill='{ACCENT_SOFT}' opacity='0.55'/>")
-    return _svg(width, height, area + "".join(parts), label)
+    return _svg(width, height, "".join(parts), label)
 
 
 def _short_time(label: str) -> str:
-    """``2025-01-31`` -> ``Jan 31``; ``2025-01-31T14`` -> ``14:00``."""
+    """``2025-01-31`` -> ``Jan 31``; ``2025-01-31T14`` -> ``14:00`` (``Jan 31`` at midnight)."""
     months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    if len(label) >= 13 and label[10] == "T":
+    if len(label) >= 13 and label[10] == "T" and label[11:13] != "00":
         return f"{label[11:13]}:00"
     if len(label) >= 10 and label[4] == "-":
         return f"{months[int(label[5:7]) - 1]} {int(label[8:10])}"
@@ -135,16 +134,32 @@ def bar_list(rows: Sequence[tuple[str, Decimal, str]], *, width: int = 545, labe
         y = i * row_h
         frac = float(value) / peak
         color = SERIES[i % len(SERIES)]
+        amount, note_full = fmt(value), note
+        shown, note = _fit(name, note, width - _VALUE_CHAR * len(amount) - _GAP)
         note_span = f"<tspan fill='{MUTED}' font-size='11.5'>  · {escape(note)}</tspan>" if note else ""
-        parts.append(f"<text x='0' y='{y + 13}' font-size='12.5' fill='{INK}'>{escape(_clip(name, 40))}"
-                     f"{note_span}<title>{escape(name)}</title></text>")
-        parts.append(f"<text x='{width}' y='{y + 13}' font-size='12.5' text-anchor='end' fill='{INK}' "
-                     f"font-weight='600' style='font-variant-numeric: tabular-nums'>{escape(fmt(value))}</text>")
+        parts.append(f"<text class='label' x='0' y='{y + 13}' font-size='12.5' fill='{INK}'>{escape(shown)}"
+                     f"{note_span}<title>{escape(name)}{escape(' · ' + note_full if note_full else '')}</title></text>")
+        parts.append(f"<text class='value' x='{width}' y='{y + 13}' font-size='12.5' text-anchor='end' "
+                     f"fill='{INK}' font-weight='600' style='font-variant-numeric: tabular-nums'>"
+                     f"{escape(amount)}</text>")
         parts.append(f"<rect x='0' y='{y + 19}' width='{width}' height='{bar_h}' rx='4' fill='{GRID}'/>")
         parts.append(f"<rect class='bar' x='0' y='{y + 19}' width='{max(width * frac, 2):.1f}' "
                      f"height='{bar_h}' rx='4' fill='{color}' data-value='{escape(str(value))}'>"
                      f"<title>{escape(name)}: {escape(fmt(value))}</title></rect>")
     return _svg(width, height, "".join(parts), label)
+
+
+# generous per-character widths (px) of the bar labels, so that a label never runs into its amount
+_NAME_CHAR, _NOTE_CHAR, _VALUE_CHAR, _GAP = 7.0, 6.4, 7.8, 12
+
+
+def _fit(name: str, note: str, room: float) -> tuple[str, str]:
+    """The label and note that fit in ``room`` px: the whole name first, then the note; a name
+    too long even alone is clipped (the whole name stays in the hover title)."""
+    name_w = _NAME_CHAR * len(name)
+    if note and name_w + _NOTE_CHAR * (len(note) + 3) <= room:
+        return name, note
+    return _clip(name, max(int(room / _NAME_CHAR), 4)), ""
 
 
 def _clip(text: str, n: int) -> str:
