@@ -111,7 +111,7 @@ class Ledger:
             raise errors.InvalidRequestError(
                 f"usage_source must be provider, tiktoken or estimate, got {usage_source!r}",
                 param="usage_source")
-        metered = _units(units)
+        metered = parse_units(units)
         from ..types import Usage
         usage = Usage(**counts, source=usage_source)  # type: ignore[arg-type]
         cost = self._price(provider, model, usage, when, metered)
@@ -220,7 +220,7 @@ def _count(param: str, value: Any) -> int:
     return value
 
 
-def _units(units: Any) -> dict[str, Decimal]:
+def parse_units(units: Any) -> dict[str, Decimal]:
     """``units`` as unit name -> exact Decimal count, each known to the price book and bounded."""
     if units is None:
         return {}
