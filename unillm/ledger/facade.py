@@ -30,7 +30,10 @@ MAX_UNITS = 10**10
 
 
 class PriceBook(Protocol):
-    def cost(self, provider: str, model: str, usage: Any, at: datetime | None = None) -> Any: ...
+    def cost(self, provider: str, model: str, usage: Any, at: datetime | None = None, *,
+             units: Mapping[str, Any] | None = None) -> Any: ...
+
+    def price(self, provider: str, model: str, at: datetime | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from .. import errors
 from .keys import ApiKey, KeyStore
-from .ratelimit import Limited, RateLimiter
+from .ratelimit import Limited, Limiter, ReleaseLeases, open_limiter
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
 
 log = logging.getLogger("unillm.server")
@@ -39,10 +39,10 @@ class Gateway:
     """Shared state of one gateway process."""
 
     def __init__(self, client: Any, *, keys: KeyStore | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: Limiter | None = None) -> None:
         self.client = client
         self.keys = keys or KeyStore(client.ledger.store)
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter or open_limiter(client)  # shared by every worker (see ratelimit)
         self.scrub = Scrubber(p.resolved_api_key() for p in client.providers.values())
         self._budgeted: set[str] = set()
         if hasattr(client, "budgets"):  # so /v1/budgets and the dashboard show every key's budget
@@ -71,7 +71,8 @@ class Gateway:
     async def admit(self, key: ApiKey) -> None:
         """Rate limits, then the key's budget (registered with the client's budgets)."""
         try:
-            self.limiter.admit(key.id, key.rpm, key.tpm)
+            await self.limiter.aadmit(key.id, key.rpm, key.tpm,
+                                      self.client.settings.server.max_concurrent_per_key)
         except Limited as exc:
             raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
                             retry_after=exc.retry_after) from None
@@ -212,7 +213,7 @@ async def admin_key(request: Request) -> Response:
 # ── the app ──────────────────────────────────────────────────────────────────
 
 def create_app(client: Any, *, keys: KeyStore | None = None,
-               limiter: RateLimiter | None = None) -> Starlette:
+               limiter: Limiter | None = None) -> Starlette:
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from . import analytics, chat, dashboard, usage
     gateway = Gateway(client, keys=keys, limiter=limiter)
@@ -242,5 +243,6 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     app = Starlette(routes=routes, exception_handlers={Exception: on_error, HTTPException: on_error,
                                                        HTTPError: on_error,
                                                        errors.UnillmError: on_error})
+    app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
     app.state.gateway = gateway
     return app
