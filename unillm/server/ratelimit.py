@@ -76,6 +76,9 @@ class Limiter:
     def release(self, key_id: str, lease: str) -> None:
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Wait for counts handed to a background writer (none here)."""
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args) if self.blocking else fn(*args)
 
