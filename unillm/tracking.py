@@ -5,18 +5,25 @@
     raw = openai.OpenAI().chat.completions.create(...)
     unillm.track(raw)                                   # vendor detected from the object
     unillm.track(anthropic_json, provider="anthropic", tags={"project": "bot"})
+    unillm.track(cohere_resp, model="command-a-03-2025", at=started)   # priced at that date's rate
+    unillm.track(perplexity_json, provider="perplexity", units={"calls": 1})
 
 Usage is extracted by the same converters the adapters use (so cached, cache-write
-and reasoning tokens land in the same buckets), priced from the price book, and
-recorded in the ledger of ``client`` (default: a `Client()` with default settings).
+and reasoning tokens land in the same buckets), priced from the price book at ``at``
+(when the call ran; default now), and recorded in the ledger of ``client`` (default: a
+`Client()` with default settings). ``units`` are non-token quantities priced per unit
+(see `Ledger.record`). A vendor whose responses do not name their model (Cohere's v2
+chat) needs ``model=``, unless the body carries a ``model`` field.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from . import errors
@@ -30,8 +37,14 @@ _MODULES = (("openai", "openai"), ("anthropic", "anthropic"), ("google.genai", "
 
 def track(response: Any, provider: str | None = None, *, model: str | None = None,
           tags: Mapping[str, str] | None = None, latency_ms: float | None = None,
+          at: datetime | str | None = None, units: Mapping[str, Any] | None = None,
           client: Any = None) -> Any:
-    """Record ``response`` (an SDK object, its JSON text or dict); returns the `CallRecord`."""
+    """Record ``response`` (an SDK object, its JSON text or dict); returns the `CallRecord`.
+
+    ``at``: when the call ran (a datetime or ISO text), so a response tracked later is
+    priced at the rate in force then. ``units``: metered non-token quantities
+    (``{"images": 2}``), priced with the book's per-unit prices into ``other_usd``.
+    """
     client = client or _default_client()
     raw = _load(response)
     provider = provider or _detect(raw)
@@ -42,8 +55,11 @@ def track(response: Any, provider: str | None = None, *, model: str | None = Non
             param="provider")
     protocol = client.providers[provider].adapter
     convert = importlib.import_module(f"unillm.adapters.{protocol}.convert")
+    # a converter that takes ``model`` reads responses that do not name their model
+    unnamed = "model" in inspect.signature(convert.from_response).parameters
+    name = model or (_named_model(raw) if unnamed else None)
     try:
-        resp = convert.from_response(raw, provider, **({"model": model or ""} if protocol == "cohere" else {}))
+        resp = convert.from_response(raw, provider, **({"model": name or ""} if unnamed else {}))
     except errors.UnillmError as exc:
         raise errors.InvalidRequestError(f"not a readable {protocol} response: {exc}", param="response") from exc
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -51,16 +67,26 @@ def track(response: Any, provider: str | None = None, *, model: str | None = Non
                                          param="response") from exc
     if resp.usage is None:
         raise errors.InvalidRequestError("the response carries no usage to record", param="usage")
-    name = model or resp.model
+    name = name or resp.model
     if not name:
-        raise errors.InvalidRequestError("the response does not name its model: pass model=...",
-                                         param="model")
+        raise errors.InvalidRequestError(
+            f"{protocol} responses do not say which model answered: pass model= (the model you "
+            f"asked for, e.g. track(resp, model='...'))", param="model")
     u = resp.usage
     return client.ledger.record(
         provider=provider, model=name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
         cache_write_1h_tokens=u.cache_write_1h_tokens,
-        reasoning_tokens=u.reasoning_tokens, tags=tags, latency_ms=latency_ms)
+        reasoning_tokens=u.reasoning_tokens, tags=tags, latency_ms=latency_ms, at=at, units=units)
+
+
+def _named_model(raw: Any) -> str | None:
+    """The ``model`` a response body carries when its schema has none (an extra field)."""
+    value = raw.get("model") if isinstance(raw, Mapping) else getattr(raw, "model", None)
+    if value is None and not isinstance(raw, Mapping):
+        extra = getattr(raw, "model_extra", None) or {}
+        value = extra.get("model")
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _default_client() -> Any:

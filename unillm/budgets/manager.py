@@ -214,6 +214,23 @@ class Budgets:
                 "spent": str(spent), "limit": None if spec.limit_usd is None else str(spec.limit_usd),
                 "resets_at": resets.isoformat() if resets else None}
 
+    # ── spend with no hold (usage reported after the fact) ───────────────────
+
+    def charge(self, tx: Any, tags: Mapping[str, str], cost_usd: Decimal | None, tokens: int,
+               at: datetime | None = None) -> list[dict[str, Any]]:
+        """Add spend that already happened to every matching budget, in ``tx`` (the ledger
+        row's transaction); returns the alert events to emit after commit.
+
+        Nothing is refused: the money is spent, so it counts even past a limit, and the
+        calls admitted after it are refused. ``at`` picks the period charged (default now).
+        """
+        at = at or self._clock()
+        slots = [(spec, slot) for spec, slot, _ in self.matching(tags, at)]
+        for _, slot in slots:
+            sql.lock(tx, slot, at)  # creates the row; no admission interleaves from here
+        # settling a hold of nothing adds the spend and fires the thresholds it crosses
+        return self.settle(tx, Hold("charge:" + uuid.uuid4().hex, slots, _ZERO, 0, 0), cost_usd, tokens, at)
+
 
 def _fits(spec: BudgetSpec, st: sql.State, usd: Decimal | None, tokens: int) -> bool:
     if spec.limit_usd is not None and (usd is None or st.spent_usd + st.held_usd + usd > spec.limit_usd):

@@ -22,9 +22,18 @@ from .when import parse_when
 
 _REPRICEABLE = ("ok", "partial", "unpriced")
 
+#: the most tokens one bucket of one recorded call may hold, and the most of one metered unit:
+#: far above any real call (10 billion tokens), low enough that no sum the ledger keeps can
+#: overflow at any volume a deployment can reach
+MAX_TOKENS = 10**10
+MAX_UNITS = 10**10
+
 
 class PriceBook(Protocol):
-    def cost(self, provider: str, model: str, usage: Any, at: datetime | None = None) -> Any: ...
+    def cost(self, provider: str, model: str, usage: Any, at: datetime | None = None, *,
+             units: Mapping[str, Any] | None = None) -> Any: ...
+
+    def price(self, provider: str, model: str, at: datetime | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,17 @@ class Ledger:
                cache_write_1h_tokens: int = 0, reasoning_tokens: int = 0, tags: Mapping[str, str] | None = None,
                at: datetime | str | None = None, latency_ms: float | None = None,
                requested_model: str | None = None, section: str | None = None,
-               status: str = "ok", usage_source: str = "provider") -> CallRecord:
+               status: str = "ok", usage_source: str = "provider",
+               units: Mapping[str, Any] | None = None) -> CallRecord:
         """Price and record usage reported by another system.
 
+        ``at`` is when the call ran: it is priced at the rate in force then.
+        ``units`` are non-token quantities the book prices per unit (``calls``,
+        ``images``, ``chars``, ``minutes``: ``per_call``, ``per_image``,
+        ``per_1k_chars``, ``per_minute``), billed into ``other_usd``.
         ``section`` defaults to the `unillm.sections` path in force. Bad input
-        raises `InvalidRequestError` whose ``param`` names the field.
+        raises `InvalidRequestError` whose ``param`` names the field; every count is
+        at most `MAX_TOKENS` (`MAX_UNITS` for a unit).
         """
         provider = _text("provider", provider)
         model = _text("model", model)
@@ -100,9 +115,10 @@ class Ledger:
             raise errors.InvalidRequestError(
                 f"usage_source must be provider, tiktoken or estimate, got {usage_source!r}",
                 param="usage_source")
+        metered = parse_units(units)
         from ..types import Usage
         usage = Usage(**counts, source=usage_source)  # type: ignore[arg-type]
-        cost = self._price(provider, model, usage, when)
+        cost = self._price(provider, model, usage, when, metered)
         if section is None:
             section = sections.current()
         rec = CallRecord.from_parts(
@@ -110,18 +126,22 @@ class Ledger:
             status="unpriced" if cost is None and status == "ok" else status,
             started_at=when, ended_at=when, latency_ms=latency,
             requested_model=requested_model or model, tags=merged,
-            section=_optional_text("section", section))
+            section=_optional_text("section", section), units=metered)
         self.store.record(rec)
         return rec
 
-    def _price(self, provider: str, model: str, usage: Any, at: datetime) -> Any:
+    def _price(self, provider: str, model: str, usage: Any, at: datetime,
+               units: Mapping[str, Decimal] | None = None) -> Any:
         if self.pricebook is None:
             if self.on_missing_price == "record":
                 return None
             raise errors.ConfigError("this ledger has no price book to price usage with",
                                      key="pricing")
         try:
-            return self.pricebook.cost(provider, model, usage, at=at)
+            if not units:
+                return self.pricebook.cost(provider, model, usage, at=at)
+            _check_unit_prices(self.pricebook.price(provider, model, at), units)
+            return self.pricebook.cost(provider, model, usage, at=at, units=units)
         except errors.MissingPriceError:
             if self.on_missing_price == "record":
                 return None
@@ -202,7 +222,49 @@ def _count(param: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise errors.InvalidRequestError(
             f"{param} must be a whole number >= 0, got {value!r}", param=param)
+    if value > MAX_TOKENS:
+        raise errors.InvalidRequestError(
+            f"{param} must be at most {MAX_TOKENS:,} (10^10) for one call, got {value:,}", param=param)
     return value
+
+
+def parse_units(units: Any) -> dict[str, Decimal]:
+    """``units`` as unit name -> exact Decimal count, each known to the price book and bounded."""
+    if units is None:
+        return {}
+    if not isinstance(units, Mapping):
+        raise errors.InvalidRequestError(f"units must be a dict of unit name to count, got {units!r}",
+                                         param="units")
+    from ..pricing import UNITS
+    out: dict[str, Decimal] = {}
+    for name, value in units.items():
+        if name not in UNITS:
+            raise errors.InvalidRequestError(
+                f"unknown unit {name!r}; known: {', '.join(sorted(UNITS))}", param=f"units.{name}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+            raise errors.InvalidRequestError(
+                f"units.{name} must be a number, got {value!r}", param=f"units.{name}")
+        try:  # a float through its shortest repr: 1.5 minutes is exactly 1.5
+            count = Decimal(repr(value) if isinstance(value, float) else value)
+        except ArithmeticError:
+            count = Decimal("NaN")
+        if not count.is_finite() or count < 0 or count > MAX_UNITS:
+            raise errors.InvalidRequestError(
+                f"units.{name} must be a number from 0 to {MAX_UNITS:,}, got {value!r}",
+                param=f"units.{name}")
+        out[name] = count
+    return out
+
+
+def _check_unit_prices(price: Any, units: Mapping[str, Decimal]) -> None:
+    """Refuse a metered unit the model has no price for: it would be a silent $0."""
+    from ..pricing import UNIT_KEYS
+    for key, unit in UNIT_KEYS.items():
+        if units.get(unit) and getattr(price, key) is None:
+            raise errors.InvalidRequestError(
+                f"units.{unit}: {price.provider}/{price.model} has no {key} price in the book, "
+                f"so {unit} cannot be priced (count them as tokens, or add {key} to a price file)",
+                param=f"units.{unit}")
 
 
 def _latency(value: Any) -> float | None:

@@ -129,6 +129,31 @@ def _m007_round_two(tx: Transaction, d: Dialect) -> None:
         tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column}")
 
 
+def _m008_ratelimits(tx: Transaction, d: Dialect) -> None:
+    """Rate limits and per-key concurrency shared by every gateway process and host
+    (`unillm.server.ratelimit`), and 64-bit token counts everywhere.
+
+    ``unillm_rate_keys``: one row per limited key, locked while a request is admitted;
+    ``unillm_rate_events``: the requests (``kind = 'r'``) and tokens (``'t'``) of the last
+    window; ``unillm_rate_leases``: requests in flight, each until it ends or its lease
+    (renewed while it runs) lapses. Times are Unix seconds.
+
+    SQLite's INTEGER is already 64-bit; PostgreSQL's is 32-bit, which cannot hold a call
+    of 10^10 tokens (the per-call bound), so the token columns become BIGINT there.
+    """
+    tx.execute("CREATE TABLE unillm_rate_keys (key_id TEXT PRIMARY KEY)")
+    tx.execute(f"CREATE TABLE unillm_rate_events (key_id TEXT NOT NULL, kind TEXT NOT NULL, "
+               f"at {d.float_type} NOT NULL, amount BIGINT NOT NULL DEFAULT 0)")
+    tx.execute("CREATE INDEX unillm_rate_events_key ON unillm_rate_events (key_id, kind, at)")
+    tx.execute(f"CREATE TABLE unillm_rate_leases (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+               f"expires_at {d.float_type} NOT NULL)")
+    tx.execute("CREATE INDEX unillm_rate_leases_key ON unillm_rate_leases (key_id)")
+    if d.name == "postgresql":
+        for column in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
+                       "cache_write_1h_tokens", "output_tokens", "reasoning_tokens"):
+            tx.execute(f"ALTER TABLE {TABLE} ALTER COLUMN {column} TYPE BIGINT")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -137,6 +162,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0005_gateway_keys", _m005_gateway_keys),
     Migration("0006_cache_write_1h", _m006_cache_write_1h),
     Migration("0007_round_two", _m007_round_two),
+    Migration("0008_ratelimits", _m008_ratelimits),
 ]
 
 

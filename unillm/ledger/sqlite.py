@@ -70,7 +70,8 @@ class _Tx:
         return self.connection.execute(sql, params)
 
     def record(self, rec: CallRecord) -> None:
-        self.connection.execute(INSERT_SQL, to_row(rec))
+        with _in_range(rec):
+            self.connection.execute(INSERT_SQL, to_row(rec))
 
 
 class SQLiteStore(SQLReads):
@@ -207,7 +208,7 @@ class SQLiteStore(SQLReads):
     def record(self, rec: CallRecord) -> None:
         """Insert and commit one record (a single autocommitted statement)."""
         row = to_row(rec)
-        with self._lock:
+        with self._lock, _in_range(rec):
             conn = self._connection()
             if self._tx_owner == threading.get_ident():
                 conn.execute(INSERT_SQL, row)
@@ -217,7 +218,7 @@ class SQLiteStore(SQLReads):
     def record_many(self, recs: Sequence[CallRecord]) -> None:
         """Insert many records in one transaction (imports, generators)."""
         rows = [to_row(r) for r in recs]
-        with self.transaction() as tx:
+        with self.transaction() as tx, _in_range(None):
             tx.connection.executemany(INSERT_SQL, rows)
 
     # ── reading ──────────────────────────────────────────────────────────────
@@ -280,6 +281,17 @@ class SQLiteStore(SQLReads):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+@contextmanager
+def _in_range(rec: CallRecord | None) -> Iterator[None]:
+    """A count or amount past SQLite's 64-bit integers is a LedgerError, not an OverflowError."""
+    try:
+        yield
+    except OverflowError as exc:
+        what = f"the record of {rec.provider}/{rec.model}" if rec is not None else "a record"
+        raise errors.LedgerError(f"cannot record {what}: a token count or amount is beyond the "
+                                 f"ledger's 64-bit range ({exc})") from None
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

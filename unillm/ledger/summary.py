@@ -6,6 +6,13 @@ counts, tokens and money, and each group's latencies collected as text, from
 which Python takes exact nearest-rank p50/p95. Money sums are exact
 (`money.join`): a summary's ``cost_usd`` equals the Decimal sum of its records'
 ``total_usd``. Partial rows of the same group (from shards) merge by addition.
+
+No sum can overflow: SQLite's ``SUM`` of 64-bit integers raises "integer overflow"
+past 9.2e18 (10^6 calls of $6M each, in nano-dollars, is 6e21), so every wide column
+(tokens, and the nano part of money) is summed split in two, ``SUM(c / 10^9)`` and
+``SUM(c % 10^9)``, which Python joins exactly. Each half stays below 2^63 until
+about 10^9 rows at the per-call bound (`facade.MAX_TOKENS`); integer division and
+remainder truncate toward zero on both backends, so ``q * 10^9 + r == c`` for any sign.
 """
 
 from __future__ import annotations
@@ -24,17 +31,30 @@ from .store import Dialect
 METRICS: tuple[str, ...] = ("calls", "errors", "cache_hits", "denied", "unpriced", *TOKEN_FIELDS,
                             "cost_usd", "saved_usd", "p50_latency_ms", "p95_latency_ms")
 
+_SPLIT = 10**9
+
+
+def _wide(column: str) -> tuple[str, str]:
+    """A sum that cannot overflow, as two aggregates (see the module docstring)."""
+    return f"SUM({column} / {_SPLIT})", f"SUM({column} % {_SPLIT})"
+
+
+#: (aggregates, how many SQL columns) per summed value, in order
 _AGGREGATES = (
     "COUNT(*)",
     "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
     "SUM(CASE WHEN status = 'cache_hit' THEN 1 ELSE 0 END)",
     "SUM(CASE WHEN status IN ('budget_denied', 'rule_denied') THEN 1 ELSE 0 END)",
     "SUM(CASE WHEN status = 'unpriced' THEN 1 ELSE 0 END)",
-    *(f"SUM({c})" for c in TOKEN_FIELDS),
-    "SUM(total_nano)", "SUM(total_atto)", "SUM(saved_nano)", "SUM(saved_atto)",
+    *(a for c in TOKEN_FIELDS for a in _wide(c)),
+    *_wide("total_nano"), "SUM(total_atto)", *_wide("saved_nano"), "SUM(saved_atto)",
 )
+#: values per summary row: 5 counts, the tokens, total (nano, atto), saved (nano, atto)
 _N_COUNTS = 5 + len(TOKEN_FIELDS)
 _N_SUMS = _N_COUNTS + 4
+#: for each value, the SQL columns it is made of (1, or 2 for a split sum)
+_WIDTHS = (1,) * 5 + (2,) * len(TOKEN_FIELDS) + (2, 1, 2, 1)
+_N_COLUMNS = sum(_WIDTHS)
 
 
 def build(dialect: Dialect, by: Sequence[str] | str | None = None,
@@ -77,13 +97,26 @@ def to_rows(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str
         if acc is None:
             acc = groups[key] = ([0] * _N_SUMS, [])
         sums = acc[0]
-        for i, v in enumerate(row[n:n + _N_SUMS]):
+        for i, v in enumerate(_joined(row[n:n + _N_COLUMNS])):
             if v:
                 sums[i] += v
         if row[-1]:
             acc[1].append(row[-1])
     return [_row(keys, key, sums, latencies)
             for key, (sums, latencies) in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))]
+
+
+def _joined(columns: Sequence[Any]) -> list[int]:
+    """The summed values of one SQL row, split sums joined back (None counts as 0)."""
+    out: list[int] = []
+    i = 0
+    for width in _WIDTHS:
+        if width == 1:
+            out.append(int(columns[i] or 0))
+        else:
+            out.append(int(columns[i] or 0) * _SPLIT + int(columns[i + 1] or 0))
+        i += width
+    return out
 
 
 def _row(keys: Sequence[str], key: tuple[Any, ...], sums: list[int],

@@ -10,11 +10,13 @@ sees only the calls made with it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .. import errors
 from ..ledger.query import where_clause
 from ..ledger.rows import SELECT_SQL, from_row
 from ..ledger.when import parse_when
@@ -23,6 +25,8 @@ from .wire import HTTPError, json_response
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
+
+log = logging.getLogger("unillm.server")
 
 #: query parameters that filter directly (tag or column names)
 FILTERS = ("model", "provider", "user", "project", "status", "key_id", "section")
@@ -97,8 +101,8 @@ def _records(store: Any, since: Any, until: Any, where: Mapping[str, Any], order
     """Records by an SQL order (top cost, newest first) with the same filters as the summary."""
     clause, params = where_clause(store.dialect, since, until, where or None)
     sql = f"{SELECT_SQL}{clause} ORDER BY {order} LIMIT {int(limit)}"
-    with store.transaction() as tx:
-        rows = tx.execute(sql, params).fetchall()
+    query = getattr(store, "_query", None)  # SQLReads: a failure is a LedgerError that says "read"
+    rows = query(sql, params) if query is not None else []
     return [_call(from_row(r)) for r in rows]
 
 
@@ -203,14 +207,26 @@ async def endpoint(request: Request) -> Response:
     where = filters_from(q, q.getlist("where"))
     if not key.admin:
         where["key_id"] = key.id
-    data = await asyncio.to_thread(build, gw.client, since, until, where,
-                                   bucket=q.get("bucket") or None)
     by = q.get("by")
-    if by:
-        data["groups"] = await asyncio.to_thread(
-            lambda: [{**r} for r in gw.client.ledger.summary(by=by, since=since, until=until,
-                                                             where=where or None)])
-    return json_response(data)
+
+    def load() -> dict[str, Any]:
+        data = build(gw.client, since, until, where, bucket=q.get("bucket") or None)
+        if by:
+            data["groups"] = [{**r} for r in gw.client.ledger.summary(by=by, since=since, until=until,
+                                                                      where=where or None)]
+        return data
+
+    return json_response(await asyncio.to_thread(_reading, load))
+
+
+def _reading(fn: Any) -> Any:
+    """Run a ledger read; its failure is a 503 that says the ledger could not be *read*."""
+    try:
+        return fn()
+    except errors.LedgerError as exc:
+        log.error("analytics: %s", exc)  # the detail (file, driver message) is for the operator
+        raise HTTPError(503, "could not read the ledger; the gateway's log has the detail",
+                        type="server_error", code="ledger_unavailable") from None
 
 
 async def budgets(request: Request) -> Response:
@@ -224,4 +240,4 @@ async def budgets(request: Request) -> Response:
             rows = [r for r in rows if r.get("scope", {}).get("key_id") == key.id]
         return rows
 
-    return json_response({"object": "list", "data": await asyncio.to_thread(load)})
+    return json_response({"object": "list", "data": await asyncio.to_thread(_reading, load)})

@@ -36,7 +36,7 @@ from .. import errors
 from ..config import ServerSettings
 from .dashboard import SESSION_COOKIE, Sessions
 from .keys import ApiKey, KeyStore
-from .ratelimit import Limited, RateLimiter
+from .ratelimit import Limited, Limiter, ReleaseLeases, open_limiter
 from .tenancy import TagPolicy
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
 
@@ -47,10 +47,10 @@ class Gateway:
     """Shared state of one gateway process."""
 
     def __init__(self, client: Any, *, keys: KeyStore | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: Limiter | None = None) -> None:
         self.client = client
         self.keys = keys or KeyStore(client.ledger.store)
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter or open_limiter(client)  # shared by every worker (see ratelimit)
         self.scrub = Scrubber(p.resolved_api_key() for p in client.providers.values())
         settings = getattr(client, "settings", None)
         self.server: ServerSettings = getattr(settings, "server", None) or ServerSettings()
@@ -119,7 +119,8 @@ class Gateway:
     async def admit(self, key: ApiKey) -> None:
         """Rate limits, then the key's budget (registered with the client's budgets)."""
         try:
-            self.limiter.admit(key.id, key.rpm, key.tpm)
+            await self.limiter.aadmit(key.id, key.rpm, key.tpm,
+                                      self.client.settings.server.max_concurrent_per_key)
         except Limited as exc:
             raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
                             retry_after=exc.retry_after) from None
@@ -264,7 +265,7 @@ async def admin_key(request: Request) -> Response:
 # ── the app ──────────────────────────────────────────────────────────────────
 
 def create_app(client: Any, *, keys: KeyStore | None = None,
-               limiter: RateLimiter | None = None) -> Starlette:
+               limiter: Limiter | None = None) -> Starlette:
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
@@ -306,5 +307,6 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     handlers = {Exception: on_error, HTTPException: on_error, HTTPError: on_error,
                 errors.UnillmError: on_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
     app.state.gateway = gateway
     return app

@@ -13,7 +13,8 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
   gained nothing worth a dependency, so ``unillm[server]`` does not pull them.
 * **workers** > 1: one process per core sharing the listening socket, each
   building its own `Client` (SDK connection pool, ledger connection) through
-  `AppFactory`. Rate limits are then per process (see `unillm.server.ratelimit`).
+  `AppFactory`. Rate limits and per-key concurrency are shared by the workers through
+  the ledger's database or Redis (see `unillm.server.ratelimit`).
 * **A header read timeout** (``[server] header_timeout``): connections are served
   by `unillm.server.protocol.GuardedH11Protocol`, uvicorn's h11 protocol plus a
   timer that drops a client whose request head is late (uvicorn has none).

@@ -3,26 +3,56 @@
 A body is validated field by field; every problem comes back at once as a 422
 ``{"error": {..., "code": "validation_error", "errors": [{"field", "message"}]}}``.
 A batch is all or nothing: it is validated and priced in full, then written in
-one transaction. The key's tags (``key_id``, and ``user``/``project`` when the
-key has them) override what the body says, so a key records only for its tenant;
-an admin key records on behalf of others (the body's ``user``/``project`` win).
+one transaction.
+
+Bounds: every token count at most 10^10 (`MAX_TOKENS`), every unit count at most 10^10,
+``timestamp`` no older than ``[server] usage_window_seconds`` (default 7 days) and no
+more than `FUTURE_SKEW` seconds ahead.
+
+Admission: reported usage is money already spent, so it is never refused for budget:
+each record is charged to every budget its tags match, in the ledger row's transaction
+(`Budgets.charge`), even past the limit, and the calls admitted after it are refused.
+It is charged to the current period, whatever its timestamp says, so a back-dated
+report cannot slip past a budget. Each request counts once against the key's RPM.
+
+Tenancy: the key's tags (``key_id``, and ``user``/``project`` when the key has them)
+override the body's. A caller may not set ``key_id``, and may set ``user``,
+``project`` or a tag a budget scopes on only when ``[server] allow_tags`` lists it
+(a 422 names the field otherwise). An admin key records on behalf of others: the
+body's ``user``/``project``/tags win (``key_id`` is still the admin key's).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import errors
+from ..ledger.facade import MAX_TOKENS, parse_units
 from .chat import read_json
+from .ratelimit import Limited
 from .wire import HTTPError, json_response
 
 MAX_BATCH = 1000
+#: how far ahead of the gateway's clock a timestamp may be (clocks drift)
+FUTURE_SKEW = 300.0
+#: tags that say whose money a record is: never set by a caller unless the operator allows it
+RESERVED_TAGS = ("user", "project")
+
+_Count = StrictInt
 
 
 class UsageIn(BaseModel):
@@ -32,11 +62,13 @@ class UsageIn(BaseModel):
 
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
-    input_tokens: StrictInt = Field(ge=0)
-    output_tokens: StrictInt = Field(ge=0)
-    cache_read_tokens: StrictInt = Field(default=0, ge=0)
-    cache_write_tokens: StrictInt = Field(default=0, ge=0)
-    reasoning_tokens: StrictInt = Field(default=0, ge=0)
+    input_tokens: _Count = Field(ge=0, le=MAX_TOKENS)
+    output_tokens: _Count = Field(ge=0, le=MAX_TOKENS)
+    cache_read_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_write_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_write_1h_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
+    reasoning_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
+    units: dict[str, StrictInt | StrictFloat | str] = Field(default_factory=dict)
     user: str | None = None
     project: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
@@ -48,11 +80,12 @@ class UsageIn(BaseModel):
 
 
 def _field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
-    out = []
+    out: list[dict[str, str]] = []
     for e in exc.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        out.append({"field": prefix + loc if loc else prefix.rstrip(".") or "body",
-                    "message": e["msg"].removeprefix("Value error, ")})
+        loc = e["loc"][:2] if e["loc"] and e["loc"][0] in ("tags", "units") else e["loc"]
+        field = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "body"
+        if all(p["field"] != field for p in out):  # a union's alternatives: one problem
+            out.append({"field": field, "message": e["msg"].removeprefix("Value error, ")})
     return out
 
 
@@ -63,21 +96,56 @@ def _unprocessable(problems: list[dict[str, str]]) -> HTTPError:
                      param=first["field"], extra={"errors": problems})
 
 
-def _tags(item: UsageIn, key: Any) -> dict[str, str]:
-    tags = dict(item.tags)
-    if item.user:
-        tags["user"] = item.user
-    if item.project:
-        tags["project"] = item.project
+def _scoped_tags(client: Any) -> set[str]:
+    """Tag names some budget scopes on: whoever sets them picks whose budget pays."""
+    budgets = getattr(client, "budgets", None)
+    return {name for spec in getattr(budgets, "specs", ()) for name in spec.scope}
+
+
+def _tenancy(item: UsageIn, key: Any, client: Any, where: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The record's tags, and a problem for every tag the caller may not set."""
+    caller = dict(item.tags)
+    fields = {name: f"{where}tags.{name}" for name in caller}
+    for name in ("user", "project"):
+        value = getattr(item, name)
+        if value:
+            caller[name], fields[name] = value, where + name
     if key.admin:  # an admin key records on behalf of others: the body's tenancy wins
-        return {**key.tags(), **tags, "key_id": key.id}
-    return {**tags, **key.tags()}
+        return {**key.tags(), **caller, "key_id": key.id}, []
+    allowed = set(client.settings.server.allow_tags)
+    reserved = (set(RESERVED_TAGS) | _scoped_tags(client)) - allowed
+    problems = []
+    for name in caller:
+        if name == "key_id":
+            problems.append({"field": fields[name], "message": "key_id is the key's own id; a "
+                             "caller cannot set it"})
+        elif name in reserved:
+            problems.append({"field": fields[name], "message": f"the tag {name!r} says whose "
+                             "money this is: it comes from the API key (an operator may allow it "
+                             "with [server] allow_tags)"})
+    return {**caller, **key.tags()}, problems
 
 
-def _check(items: list[Any], client: Any, prefix: str) -> list[UsageIn]:
-    """Validate and price-check every item; raise one 422 listing every problem."""
-    parsed: list[UsageIn] = []
+def _timestamp(item: UsageIn, window: float, now: datetime) -> str | None:
+    """What is wrong with the item's timestamp, if anything (None: fine or absent)."""
+    if item.timestamp is None:
+        return None
+    at = item.timestamp if item.timestamp.tzinfo else item.timestamp.replace(tzinfo=timezone.utc)
+    if at < now - timedelta(seconds=window):
+        return (f"must be within the last {window:g} seconds ([server] usage_window_seconds); "
+                f"got {at.isoformat()}")
+    if at > now + timedelta(seconds=min(FUTURE_SKEW, window)):
+        return f"is in the future ({at.isoformat()}); report usage after it happened"
+    return None
+
+
+def _check(items: list[Any], client: Any, key: Any,
+           prefix: str) -> list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]]:
+    """Validate, bound and price-check every item; raise one 422 listing every problem."""
+    parsed: list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]] = []
     problems: list[dict[str, str]] = []
+    now = datetime.now(timezone.utc)
+    window = client.settings.server.usage_window_seconds
     for i, raw in enumerate(items):
         where = f"{prefix}{i}." if prefix else ""
         try:
@@ -88,28 +156,103 @@ def _check(items: list[Any], client: Any, prefix: str) -> list[UsageIn]:
         if item.reasoning_tokens > item.output_tokens:
             problems.append({"field": where + "reasoning_tokens",
                              "message": "reasoning_tokens are part of output_tokens and cannot exceed them"})
+        if item.cache_write_1h_tokens > item.cache_write_tokens:
+            problems.append({"field": where + "cache_write_1h_tokens",
+                             "message": "cache_write_1h_tokens are part of cache_write_tokens and "
+                                        "cannot exceed them"})
+        when = _timestamp(item, window, now)
+        if when:
+            problems.append({"field": where + "timestamp", "message": when})
+        tags, tag_problems = _tenancy(item, key, client, where)
+        problems.extend(tag_problems)
+        try:
+            units = parse_units(item.units)
+        except errors.InvalidRequestError as exc:
+            problems.append({"field": where + (exc.param or "units"), "message": str(exc)})
+            units = {}
         if client.settings.on_missing_price != "record":
             try:
                 client.pricebook.price(item.provider, item.model, item.timestamp)
             except errors.MissingPriceError as exc:
                 problems.append({"field": where + "model", "message": str(exc)})
-        parsed.append(item)
+        parsed.append((item, tags, units))
     if problems:
         raise _unprocessable(problems)
     return parsed
 
 
-def _record(client: Any, key: Any, item: UsageIn) -> dict[str, Any]:
+def _record(client: Any, item: UsageIn, tags: dict[str, str], units: dict[str, Decimal],
+            where: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Record one item and charge it to its budgets, inside the caller's transaction."""
     try:
         rec = client.ledger.record(
             provider=item.provider, model=item.model, input_tokens=item.input_tokens,
             output_tokens=item.output_tokens, cache_read_tokens=item.cache_read_tokens,
-            cache_write_tokens=item.cache_write_tokens, reasoning_tokens=item.reasoning_tokens,
-            tags=_tags(item, key), at=item.timestamp, latency_ms=item.latency_ms,
-            requested_model=item.requested_model, section=item.section, status=item.status)
+            cache_write_tokens=item.cache_write_tokens, cache_write_1h_tokens=item.cache_write_1h_tokens,
+            reasoning_tokens=item.reasoning_tokens, units=units, tags=tags, at=item.timestamp,
+            latency_ms=item.latency_ms, requested_model=item.requested_model, section=item.section,
+            status=item.status)
     except errors.InvalidRequestError as exc:
-        raise _unprocessable([{"field": exc.param or "body", "message": str(exc)}]) from None
-    return record_json(rec)
+        raise _unprocessable([{"field": where + (exc.param or "body"), "message": str(exc)}]) from None
+    events: list[dict[str, Any]] = []
+    budgets = getattr(client, "budgets", None)
+    if budgets:
+        tokens = rec.prompt_tokens + rec.output_tokens
+        with client.ledger.store.transaction() as tx:  # joins the transaction the row is in
+            events = budgets.charge(tx, rec.tags, rec.total_usd, tokens)
+    return record_json(rec), events
+
+
+def _write(gw: Any, key: Any, parsed: list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]],
+           prefix: str) -> list[dict[str, Any]]:
+    """Every item, its ledger row and its budget charges in one transaction; then alerts."""
+    client = gw.client
+    if key.budget_usd is not None and hasattr(client, "budgets"):
+        gw._register_budget(key)  # so this key's own budget is charged too
+    out: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    with client.ledger.store.transaction():
+        for i, (item, tags, units) in enumerate(parsed):
+            body, fired = _record(client, item, tags, units, f"{prefix}{i}." if prefix else "")
+            out.append(body)
+            events += fired
+    for event in events:
+        client.budgets.alerts.emit(event)
+    return out
+
+
+def _rate(gw: Any, key: Any) -> None:
+    """An ingest request counts once against the key's requests per minute."""
+    try:
+        gw.limiter.admit(key.id, key.rpm, None)
+    except Limited as exc:
+        raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
+                        retry_after=exc.retry_after) from None
+
+
+async def ingest(request: Request) -> Response:
+    gw = request.app.state.gateway
+    key = gw.authenticate(request)
+    body = await read_json(request)
+    parsed = _check([body], gw.client, key, "")
+    await asyncio.to_thread(_rate, gw, key)
+    out = await asyncio.to_thread(_write, gw, key, parsed, "")
+    return json_response(out[0], 201)
+
+
+async def ingest_batch(request: Request) -> Response:
+    gw = request.app.state.gateway
+    key = gw.authenticate(request)
+    body = await read_json(request)
+    items = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise _unprocessable([{"field": "records", "message": "must be a non-empty list of usage reports"}])
+    if len(items) > MAX_BATCH:
+        raise _unprocessable([{"field": "records", "message": f"at most {MAX_BATCH} reports per batch"}])
+    parsed = _check(items, gw.client, key, "records.")
+    await asyncio.to_thread(_rate, gw, key)
+    out = await asyncio.to_thread(_write, gw, key, parsed, "records.")
+    return json_response({"object": "list", "data": out}, 201)
 
 
 def record_json(rec: Any) -> dict[str, Any]:
@@ -123,32 +266,7 @@ def record_json(rec: Any) -> dict[str, Any]:
     return {"id": rec.id, "object": "unillm.usage", "provider": rec.provider, "model": rec.model,
             "status": rec.status, "input_tokens": rec.input_tokens,
             "cache_read_tokens": rec.cache_read_tokens, "cache_write_tokens": rec.cache_write_tokens,
+            "cache_write_1h_tokens": rec.cache_write_1h_tokens,
             "output_tokens": rec.output_tokens, "reasoning_tokens": rec.reasoning_tokens,
+            "units": {k: format(v, "f") for k, v in rec.units.items()},
             "tags": rec.tags, "started_at": rec.started_at, "cost": cost}
-
-
-async def ingest(request: Request) -> Response:
-    gw = request.app.state.gateway
-    key = gw.authenticate(request)
-    body = await read_json(request)
-    item = _check([body], gw.client, "")[0]
-    return json_response(await asyncio.to_thread(_record, gw.client, key, item), 201)
-
-
-async def ingest_batch(request: Request) -> Response:
-    gw = request.app.state.gateway
-    key = gw.authenticate(request)
-    body = await read_json(request)
-    items = body.get("records") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        raise _unprocessable([{"field": "records", "message": "must be a non-empty list of usage reports"}])
-    if len(items) > MAX_BATCH:
-        raise _unprocessable([{"field": "records", "message": f"at most {MAX_BATCH} reports per batch"}])
-    parsed = _check(items, gw.client, "records.")
-
-    def write() -> list[dict[str, Any]]:
-        with gw.client.ledger.store.transaction():  # one commit for the batch, or none
-            return [_record(gw.client, key, item) for item in parsed]
-
-    out = await asyncio.to_thread(write)
-    return json_response({"object": "list", "data": out}, 201)
