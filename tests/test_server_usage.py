@@ -17,8 +17,9 @@ from unillm.types import Usage
 GOOD = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 500,
         "cache_read_tokens": 200, "user": "dana", "project": "etl", "tags": {"job": "nightly"},
         "timestamp": (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-#: what a plain (non-admin) key may send: no user/project of its own choosing
-PLAIN = {k: v for k, v in GOOD.items() if k not in ("user", "project")}
+#: what a plain (non-admin) key may send: no user/project of its own choosing, and no tag
+#: the operator does not allow (this gateway allows none)
+PLAIN = {k: v for k, v in GOOD.items() if k not in ("user", "project", "tags")}
 
 
 def _post(served, path, body, key=None):
@@ -41,7 +42,9 @@ def test_usage_is_priced_exactly_and_recorded(served):
 def test_a_plain_key_records_only_for_its_own_tenant(served):
     key = served.key(user="erin", project="web")
     out = _post(served, "/v1/usage", PLAIN, key).json()
-    assert out["tags"]["user"] == "erin" and out["tags"]["project"] == "web" and out["tags"]["job"] == "nightly"
+    assert out["tags"]["user"] == "erin" and out["tags"]["project"] == "web" and "job" not in out["tags"]
+    refused = _post(served, "/v1/usage", {**PLAIN, "tags": {"job": "nightly"}}, key)
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "tags.job"
 
 
 @pytest.mark.parametrize(("patch", "fields"), [

@@ -68,7 +68,7 @@ def budgeted(upstream, tmp_path):
 def priced(upstream, tmp_path):
     (tmp_path / "prices.toml").write_text(PRICES)
     yield from make_served(upstream, tmp_path, pricing=str(tmp_path / "prices.toml"),
-                           server={"allow_tags": ["team"]},
+                           server={"allow_tags": ["team", "job"]},
                            budgets=[{"name": "teams", "scope": {"team": "*"}, "period": "daily",
                                      "limit_usd": "100"},
                                     {"name": "desks", "scope": {"desk": "*"}, "period": "daily",
@@ -179,6 +179,7 @@ def test_1h_cache_writes_reasoning_and_units_are_recorded_and_priced_exactly(pri
     ({"tags": {"user": "ann"}}, "tags.user"),
     ({"tags": {"key_id": "key_someone_else"}}, "tags.key_id"),
     ({"tags": {"desk": "trading"}}, "tags.desk"),   # a budget scopes on it: whose budget pays
+    ({"tags": {"color": "red"}}, "tags.color"),     # not a name the operator allows
 ])
 def test_a_plain_key_cannot_choose_whose_money_it_reports(priced, patch, field):
     key = priced.key()  # no user, no project
@@ -187,12 +188,15 @@ def test_a_plain_key_cannot_choose_whose_money_it_reports(priced, patch, field):
 
 def test_allowed_tags_pass_and_the_keys_tenancy_wins(priced):
     key = priced.key(user="erin", project="web")
-    out = post(priced, {**REPORT, "tags": {"team": "red", "job": "nightly"}}, key).json()
-    assert out["tags"]["team"] == "red" and out["tags"]["job"] == "nightly"
+    out = post(priced, {**REPORT, "tags": {"job": "nightly"}}, key).json()
+    assert out["tags"]["job"] == "nightly"
     assert out["tags"]["user"] == "erin" and out["tags"]["project"] == "web"
     assert out["tags"]["key_id"].startswith("key_")
-    (team,) = [b for b in priced.client.budgets.status() if b["budget"] == "teams"]
-    assert team["scope"] == {"team": "red"} and team["spent_usd"] == REPORT_USD
+    # a budget scopes on `team`: listed in allow_tags or not, a caller never picks whose budget pays
+    refused = post(priced, {**REPORT, "tags": {"team": "red", "job": "nightly"}}, key)
+    assert problems(refused) == {"tags.team"}
+    (team,) = [b for b in priced.client.budgets.status() if b["budget"] == "teams"] or [{"spent_usd": 0}]
+    assert Decimal(str(team["spent_usd"])) == 0
 
 
 def test_an_admin_key_records_on_behalf_of_a_tenant(priced):
@@ -218,7 +222,7 @@ def test_analytics_work_for_everyone_after_ingest_at_the_bounds(budgeted):
         assert a.status_code == 200, a.text
     a = httpx.get(s.url + "/v1/analytics?since=1d", headers={"authorization": f"Bearer {s.admin}"}).json()
     assert Decimal(a["totals"]["cost_usd"]) == one * 1000 + REPORT_USD
-    assert httpx.get(s.url + f"/dashboard?key={s.admin}").status_code == 200
+    assert httpx.get(s.url + f"/dashboard?key={s.admin}", follow_redirects=True).status_code == 200
     (total,) = s.client.ledger.summary(since="1d")
     assert total["cost_usd"] == one * 1000 + REPORT_USD and total["output_tokens"] == 1000 * MAX_TOKENS + 10**6
 

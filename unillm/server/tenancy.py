@@ -9,7 +9,8 @@ and the client's default ``tags`` (the operator set those). A refusal is a 400
 naming the tag; nothing is silently stripped, so a caller never believes a tag
 was recorded when it was not.
 
-`TagPolicy.refusal` is the one check; `TagPolicy.merge` is what a route calls.
+`TagPolicy.problems` is the one check; `TagPolicy.merge` is what a chat route calls, and
+usage ingest reports every problem of a record at once (a 422 per field).
 """
 
 from __future__ import annotations
@@ -43,21 +44,27 @@ class TagPolicy:
 
     def refusal(self, tags: Mapping[str, Any]) -> tuple[str, str] | None:
         """``(tag name, why)`` for the first tag a caller may not set, or None when all may be."""
+        found = self.problems(tags)
+        return found[0] if found else None
+
+    def problems(self, tags: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(tag name, why)`` for every tag a caller may not set, in name order."""
         if not tags:
-            return None
+            return []
         reserved = self.reserved()
+        out = []
         for name in sorted(tags):
             value = tags[name]
             if name in reserved:
-                return name, (f"the tag {name!r} is reserved: it comes from the API key or the "
-                              "operator's configuration and cannot be set by a caller")
-            if name not in self.allowed:
+                out.append((name, f"the tag {name!r} is reserved: it comes from the API key or the "
+                                  "operator's configuration and cannot be set by a caller"))
+            elif name not in self.allowed:
                 allowed = ", ".join(sorted(self.allowed - reserved)) or "none"
-                return name, (f"the tag {name!r} is not allowed by this gateway "
-                              f"([server] allow_tags; allowed: {allowed})")
-            if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
-                return name, f"the tag {name!r} must be a string of at most {MAX_TAG_VALUE} characters"
-        return None
+                out.append((name, f"the tag {name!r} is not allowed by this gateway "
+                                  f"([server] allow_tags; allowed: {allowed})"))
+            elif not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
+                out.append((name, f"the tag {name!r} must be a string of at most {MAX_TAG_VALUE} characters"))
+        return out
 
     def merge(self, caller: Mapping[str, str], key: Any, *, field: str = "metadata") -> dict[str, str]:
         """The tags of a call: the caller's (each one allowed, else a 400) under the key's."""

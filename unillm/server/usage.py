@@ -15,11 +15,12 @@ each record is charged to every budget its tags match, in the ledger row's trans
 It is charged to the current period, whatever its timestamp says, so a back-dated
 report cannot slip past a budget. Each request counts once against the key's RPM.
 
-Tenancy: the key's tags (``key_id``, and ``user``/``project`` when the key has them)
-override the body's. A caller may not set ``key_id``, and may set ``user``,
-``project`` or a tag a budget scopes on only when ``[server] allow_tags`` lists it
-(a 422 names the field otherwise). An admin key records on behalf of others: the
-body's ``user``/``project``/tags win (``key_id`` is still the admin key's).
+Tenancy: the gateway's one `TagPolicy`, as for chat. The key's tags (``key_id``, and
+``user``/``project`` when the key has them) override the body's; a caller may set a tag
+only under a name ``[server] allow_tags`` lists, and never a reserved one (``user``,
+``project``, ``key_id``, any tag a budget scopes on): a 422 names each such field. An
+admin key records on behalf of others: the body's ``user``/``project``/tags win
+(``key_id`` is still the admin key's).
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ from .. import errors
 from ..ledger.facade import MAX_TOKENS, parse_units
 from .chat import read_json
 from .ratelimit import Limited
+from .tenancy import TagPolicy
 from .wire import HTTPError, json_response
 
 MAX_BATCH = 1000
 #: how far ahead of the gateway's clock a timestamp may be (clocks drift)
 FUTURE_SKEW = 300.0
-#: tags that say whose money a record is: never set by a caller unless the operator allows it
-RESERVED_TAGS = ("user", "project")
 
 _Count = StrictInt
 
@@ -96,14 +96,9 @@ def _unprocessable(problems: list[dict[str, str]]) -> HTTPError:
                      param=first["field"], extra={"errors": problems})
 
 
-def _scoped_tags(client: Any) -> set[str]:
-    """Tag names some budget scopes on: whoever sets them picks whose budget pays."""
-    budgets = getattr(client, "budgets", None)
-    return {name for spec in getattr(budgets, "specs", ()) for name in spec.scope}
-
-
-def _tenancy(item: UsageIn, key: Any, client: Any, where: str) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The record's tags, and a problem for every tag the caller may not set."""
+def _tenancy(item: UsageIn, key: Any, policy: TagPolicy, where: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The record's tags, and a problem for every tag the caller may not set (the gateway's
+    one `TagPolicy`, as for chat: ``user``/``project`` in the body are tags too)."""
     caller = dict(item.tags)
     fields = {name: f"{where}tags.{name}" for name in caller}
     for name in ("user", "project"):
@@ -112,17 +107,7 @@ def _tenancy(item: UsageIn, key: Any, client: Any, where: str) -> tuple[dict[str
             caller[name], fields[name] = value, where + name
     if key.admin:  # an admin key records on behalf of others: the body's tenancy wins
         return {**key.tags(), **caller, "key_id": key.id}, []
-    allowed = set(client.settings.server.allow_tags)
-    reserved = (set(RESERVED_TAGS) | _scoped_tags(client)) - allowed
-    problems = []
-    for name in caller:
-        if name == "key_id":
-            problems.append({"field": fields[name], "message": "key_id is the key's own id; a "
-                             "caller cannot set it"})
-        elif name in reserved:
-            problems.append({"field": fields[name], "message": f"the tag {name!r} says whose "
-                             "money this is: it comes from the API key (an operator may allow it "
-                             "with [server] allow_tags)"})
+    problems = [{"field": fields[name], "message": why} for name, why in policy.problems(caller)]
     return {**caller, **key.tags()}, problems
 
 
@@ -139,7 +124,7 @@ def _timestamp(item: UsageIn, window: float, now: datetime) -> str | None:
     return None
 
 
-def _check(items: list[Any], client: Any, key: Any,
+def _check(items: list[Any], client: Any, key: Any, policy: TagPolicy,
            prefix: str) -> list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]]:
     """Validate, bound and price-check every item; raise one 422 listing every problem."""
     parsed: list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]] = []
@@ -163,7 +148,7 @@ def _check(items: list[Any], client: Any, key: Any,
         when = _timestamp(item, window, now)
         if when:
             problems.append({"field": where + "timestamp", "message": when})
-        tags, tag_problems = _tenancy(item, key, client, where)
+        tags, tag_problems = _tenancy(item, key, policy, where)
         problems.extend(tag_problems)
         try:
             units = parse_units(item.units)
@@ -234,7 +219,7 @@ async def ingest(request: Request) -> Response:
     gw = request.app.state.gateway
     key = gw.authenticate(request)
     body = await read_json(request)
-    parsed = _check([body], gw.client, key, "")
+    parsed = _check([body], gw.client, key, gw.tag_policy, "")
     await asyncio.to_thread(_rate, gw, key)
     out = await asyncio.to_thread(_write, gw, key, parsed, "")
     return json_response(out[0], 201)
@@ -249,7 +234,7 @@ async def ingest_batch(request: Request) -> Response:
         raise _unprocessable([{"field": "records", "message": "must be a non-empty list of usage reports"}])
     if len(items) > MAX_BATCH:
         raise _unprocessable([{"field": "records", "message": f"at most {MAX_BATCH} reports per batch"}])
-    parsed = _check(items, gw.client, key, "records.")
+    parsed = _check(items, gw.client, key, gw.tag_policy, "records.")
     await asyncio.to_thread(_rate, gw, key)
     out = await asyncio.to_thread(_write, gw, key, parsed, "records.")
     return json_response({"object": "list", "data": out}, 201)
