@@ -71,7 +71,7 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         rule=call.rule, shadow_rule=call.shadow_rule, fallback_from=call.fallback_from,
         error_class=type(error).__name__ if error is not None else None,
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
-        tags=call.tags, section=call.section, stream=call.stream,
+        tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
 

@@ -17,6 +17,7 @@ owns it, and every step that does no I/O is shared by both forms::
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -422,9 +423,11 @@ class Client:
                 error: BaseException | None = None, chunks: list[Any] | None = None) -> ChatResponse:
         """Usage (counted when the vendor gave none), cost, savings, ledger row."""
         resp.provider, resp.requested_model, resp.rule = call.ref.provider, call.requested_model, call.rule
+        resp.sent_model = call.ref.model
         if resp.usage is None:
             resp.usage = self._count_usage(call, resp)
-        cost = resp.cost = call.price.cost(resp.usage) if call.price is not None else None
+        price = call.price if not resp.model or resp.model == call.ref.model else self._reported_price(call, resp)
+        cost = resp.cost = price.cost(resp.usage) if price is not None else None
         saved, reason = self._rule_saving(call, resp.usage, cost)
         # a stream that opened was accepted by the vendor, which bills its prompt however far it
         # got: an incomplete one is settled as partial (input counted, output as received)
@@ -443,6 +446,24 @@ class Client:
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
+
+    def _reported_price(self, call: Call, resp: ChatResponse) -> Any:
+        """The price of the model the vendor says answered. The price book's resolution tells a
+        dated snapshot (or alias) of the model sent from another model: another model is priced
+        as itself and flagged (``resp.model_mismatch``, a `ModelMismatchWarning`)."""
+        book, provider = self.pricebook, call.ref.provider
+        reported = book.find(provider, resp.model)
+        if reported is book.find(provider, call.ref.model):
+            return call.price
+        resp.model_mismatch = True
+        if reported is None:
+            warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}, which has no "
+                          "price; the call is priced as the model sent", errors.ModelMismatchWarning,
+                          stacklevel=4)
+            return call.price
+        warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}; the call is priced "
+                      f"as {resp.model!r}", errors.ModelMismatchWarning, stacklevel=4)
+        return book.price(provider, resp.model, call.at)
 
     def _finish_stream(self, call: Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
         if acc.first_at is not None:

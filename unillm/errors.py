@@ -64,6 +64,11 @@ __all__ = [
 ]
 
 
+class ModelMismatchWarning(UserWarning):  # a warning, not an error: outside __all__'s tree
+    """The vendor reports having answered with another model than the one unillm sent
+    (not a dated snapshot of it). The call is priced as the reported model."""
+
+
 def did_you_mean(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``value`` among ``candidates``, best first."""
     return difflib.get_close_matches(value, list(candidates), n=n, cutoff=0.5)
