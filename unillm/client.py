@@ -328,11 +328,8 @@ class Client:
     # ── step 7: call, retries, fallbacks ─────────────────────────────────────
 
     def _translate(self, call: Call, exc: BaseException) -> BaseException:
-        """The one boundary where SDK exceptions become unillm's."""
-        if isinstance(exc, errors.UnillmError):
-            return exc
-        translated = call.adapter.translate_error(exc, call.ref.model)
-        return translated if translated is not None else exc
+        """The one boundary where SDK exceptions become unillm's, the provider's secrets redacted."""
+        return call.adapter.translate(exc, call.ref.model)
 
     def _attempt(self, call: Call, run: Callable[[], Any]) -> Any:
         return self._retrier.run(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
