@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, record_for
+from .calls import Call, failed_status, record_for
 from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
@@ -332,19 +332,34 @@ class Client:
         return call.adapter.translate(exc, call.ref.model)
 
     def _attempt(self, call: Call, run: Callable[[], Any]) -> Any:
-        return self._retrier.run(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
+        """``run()`` with retries; every HTTP attempt is counted, and each one retried is a row."""
+        def once() -> Any:
+            call.next_attempt()
+            return run()
+        return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+                                 lambda e: self._record_retried(call, e))
 
     def _aattempt(self, call: Call, run: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
-        return self._retrier.arun(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
+        def once() -> Awaitable[Any]:
+            call.next_attempt()
+            return run()
+        return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+                                  lambda e: self._record_retried(call, e))
+
+    def _record_retried(self, call: Call, err: BaseException) -> None:
+        """The row of an attempt that failed and is tried again (its budget hold stays with the
+        call). No answer, no usage: cost None; ``unknown`` when the vendor may have billed it."""
+        if self._recording:
+            self.ledger.add(record_for(call, failed_status(err), error=err, retried=True))
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
         """Record the failed attempt (releasing its budget hold); the next model of its
         [[fallbacks]] chain when the error is one a fallback may answer, else None."""
         if isinstance(err, errors.UnillmError):
-            self._record(record_for(call, "error", error=err), call)
+            self._record(record_for(call, failed_status(err), error=err), call)
         else:  # not ours (a bug, KeyboardInterrupt): record if we can, never mask it
             try:
-                self._record(record_for(call, "error", error=err), call)
+                self._record(record_for(call, failed_status(err), error=err), call)
             except Exception:
                 pass
         if not isinstance(err, _FALLBACK_ON):
@@ -464,7 +479,7 @@ class Client:
 
     def _finish_stream(self, call: Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
         if acc.first_at is not None:
-            call.ttft_ms = (acc.first_at - call.t0) * 1000.0
+            call.ttft_ms = (acc.first_at - call.attempt_t0) * 1000.0  # of the attempt that answered
         complete = error is None and acc.finish_reason is not None
         return self._finish(call, acc.response(), complete=complete, error=error, chunks=acc.chunks)
 

@@ -129,6 +129,12 @@ def _m007_round_two(tx: Transaction, d: Dialect) -> None:
         tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column}")
 
 
+def _m008_calls(tx: Transaction, d: Dialect) -> None:
+    """``call_id``: the rows of one call (each HTTP attempt, each fallback) share it."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN call_id TEXT")
+    tx.execute(f"CREATE INDEX {TABLE}_call_id ON {TABLE} (call_id)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -137,6 +143,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0005_gateway_keys", _m005_gateway_keys),
     Migration("0006_cache_write_1h", _m006_cache_write_1h),
     Migration("0007_round_two", _m007_round_two),
+    Migration("0008_calls", _m008_calls),
 ]
 
 
