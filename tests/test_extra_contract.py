@@ -145,3 +145,17 @@ def test_an_unpriced_reported_model_is_flagged_and_priced_as_sent(client, fake) 
         r = client.chat(model="gpt-4o-mini", messages=HI)
     assert r.model_mismatch and r.cost.total_usd == Decimal("0.00021")
     assert _row(client).model == "gpt-unknown-9"
+
+
+def test_an_unknown_anthropic_key_rides_in_the_body_not_a_type_error(client, fake) -> None:
+    client.chat(model="claude-haiku-4-5", messages=HI, extra={"new_field": 1, "extra_body": {"other": 2}})
+    assert fake.requests[-1].json["new_field"] == 1 and fake.requests[-1].json["other"] == 2
+
+
+def test_anthropic_sdk_kwargs_are_what_the_installed_sdk_takes() -> None:
+    import inspect
+
+    import anthropic
+
+    from unillm.adapters.anthropic.convert import SDK_KWARGS
+    assert SDK_KWARGS <= set(inspect.signature(anthropic.resources.Messages.create).parameters)
