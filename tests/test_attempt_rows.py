@@ -13,6 +13,8 @@ import pytest
 from unillm import Client, errors
 from unillm.testing import FakeProvider, Reply
 
+from .servers import pg_url, postgres_server, postgres_url  # noqa: F401
+
 HI = [{"role": "user", "content": "hi"}]
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "google": "gemini-2.5-flash",
           "cohere": "command-r7b"}
@@ -167,3 +169,44 @@ def test_a_body_cut_mid_way_is_retried_and_every_attempt_is_an_unknown_row(tmp_p
         assert [x.retried for x in rows] == [True] * (len(rows) - 1) + [False]
     finally:
         vendor.close()
+
+
+# ── the store: retried rows round-trip and summary(retries=False), SQLite and PostgreSQL ──
+
+def _summaries(store) -> tuple[list, list]:
+    from tests.conftest import rec
+    store.record_many([rec(call_id="c1", attempt=1, retried=True, status="error", cost=None, tin=0, tout=0),
+                       rec(call_id="c1", attempt=2, retried=True, status="unknown", cost=None, tin=0, tout=0),
+                       rec(call_id="c1", attempt=3)])
+    rows = sorted(store.records(), key=lambda r: r.attempt)
+    assert [(r.call_id, r.attempt, r.retried, r.status) for r in rows] == [
+        ("c1", 1, True, "error"), ("c1", 2, True, "unknown"), ("c1", 3, False, "ok")]
+    return store.summary(), store.summary(retries=False)
+
+
+def _check(every: list, final: list) -> None:
+    assert (every[0]["calls"], final[0]["calls"]) == (3, 1)
+    assert every[0]["cost_usd"] == final[0]["cost_usd"] == rec_cost()
+
+
+def rec_cost():
+    from decimal import Decimal
+    return Decimal("0.00035")
+
+
+def test_sqlite_store_keeps_attempts_and_summary_can_leave_retries_out(tmp_path) -> None:
+    from unillm.ledger import open_store
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        _check(*_summaries(store))
+    finally:
+        store.close()
+
+
+def test_postgres_store_keeps_attempts_and_summary_can_leave_retries_out(pg_url) -> None:
+    from unillm.ledger import open_store
+    store = open_store(pg_url)
+    try:
+        _check(*_summaries(store))
+    finally:
+        store.close()
