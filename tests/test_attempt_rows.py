@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from unillm import Client, errors
-from unillm.testing import FakeProvider, Reply
+from unillm.testing import Reply
 
 from .servers import pg_url, postgres_server, postgres_url  # noqa: F401
 
@@ -127,7 +127,7 @@ class _CutBody:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.requests = 0
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -203,7 +203,7 @@ def test_sqlite_store_keeps_attempts_and_summary_can_leave_retries_out(tmp_path)
         store.close()
 
 
-def test_postgres_store_keeps_attempts_and_summary_can_leave_retries_out(pg_url) -> None:
+def test_postgres_store_keeps_attempts_and_summary_can_leave_retries_out(pg_url) -> None:  # noqa: F811
     from unillm.ledger import open_store
     store = open_store(pg_url)
     try:

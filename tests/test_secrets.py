@@ -60,10 +60,8 @@ def _assert_clean(text: str) -> None:
 def test_a_key_echoed_in_a_401_surfaces_nowhere(fake, tmp_path, caplog, provider, stream, echo) -> None:
     client = _client(fake, provider, tmp_path)
     fake.queue(Reply(status=401, error=echo))
-    with caplog.at_level(logging.DEBUG, logger="unillm"):
-        with pytest.raises(errors.AuthenticationError) as info:
-            r = client.chat(model=f"{provider}/{MODELS[provider]}", messages=HI, stream=stream)
-            list(r)
+    with caplog.at_level(logging.DEBUG, logger="unillm"), pytest.raises(errors.AuthenticationError) as info:
+        list(client.chat(model=f"{provider}/{MODELS[provider]}", messages=HI, stream=stream))
     err = info.value
     assert err.__cause__ is not None                   # still chained to the SDK's exception
     assert REDACTED in str(err) or REDACTED in json.dumps(err.body, default=str)

@@ -350,7 +350,7 @@ class Client:
         """The row of an attempt that failed and is tried again (its budget hold stays with the
         call). No answer, no usage: cost None; ``unknown`` when the vendor may have billed it."""
         if self._recording:
-            self.ledger.add(record_for(call, failed_status(err), error=err, retried=True))
+            self._record(record_for(call, failed_status(err), error=err, retried=True))
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
         """Record the failed attempt (releasing its budget hold); the next model of its

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import errors
 
-__all__ = ["RESERVED", "NESTED", "check_extra"]
+__all__ = ["NESTED", "RESERVED", "check_extra"]
 
 _CALL = "what is called is chat()'s to say"
 _WHERE = "where the request goes and with which credentials is the provider's configuration"
