@@ -111,3 +111,22 @@ def test_the_redactor_catches_whole_truncated_and_masked_echoes() -> None:
         assert KEY[:12] not in r.text(echo) and REDACTED in r.text(echo)
     assert r.text("gpt-4o-mini answered sk-other-key-unrelated") == "gpt-4o-mini answered sk-other-key-unrelated"
     assert r.value({"error": {"message": [KEY]}}) == {"error": {"message": [REDACTED]}}
+
+
+def test_an_error_inside_a_stream_is_redacted_too(fake, tmp_path) -> None:
+    client = _client(fake, "openai", tmp_path)
+    first = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hel"}, "finish_reason": None}]}
+    fake.queue(Reply(events=[first, {"error": {"message": f"key {KEY} revoked mid-stream", "type": "x"}}]))
+    stream = client.chat(model="gpt-4o-mini", messages=HI, stream=True)
+    with pytest.raises(errors.ProviderError) as info:
+        list(stream)
+    _assert_clean(_every_view(info.value))
+
+
+def test_a_request_built_directly_keeps_the_extra_contract() -> None:
+    from pydantic import ValidationError
+
+    from unillm.types import ChatRequest
+    with pytest.raises(ValidationError, match="extra.base_url"):
+        ChatRequest(model="m", messages=HI, extra={"base_url": "http://127.0.0.1:9"})
