@@ -230,8 +230,8 @@ def test_numeric_forms_and_stop_forms_are_equivalent() -> None:
     assert key({"model": "a", "messages": msgs, "temperature": 1}) == \
         key({"model": "b", "messages": msgs, "temperature": 1.0})
     assert key({"model": "a", "messages": msgs, "stop": "x"}) == key({"model": "a", "messages": msgs, "stop": ["x"]})
-    assert key({"model": "a", "messages": msgs, "extra": {"n": 2, "o": {"a": 1, "b": 0.5}}}) == \
-        key({"model": "a", "messages": msgs, "extra": {"o": {"b": 0.5, "a": 1.0}, "n": 2.0}})
+    assert key({"model": "a", "messages": msgs, "extra": {"top_logprobs": 2, "o": {"a": 1, "b": 0.5}}}) == \
+        key({"model": "a", "messages": msgs, "extra": {"o": {"b": 0.5, "a": 1.0}, "top_logprobs": 2.0}})
     assert key({"model": "a", "messages": msgs, "extra": {"flag": True}}) != \
         key({"model": "a", "messages": msgs, "extra": {"flag": 1}})
     assert key({"model": "a", "messages": msgs, "extra": {"v": None}}) != key({"model": "a", "messages": msgs})

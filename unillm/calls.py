@@ -25,7 +25,8 @@ class Call:
 
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
-                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped")
+                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
+                 "call_id", "attempt", "attempt_t0")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -44,36 +45,64 @@ class Call:
         self.remaining: list[str] | None = None  # fallback models not yet tried
         self.rule_ttl: float | None = None       # a rule's cache TTL override
         self.capped = False                      # max_tokens was injected by a budget
+        self.call_id: str | None = None          # links the rows of one chat() (set by the first)
+        self.attempt = 0                         # HTTP attempts started, fallbacks included
+        self.attempt_t0 = self.t0                # when the current attempt started
 
     def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.t0) * 1000.0
+        """Milliseconds since the current attempt started (the call's start before any)."""
+        return (time.perf_counter() - self.attempt_t0) * 1000.0
+
+    def next_attempt(self) -> None:
+        self.attempt += 1
+        self.attempt_t0 = time.perf_counter()
 
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
         nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
                    adapter, self.tags, self.requested_model, self.at, self.stream, self.section)
         nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
-        nxt.cache = self.cache
+        nxt.cache, nxt.call_id, nxt.attempt = self.cache, self.call_id, self.attempt
+        nxt.t0 = self.t0  # one clock for the whole call: its rows' started_at stay in order
         return nxt
 
 
 def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cost | None = None,
                error: BaseException | None = None, saved: Decimal | None = None,
                saved_reason: str | None = None, response: ChatResponse | None = None,
-               log_content: bool = False, model: str | None = None) -> CallRecord:
-    """The ledger row for one attempt of ``call``."""
+               log_content: bool = False, model: str | None = None, retried: bool = False) -> CallRecord:
+    """The ledger row for one attempt of ``call`` (``retried``: it failed and is tried again)."""
     from .ledger import CallRecord
+    from .ledger.records import new_id
+    if call.call_id is None:
+        call.call_id = new_id()
     latency = call.elapsed_ms()
+    started = call.at + timedelta(seconds=call.attempt_t0 - call.t0) if call.attempt > 1 else call.at
     return CallRecord.from_parts(
         provider=call.ref.provider, model=model or call.ref.model, usage=usage, cost=cost,
-        status=status, started_at=call.at, ended_at=call.at + timedelta(milliseconds=latency),
+        status=status, started_at=started, ended_at=started + timedelta(milliseconds=latency),
+        call_id=call.call_id, attempt=call.attempt or 1, retried=retried,
         latency_ms=latency, ttft_ms=call.ttft_ms, requested_model=call.requested_model,
         rule=call.rule, shadow_rule=call.shadow_rule, fallback_from=call.fallback_from,
         error_class=type(error).__name__ if error is not None else None,
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
-        tags=call.tags, section=call.section, stream=call.stream,
+        tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
+
+
+def failed_status(err: BaseException) -> str:
+    """``unknown`` for an attempt that timed out or lost its connection (the vendor may have
+    run, and billed, it: see README "Retries"), else ``error`` (vendors bill no error answer)."""
+    from . import errors
+    if not isinstance(err, (errors.TimeoutError, errors.ConnectionError)):
+        return "error"
+    cause = err.__cause__ or err.__context__
+    while cause is not None:  # never connected: the vendor never saw the request
+        if type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
+            return "error"
+        cause = cause.__cause__ or cause.__context__
+    return "unknown"
 
 
 def _prompt_text(request: ChatRequest) -> str:

@@ -17,6 +17,7 @@ owns it, and every step that does no I/O is shared by both forms::
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, record_for
+from .calls import Call, failed_status, record_for
 from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
@@ -327,26 +328,38 @@ class Client:
     # ── step 7: call, retries, fallbacks ─────────────────────────────────────
 
     def _translate(self, call: Call, exc: BaseException) -> BaseException:
-        """The one boundary where SDK exceptions become unillm's."""
-        if isinstance(exc, errors.UnillmError):
-            return exc
-        translated = call.adapter.translate_error(exc, call.ref.model)
-        return translated if translated is not None else exc
+        """The one boundary where SDK exceptions become unillm's, the provider's secrets redacted."""
+        return call.adapter.translate(exc, call.ref.model)
 
     def _attempt(self, call: Call, run: Callable[[], Any]) -> Any:
-        return self._retrier.run(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
+        """``run()`` with retries; every HTTP attempt is counted, and each one retried is a row."""
+        def once() -> Any:
+            call.next_attempt()
+            return run()
+        return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+                                 lambda e: self._record_retried(call, e))
 
     def _aattempt(self, call: Call, run: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
-        return self._retrier.arun(run, lambda e: self._translate(call, e), call.adapter.settings.max_retries)
+        def once() -> Awaitable[Any]:
+            call.next_attempt()
+            return run()
+        return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+                                  lambda e: self._record_retried(call, e))
+
+    def _record_retried(self, call: Call, err: BaseException) -> None:
+        """The row of an attempt that failed and is tried again (its budget hold stays with the
+        call). No answer, no usage: cost None; ``unknown`` when the vendor may have billed it."""
+        if self._recording:
+            self._record(record_for(call, failed_status(err), error=err, retried=True))
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
         """Record the failed attempt (releasing its budget hold); the next model of its
         [[fallbacks]] chain when the error is one a fallback may answer, else None."""
         if isinstance(err, errors.UnillmError):
-            self._record(record_for(call, "error", error=err), call)
+            self._record(record_for(call, failed_status(err), error=err), call)
         else:  # not ours (a bug, KeyboardInterrupt): record if we can, never mask it
             try:
-                self._record(record_for(call, "error", error=err), call)
+                self._record(record_for(call, failed_status(err), error=err), call)
             except Exception:
                 pass
         if not isinstance(err, _FALLBACK_ON):
@@ -422,9 +435,11 @@ class Client:
                 error: BaseException | None = None, chunks: list[Any] | None = None) -> ChatResponse:
         """Usage (counted when the vendor gave none), cost, savings, ledger row."""
         resp.provider, resp.requested_model, resp.rule = call.ref.provider, call.requested_model, call.rule
+        resp.sent_model = call.ref.model
         if resp.usage is None:
             resp.usage = self._count_usage(call, resp)
-        cost = resp.cost = call.price.cost(resp.usage) if call.price is not None else None
+        price = call.price if not resp.model or resp.model == call.ref.model else self._reported_price(call, resp)
+        cost = resp.cost = price.cost(resp.usage) if price is not None else None
         saved, reason = self._rule_saving(call, resp.usage, cost)
         # a stream that opened was accepted by the vendor, which bills its prompt however far it
         # got: an incomplete one is settled as partial (input counted, output as received)
@@ -444,9 +459,27 @@ class Client:
             _parse_structured(call, resp)
         return resp
 
+    def _reported_price(self, call: Call, resp: ChatResponse) -> Any:
+        """The price of the model the vendor says answered. The price book's resolution tells a
+        dated snapshot (or alias) of the model sent from another model: another model is priced
+        as itself and flagged (``resp.model_mismatch``, a `ModelMismatchWarning`)."""
+        book, provider = self.pricebook, call.ref.provider
+        reported = book.find(provider, resp.model)
+        if reported is book.find(provider, call.ref.model):
+            return call.price
+        resp.model_mismatch = True
+        if reported is None:
+            warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}, which has no "
+                          "price; the call is priced as the model sent", errors.ModelMismatchWarning,
+                          stacklevel=4)
+            return call.price
+        warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}; the call is priced "
+                      f"as {resp.model!r}", errors.ModelMismatchWarning, stacklevel=4)
+        return book.price(provider, resp.model, call.at)
+
     def _finish_stream(self, call: Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
         if acc.first_at is not None:
-            call.ttft_ms = (acc.first_at - call.t0) * 1000.0
+            call.ttft_ms = (acc.first_at - call.attempt_t0) * 1000.0  # of the attempt that answered
         complete = error is None and acc.finish_reason is not None
         return self._finish(call, acc.response(), complete=complete, error=error, chunks=acc.chunks)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
@@ -98,6 +98,26 @@ class Settings(BaseModel):
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)
+
+    @field_validator("providers")
+    @classmethod
+    def _secret_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Provider keys (and credential headers) become `SecretStr`: ``repr(settings)`` and
+        ``model_dump_json()`` show ``**********``; `profiles.build_settings` reveals them."""
+        return {name: _secret_table(table) for name, table in v.items()}
+
+
+def _secret_table(table: Any) -> Any:
+    if not isinstance(table, dict):
+        return table  # build_settings names the bad table
+    out = dict(table)
+    if isinstance(out.get("api_key"), str):
+        out["api_key"] = SecretStr(out["api_key"])
+    if isinstance(out.get("headers"), dict):
+        from .profiles import is_secret_header
+        out["headers"] = {k: SecretStr(v) if isinstance(v, str) and is_secret_header(k) else v
+                          for k, v in out["headers"].items()}
+    return out
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:

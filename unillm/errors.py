@@ -35,6 +35,7 @@ bad request.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,6 +63,11 @@ __all__ = [
     "ResponseError",
     "did_you_mean",
 ]
+
+
+class ModelMismatchWarning(UserWarning):  # a warning, not an error: outside __all__'s tree
+    """The vendor reports having answered with another model than the one unillm sent
+    (not a dated snapshot of it). The call is priced as the reported model."""
 
 
 def did_you_mean(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -234,3 +240,79 @@ class ConnectionError(ProviderError):  # noqa: A001
 
 class ResponseError(ProviderError):
     """The vendor answered with something unreadable (malformed JSON, a cut stream)."""
+
+
+# ── secrets never leave in an error ──────────────────────────────────────────
+
+#: what an API key (or a recognisable piece of one) becomes in errors and logs
+REDACTED = "sk-...REDACTED"
+_TOKEN = re.compile(r"[A-Za-z0-9_\-.*\u2026]{3,}")
+_MASK = re.compile(r"[*\u2026]+|\.{3,}")
+
+
+class Redactor:
+    """Removes API keys from text, error bodies and exceptions (the vendor's chained one too).
+
+    A vendor may echo the key it was sent, whole, truncated, or masked in the middle
+    (OpenAI's 401: ``sk-proj-****...wxyz``): each becomes `REDACTED`.
+    """
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def text(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return _TOKEN.sub(self._token, text) if self.secrets else text
+
+    def _token(self, match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == REDACTED or "REDACTED" in token:
+            return token
+        for secret in self.secrets:
+            if len(token) >= 6 and secret.startswith(token):       # a truncated echo
+                return REDACTED
+            if len(secret) >= 16 and len(token) >= 8 and token.startswith(secret[:8]):
+                return REDACTED                                   # the key's recognisable head
+            parts = [p for p in _MASK.split(token)]
+            if len(parts) > 1 and ((len(parts[0]) >= 3 and secret.startswith(parts[0]))
+                                   or (len(parts[-1]) >= 4 and secret.endswith(parts[-1]))):
+                return REDACTED                                   # a masked echo
+        return token
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """``value`` with every string in it redacted (dicts, lists and tuples copied)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if depth > 32:
+            return value
+        if isinstance(value, dict):
+            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.value(v, depth + 1) for v in value) if type(value) in (list, tuple) \
+                else [self.value(v, depth + 1) for v in value]
+        return value
+
+    def exception(self, exc: BaseException) -> BaseException:
+        """Redact ``exc`` in place, and every exception chained to it: its args (what ``str``,
+        ``repr`` and tracebacks print), its plain attributes (``body``, ``message``,
+        ``details``...) and notes. Pickling keeps args and attributes: both are clean."""
+        seen: set[int] = set()
+        todo: list[BaseException | None] = [exc]
+        while todo:
+            e = todo.pop()
+            if e is None or id(e) in seen or not self.secrets:
+                continue
+            seen.add(id(e))
+            try:
+                e.args = tuple(self.value(a) for a in e.args)
+                for name, attr in list(vars(e).items()):
+                    if isinstance(attr, (str, dict, list, tuple)):
+                        setattr(e, name, self.value(attr))
+            except (AttributeError, TypeError):  # a read-only attribute: leave it
+                pass
+            todo.extend((e.__cause__, e.__context__))
+        return exc

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,23 @@ ADAPTERS: dict[str, str] = {
     "google": "unillm.adapters.google.adapter:GoogleAdapter",
     "cohere": "unillm.adapters.cohere.adapter:CohereAdapter",
 }
+
+#: header names whose values are credentials
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+
+
+def is_secret_header(name: Any) -> bool:
+    return isinstance(name, str) and _SECRET_HEADER.search(name) is not None
+
+
+def _reveal(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider table from `Settings` with its `SecretStr` headers as plain text again
+    (``api_key`` stays a SecretStr: ProviderSettings keeps it as one)."""
+    headers = table.get("headers")
+    if not isinstance(headers, Mapping) or not any(isinstance(v, SecretStr) for v in headers.values()):
+        return dict(table)
+    return {**table, "headers": {k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                                 for k, v in headers.items()}}
 
 
 class Capabilities(BaseModel):
@@ -70,7 +88,7 @@ class ProviderSettings(BaseModel):
     priority: int = 100                                   # lower claims bare names first
     tokenizer: str = "cl100k_base"                        # default encoding for estimates
     tokenizer_exact: bool = False                         # True when tiktoken counts are exact
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # may carry credentials
     capabilities: Capabilities = Field(default_factory=Capabilities)
     docs: str | None = None
 
@@ -81,6 +99,15 @@ class ProviderSettings(BaseModel):
         if self.api_key_env:
             return os.environ.get(self.api_key_env)
         return None
+
+    def secrets(self) -> list[str]:
+        """What must never appear in an error or a log: the key, and header values that carry
+        credentials (``Authorization``, ``x-api-key`` ...)."""
+        out = [self.resolved_api_key() or ""]
+        out += [v for k, v in self.headers.items() if is_secret_header(k)]
+        for v in out[1:]:  # "Bearer sk-..." -> also the bare token
+            out.append(v.partition(" ")[2])
+        return [s for s in out if s]
 
     def owns(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pat) for pat in self.models)
@@ -133,7 +160,7 @@ def build_settings(overrides: Mapping[str, Mapping[str, Any]] | None = None,
             raise errors.ConfigError(
                 "unknown provider: a new provider needs 'adapter' (and usually 'base_url')" + hint,
                 file=source, key=f"providers.{name}")
-        raw[name] = {**base, **table}
+        raw[name] = {**base, **_reveal(table)}
     settings = {}
     for name, table in raw.items():
         profile_file = table.pop("_file", source)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import errors
 from .config import RetrySettings
 
 T = TypeVar("T")
 Translate = Callable[[BaseException], BaseException]
+OnRetry = Callable[[BaseException], None]
 
 
 class Retrier:
@@ -37,19 +38,24 @@ class Retrier:
         return (isinstance(err, errors.ProviderError) and err.retryable
                 and (err.retry_after is None or err.retry_after <= self.policy.max_retry_after))
 
-    def run(self, attempt: Callable[[], T], translate: Translate, max_retries: int) -> T:
+    def run(self, attempt: Callable[[], T], translate: Translate, max_retries: int,
+            on_retry: OnRetry | None = None) -> T:
+        """``attempt()`` until it succeeds, fails for good or retries run out. ``on_retry(err)``
+        is told of each failed attempt that will be tried again (before the backoff)."""
         try:
             return attempt()
         except Exception as exc:
-            first = translate(exc)
+            first = _chained(translate(exc), exc)
             if not (max_retries and self.retryable(first)):
                 reraise(first, exc)
         import tenacity
+        if on_retry is not None:
+            on_retry(first)
         self.sleep(self.backoff(first, 1))
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max_retries), sleep=self.sleep, reraise=True,
             wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self.retryable))
+            retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
 
         def again() -> T:
             try:
@@ -59,19 +65,21 @@ class Retrier:
         return retrying(again)
 
     async def arun(self, attempt: Callable[[], Awaitable[T]], translate: Translate,
-                   max_retries: int) -> T:
+                   max_retries: int, on_retry: OnRetry | None = None) -> T:
         try:
             return await attempt()
         except Exception as exc:
-            first = translate(exc)
+            first = _chained(translate(exc), exc)
             if not (max_retries and self.retryable(first)):
                 reraise(first, exc)
         import tenacity
+        if on_retry is not None:
+            on_retry(first)
         await self.asleep(self.backoff(first, 1))
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(max_retries), sleep=self.asleep, reraise=True,
             wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self.retryable))
+            retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
 
         async def again() -> T:
             try:
@@ -79,6 +87,20 @@ class Retrier:
             except Exception as exc:
                 reraise(translate(exc), exc)
         return await retrying(again)
+
+
+def _chained(err: BaseException, cause: BaseException) -> BaseException:
+    """``err`` knowing its cause already (``on_retry`` may look at it before any raise)."""
+    if err is not cause:
+        err.__cause__ = cause
+    return err
+
+
+def _told(on_retry: OnRetry | None) -> Callable[[Any], None] | None:
+    """tenacity's ``before_sleep`` hook (called when an attempt failed and will be retried)."""
+    if on_retry is None:
+        return None
+    return lambda rs: on_retry(rs.outcome.exception())
 
 
 def reraise(err: BaseException, cause: BaseException) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821

@@ -164,7 +164,7 @@ class ChatRequest(_Model):
     parallel_tool_calls: bool | None = None
     user: str | None = None
     drop_params: bool = False
-    # vendor-specific keyword arguments passed straight to the SDK call
+    # vendor-specific keyword arguments passed to the SDK call (the contract: unillm.extra)
     extra: dict[str, Any] = Field(default_factory=dict)
     # the pydantic class the caller asked the answer to be parsed into, if any
     response_model: Any = Field(default=None, exclude=True)
@@ -173,6 +173,14 @@ class ChatRequest(_Model):
     @classmethod
     def _stop_list(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_contract(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v:
+            from .extra import check_extra
+            check_extra(v)  # also when a ChatRequest is built directly
+        return v
 
     @field_validator("tool_choice")
     @classmethod
@@ -215,6 +223,9 @@ def build_request(model: str, messages: Any, params: dict[str, Any], *, drop_par
             f"unknown parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else
                                               "; pass vendor-specific parameters as extra={...}"),
             param=name)
+    if params.get("extra"):
+        from .extra import check_extra
+        check_extra(params["extra"])  # names the key (the validator below only says "extra")
     params.setdefault("drop_params", drop_params)
     fmt = params.get("response_format")
     if isinstance(fmt, type) and issubclass(fmt, BaseModel):
@@ -365,6 +376,10 @@ class ChatResponse(_Model):
     rule: str | None = None
     requested_model: str | None = None
     ledger_id: str | None = None
+    # the vendor answered with another model than the one sent (not a dated snapshot of it):
+    # the call is priced as the reported model; ``sent_model`` is the one unillm asked for
+    model_mismatch: bool = False
+    sent_model: str | None = None
 
     @property
     def content(self) -> str | None:

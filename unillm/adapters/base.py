@@ -91,6 +91,21 @@ class Adapter(ABC):
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
         """Map this SDK's exception to ours; None when it is not an SDK error."""
 
+    def translate(self, exc: BaseException, model: str) -> BaseException:
+        """`translate_error`, with this provider's secrets redacted from both errors (ours, and
+        the SDK's it is chained to, in place): a vendor that echoes the key it was sent (OpenAI's
+        401 does) shows it nowhere: not in str/repr, ``body``, a traceback or a pickle."""
+        err = exc if isinstance(exc, errors.UnillmError) else self.translate_error(exc, model)
+        redactor = self.redactor()
+        if redactor:
+            redactor.exception(exc)
+            if err is not None and err is not exc:
+                redactor.exception(err)
+        return err if err is not None else exc
+
+    def redactor(self) -> errors.Redactor:
+        return errors.Redactor(self.settings.secrets())
+
     async def aclose(self) -> None:
         """Release pooled connections, async and sync."""
         self.close()

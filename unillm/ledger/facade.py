@@ -156,10 +156,12 @@ class Ledger:
                                   parse_when(until, param="until"), where, limit)
 
     def summary(self, by: Sequence[str] | str | None = None, since: Any = None, until: Any = None,
-                where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One row per group: calls, errors, cache_hits, tokens, cost_usd, saved_usd, p50/p95."""
+                where: Mapping[str, Any] | None = None, retries: bool = True) -> list[dict[str, Any]]:
+        """One row per group: calls, errors, cache_hits, tokens, cost_usd, saved_usd, p50/p95.
+
+        Every HTTP attempt is a row; ``retries=False`` leaves out the attempts that were retried."""
         return self.store.summary(by or [], parse_when(since, param="since"),
-                                  parse_when(until, param="until"), where)
+                                  parse_when(until, param="until"), where, retries=retries)
 
     def export(self, fmt: str, path_or_file: str | Path | IO[Any], since: Any = None,
                until: Any = None, where: Mapping[str, Any] | None = None) -> int:

@@ -154,6 +154,12 @@ def _m008_ratelimits(tx: Transaction, d: Dialect) -> None:
             tx.execute(f"ALTER TABLE {TABLE} ALTER COLUMN {column} TYPE BIGINT")
 
 
+def _m009_calls(tx: Transaction, d: Dialect) -> None:
+    """``call_id``: the rows of one call (each HTTP attempt, each fallback) share it."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN call_id TEXT")
+    tx.execute(f"CREATE INDEX {TABLE}_call_id ON {TABLE} (call_id)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -163,6 +169,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0006_cache_write_1h", _m006_cache_write_1h),
     Migration("0007_round_two", _m007_round_two),
     Migration("0008_ratelimits", _m008_ratelimits),
+    Migration("0009_calls", _m009_calls),
 ]
 
 

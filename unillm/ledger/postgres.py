@@ -300,9 +300,9 @@ class PostgresStore(SQLReads):
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,
-                where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                where: Mapping[str, Any] | None = None, retries: bool = True) -> list[dict[str, Any]]:
         """Grouped totals, computed by the server in one query."""
-        sql, params, keys = summary_sql.build(self.dialect, by, since, until, where)
+        sql, params, keys = summary_sql.build(self.dialect, by, since, until, where, retries=retries)
         rows = [_integral(r) for r in self._query(sql, params)]
         return summary_sql.to_rows(keys, rows)
 

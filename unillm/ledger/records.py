@@ -129,6 +129,7 @@ class CallRecord:
     deployment: str | None = None         # the deployment that served the call (routing)
     # where each token bucket's number came from, when not all from ``usage_source``
     usage_sources: dict[str, str] = field(default_factory=dict)
+    call_id: str | None = None            # shared by every row (attempt, fallback) of one chat()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -250,14 +250,14 @@ class SQLiteStore(SQLReads):
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,
-                where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                where: Mapping[str, Any] | None = None, retries: bool = True) -> list[dict[str, Any]]:
         """Grouped totals; a big file ledger is scanned in parallel shards (one per core)."""
         lo, hi = self._query(f"SELECT MIN(seq), MAX(seq) FROM {TABLE}", ())[0]
         shards = min(os.cpu_count() or 1, 4)
         if self.path == ":memory:" or lo is None or hi - lo < self.shard_min or shards < 2:
-            sql, params, keys = summary_sql.build(self.dialect, by, since, until, where)
+            sql, params, keys = summary_sql.build(self.dialect, by, since, until, where, retries=retries)
             return summary_sql.to_rows(keys, self._query(sql, params))
-        sql, params, keys = summary_sql.build(self.dialect, by, since, until, where, shard=True)
+        sql, params, keys = summary_sql.build(self.dialect, by, since, until, where, shard=True, retries=retries)
         step = (hi - lo) // shards + 1
         bounds = [(lo + i * step, lo + (i + 1) * step) for i in range(shards)]
         with ThreadPoolExecutor(shards) as pool:  # sqlite3 releases the GIL while it works

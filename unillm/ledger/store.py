@@ -94,7 +94,7 @@ class LedgerStore(Protocol):
 
     def summary(self, by: Sequence[str] = (), since: datetime | None = None,
                 until: datetime | None = None,
-                where: Where | None = None) -> list[dict[str, Any]]: ...
+                where: Where | None = None, retries: bool = True) -> list[dict[str, Any]]: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
@@ -124,7 +124,8 @@ class NullStore:
         return 0
 
     def summary(self, by: Sequence[str] = (), since: datetime | None = None,
-                until: datetime | None = None, where: Where | None = None) -> list[dict[str, Any]]:
+                until: datetime | None = None, where: Where | None = None,
+                retries: bool = True) -> list[dict[str, Any]]:
         return []
 
     def transaction(self) -> AbstractContextManager[Transaction]:

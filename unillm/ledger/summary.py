@@ -60,8 +60,11 @@ _N_COLUMNS = sum(_WIDTHS)
 def build(dialect: Dialect, by: Sequence[str] | str | None = None,
           since: datetime | None = None, until: datetime | None = None,
           where: Mapping[str, Any] | None = None,
-          shard: bool = False) -> tuple[str, list[Any], list[str]]:
+          shard: bool = False, retries: bool = True) -> tuple[str, list[Any], list[str]]:
     """The summary SQL, its parameters, and the group key names (the row's first columns).
+
+    ``retries=False`` leaves out the rows of attempts that failed and were retried (every
+    HTTP attempt is a row; by default all count, since a vendor may bill them).
 
     With ``shard=True`` the SQL ends with ``seq >= ? AND seq < ?``: append the
     range's two bounds to the parameters.
@@ -75,6 +78,8 @@ def build(dialect: Dialect, by: Sequence[str] | str | None = None,
         params.extend(key_params)
     filters, filter_params = where_clause(dialect, since, until, where)
     params.extend(filter_params)
+    if not retries:
+        filters += (" AND " if filters else " WHERE ") + "retried = 0"
     if shard:
         filters += (" AND " if filters else " WHERE ") + "seq >= ? AND seq < ?"
     group = [f"k{i}" for i in range(len(keys))]

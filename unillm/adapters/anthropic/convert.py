@@ -110,8 +110,31 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> 
         kwargs["output_config"] = output_config
     if request.user:
         kwargs["metadata"] = {"user_id": request.user}
-    kwargs.update(request.extra)
+    _extra(request.extra, kwargs)
     return kwargs
+
+
+#: keyword arguments ``messages.create`` takes; other ``extra`` keys ride in ``extra_body``
+#: (the contract of what extra may hold at all: unillm.extra)
+SDK_KWARGS = frozenset({
+    "cache_control", "container", "diagnostics", "inference_geo", "metadata", "output_config",
+    "service_tier", "speed", "stop_sequences", "system", "thinking", "tool_choice", "tools",
+})
+
+
+def _extra(extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """Known SDK kwargs pass as such (and win); unknown ones ride in ``extra_body``, never a
+    TypeError from the SDK."""
+    body: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key == "extra_body" and isinstance(value, dict):
+            body.update(value)
+        elif key in SDK_KWARGS:
+            kwargs[key] = value
+        else:
+            body[key] = value
+    if body:
+        kwargs["extra_body"] = body
 
 
 def _messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:

@@ -158,9 +158,7 @@ class GoogleAdapter(Adapter):
 
     def _scrub(self, exc_or_text: Any) -> str:
         """Text with the API key masked, should an SDK ever echo it."""
-        text = str(exc_or_text)
-        key = self.settings.resolved_api_key()
-        return text.replace(key, "***") if key else text
+        return self.redactor().text(str(exc_or_text))
 
 
 def _transport_error_class(exc: BaseException) -> type[errors.ProviderError] | None:

@@ -165,5 +165,4 @@ class OpenAIAdapter(Adapter):
         return err
 
     def _scrub(self, text: str) -> str:
-        key = self.settings.resolved_api_key()
-        return text.replace(key, "***") if key and len(key) >= 4 else text
+        return self.redactor().text(text)
