@@ -235,3 +235,6 @@ def test_a_failed_read_says_it_is_a_read(budgeted, tmp_path):
     assert r.status_code == 503
     assert r.json()["error"]["message"].startswith("could not read the ledger")
     assert "recorded" not in r.json()["error"]["message"]
+    page = httpx.get(budgeted.url + f"/dashboard?key={budgeted.admin}", follow_redirects=True)
+    assert page.status_code == 503 and "could not read the ledger" in page.text
+    assert "recorded" not in page.text

@@ -172,10 +172,11 @@ class RuleDeniedError(UnillmError):
 class LedgerError(UnillmError):
     """The ledger could not record a call, or be read (disk full, database gone). Nothing
     already recorded is lost. When the vendor call itself succeeded, ``response`` holds its answer
-    (it was paid for; it is just not in the ledger)."""
+    (it was paid for; it is just not in the ledger). ``reading`` is True when a read failed."""
 
-    def __init__(self, message: str, *, response: Any = None) -> None:
+    def __init__(self, message: str, *, response: Any = None, reading: bool = False) -> None:
         self.response = response
+        self.reading = reading
         super().__init__(message)
 
 

@@ -196,7 +196,7 @@ class PostgresStore(SQLReads):
     def _fail(self, exc: Exception, doing: str) -> errors.UnillmError:
         """A driver error as ours, its message scrubbed of the password."""
         message = f"{doing} the ledger database {self.url}: {self._scrub(str(exc).strip())}"
-        return errors.LedgerError(message)
+        return errors.LedgerError(message, reading=doing == "cannot read")
 
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:

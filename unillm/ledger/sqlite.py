@@ -246,7 +246,7 @@ class SQLiteStore(SQLReads):
                 finally:
                     conn.execute("PRAGMA temp_store=FILE")
         except sqlite3.Error as exc:
-            raise errors.LedgerError(f"could not read the ledger {self.path}: {exc}") from exc
+            raise errors.LedgerError(f"could not read the ledger {self.path}: {exc}", reading=True) from exc
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,

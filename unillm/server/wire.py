@@ -101,8 +101,8 @@ def from_exception(exc: BaseException, now: datetime | None = None) -> HTTPError
     if isinstance(exc, errors.ProviderError):
         return _provider(exc)
     if isinstance(exc, errors.LedgerError):
-        return HTTPError(503, "the call could not be recorded in the ledger", type="server_error",
-                         code="ledger_unavailable")
+        what = "could not read the ledger" if exc.reading else "the call could not be recorded in the ledger"
+        return HTTPError(503, what, type="server_error", code="ledger_unavailable")
     if isinstance(exc, (errors.ConfigError, errors.MissingDependencyError)):
         return HTTPError(500, msg, type="server_error", code="gateway_misconfigured")
     return HTTPError(500, "internal gateway error", type="server_error", code="internal_error")
