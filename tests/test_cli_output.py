@@ -103,3 +103,12 @@ def test_rules_lint_says_one_fallback(tmp_path: Path) -> None:
     cfg.write_text('[[fallbacks]]\nmodel = "gpt-4o"\nthen = ["gpt-4o-mini"]\n')
     out = run("rules", "lint", "--config", str(cfg))
     assert "0 rules, 1 fallback: no problems found" in out.output
+
+
+def test_client_ledger_whatif_resolves_the_clients_own_aliases(tmp_path) -> None:
+    from unillm import Client
+    client = Client(ledger=f"sqlite:///{tmp_path / 'l.db'}", aliases={"cheap": "openai/gpt-4o-mini"})
+    client.ledger.record(provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=100)
+    what = client.ledger.whatif("cheap")
+    assert (what.provider, what.model, what.calls) == ("openai", "gpt-4o-mini", 1)
+    assert what.difference_usd < 0

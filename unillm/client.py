@@ -179,7 +179,7 @@ class Client:
         if self._ledger is None:
             from .ledger import Ledger, open_store
             self._ledger = Ledger(open_store(self.settings.ledger), self.pricebook, self.settings.tags,
-                                  on_missing_price=self.settings.on_missing_price)
+                                  on_missing_price=self.settings.on_missing_price, resolver=self.resolve)
         return self._ledger
 
     def close(self) -> None:
