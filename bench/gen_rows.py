@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unillm.ledger import money  # noqa: E402
 from unillm.ledger.records import new_id  # noqa: E402
-from unillm.ledger.rows import COLUMNS, INSERT_SQL, iso  # noqa: E402
+from unillm.ledger.records import CallRecord  # noqa: E402
+from unillm.ledger.rows import COLUMNS, INSERT_SQL, iso, to_row  # noqa: E402
 from unillm.ledger.sqlite import SQLiteStore  # noqa: E402
 
 #: (provider, model, input $/Mtok, output $/Mtok)
@@ -36,11 +37,13 @@ MODELS = [
 ]
 SECTIONS = [None, "agent:research", "agent:research/llm:query", "agent:support", "batch:nightly"]
 _M = Decimal(1_000_000)
+#: every column's value for a record that sets nothing (NOT NULL columns included)
+_EMPTY = dict(zip(COLUMNS, to_row(CallRecord(provider="", model=""))))
 
 
 def row(rng: random.Random, start: datetime, days: int) -> tuple:
-    """One synthetic ledger row, in `COLUMNS` order (a column not set here is NULL, or 0
-    for a token count), so a migration that adds a column does not break the generator."""
+    """One synthetic ledger row, in `COLUMNS` order (a column not set here takes an empty
+    record's value), so a migration that adds a column does not break the generator."""
     provider, model, pin, pout = rng.choice(MODELS)
     at = start + timedelta(seconds=rng.random() * days * 86400)
     r = rng.random()
@@ -68,7 +71,7 @@ def row(rng: random.Random, start: datetime, days: int) -> tuple:
         "saved_reason": "cache" if saved else None, "price_version": "bench", "tags": tags,
         "section": rng.choice(SECTIONS), "stream": 0,
     }
-    return tuple(values.get(c, 0 if c.endswith("_tokens") else None) for c in COLUMNS)
+    return tuple(values.get(c, _EMPTY[c]) for c in COLUMNS)
 
 
 def generate(path: str, rows: int, days: int = 90, seed: int = 1, batch: int = 50_000) -> float:
