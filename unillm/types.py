@@ -11,6 +11,7 @@ from them, so a cached token can never be counted (or charged) twice.
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from typing import Any, Literal, Union
 
@@ -26,6 +27,31 @@ class _Model(BaseModel):
     """Validators are built on first use, not at import: `import unillm` stays cheap."""
 
     model_config = ConfigDict(defer_build=True)
+
+
+_built = False
+_build_lock = threading.Lock()
+
+
+def build_models() -> None:
+    """Build every model of this module once, under one lock, before the first request.
+
+    pydantic's deferred build is not thread-safe: threads making a process's first calls
+    at once could validate against a model another thread is rebuilding and fail with
+    "'Message' has no attribute '__pydantic_core_schema__'" (pydantic/pydantic#13419, seen
+    here in the 8-process budget stress test). Cheap after the first call: one global read.
+    """
+    global _built
+    with _build_lock:
+        if _built:
+            return
+        pending = list(_Model.__subclasses__())
+        while pending:
+            model = pending.pop()
+            pending.extend(model.__subclasses__())
+            if model.__module__ == __name__:
+                model.model_rebuild()
+        _built = True
 
 
 # ── request ──────────────────────────────────────────────────────────────────
@@ -214,6 +240,8 @@ def build_request(model: str, messages: Any, params: dict[str, Any], *, drop_par
     """``Client.chat``'s arguments -> a validated ChatRequest, or one precise InvalidRequestError."""
     from pydantic import ValidationError
 
+    if not _built:
+        build_models()
     from . import errors
     unknown = params.keys() - REQUEST_PARAMS
     if unknown:
