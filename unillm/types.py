@@ -286,6 +286,8 @@ class Usage(_Model):
 
     @model_validator(mode="after")
     def _parts_within_wholes(self) -> Usage:
+        if self.problem:  # the vendor's impossible figures, kept as reported (see vendor_usage)
+            return self
         if self.cache_write_1h_tokens > self.cache_write_tokens:
             raise ValueError(f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) are part of "
                              f"cache_write_tokens ({self.cache_write_tokens}) and cannot exceed them")
@@ -381,12 +383,15 @@ def _count(name: str, value: Any, problems: list[str]) -> int:
     if not math.isfinite(value):
         problems.append(f"{name} is not finite ({value})")
         return 0
+    whole = value == int(value)
+    if whole:
+        value = int(value)
     if value < 0:
         problems.append(f"{name} is negative ({value})")
-    if value != int(value):
+    if not whole:
         problems.append(f"{name} is fractional ({value})")
         return math.ceil(value)
-    return int(value)
+    return value
 
 
 class Cost(_Model):
