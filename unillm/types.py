@@ -15,7 +15,8 @@ import math
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, computed_field, field_validator, model_serializer,
+                      model_validator)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 UsageSource = Literal["provider", "tiktoken", "estimate"]
@@ -295,6 +296,18 @@ class Usage(_Model):
             raise ValueError(f"reasoning_tokens ({self.reasoning_tokens}) are part of "
                              f"output_tokens ({self.output_tokens}) and cannot exceed them")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extras(self, handler: Any) -> Any:
+        """``sources`` and ``problem`` appear in dumps only when they say something, so a
+        usage's JSON (cache entries, logs) is what it was before they existed."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if not self.sources:
+                data.pop("sources", None)
+            if self.problem is None:
+                data.pop("problem", None)
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
