@@ -392,7 +392,7 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     encoding, exact = encoding_for(model, settings)
     take_prompt = reported is not None and any(b in buckets for b in PROMPT_BUCKETS)
     take_output = reported is not None and any(b in buckets for b in OUTPUT_BUCKETS)
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if take_prompt:
         _take(values, origin, reported, PROMPT_BUCKETS)
@@ -420,7 +420,8 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     return Usage(**values, source=source, sources=sources)  # type: ignore[arg-type]
 
 
-def _take(values: dict[str, int], origin: dict[str, str], reported: Usage, names: Iterable[str]) -> None:
+def _take(values: dict[str, Any], origin: dict[str, str], reported: Usage | None,
+          names: Iterable[str]) -> None:
     for name in names:
         values[name] = getattr(reported, name)
         origin[name] = "provider"

@@ -374,8 +374,8 @@ def vendor_usage(*, prompt: Any = None, input: Any = None, cache_read: Any = Non
         problems.append(f"reasoning ({rsn}) exceeds output ({out})")
     if cw1h > cw:
         problems.append(f"1-hour cache writes ({cw1h}) exceed all cache writes ({cw})")
-    buckets = {"input_tokens": i, "cache_read_tokens": cr, "cache_write_tokens": cw,
-               "cache_write_1h_tokens": cw1h, "output_tokens": out, "reasoning_tokens": rsn}
+    buckets: dict[str, Any] = {"input_tokens": i, "cache_read_tokens": cr, "cache_write_tokens": cw,
+                               "cache_write_1h_tokens": cw1h, "output_tokens": out, "reasoning_tokens": rsn}
     if problems:
         return Usage.model_construct(**buckets, source="provider", sources={},
                                      problem="impossible usage from the vendor: " + "; ".join(problems))
