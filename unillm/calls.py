@@ -87,6 +87,7 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         error_class=type(error).__name__ if error is not None else None,
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
         tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
+        usage_sources=dict(usage.sources) if usage is not None else {},
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
 

@@ -33,8 +33,8 @@ from .calls import Call, failed_status, record_for
 from .config import Settings, load_settings
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
-from .streaming import (Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list, aprepend,
-                        first_chunk, prepend)
+from .streaming import (ALL_BUCKETS, Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list,
+                        aprepend, first_chunk, prepend)
 from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 Clock = Callable[[], datetime]
@@ -420,13 +420,13 @@ class Client:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
         call, (gen, first) = self._with_fallbacks(
             call, lambda c: self._attempt(c, lambda: first_chunk(c.adapter.stream(c.request, c.ref.model))))
-        return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model),
+        return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                           lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
         call, (gen, first) = await self._awith_fallbacks(
             call, lambda c: self._aattempt(c, lambda: afirst_chunk(c.adapter.astream(c.request, c.ref.model))))
-        return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model),
+        return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                                lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
 
     # ── steps 8-12 ───────────────────────────────────────────────────────────
@@ -438,6 +438,8 @@ class Client:
         resp.sent_model = call.ref.model
         if resp.usage is None:
             resp.usage = self._count_usage(call, resp)
+        if resp.usage.problem:
+            self._bad_usage(call, resp, error)
         price = call.price if not resp.model or resp.model == call.ref.model else self._reported_price(call, resp)
         cost = resp.cost = price.cost(resp.usage) if price is not None else None
         saved, reason = self._rule_saving(call, resp.usage, cost)
@@ -477,11 +479,35 @@ class Client:
                       f"as {resp.model!r}", errors.ModelMismatchWarning, stacklevel=4)
         return book.price(provider, resp.model, call.at)
 
+    def _bad_usage(self, call: Call, resp: ChatResponse, cause: BaseException | None) -> None:
+        """Impossible figures from the vendor: an ``error`` row keeping them as reported (no
+        cost: they cannot be priced), then `UsageError` carrying the answer, which was paid for."""
+        usage = resp.usage
+        err = errors.UsageError(usage.problem or "impossible usage", usage=usage, response=resp,  # type: ignore[union-attr]
+                                provider=call.ref.provider, model=resp.model or call.ref.model)
+        if self._recording:
+            rec = record_for(call, "error", usage=usage, error=err, response=resp,
+                             log_content=self.settings.log_content, model=resp.model or call.ref.model)
+            self._record(rec, call)
+            resp.ledger_id = rec.id
+        if cause is not None:
+            raise err from cause
+        raise err
+
     def _finish_stream(self, call: Call, acc: Accumulator, error: BaseException | None) -> ChatResponse:
+        """A stream's end. Complete only when the vendor said so (a finish reason) and nothing
+        broke; else partial, with the vendor's figures for every bucket it had reported and
+        only the rest counted."""
         if acc.first_at is not None:
             call.ttft_ms = (acc.first_at - call.attempt_t0) * 1000.0  # of the attempt that answered
         complete = error is None and acc.finish_reason is not None
-        return self._finish(call, acc.response(), complete=complete, error=error, chunks=acc.chunks)
+        resp = acc.response()
+        if resp.usage is None:
+            reported, buckets = acc.reported()
+            if reported is not None and buckets:
+                resp.usage = reported if buckets >= ALL_BUCKETS else \
+                    self._count_usage(call, resp, reported, buckets)
+        return self._finish(call, resp, complete=complete, error=error, chunks=acc.chunks)
 
     # ── step 6 and 11: the response cache ───────────────────────────────────
 
@@ -524,13 +550,16 @@ class Client:
             cache_key(call.ref, call.request, namespace=decision.namespace)  # the model that answered
         self.cache.set(key, make_entry(resp, chunks=chunks, namespace=decision.namespace), decision.ttl)
 
-    def _count_usage(self, call: Call, resp: ChatResponse) -> Usage:
+    def _count_usage(self, call: Call, resp: ChatResponse, reported: Usage | None = None,
+                     buckets: frozenset[str] = frozenset()) -> Usage:
+        """Usage counted locally, keeping the vendor's figures for the ``buckets`` it reported."""
         from .tokens import count_usage
         msg = resp.choices[0].message if resp.choices else None
         text = (msg.content or "") if msg else ""
         if msg and msg.tool_calls:
             text += "".join(tc.function.name + tc.function.arguments for tc in msg.tool_calls)
-        return count_usage(call.request, text, call.ref.model, self.providers[call.ref.provider])
+        return count_usage(call.request, text, call.ref.model, self.providers[call.ref.provider],
+                           reported=reported, buckets=buckets)
 
     def _rule_saving(self, call: Call, usage: Usage, cost: Any) -> tuple[Decimal | None, str | None]:
         """A swap's saving: the actual usage priced at the original model minus what was paid."""

@@ -23,6 +23,7 @@
         ├── TimeoutError             no answer in time (retryable)
         ├── ConnectionError          could not reach the vendor (retryable)
         └── ResponseError            the vendor answered something we cannot read
+            └── UsageError           its usage figures are impossible (the answer is kept)
 
 `ProviderError` subclasses are produced at one boundary only: ``Client._translate``
 hands every SDK exception to its adapter's ``translate_error`` (built on
@@ -61,6 +62,7 @@ __all__ = [
     "TimeoutError",
     "ConnectionError",
     "ResponseError",
+    "UsageError",
     "did_you_mean",
 ]
 
@@ -241,6 +243,17 @@ class ConnectionError(ProviderError):  # noqa: A001
 
 class ResponseError(ProviderError):
     """The vendor answered with something unreadable (malformed JSON, a cut stream)."""
+
+
+class UsageError(ResponseError):
+    """The vendor answered, but its usage figures are impossible (negative, fractional, a part
+    larger than its whole). Nothing is clamped: ``usage`` holds the figures as reported (with
+    ``usage.problem``), ``response`` the answer, which was paid for; the ledger row keeps the
+    raw usage with status ``error`` and no cost."""
+
+    def __init__(self, message: str, *, usage: Any = None, response: Any = None, **kw: Any) -> None:
+        self.usage, self.response = usage, response
+        super().__init__(message, **kw)
 
 
 # ── secrets never leave in an error ──────────────────────────────────────────

@@ -11,16 +11,71 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .types import ChatResponse, Choice, FunctionCall, ResponseMessage, StreamChunk, ToolCall, Usage
+from .types import BUCKETS, ChatResponse, Choice, FunctionCall, ResponseMessage, StreamChunk, ToolCall, Usage
+
+#: what a vendor has reported so far: its usage figures, and which buckets of them are its own
+#: figures for the call (the rest are still to be counted)
+Reported = tuple[Usage | None, frozenset[str]]
+NOTHING_REPORTED: Reported = (None, frozenset())
+ALL_BUCKETS = frozenset(BUCKETS)
+
+
+class VendorStream:
+    """An adapter's stream: its chunks, and what the vendor has said so far.
+
+    ``state`` is the adapter's stream state (its converter's ``StreamState``): ``reported()``
+    gives the usage figures received, even when the stream is cut before its last chunk, and
+    ``complete`` is True once the vendor signalled the end (a finish reason or stop event).
+    Closing it closes the adapter's generator, which closes the SDK stream.
+    """
+
+    __slots__ = ("_chunks", "state")
+
+    def __init__(self, chunks: Iterator[StreamChunk], state: Any) -> None:
+        self._chunks, self.state = chunks, state
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()  # type: ignore[attr-defined]
+
+    def reported(self) -> Reported:
+        return self.state.reported()
+
+
+class AsyncVendorStream:
+    """`VendorStream` for ``astream``."""
+
+    __slots__ = ("_chunks", "state")
+
+    def __init__(self, chunks: AsyncIterator[StreamChunk], state: Any) -> None:
+        self._chunks, self.state = chunks, state
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+    def reported(self) -> Reported:
+        return self.state.reported()
 
 
 class Accumulator:
-    """Folds chunks into one response. Usage is taken from the last chunk that carries it."""
+    """Folds chunks into one response. Usage is taken from the last chunk that carries it;
+    ``source`` (the adapter's `VendorStream`) tells what the vendor reported before a cut."""
 
     __slots__ = ("id", "model", "provider", "created", "text", "tools", "finish_reason", "usage",
-                 "first_at", "chunks")
+                 "first_at", "chunks", "source")
 
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(self, provider: str, model: str, source: Any = None) -> None:
         self.id, self.model, self.provider, self.created = "", model, provider, int(time.time())
         self.text: list[str] = []
         self.tools: dict[int, dict[str, Any]] = {}
@@ -28,6 +83,12 @@ class Accumulator:
         self.usage: Usage | None = None
         self.first_at: float | None = None
         self.chunks: list[StreamChunk] = []  # kept for cache replay
+        self.source = source
+
+    def reported(self) -> Reported:
+        """The vendor's usage figures received so far (an adapter stream without a state: none)."""
+        reported = getattr(self.source, "reported", None)
+        return reported() if reported is not None else NOTHING_REPORTED
 
     def add(self, chunk: StreamChunk) -> None:
         if self.first_at is None:

@@ -36,10 +36,10 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .types import ChatRequest, Message, Tool, Usage
+from .types import BUCKETS, OUTPUT_BUCKETS, PROMPT_BUCKETS, ChatRequest, Message, Tool, Usage
 
 if TYPE_CHECKING:
     from .profiles import ProviderSettings
@@ -382,16 +382,53 @@ def prompt_usage_estimate(request: ChatRequest, model: str,
 
 
 def count_usage(request: ChatRequest, completion_text: str, model: str,
-                settings: ProviderSettings | None = None) -> Usage:
-    """Usage counted locally when the vendor reported none.
+                settings: ProviderSettings | None = None, *, reported: Usage | None = None,
+                buckets: Collection[str] = ()) -> Usage:
+    """Usage counted locally where the vendor reported none.
 
     ``completion_text`` is everything the model produced: text plus tool-call
     names and arguments. All prompt tokens count as uncached input (a cache hit
     cannot be seen locally, so this errs high).
+
+    ``reported`` is what the vendor had said when a stream ended early, ``buckets`` which of
+    its figures are the vendor's for the call: those are kept as they are and only the rest
+    is counted (the prompt side and the output side each come whole from one place, so a
+    cached token is never counted twice). When the buckets' origins differ, ``sources``
+    names each one and ``source`` is the least exact.
     """
     encoding, exact = encoding_for(model, settings)
-    prompt, exact = _prompt(request, encoding, exact, model, settings.adapter if settings else None)
-    out = count_text(completion_text, encoding)
-    if out is None:
-        out, exact = heuristic_count(completion_text), False
-    return Usage(input_tokens=prompt, output_tokens=out, source="tiktoken" if exact else "estimate")
+    take_prompt = reported is not None and any(b in buckets for b in PROMPT_BUCKETS)
+    take_output = reported is not None and any(b in buckets for b in OUTPUT_BUCKETS)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if take_prompt:
+        _take(values, origin, reported, PROMPT_BUCKETS)
+    else:
+        prompt, prompt_exact = _prompt(request, encoding, exact, model, settings.adapter if settings else None)
+        values.update(input_tokens=prompt, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0)
+        origin.update(dict.fromkeys(PROMPT_BUCKETS, "tiktoken" if prompt_exact else "estimate"))
+    if take_output:
+        _take(values, origin, reported, OUTPUT_BUCKETS)
+    else:
+        out = count_text(completion_text, encoding)
+        out_exact = exact and out is not None
+        if out is None:
+            out = heuristic_count(completion_text)
+        values.update(output_tokens=out, reasoning_tokens=0)  # reasoning cannot be seen locally
+        origin.update(dict.fromkeys(OUTPUT_BUCKETS, "tiktoken" if out_exact else "estimate"))
+    if not (take_prompt or take_output):  # nothing from the vendor: one source, as before
+        origin = dict.fromkeys(BUCKETS, "estimate" if "estimate" in origin.values() else "tiktoken")
+    kinds = set(origin.values())
+    source = next(k for k in ("estimate", "tiktoken", "provider") if k in kinds)
+    sources = origin if len(kinds) > 1 else {}
+    problem = reported.problem if reported is not None and (take_prompt or take_output) else None
+    if problem:
+        return Usage.model_construct(**values, source=source, sources=sources, problem=problem)
+    return Usage(**values, source=source, sources=sources)  # type: ignore[arg-type]
+
+
+def _take(values: dict[str, Any], origin: dict[str, str], reported: Usage | None,
+          names: Iterable[str]) -> None:
+    for name in names:
+        values[name] = getattr(reported, name)
+        origin[name] = "provider"

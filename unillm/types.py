@@ -11,11 +11,13 @@ from them, so a cached token can never be counted (or charged) twice.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, computed_field, field_validator, model_serializer,
+                      model_validator)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 UsageSource = Literal["provider", "tiktoken", "estimate"]
@@ -300,7 +302,11 @@ class Usage(_Model):
     ``cache_write_tokens`` includes ``cache_write_1h_tokens``. OpenAI's field names
     (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, the ``*_details``)
     are derived from the buckets. ``source`` says where the numbers came from:
-    the vendor, tiktoken, or a heuristic estimate.
+    the vendor, tiktoken, or a heuristic estimate. When the buckets came from
+    different places (a cut stream: the vendor's prompt figures, output counted
+    locally), ``sources`` names each bucket's origin and ``source`` is the least
+    exact of them. Usage the vendor reported impossibly is built by
+    `vendor_usage` unvalidated, as reported, with ``problem`` saying what is wrong.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -313,13 +319,34 @@ class Usage(_Model):
     output_tokens: int = Field(default=0, ge=0)       # reasoning included
     reasoning_tokens: int = Field(default=0, ge=0)    # part of output_tokens
     source: UsageSource = "provider"
+    #: bucket name -> where its number came from; empty when every bucket came from ``source``
+    sources: dict[str, UsageSource] = Field(default_factory=dict)
+    #: why the vendor's figures cannot be right (they are then kept as reported, unvalidated)
+    problem: str | None = None
 
     @model_validator(mode="after")
-    def _1h_within_writes(self) -> Usage:
+    def _parts_within_wholes(self) -> Usage:
+        if self.problem:  # the vendor's impossible figures, kept as reported (see vendor_usage)
+            return self
         if self.cache_write_1h_tokens > self.cache_write_tokens:
             raise ValueError(f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) are part of "
                              f"cache_write_tokens ({self.cache_write_tokens}) and cannot exceed them")
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError(f"reasoning_tokens ({self.reasoning_tokens}) are part of "
+                             f"output_tokens ({self.output_tokens}) and cannot exceed them")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extras(self, handler: Any) -> Any:
+        """``sources`` and ``problem`` appear in dumps only when they say something, so a
+        usage's JSON (cache entries, logs) is what it was before they existed."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if not self.sources:
+                data.pop("sources", None)
+            if self.problem is None:
+                data.pop("problem", None)
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -346,6 +373,77 @@ class Usage(_Model):
     @property
     def completion_tokens_details(self) -> CompletionTokensDetails:
         return CompletionTokensDetails(reasoning_tokens=self.reasoning_tokens)
+
+
+#: the token buckets of a `Usage`, prompt side then output side
+PROMPT_BUCKETS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+OUTPUT_BUCKETS = ("output_tokens", "reasoning_tokens")
+BUCKETS = PROMPT_BUCKETS + OUTPUT_BUCKETS
+
+
+def vendor_usage(*, prompt: Any = None, input: Any = None, cache_read: Any = None,
+                 cache_write: Any = None, cache_write_1h: Any = None, output: Any = None,
+                 reasoning: Any = None, reasoning_in_output: bool = True) -> Usage:
+    """The one boundary where a vendor's token counts become a `Usage`; every converter calls it.
+
+    ``prompt`` is a prompt total that includes cache reads and writes (OpenAI, Gemini);
+    ``input`` is uncached input (Anthropic, Cohere) or, beside ``prompt``, input counted
+    outside it (Gemini's tool-use prompt). ``output`` includes ``reasoning`` unless
+    ``reasoning_in_output`` is False. None means the vendor did not report that count.
+
+    Every count must be a whole, non-negative number (``5.0`` is 5) and no part may exceed
+    its whole (cache reads + writes <= prompt, 1-hour writes <= writes, reasoning <=
+    output). Nothing is clamped, for any vendor: impossible figures come back unvalidated,
+    as reported (a negative stays negative, a fraction is rounded up to the next whole
+    token) with ``problem`` naming each fault; the Client records them on an ``error``
+    row and raises `unillm.errors.UsageError` carrying the answer.
+    """
+    problems: list[str] = []
+    p, i = _count("prompt", prompt, problems), _count("input", input, problems)
+    cr, cw = _count("cache_read", cache_read, problems), _count("cache_write", cache_write, problems)
+    cw1h = _count("cache_write_1h", cache_write_1h, problems)
+    out, rsn = _count("output", output, problems), _count("reasoning", reasoning, problems)
+    if prompt is not None:
+        if cr + cw > p:
+            problems.append(f"cache reads ({cr}) and writes ({cw}) exceed the prompt ({p})")
+        i += p - cr - cw
+    if not reasoning_in_output:
+        out += rsn
+    if rsn > out:
+        problems.append(f"reasoning ({rsn}) exceeds output ({out})")
+    if cw1h > cw:
+        problems.append(f"1-hour cache writes ({cw1h}) exceed all cache writes ({cw})")
+    buckets: dict[str, Any] = {"input_tokens": i, "cache_read_tokens": cr, "cache_write_tokens": cw,
+                               "cache_write_1h_tokens": cw1h, "output_tokens": out, "reasoning_tokens": rsn}
+    if problems:
+        return Usage.model_construct(**buckets, source="provider", sources={},
+                                     problem="impossible usage from the vendor: " + "; ".join(problems))
+    return Usage(**buckets)
+
+
+def _count(name: str, value: Any, problems: list[str]) -> int:
+    """One reported count as an int; what is wrong with it goes to ``problems``."""
+    if value is None:
+        return 0
+    if type(value) is int:  # the common case
+        if value < 0:
+            problems.append(f"{name} is negative ({value})")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        problems.append(f"{name} is not a number ({value!r})")
+        return 0
+    if not math.isfinite(value):
+        problems.append(f"{name} is not finite ({value})")
+        return 0
+    whole = value == int(value)
+    if whole:
+        value = int(value)
+    if value < 0:
+        problems.append(f"{name} is negative ({value})")
+    if not whole:
+        problems.append(f"{name} is fractional ({value})")
+        return math.ceil(value)
+    return value
 
 
 class Cost(_Model):

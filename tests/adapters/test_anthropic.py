@@ -250,7 +250,7 @@ async def test_stream_that_ends_before_message_stop(fake, adapter, mode) -> None
     """A well-formed HTTP stream whose events stop early is still an incomplete answer."""
     events = _events(Reply())
     fake.queue(Reply(events=[e for e in events if e[0] not in ("message_delta", "message_stop")]))
-    with pytest.raises(errors.ResponseError, match="before the message was complete"):
+    with pytest.raises(errors.ResponseError, match="before the vendor sent a stop reason"):
         await call(adapter, request(), mode=mode, stream=True)
 
 

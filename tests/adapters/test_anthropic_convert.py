@@ -130,9 +130,11 @@ def test_ttl_breakdown_alone_gives_the_write_total() -> None:
     assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (50, 30)
 
 
-def test_1h_writes_never_exceed_the_reported_total() -> None:
+def test_1h_writes_above_the_reported_total_are_a_problem_not_clamped() -> None:
+    # the same rule for every vendor: a part larger than its whole is kept as reported and flagged
     u = usage_from({**ONE_HOUR_USAGE, "cache_creation_input_tokens": 600})
-    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (600, 600)
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (600, 1000)
+    assert "1-hour cache writes (1000) exceed all cache writes (600)" in u.problem
 
 
 @pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk-object"])

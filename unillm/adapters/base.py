@@ -78,10 +78,15 @@ class Adapter(ABC):
 
     @abstractmethod
     def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
-        """One streaming attempt, as a generator. Closing it must close the SDK stream.
+        """One streaming attempt, lazily (nothing is sent before the first ``next``). Closing it
+        must close the SDK stream.
 
         Yields OpenAI-shaped chunks; when the vendor reports usage, the last chunk
-        carries it (cumulative usage is taken once, never summed).
+        carries it (cumulative usage is taken once, never summed). The four native
+        adapters return a `unillm.streaming.VendorStream`, whose ``reported()`` keeps the
+        usage the vendor sent even when the stream is cut before its last chunk. A stream
+        is complete only when the vendor signalled its end (`check_complete`); one that
+        ends otherwise raises `ResponseError`.
         """
 
     @abstractmethod
@@ -120,6 +125,15 @@ class Adapter(ABC):
         close = getattr(self._sync_client, "close", None)
         if close is not None:
             close()
+
+
+def check_complete(state: Any, provider: str, model: str, signal: str) -> None:
+    """After a stream's last event: a `ResponseError` unless the vendor sent ``signal`` (its
+    finish reason or stop event; ``state.complete``). Every adapter classifies alike: a stream
+    the vendor did not finish is partial (never cached; before any chunk, a fallback may answer)."""
+    if not state.complete:
+        raise errors.ResponseError(f"the stream ended before the vendor sent {signal}",
+                                   provider=provider, model=model)
 
 
 # ── shared pieces every adapter's translate_error uses ───────────────────────

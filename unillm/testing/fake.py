@@ -13,7 +13,8 @@ response code runs, offline. Script what it answers, request by request::
 
 Replies are vendor-neutral: each protocol module renders one in its vendor's
 shape (JSON or SSE). ``Reply.body`` / ``Reply.events`` serve a recorded vendor
-payload verbatim. Works for sync and async clients alike (the server runs in a
+payload verbatim (with ``cut_after=N`` the connection drops after N events; a list cut
+short ends cleanly), ``Reply.raw`` any bytes (an HTML error page answering 200). Works for sync and async clients alike (the server runs in a
 thread); ``async with FakeProvider()`` is accepted too.
 """
 
@@ -73,6 +74,8 @@ class Reply:
     malformed: bool = False                  # answer 200 with a body that is not JSON
     body: Any = None                         # serve this JSON verbatim (non-stream)
     events: list[Any] | None = None          # serve these SSE events verbatim (stream)
+    raw: bytes | None = None                 # serve these bytes verbatim, stream or not (an HTML page)
+    content_type: str = "text/html; charset=utf-8"  # of ``raw``
 
     def tool_call_specs(self) -> list[ToolCallSpec]:
         out = []
@@ -272,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status >= 400:
             err = reply.error if isinstance(reply.error, dict) else proto.render_error(reply, ctx)
             self._send_json(reply.status, err, reply.headers)
+        elif reply.raw is not None:
+            self._send_bytes(reply.status, reply.raw, reply.content_type, reply.headers)
         elif reply.malformed:
             self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json", reply.headers)
         elif stream:

@@ -16,7 +16,9 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, json_body, parse_retry_after, require
+from ...streaming import AsyncVendorStream, VendorStream
+from ..base import (Adapter, check_complete, error_for_status, error_message, json_body, parse_retry_after,
+                    require)
 from .convert import StreamState, from_response, to_request
 
 # status implied by an error event inside a 200 stream (``{"type": "error", "error": {"type": ...}}``)
@@ -74,10 +76,17 @@ class AnthropicAdapter(Adapter):
         raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model))
         return from_response(json_body(raw), self.provider)
 
-    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+    def stream(self, request: ChatRequest, model: str) -> VendorStream:
+        state = StreamState(self.provider)
+        return VendorStream(self._stream(request, model, state), state)
+
+    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+        state = StreamState(self.provider)
+        return AsyncVendorStream(self._astream(request, model, state), state)
+
+    def _stream(self, request: ChatRequest, model: str, state: StreamState) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
         sdk_stream = self.sync_client().messages.create(**kwargs, stream=True)
-        state = StreamState(self.provider)
         try:
             for event in sdk_stream:
                 yield from state.feed(event)
@@ -85,10 +94,9 @@ class AnthropicAdapter(Adapter):
         finally:
             sdk_stream.close()  # also on GeneratorExit: releases the connection
 
-    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+    async def _astream(self, request: ChatRequest, model: str, state: StreamState) -> AsyncIterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
         sdk_stream = await self.async_client().messages.create(**kwargs, stream=True)
-        state = StreamState(self.provider)
         try:
             async for event in sdk_stream:
                 for chunk in state.feed(event):
@@ -99,13 +107,10 @@ class AnthropicAdapter(Adapter):
             await sdk_stream.close()
 
     def _end(self, state: StreamState, model: str) -> list[StreamChunk]:
-        """After the last event: nothing more when complete, else finish or fail."""
-        if state.done:
-            return []
-        if state.stop_reason is not None:  # message_delta arrived, message_stop did not
-            return [state.finish()]
-        raise errors.ResponseError("the stream ended before the message was complete",
-                                   provider=self.provider, model=model)
+        """After the last event: nothing more after message_stop; the closing chunk when only
+        message_delta (with the stop reason) arrived; else the stream was not finished."""
+        check_complete(state, self.provider, model, "a stop reason")
+        return [] if state.done else [state.finish()]
 
     # ── errors ──
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidRequestError, UnsupportedParamError
 from ...types import (
+    BUCKETS,
+    PROMPT_BUCKETS,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -46,6 +48,7 @@ from ...types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    vendor_usage,
 )
 
 if TYPE_CHECKING:
@@ -78,6 +81,8 @@ _NO_PARAM = {
 }
 
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+_ALL_BUCKETS, _PROMPT_BUCKETS = frozenset(BUCKETS), frozenset(PROMPT_BUCKETS)
 
 # the cumulative usage fields a stream reports; later events replace earlier values
 _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
@@ -274,10 +279,6 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _int(value: Any) -> int:
-    return int(value) if value else 0
-
-
 def finish_reason(stop_reason: str | None) -> FinishReason | None:
     """Anthropic ``stop_reason`` -> OpenAI ``finish_reason`` (unknown reasons -> "stop")."""
     if stop_reason is None:
@@ -293,34 +294,28 @@ def usage_from(raw_usage: Any) -> Usage | None:
     reported separately in ``output_tokens_details.thinking_tokens``.
     ``cache_creation_input_tokens`` counts every cache write, of which
     ``cache_creation.ephemeral_1h_input_tokens`` were written with a 1-hour TTL.
+    Validated, never clamped, by `vendor_usage`.
     """
     if raw_usage is None:
         return None
-    details = _get(raw_usage, "output_tokens_details")
-    written, written_1h = _cache_writes(raw_usage)
-    return Usage(
-        input_tokens=_int(_get(raw_usage, "input_tokens")),
-        cache_read_tokens=_int(_get(raw_usage, "cache_read_input_tokens")),
-        cache_write_tokens=written,
-        cache_write_1h_tokens=written_1h,
-        output_tokens=_int(_get(raw_usage, "output_tokens")),
-        reasoning_tokens=_int(_get(details, "thinking_tokens")),
-        source="provider",
-    )
-
-
-def _cache_writes(raw_usage: Any) -> tuple[int, int]:
-    """(all cache writes, the 1-hour ones).
-
-    The total is ``cache_creation_input_tokens``, or the TTL breakdown's sum when
-    only the breakdown was sent; the 1-hour part never exceeds the total.
-    """
     by_ttl = _get(raw_usage, "cache_creation")
-    written_1h = _int(_get(by_ttl, "ephemeral_1h_input_tokens"))
-    total = _get(raw_usage, "cache_creation_input_tokens")
-    if total is None:
-        return written_1h + _int(_get(by_ttl, "ephemeral_5m_input_tokens")), written_1h
-    return _int(total), min(written_1h, _int(total))
+    written_1h = _get(by_ttl, "ephemeral_1h_input_tokens")
+    written = _get(raw_usage, "cache_creation_input_tokens")
+    if written is None and by_ttl is not None:  # only the breakdown was sent: its sum
+        written = _sum(_get(by_ttl, "ephemeral_5m_input_tokens"), written_1h)
+    return vendor_usage(input=_get(raw_usage, "input_tokens"),
+                        cache_read=_get(raw_usage, "cache_read_input_tokens"),
+                        cache_write=written, cache_write_1h=written_1h,
+                        output=_get(raw_usage, "output_tokens"),
+                        reasoning=_get(_get(raw_usage, "output_tokens_details"), "thinking_tokens"))
+
+
+def _sum(*values: Any) -> Any:
+    """The sum of the counts given; a value that is not a count is passed on to be reported."""
+    numbers = [v for v in values if v is not None]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        return sum(numbers)
+    return next(v for v in numbers if not isinstance(v, (int, float)) or isinstance(v, bool))
 
 
 def from_response(raw: Any, provider: str, *, created: int | None = None) -> ChatResponse:
@@ -369,12 +364,27 @@ class StreamState:
         self.stop_reason: str | None = None
         self.done = False
         self._usage: dict[str, Any] | None = None
+        self._final_usage = False  # message_delta's cumulative usage arrived
         self._tools: dict[int, int] = {}  # content block index -> tool call position
 
     @property
     def usage(self) -> Usage | None:
         """The usage reported so far (cumulative values, each taken once)."""
         return usage_from(self._usage)
+
+    @property
+    def complete(self) -> bool:
+        """True once the vendor sent its stop reason (message_delta) or message_stop."""
+        return self.done or self.stop_reason is not None
+
+    def reported(self) -> tuple[Usage | None, frozenset[str]]:
+        """The usage so far, and which of its buckets are the vendor's figures for the call:
+        the prompt side from ``message_start``; the output too once ``message_delta`` came
+        (``message_start``'s output count is provisional, not a figure for what followed)."""
+        usage = self.usage
+        if usage is None:
+            return None, frozenset()
+        return usage, _ALL_BUCKETS if self._final_usage else _PROMPT_BUCKETS
 
     def feed(self, event: Any) -> list[StreamChunk]:
         handler = getattr(self, f"_on_{_get(event, 'type')}", None)
@@ -420,7 +430,9 @@ class StreamState:
 
     def _on_message_delta(self, event: Any) -> list[StreamChunk]:
         self.stop_reason = _get(_get(event, "delta"), "stop_reason") or self.stop_reason
-        self._take_usage(_get(event, "usage"))
+        if _get(event, "usage") is not None:
+            self._take_usage(_get(event, "usage"))
+            self._final_usage = True
         return []
 
     def _on_message_stop(self, event: Any) -> list[StreamChunk]:

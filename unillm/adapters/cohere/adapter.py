@@ -7,12 +7,14 @@ carry the profile's extra headers and timeout) and closes them in
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from ...streaming import AsyncVendorStream, VendorStream
+from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 
@@ -43,10 +45,6 @@ class CohereAdapter(Adapter):
     def _response(self, raw: Any, model: str) -> ChatResponse:
         return convert.from_response(raw, self.provider, model=model)
 
-    def _cut(self, model: str) -> errors.ResponseError:
-        return errors.ResponseError("the stream ended before Cohere's message-end event",
-                                    provider=self.provider, model=model)
-
     # ── calls ──
     def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         return self._response(self.sync_client().chat(**self._kwargs(request, model)), model)
@@ -55,30 +53,52 @@ class CohereAdapter(Adapter):
         raw = await self.async_client().chat(**self._kwargs(request, model))
         return self._response(raw, model)
 
-    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+    def stream(self, request: ChatRequest, model: str) -> VendorStream:
+        state = convert.StreamState(self.provider, model)
+        return VendorStream(self._stream(request, model, state), state)
+
+    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+        state = convert.StreamState(self.provider, model)
+        return AsyncVendorStream(self._astream(request, model, state), state)
+
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
         events = self.sync_client().chat_stream(**kwargs)
-        state = convert.StreamState(self.provider, model)
         try:
-            for event in events:
-                yield from state.feed(event)
+            try:
+                for event in events:
+                    yield from state.feed(event)
+            except Exception as exc:
+                self._not_sse(exc, model)
+                raise
         finally:
             events.close()  # releases the connection, also when the caller stops early
-        if not state.finished:
-            raise self._cut(model)
+        check_complete(state, self.provider, model, "its message-end event")
 
-    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+    async def _astream(self, request: ChatRequest, model: str,
+                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
         events = self.async_client().chat_stream(**kwargs)
-        state = convert.StreamState(self.provider, model)
         try:
-            async for event in events:
-                for chunk in state.feed(event):
-                    yield chunk
+            try:
+                async for event in events:
+                    for chunk in state.feed(event):
+                        yield chunk
+            except Exception as exc:
+                self._not_sse(exc, model)
+                raise
         finally:
             await events.aclose()
-        if not state.finished:
-            raise self._cut(model)
+        check_complete(state, self.provider, model, "its message-end event")
+
+    def _not_sse(self, exc: Exception, model: str) -> None:
+        """A 200 whose body is not an event stream (an HTML page from a proxy, say) is an answer
+        we cannot read, not a broken connection: `ResponseError`, never retried. The SDK raises
+        it as an ``httpx.TransportError`` subclass, so it is told apart here, where it is read."""
+        sse_error = getattr(sys.modules.get("cohere.core.http_sse._exceptions"), "SSEError", None)
+        if sse_error is not None and isinstance(exc, sse_error):
+            raise errors.ResponseError(f"Cohere's stream is not server-sent events: {exc}",
+                                       provider=self.provider, model=model) from exc
 
     # ── errors ──
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

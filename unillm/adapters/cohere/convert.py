@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...types import (
+    BUCKETS,
     ChatRequest,
     ChatResponse,
     ChunkChoice,
@@ -37,6 +38,7 @@ from ...types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    vendor_usage,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "ERROR": "error",
     "TIMEOUT": "error",
 }
+
+_ALL_BUCKETS = frozenset(BUCKETS)
 
 _TOOL_CHOICES = {"none": "NONE", "required": "REQUIRED"}
 
@@ -205,18 +209,13 @@ def plain(raw: Any) -> Any:
     return dump(mode="json") if dump is not None else raw
 
 
-def _count(value: Any) -> int:
-    return int(value or 0)
-
-
 def usage_from(raw_usage: Any) -> Usage | None:
     """Billing buckets from ``usage.billed_units``; None when Cohere billed nothing visible."""
     u = plain(raw_usage)
     billed = (u or {}).get("billed_units")
     if not billed or (billed.get("input_tokens") is None and billed.get("output_tokens") is None):
         return None
-    return Usage(input_tokens=_count(billed.get("input_tokens")),
-                 output_tokens=_count(billed.get("output_tokens")), source="provider")
+    return vendor_usage(input=billed.get("input_tokens"), output=billed.get("output_tokens"))
 
 
 def finish_reason(raw: str | None) -> FinishReason | None:
@@ -267,8 +266,23 @@ class StreamState:
         self.finished = False
         self._tool_index: dict[int, int] = {}
 
+    @property
+    def complete(self) -> bool:
+        """True once ``message-end`` arrived."""
+        return self.finished
+
+    def reported(self) -> tuple[Usage | None, frozenset[str]]:
+        """``message-end``'s usage, once it arrived (the only usage a Cohere stream reports)."""
+        return self.usage, _ALL_BUCKETS if self.usage is not None else frozenset()
+
     def feed(self, event: Any) -> list[StreamChunk]:
         ev = plain(event) or {}
+        if isinstance(ev.get("data"), str):
+            # the SDK logs an event whose data is not JSON and hands it on as its raw SSE
+            # fields; skipping it would lose part of the answer
+            raise errors.ResponseError(
+                f"Cohere sent a stream event that is not valid JSON: {ev['data'][:200]!r}",
+                provider=self.provider, model=self.model)
         kind = ev.get("type")
         delta_msg = (ev.get("delta") or {}).get("message") or {}
         if kind == "message-start":

@@ -15,7 +15,8 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from ...streaming import AsyncVendorStream, VendorStream
+from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 _RETRY_DELAY = re.compile(r"^\s*([0-9.]+)s\s*$")
@@ -93,20 +94,28 @@ class GoogleAdapter(Adapter):
         raw = await self.async_client().aio.models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
 
-    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    def stream(self, request: ChatRequest, model: str) -> VendorStream:
         state = convert.StreamState(self.provider, model)
+        return VendorStream(self._stream(request, model, state), state)
+
+    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+        state = convert.StreamState(self.provider, model)
+        return AsyncVendorStream(self._astream(request, model, state), state)
+
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model)
         sdk_stream = self.sync_client().models.generate_content_stream(**kwargs)
         try:
             for event in sdk_stream:
                 yield from state.feed(event)
+            check_complete(state, self.provider, model, "a finishReason")
             yield state.finish()
         finally:
             sdk_stream.close()  # closed early or broken: release the connection
 
-    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+    async def _astream(self, request: ChatRequest, model: str,
+                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
         kwargs = self._kwargs(request, model)
-        state = convert.StreamState(self.provider, model)
         sdk_stream = await self.async_client().aio.models.generate_content_stream(**kwargs)
         responses: list[Any] = []
         try:
@@ -120,6 +129,7 @@ class GoogleAdapter(Adapter):
                     _OPEN_RESPONSES.reset(token)
                 for chunk in state.feed(event):
                     yield chunk
+            check_complete(state, self.provider, model, "a finishReason")
             yield state.finish()
         finally:
             await sdk_stream.aclose()

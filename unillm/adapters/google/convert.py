@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...types import (
+    BUCKETS,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -45,6 +46,7 @@ from ...types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    vendor_usage,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +75,8 @@ _FINISH: dict[str, FinishReason] = {
     "MALFORMED_RESPONSE": "error",
     "OTHER": "stop",
 }
+
+_ALL_BUCKETS = frozenset(BUCKETS)
 
 _TOOL_CHOICE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
@@ -337,13 +341,11 @@ def usage_from(raw_usage: Any) -> Usage | None:
             "cachedContentTokenCount", "toolUsePromptTokenCount", "totalTokenCount")
     if all(_pick(u, k) is None for k in keys):
         return None
-    prompt = _pick(u, "promptTokenCount") or 0
-    cached = _pick(u, "cachedContentTokenCount") or 0
-    tool_use = _pick(u, "toolUsePromptTokenCount") or 0
-    thoughts = _pick(u, "thoughtsTokenCount") or 0
-    candidates = _pick(u, "candidatesTokenCount") or 0
-    return Usage(input_tokens=max(prompt - cached, 0) + tool_use, cache_read_tokens=cached,
-                 output_tokens=candidates + thoughts, reasoning_tokens=thoughts, source="provider")
+    return vendor_usage(prompt=_pick(u, "promptTokenCount") or 0,
+                        cache_read=_pick(u, "cachedContentTokenCount"),
+                        input=_pick(u, "toolUsePromptTokenCount"),
+                        output=_pick(u, "candidatesTokenCount"), reasoning=_pick(u, "thoughtsTokenCount"),
+                        reasoning_in_output=False)
 
 
 def finish_reason(raw: str | None, has_tool_calls: bool) -> FinishReason | None:
@@ -429,6 +431,17 @@ class StreamState:
         self.tool_calls = 0
         self._role_sent = False
 
+    @property
+    def complete(self) -> bool:
+        """True once Gemini sent a finishReason (or blocked the prompt): a stream that
+        merely stops, even cleanly, was not finished."""
+        return self.raw_finish is not None
+
+    def reported(self) -> tuple[Usage | None, frozenset[str]]:
+        """The latest cumulative ``usageMetadata``: every bucket, thoughts included, is the
+        vendor's figure for what it had produced by then."""
+        return self.usage, _ALL_BUCKETS if self.usage is not None else frozenset()
+
     def feed(self, event: Any) -> list[StreamChunk]:
         body = as_json(event)
         self.id = self.id or _pick(body, "responseId") or f"gemini-{uuid.uuid4().hex}"
@@ -457,10 +470,9 @@ class StreamState:
         return [self._chunk(delta)]
 
     def finish(self) -> StreamChunk:
-        """The last chunk: finish reason and the vendor's final usage (None if it sent none)."""
-        reason = finish_reason(self.raw_finish, self.tool_calls > 0)
-        if reason is None:
-            reason = "tool_calls" if self.tool_calls else "stop"
+        """The last chunk: finish reason and the vendor's final usage (None if it sent none).
+        Only for a `complete` stream."""
+        reason = finish_reason(self.raw_finish, self.tool_calls > 0) or "stop"
         chunk = self._chunk(Delta(), reason)
         chunk.usage = self.usage
         return chunk

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, error_for_status, error_message, parse_retry_after, require
+from ...streaming import AsyncVendorStream, VendorStream
+from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 # create()'s keyword arguments that are request options, not body fields
@@ -84,40 +85,42 @@ class OpenAIAdapter(Adapter):
         raw = await self.async_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
         return convert.from_response(json.loads(raw), self.provider)
 
-    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+    def stream(self, request: ChatRequest, model: str) -> VendorStream:
+        state = convert.StreamState(self.provider)
+        return VendorStream(self._stream(request, model, state), state)
+
+    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+        state = convert.StreamState(self.provider)
+        return AsyncVendorStream(self._astream(request, model, state), state)
+
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
         body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
         sdk_stream = self.sync_client().post("/chat/completions", body=body, options=options,
                                              cast_to=object, stream=True,
                                              stream_cls=require("openai").Stream[object])
-        state = convert.StreamState(self.provider)
         try:
             for event in sdk_stream:
                 yield from state.feed(event)
-            self._check_complete(state, model)
+            check_complete(state, self.provider, model, "a finish reason")
             yield from state.finish()
         finally:  # also on GeneratorExit: release the connection
             sdk_stream.close()
 
-    async def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]:
+    async def _astream(self, request: ChatRequest, model: str,
+                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
         body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
         sdk_stream = await self.async_client().post("/chat/completions", body=body, options=options,
                                                     cast_to=object, stream=True,
                                                     stream_cls=require("openai").AsyncStream[object])
-        state = convert.StreamState(self.provider)
         try:
             async for event in sdk_stream:
                 for chunk in state.feed(event):
                     yield chunk
-            self._check_complete(state, model)
+            check_complete(state, self.provider, model, "a finish reason")
             for chunk in state.finish():
                 yield chunk
         finally:
             await sdk_stream.close()
-
-    def _check_complete(self, state: convert.StreamState, model: str) -> None:
-        if not state.complete:
-            raise errors.ResponseError("the stream ended before the vendor sent a finish reason",
-                                       provider=self.provider, model=model)
 
     # ── errors ──
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...types import (
+    BUCKETS,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -33,7 +34,10 @@ from ...types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    vendor_usage,
 )
+
+ALL_BUCKETS = frozenset(BUCKETS)
 
 if TYPE_CHECKING:
     from ...profiles import ProviderSettings
@@ -215,7 +219,11 @@ def _tool_call(raw: Any) -> ToolCall | None:
 
 
 def usage_from(raw: Any) -> Usage | None:
-    """The vendor's usage as billing buckets; None when it reported none."""
+    """The vendor's usage as billing buckets; None when it reported none.
+
+    Validated (never clamped) by `vendor_usage`: cached tokens above the prompt are a
+    `Usage.problem`, not silently cut down.
+    """
     if raw is None:
         return None
     if field(raw, "prompt_tokens") is None and field(raw, "input_tokens") is not None:
@@ -226,17 +234,18 @@ def usage_from(raw: Any) -> Usage | None:
         pdet, cdet = field(raw, "prompt_tokens_details"), field(raw, "completion_tokens_details")
     else:
         return None
-    prompt, completion = int(prompt), int(completion)
-    cached = int(field(pdet, "cached_tokens", 0) or field(raw, "prompt_cache_hit_tokens", 0))
-    written = int(field(pdet, "cache_write_tokens", 0))
-    reasoning = int(field(cdet, "reasoning_tokens", 0))
-    if reasoning and field(raw, "total_tokens") == prompt + completion + reasoning:
-        completion += reasoning  # this vendor counts reasoning outside completion_tokens
-    cached = min(cached, prompt)
-    written = min(written, prompt - cached)
-    return Usage(input_tokens=prompt - cached - written, cache_read_tokens=cached,
-                 cache_write_tokens=written, output_tokens=completion,
-                 reasoning_tokens=min(reasoning, completion), source="provider")
+    cached = field(pdet, "cached_tokens") or field(raw, "prompt_cache_hit_tokens")
+    reasoning = field(cdet, "reasoning_tokens")
+    total = field(raw, "total_tokens")
+    # a vendor that counts reasoning outside completion_tokens says so in its total
+    outside = bool(reasoning) and _number(total) and _number(prompt) and _number(completion) \
+        and _number(reasoning) and total == prompt + completion + reasoning
+    return vendor_usage(prompt=prompt, cache_read=cached, cache_write=field(pdet, "cache_write_tokens"),
+                        output=completion, reasoning=reasoning, reasoning_in_output=not outside)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ── streaming ────────────────────────────────────────────────────────────────
@@ -261,6 +270,10 @@ class StreamState:
     def complete(self) -> bool:
         """True once the vendor sent a finish reason (a cut stream never does)."""
         return self.saw_finish
+
+    def reported(self) -> tuple[Usage | None, frozenset[str]]:
+        """The usage chunk's figures once it arrived (all buckets: it is the call's whole usage)."""
+        return self.usage, ALL_BUCKETS if self.usage is not None else frozenset()
 
     def feed(self, event: Any) -> list[StreamChunk]:
         """Chunks for one SDK event (zero or one)."""

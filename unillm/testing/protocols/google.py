@@ -116,7 +116,7 @@ def _usage_metadata(u: dict[str, int], progress: float = 1.0) -> dict[str, Any]:
     """Neutral buckets in Gemini's semantics; ``progress`` < 1 gives a mid-stream running total."""
     prompt = u["input_tokens"] + u["cache_read_tokens"] + u["cache_write_tokens"]
     thoughts = u["reasoning_tokens"]
-    candidates = round(max(u["output_tokens"] - thoughts, 0) * progress)
+    candidates = round((u["output_tokens"] - thoughts) * progress)
     meta: dict[str, Any] = {"candidatesTokenCount": candidates, "promptTokenCount": prompt,
                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
     if u["cache_read_tokens"]:
