@@ -139,6 +139,18 @@ def test_a_dated_snapshot_of_the_model_sent_is_not_a_mismatch(client, fake) -> N
     assert (row.model, row.sent_model) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
 
 
+def test_a_snapshot_with_its_own_price_is_priced_by_it_and_not_flagged(client, fake) -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    fake.queue(Reply(model="gpt-4o-2024-08-06", usage=usage), Reply(model="gpt-4o-2024-05-13", usage=usage))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.ModelMismatchWarning)
+        same = client.chat(model="gpt-4o", messages=HI)
+        dearer = client.chat(model="gpt-4o", messages=HI)
+    assert not same.model_mismatch and not dearer.model_mismatch
+    assert same.cost.total_usd == Decimal("0.0035")     # 1000 x $2.50/M + 100 x $10/M
+    assert dearer.cost.total_usd == Decimal("0.0065")   # the 2024-05-13 snapshot: $5 / $15
+
+
 def test_an_unpriced_reported_model_is_flagged_and_priced_as_sent(client, fake) -> None:
     fake.queue(Reply(model="gpt-unknown-9", usage={"input_tokens": 1000, "output_tokens": 100}))
     with pytest.warns(errors.ModelMismatchWarning, match="no price"):

@@ -462,22 +462,21 @@ class Client:
         return resp
 
     def _reported_price(self, call: Call, resp: ChatResponse) -> Any:
-        """The price of the model the vendor says answered. The price book's resolution tells a
-        dated snapshot (or alias) of the model sent from another model: another model is priced
-        as itself and flagged (``resp.model_mismatch``, a `ModelMismatchWarning`)."""
+        """The price of the model the vendor says answered. A dated snapshot of the model sent
+        (``gpt-4o`` answered as ``gpt-4o-2024-08-06``), or a name the price book resolves to the
+        same entry, is the model sent, priced by its own entry when it has one; another model is
+        priced as itself and flagged (``resp.model_mismatch``, a `ModelMismatchWarning`)."""
         book, provider = self.pricebook, call.ref.provider
         reported = book.find(provider, resp.model)
         if reported is book.find(provider, call.ref.model):
             return call.price
-        resp.model_mismatch = True
-        if reported is None:
-            warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}, which has no "
-                          "price; the call is priced as the model sent", errors.ModelMismatchWarning,
-                          stacklevel=4)
-            return call.price
-        warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}; the call is priced "
-                      f"as {resp.model!r}", errors.ModelMismatchWarning, stacklevel=4)
-        return book.price(provider, resp.model, call.at)
+        if not resp.model.startswith(call.ref.model + "-"):  # not a snapshot of the model sent
+            resp.model_mismatch = True
+            priced_as = (f"priced as {resp.model!r}" if reported is not None else
+                         "which has no price; the call is priced as the model sent")
+            warnings.warn(f"{provider} answered {call.ref.model!r} with {resp.model!r}, {priced_as}",
+                          errors.ModelMismatchWarning, stacklevel=4)
+        return call.price if reported is None else book.price(provider, resp.model, call.at)
 
     def _bad_usage(self, call: Call, resp: ChatResponse, cause: BaseException | None) -> None:
         """Impossible figures from the vendor: an ``error`` row keeping them as reported (no
