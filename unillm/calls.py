@@ -25,13 +25,15 @@ class Call:
 
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
-                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped")
+                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
+                 "budget_cap", "begun")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
         self.request, self.ref, self.adapter, self.tags = request, ref, adapter, tags
         self.requested_model, self.at, self.stream, self.section = requested_model, at, stream, section
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter()      # this attempt's start (its row's latency)
+        self.begun = self.t0               # the whole call's start, fallbacks included (deadlines)
         self.price: Any = None             # the Price in force, found before sending
         self.rule: str | None = None       # the applied rule
         self.shadow_rule: str | None = None
@@ -44,15 +46,21 @@ class Call:
         self.remaining: list[str] | None = None  # fallback models not yet tried
         self.rule_ttl: float | None = None       # a rule's cache TTL override
         self.capped = False                      # max_tokens was injected by a budget
+        self.budget_cap: int | None = None       # ... below the model's documented maximum
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000.0
+
+    def overdue(self, limit: float | None) -> bool:
+        """True when ``limit`` seconds have passed since the call began (None: never)."""
+        return limit is not None and time.perf_counter() - self.begun >= limit
 
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
         nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
                    adapter, self.tags, self.requested_model, self.at, self.stream, self.section)
         nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
+        nxt.begun = self.begun
         nxt.cache = self.cache
         return nxt
 

@@ -365,6 +365,9 @@ class ChatResponse(_Model):
     rule: str | None = None
     requested_model: str | None = None
     ledger_id: str | None = None
+    #: the ``max_tokens`` a budget injected (the request had none) when it is below the
+    #: model's documented maximum output, or the maximum is unknown; None otherwise
+    capped: int | None = None
 
     @property
     def content(self) -> str | None:
