@@ -4,9 +4,9 @@ Why a thread and not renewal on each chunk: a non-streamed call blocks inside th
 vendor's SDK for as long as the vendor takes, and a stream may sit unread in the
 caller's hands; neither yields control to unillm, so only a thread can renew them.
 One thread serves every live hold of the process, wakes every ``lease / 3`` (two
-renewals can fail before a hold lapses) and renews them all in one transaction. It
-exits when no hold is live and starts again with the next one, so a process without
-calls in flight runs no thread. It never renews a hold past its call's deadline; a
+renewals can fail before a hold lapses) and renews them all in one transaction. When
+it wakes to find no hold live, it waits a second more and exits; the next hold starts
+it again, so a process without calls in flight soon runs no thread. It never renews a hold past its call's deadline; a
 process that dies stops renewing, and the hold expires and is counted at its worst case
 (`store.lock`).
 """
@@ -14,12 +14,17 @@ process that dies stops renewing, and the hold expires and is counted at its wor
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 log = logging.getLogger("unillm.budgets")
+
+#: seconds the thread waits, once no hold is live, before it exits (calls in quick
+#: succession then share one thread instead of starting one each)
+IDLE_LINGER = 1.0
 
 
 class Heartbeat:
@@ -28,9 +33,13 @@ class Heartbeat:
         self._live: dict[str, Any] = {}          # hold id -> Hold
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._wake = threading.Event()          # set when the last hold goes: the thread exits
+        self._wake = threading.Event()          # the thread's sleep (set: wake it now)
+        self._pid = os.getpid()
 
     def watch(self, hold: Any) -> None:
+        if self._pid != os.getpid():  # a forked child: its parent's calls are not its own to renew
+            self._pid, self._live, self._thread = os.getpid(), {}, None
+            self._lock, self._wake = threading.Lock(), threading.Event()
         with self._lock:
             self._live[hold.id] = hold
             if self._thread is None or not self._thread.is_alive():  # (a forked child has none)
@@ -41,8 +50,6 @@ class Heartbeat:
     def forget(self, hold_id: str) -> None:
         with self._lock:
             self._live.pop(hold_id, None)
-            if not self._live:
-                self._wake.set()
 
     def live(self) -> int:
         return len(self._live)
@@ -63,14 +70,17 @@ class Heartbeat:
         return len(due)
 
     def _run(self) -> None:
+        idle = False
         while True:
             with self._lock:
-                if not self._live:
+                if not self._live and idle:
                     self._thread = None
                     return
-                interval = min(h.lease for h in self._live.values()) / 3
+                idle = not self._live
+                interval = IDLE_LINGER if idle else min(h.lease for h in self._live.values()) / 3
                 self._wake.clear()
-            if self._wake.wait(interval):
+            self._wake.wait(interval)
+            if idle:
                 continue
             try:
                 self.beat()

@@ -191,13 +191,14 @@ class Budgets:
 
     def reconcile(self, now: datetime | None = None) -> int:
         """Count every expired hold at its worst case (its ``in_flight`` row becomes
-        ``unknown``), whichever budget it is in; how many slots were touched."""
+        ``unknown``), whichever budget it is in, configured here or not; how many calls."""
         now = now or self._clock()
         with self._store().transaction() as tx:
-            slots = sql.expired_slots(tx, now)
-            for slot in slots:
+            rows = tx.execute(f"SELECT DISTINCT id FROM {sql.HOLDS} WHERE expires_at < ?",
+                              (sql.stamp(now),)).fetchall()
+            for slot in sql.expired_slots(tx, now):
                 sql.lock(tx, slot, now)
-        return len(slots)
+        return len(rows)
 
     # ── settlement (inside the ledger row's transaction) ─────────────────────
 
@@ -304,10 +305,10 @@ def _refusal(spec: BudgetSpec, slot: sql.Slot, resets: datetime | None, st: sql.
         limit, spent, held, est, unit = spec.limit_requests, st.requests, st.held_requests, 1, "requests"
     # held, not spent: the call would fit if the calls in flight gave their holds back
     idle = sql.State(st.spent_usd, st.tokens, st.requests, _ZERO, 0, 0)
-    if st.held_requests and _fits(spec, idle, usd, tokens):
-        reason, retry = "held", HELD_RETRY_SECONDS
-    else:
-        reason, retry = "spent", None if resets is None else max((resets - now).total_seconds(), 0.0)
+    retry: float | None = HELD_RETRY_SECONDS
+    reason = "held" if st.held_requests and _fits(spec, idle, usd, tokens) else "spent"
+    if reason == "spent":
+        retry = None if resets is None else max((resets - now).total_seconds(), 0.0)
     return errors.BudgetExceededError(spec.name, scope=_scope_dict(slot.scope), period=slot.period,
                                       limit=limit, spent=spent, reserved=held, estimate=est,
                                       resets_at=resets.isoformat() if resets else None, unit=unit,
