@@ -273,11 +273,11 @@ class Client:
         """
         deadline = self.settings.stream_deadline if call.stream else self.settings.call_deadline
         while True:
-            # the write-ahead row: a process killed mid-call leaves it, and it settles as
-            # `unknown` at the hold's worst case (budgets.store.lock)
-            flight = record_for(call, "in_flight")
             worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
-            adm = self.budgets.admit(call.tags, worst, self._clock(), flight=flight, deadline=deadline)
+            # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
+            # as `unknown` at the hold's worst case (budgets.store.lock)
+            adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
+                                     flight=lambda c=call: record_for(c, "in_flight"))
             for event in adm.events:
                 self.budgets.alerts.emit(event)
             if adm.denied is None:

@@ -6,9 +6,9 @@ caller's hands; neither yields control to unillm, so only a thread can renew the
 One thread serves every live hold of the process, wakes every ``lease / 3`` (two
 renewals can fail before a hold lapses) and renews them all in one transaction. When
 it wakes to find no hold live, it waits a second more and exits; the next hold starts
-it again, so a process without calls in flight soon runs no thread. It never renews a hold past its call's deadline; a
-process that dies stops renewing, and the hold expires and is counted at its worst case
-(`store.lock`).
+it again, so a process without calls in flight soon runs no thread. It never renews a
+hold past its call's deadline; a process that dies stops renewing, and the hold expires
+and is counted at its worst case (`store.lock`).
 """
 
 from __future__ import annotations

@@ -122,18 +122,17 @@ class Budgets:
     # ── admission ────────────────────────────────────────────────────────────
 
     def admit(self, tags: Mapping[str, str], worst: Worst, now: datetime | None = None, *,
-              flight: Any = None, deadline: float | None = None) -> Admission:
+              flight: Callable[[], Any] | None = None, deadline: float | None = None) -> Admission:
         """Hold ``worst`` in every matching budget, or say which one refuses.
 
-        ``flight``: the call's ``in_flight`` `CallRecord`, written in the hold's transaction
-        (its id becomes the hold's id); ``deadline``: seconds after which the hold is no
-        longer renewed.
+        ``flight``: makes the call's ``in_flight`` `CallRecord`, written in the hold's
+        transaction when the call is admitted (its id becomes the hold's id); ``deadline``:
+        seconds after which the hold is no longer renewed.
         """
         now = now or self._clock()
         slots = self.matching(tags, now)
         if not slots:
             return Admission()
-        hold_id = flight.id if flight is not None else uuid.uuid4().hex
         with self._store().transaction() as tx:
             states = [(spec, slot, resets, sql.lock(tx, slot, now)) for spec, slot, resets in slots]
             cap = worst.max_tokens if worst.max_tokens is not None else self._cap(worst, states)
@@ -151,10 +150,12 @@ class Budgets:
             if adm.denied is not None:
                 return adm
             lease = min(s.lease_seconds for s, *_ in states)
+            record = flight() if flight is not None else None
+            hold_id = record.id if record is not None else uuid.uuid4().hex
             for _, slot, _, _ in states:
                 sql.hold(tx, slot, hold_id, usd or _ZERO, tokens, now + timedelta(seconds=lease))
-            if flight is not None:
-                tx.record(flight)
+            if record is not None:
+                tx.record(record)
         adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap, lease,
                         None if deadline is None else now + timedelta(seconds=deadline), flight is not None)
         self._heartbeat.watch(adm.hold)
