@@ -163,10 +163,10 @@ class Budgets:
 
     @staticmethod
     def _cap(worst: Worst, states: list[tuple[BudgetSpec, sql.Slot, Any, sql.State]]) -> int:
-        """The output cap of a request that has none: the model's maximum when every matching
-        budget can pay for it. Otherwise what the budget can still pay for; and while other
-        calls hold money in it, at most half of that, so a burst of calls shares what is left
-        instead of the first ones taking it all. Never below the budgets' ``min_output_tokens``
+        """The output cap of a request that has none: the model's maximum whenever every
+        matching budget can pay for it. Otherwise what the budget can still pay for; and while
+        other calls hold money in it, half of that, so the calls of a burst share what is left
+        instead of the first taking it all. Never below the budgets' ``min_output_tokens``
         (then the fit check refuses the call)."""
         floor = min(worst.model_max, max(spec.min_output_tokens for spec, *_ in states))
         cap = worst.model_max
@@ -174,10 +174,10 @@ class Budgets:
             if spec.limit_usd is not None and worst.prompt_usd is not None and worst.per_output_usd > 0:
                 left = spec.limit_usd - st.spent_usd - st.held_usd - worst.prompt_usd
                 cap = min(cap, _share(int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)),
-                                      st.held_requests, floor))
+                                      st.held_requests, floor, worst.model_max))
             if spec.limit_tokens is not None:
                 left_tokens = spec.limit_tokens - st.tokens - st.held_tokens - worst.prompt_tokens
-                cap = min(cap, _share(left_tokens, st.held_requests, floor))
+                cap = min(cap, _share(left_tokens, st.held_requests, floor, worst.model_max))
         return max(cap, floor)
 
     def renew(self, now: datetime | None = None) -> int:
@@ -290,10 +290,13 @@ def _fraction(spec: BudgetSpec, st: sql.State) -> float:
     return max(parts, default=1.0)
 
 
-def _share(affordable: int, others_in_flight: int, floor: int) -> int:
-    """What one call may take of ``affordable`` output tokens: all of it when it is alone,
-    half (but at least ``floor``) when other calls hold money in the same budget."""
-    return affordable if not others_in_flight else min(affordable, max(affordable // 2, floor))
+def _share(affordable: int, others_in_flight: int, floor: int, model_max: int) -> int:
+    """What one call may take of the ``affordable`` output tokens: all it can use (the model's
+    maximum) when that fits or it is alone; else half (but at least ``floor``) when other
+    calls hold money in the same budget."""
+    if affordable >= model_max or not others_in_flight:
+        return affordable
+    return min(affordable, max(affordable // 2, floor))
 
 
 def _refusal(spec: BudgetSpec, slot: sql.Slot, resets: datetime | None, st: sql.State,
