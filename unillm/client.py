@@ -44,7 +44,6 @@ Clock = Callable[[], datetime]
 DEFAULT_MODEL_MAX = 4096
 
 #: errors after which the next model of a [[fallbacks]] chain is tried
-
 _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, errors.ConnectionError,
                 errors.ContextWindowExceededError, errors.ResponseError)
 
@@ -420,9 +419,11 @@ class Client:
         try:  # past the deadline the attempt is cancelled: recorded, its hold released
             call, resp = await asyncio.wait_for(run, max(limit - (time.perf_counter() - call.begun), 0.0))
         except asyncio.TimeoutError as exc:
-            raise errors.TimeoutError(f"the call did not finish within call_deadline ({limit:g}s); "
-                                      "it was cancelled", provider=call.ref.provider,
-                                      model=call.ref.model) from exc
+            err = errors.TimeoutError(f"the call did not finish within call_deadline ({limit:g}s); "
+                                      "it was cancelled", provider=call.ref.provider, model=call.ref.model)
+            if call.reservation is not None:  # cancelled before it even started: nothing recorded it
+                self._record(record_for(call, "error", error=err), call)
+            raise err from exc
         return self._finish(call, resp)
 
     def _open_stream(self, call: Call) -> ChatStream:
