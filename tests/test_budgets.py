@@ -9,14 +9,16 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from unillm import Client, errors
+from unillm.cli import cli
 from unillm.testing import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]
@@ -147,7 +149,7 @@ def test_webhook_is_retried_until_the_receiver_accepts(fake: FakeProvider, tmp_p
         def log_message(self, *a) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             attempts.append(body)
             status = 503 if len(attempts) <= 2 else 200     # fail the first two attempts
@@ -176,27 +178,42 @@ def test_webhook_is_retried_until_the_receiver_accepts(fake: FakeProvider, tmp_p
     assert alert["budget"] == "hooked" and alert["limit"] == "0.00005" and alert["scope"] == {}
 
 
-def test_crashed_process_holds_are_reclaimed_after_the_lease(fake: FakeProvider, tmp_path: Path) -> None:
+def test_a_killed_process_leaves_a_row_counted_at_its_worst_case(fake: FakeProvider, tmp_path: Path) -> None:
+    """SIGKILL mid-call: the vendor may bill that call, so its write-ahead row is not lost and its
+    hold is not refunded: once the lease lapses it is spend at the hold's worst case, row `unknown`."""
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
-    budget = [{"name": "b", "limit_requests": 1, "lease_seconds": 60}]
+    budget = [{"name": "b", "limit_usd": "0.001", "limit_requests": 2, "lease_seconds": 3}]
     fake.queue(Reply(delay=30))                           # the worker's call hangs at the vendor
     proc = subprocess.Popen([sys.executable, str(WORKER), "hang", fake.base_url("openai"), ledger,
                              json.dumps(budget)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "calling"
         client = make(fake, tmp_path, budget)
-        for _ in range(100):
+        for _ in range(200):
             if client.budgets.status()[0]["in_flight"] == 1:
                 break
             time.sleep(0.05)
-        with pytest.raises(errors.BudgetExceededError):   # the live hold blocks us
-            client.chat(model="gpt-4o-mini", messages=HI, max_tokens=5)
+        held = client.budgets.status()[0]["reserved_usd"]
+        assert held > 0 and [r.status for r in client.ledger.records()] == ["in_flight"]
+        time.sleep(3.5)                                   # the live worker's heartbeat keeps its hold
+        assert client.budgets.status()[0]["in_flight"] == 1
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        later = make(fake, tmp_path, budget, clock=Clock(datetime.now(timezone.utc) + timedelta(seconds=61)))
+        time.sleep(3.5)                                   # nothing renews it now
+        result = CliRunner().invoke(cli, ["budgets", "reconcile", "--ledger", ledger])
+        assert result.exit_code == 0 and "1 lapsed call counted at worst case" in result.output
+        later = make(fake, tmp_path, budget)
         fake.reset()
-        later.chat(model="gpt-4o-mini", messages=HI, max_tokens=5)   # the dead hold expired and was reclaimed
-        assert later.budgets.status()[0]["in_flight"] == 0
+        later.chat(model="gpt-4o-mini", messages=HI, max_tokens=5)   # the lapsed hold was counted, not refunded
+        rows = {r.status: r for r in later.ledger.records()}
+        assert sorted(rows) == ["ok", "unknown"]
+        assert rows["unknown"].total_usd == held and rows["unknown"].error_class == "LeaseExpired"
+        (status,) = later.budgets.status()
+        assert status["in_flight"] == 0 and status["requests"] == 2
+        assert status["spent_usd"] == held + rows["ok"].total_usd
+        with pytest.raises(errors.BudgetExceededError):   # 2 requests: the dead one counts
+            later.chat(model="gpt-4o-mini", messages=HI, max_tokens=5)
+        assert later.ledger.summary()[0]["cost_usd"] == status["spent_usd"]
     finally:
         if proc.poll() is None:
             proc.kill()

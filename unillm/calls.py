@@ -26,13 +26,14 @@ class Call:
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
-                 "call_id", "attempt", "attempt_t0")
+                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
         self.request, self.ref, self.adapter, self.tags = request, ref, adapter, tags
         self.requested_model, self.at, self.stream, self.section = requested_model, at, stream, section
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter()      # this attempt's start (its row's latency)
+        self.begun = self.t0               # the whole call's start, fallbacks included (deadlines)
         self.price: Any = None             # the Price in force, found before sending
         self.rule: str | None = None       # the applied rule
         self.shadow_rule: str | None = None
@@ -48,6 +49,7 @@ class Call:
         self.call_id: str | None = None          # links the rows of one chat() (set by the first)
         self.attempt = 0                         # HTTP attempts started, fallbacks included
         self.attempt_t0 = self.t0                # when the current attempt started
+        self.budget_cap: int | None = None       # ... below the model's documented maximum
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""
@@ -57,6 +59,10 @@ class Call:
         self.attempt += 1
         self.attempt_t0 = time.perf_counter()
 
+    def overdue(self, limit: float | None) -> bool:
+        """True when ``limit`` seconds have passed since the call began (None: never)."""
+        return limit is not None and time.perf_counter() - self.begun >= limit
+
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
         nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
@@ -64,6 +70,7 @@ class Call:
         nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
         nxt.cache, nxt.call_id, nxt.attempt = self.cache, self.call_id, self.attempt
         nxt.t0 = self.t0  # one clock for the whole call: its rows' started_at stay in order
+        nxt.begun = self.begun
         return nxt
 
 

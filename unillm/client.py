@@ -39,11 +39,12 @@ from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 Clock = Callable[[], datetime]
 
-#: errors after which the next model of a [[fallbacks]] chain is tried
 #: output cap injected under a budget when the request has none and the price book does not
-#: know the model's maximum output (its `max_output_tokens`)
+#: know the model's maximum output (its `max_output_tokens`): a cap every vendor accepts, so the
+#: hold stays a true bound of what the vendor can bill; the response says so (``capped``)
 DEFAULT_MODEL_MAX = 4096
 
+#: errors after which the next model of a [[fallbacks]] chain is tried
 _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, errors.ConnectionError,
                 errors.ContextWindowExceededError, errors.ResponseError)
 
@@ -270,8 +271,13 @@ class Client:
         A refusal may downgrade (``on_exceed = "downgrade:MODEL"``) or move on to a
         fallback model that fits; the call that was admitted is returned.
         """
+        deadline = self.settings.stream_deadline if call.stream else self.settings.call_deadline
         while True:
-            adm = self.budgets.admit(call.tags, self._worst(call), call.at)
+            worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
+            # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
+            # as `unknown` at the hold's worst case (budgets.store.lock)
+            adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
+                                     flight=lambda c=call: record_for(c, "in_flight"))
             for event in adm.events:
                 self.budgets.alerts.emit(event)
             if adm.denied is None:
@@ -289,6 +295,8 @@ class Client:
         if adm.hold is not None and call.request.max_tokens is None:
             call.request = call.request.model_copy(update={"max_tokens": adm.hold.cap})
             call.capped = True
+            known = call.price.max_output_tokens if call.price is not None else None
+            call.budget_cap = adm.hold.cap if known is None or adm.hold.cap < known else None
         return call
 
     def _worst(self, call: Call) -> Any:
@@ -364,6 +372,8 @@ class Client:
                 pass
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
+        if call.overdue(self.settings.stream_deadline if call.stream else self.settings.call_deadline):
+            return None  # past the call's deadline: no further model is tried
         nxt = self._next_in_chain(call)
         return self._admit(nxt) if nxt is not None and self.budgets else nxt
 
@@ -412,8 +422,21 @@ class Client:
         return self._finish(call, resp)
 
     async def _acomplete(self, call: Call) -> ChatResponse:
-        call, resp = await self._awith_fallbacks(
+        run = self._awith_fallbacks(
             call, lambda c: self._aattempt(c, lambda: c.adapter.acomplete(c.request, c.ref.model)))
+        limit = self.settings.call_deadline
+        if limit is None:
+            call, resp = await run
+            return self._finish(call, resp)
+        import asyncio
+        try:  # past the deadline the attempt is cancelled: recorded, its hold released
+            call, resp = await asyncio.wait_for(run, max(limit - (time.perf_counter() - call.begun), 0.0))
+        except asyncio.TimeoutError as exc:
+            err = errors.TimeoutError(f"the call did not finish within call_deadline ({limit:g}s); "
+                                      "it was cancelled", provider=call.ref.provider, model=call.ref.model)
+            if call.reservation is not None:  # cancelled before it even started: nothing recorded it
+                self._record(record_for(call, "error", error=err), call)
+            raise err from exc
         return self._finish(call, resp)
 
     def _open_stream(self, call: Call) -> ChatStream:
@@ -421,13 +444,20 @@ class Client:
         call, (gen, first) = self._with_fallbacks(
             call, lambda c: self._attempt(c, lambda: first_chunk(c.adapter.stream(c.request, c.ref.model))))
         return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
-                          lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
+                          lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
+                          self._stream_deadline(call))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
         call, (gen, first) = await self._awith_fallbacks(
             call, lambda c: self._aattempt(c, lambda: afirst_chunk(c.adapter.astream(c.request, c.ref.model))))
         return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
-                               lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc))
+                               lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
+                               self._stream_deadline(call))
+
+    def _stream_deadline(self, call: Call) -> float | None:
+        """When the stream is cut (a `time.perf_counter` value), counted from the call's start."""
+        limit = self.settings.stream_deadline
+        return None if limit is None else call.begun + limit
 
     # ── steps 8-12 ───────────────────────────────────────────────────────────
 
@@ -436,6 +466,7 @@ class Client:
         """Usage (counted when the vendor gave none), cost, savings, ledger row."""
         resp.provider, resp.requested_model, resp.rule = call.ref.provider, call.requested_model, call.rule
         resp.sent_model = call.ref.model
+        resp.capped = call.budget_cap
         if resp.usage is None:
             resp.usage = self._count_usage(call, resp)
         if resp.usage.problem:

@@ -95,6 +95,12 @@ class Settings(BaseModel):
     log_content: bool = False
     drop_params: bool = False
     timezone: str = "UTC"
+    # hard overall limits, in seconds from the call's start, retries and fallbacks included:
+    # a stream still open after `stream_deadline` is cut (recorded as partial), an async call
+    # still running after `call_deadline` is cancelled; past its deadline no call's budget
+    # hold is renewed, so it is counted at its worst case until the call settles
+    call_deadline: float | None = Field(default=1800.0, gt=0)
+    stream_deadline: float | None = Field(default=3600.0, gt=0)
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)

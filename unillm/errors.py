@@ -147,19 +147,31 @@ class MissingPriceError(UnillmError, LookupError):
 
 
 class BudgetExceededError(UnillmError):
-    """A budget cannot pay for the worst case of this call. Nothing was sent."""
+    """A budget cannot pay for the worst case of this call. Nothing was sent.
+
+    ``reason`` says why: ``"spent"`` (settled spend leaves no room: ``retry_after`` is the
+    seconds until the period resets, None for a ``total`` budget) or ``"held"`` (calls in
+    flight hold the rest; their holds settle at what they really cost, usually far less, so
+    ``retry_after`` is a few seconds).
+    """
 
     def __init__(self, budget: str, *, scope: dict[str, str] | None = None, period: str = "",
                  limit: Any = None, spent: Any = None, reserved: Any = None,
-                 estimate: Any = None, resets_at: Any = None, unit: str = "usd") -> None:
+                 estimate: Any = None, resets_at: Any = None, unit: str = "usd",
+                 reason: str = "spent", retry_after: float | None = None) -> None:
         self.budget, self.scope, self.period = budget, scope or {}, period
         self.limit, self.spent, self.reserved = limit, spent, reserved
         self.estimate, self.resets_at, self.unit = estimate, resets_at, unit
+        self.reason, self.retry_after = reason, retry_after
         scope_s = ",".join(f"{k}={v}" for k, v in self.scope.items()) or "global"
+        if reason == "held":
+            tail = f"; held by calls in flight, retry in {retry_after:g}s" if retry_after else \
+                "; held by calls in flight"
+        else:
+            tail = f"; resets at {resets_at}" if resets_at else ""
         super().__init__(
             f"budget {budget!r} ({scope_s}, {period}) would be exceeded: limit {limit} {unit}, "
-            f"spent {spent}, reserved {reserved}, this call up to {estimate}"
-            + (f"; resets at {resets_at}" if resets_at else "")
+            f"spent {spent}, reserved {reserved}, this call up to {estimate}" + tail
         )
 
 

@@ -3,6 +3,9 @@ or breaks, the call is finished exactly once (usage counted, cost priced, record
 
 ``ChatStream`` (sync) and ``AsyncChatStream`` share `Accumulator`, which folds
 OpenAI-shaped chunks into the final `ChatResponse`; only the iteration differs.
+A stream still open at its ``deadline`` (the ``stream_deadline`` setting) is cut at
+the next chunk: the source is closed, the call recorded as partial, and
+`unillm.errors.TimeoutError` raised.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from . import errors
 from .types import BUCKETS, ChatResponse, Choice, FunctionCall, ResponseMessage, StreamChunk, ToolCall, Usage
 
 #: what a vendor has reported so far: its usage figures, and which buckets of them are its own
@@ -139,10 +143,11 @@ Finisher = Callable[[Accumulator, BaseException | None], ChatResponse]
 
 
 class _StreamBase:
-    def __init__(self, acc: Accumulator, finish: Finisher) -> None:
+    def __init__(self, acc: Accumulator, finish: Finisher, deadline: float | None = None) -> None:
         self._acc = acc
         self._finish = finish
         self._done = False
+        self._deadline = deadline  # time.perf_counter() value; None: no limit
         self.response: ChatResponse | None = None
         """The whole answer, available once the stream has ended (or was closed)."""
 
@@ -159,14 +164,21 @@ class _StreamBase:
             self._done = True
             self.response = self._finish(self._acc, error)
 
+    def _overdue(self) -> errors.TimeoutError | None:
+        if self._deadline is None or time.perf_counter() <= self._deadline:
+            return None
+        return errors.TimeoutError("the stream was still open at its deadline (stream_deadline); "
+                                   "it was closed and recorded as partial",
+                                   provider=self._acc.provider, model=self._acc.model)
+
 
 class ChatStream(_StreamBase):
     """Iterate for `StreamChunk`s. ``close()`` (or leaving a ``with`` block) ends it early;
     the partial answer is still counted and recorded. ``.response`` once done."""
 
     def __init__(self, chunks: Iterator[StreamChunk], acc: Accumulator, finish: Finisher,
-                 translate: Callable[[BaseException], BaseException]) -> None:
-        super().__init__(acc, finish)
+                 translate: Callable[[BaseException], BaseException], deadline: float | None = None) -> None:
+        super().__init__(acc, finish, deadline)
         self._chunks = chunks
         self._translate = translate
 
@@ -189,6 +201,11 @@ class ChatStream(_StreamBase):
                 raise
             raise err from exc
         self._acc.add(chunk)
+        late = self._overdue()
+        if late is not None:
+            self._close_source()
+            self._end(late)
+            raise late
         return chunk
 
     def _close_source(self) -> None:
@@ -219,8 +236,8 @@ class AsyncChatStream(_StreamBase):
     """``async for`` over `StreamChunk`s; ``await aclose()`` ends it early."""
 
     def __init__(self, chunks: AsyncIterator[StreamChunk], acc: Accumulator, finish: Finisher,
-                 translate: Callable[[BaseException], BaseException]) -> None:
-        super().__init__(acc, finish)
+                 translate: Callable[[BaseException], BaseException], deadline: float | None = None) -> None:
+        super().__init__(acc, finish, deadline)
         self._chunks = chunks
         self._translate = translate
 
@@ -243,6 +260,11 @@ class AsyncChatStream(_StreamBase):
                 raise
             raise err from exc
         self._acc.add(chunk)
+        late = self._overdue()
+        if late is not None:
+            await self._close_source()
+            self._end(late)
+            raise late
         return chunk
 
     async def _close_source(self) -> None:

@@ -506,6 +506,9 @@ class ChatResponse(_Model):
     # the call is priced as the reported model; ``sent_model`` is the one unillm asked for
     model_mismatch: bool = False
     sent_model: str | None = None
+    #: the ``max_tokens`` a budget injected (the request had none) when it is below the
+    #: model's documented maximum output, or the maximum is unknown; None otherwise
+    capped: int | None = None
 
     @property
     def content(self) -> str | None:

@@ -1,11 +1,12 @@
 """`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
 
 Admission is one transaction over every budget whose scope matches the call:
-lock each slot, reclaim expired holds, check settled spend + live holds + this
-call's worst case against the limit, and write a hold. When the request has no
-``max_tokens``, the cap is chosen here, inside the lock: the most output the
-tightest budget can still pay for (bounded by the model's maximum), so the hold
-is a true upper bound. Settlement happens in the ledger row's transaction.
+lock each slot, count expired holds at their worst case, check settled spend + live
+holds + this call's worst case against the limit, and write a hold (and, when
+given, the call's write-ahead ``in_flight`` ledger row). When the request has no
+``max_tokens``, the cap is chosen here, inside the lock (see `Budgets._cap`), so the
+hold is a true upper bound. While the call lives, `Heartbeat` renews its hold, up
+to the call's deadline. Settlement happens in the ledger row's transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from .. import errors
 from . import store as sql
 from .alerts import Alerts
+from .heartbeat import Heartbeat
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
@@ -28,6 +30,9 @@ _ZERO = Decimal(0)
 #: a prompt count that is only an estimate (a vendor whose tokenizer is not tiktoken) is
 #: raised by this factor before it is held, so the hold stays an upper bound
 ESTIMATE_MARGIN = Fraction(13, 10)
+#: ``retry_after`` of a refusal caused by holds in flight: they settle at what their calls
+#: really cost (usually far below the hold) as soon as those calls end
+HELD_RETRY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class Hold:
     usd: Decimal
     tokens: int
     cap: int                          # the max_tokens the call must be sent with
+    lease: float = 0.0                # seconds a renewal extends the hold by
+    deadline: datetime | None = None  # renewed until then, no longer
+    flight: bool = False              # a write-ahead ledger row (id = this hold's id) exists
 
 
 @dataclass
@@ -86,6 +94,7 @@ class Budgets:
                  timezone: str, alerts: Alerts) -> None:
         self.specs = list(specs)
         self._store, self._clock, self._tz, self.alerts = store, clock, timezone, alerts
+        self._heartbeat = Heartbeat(self._renew, clock)
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -112,12 +121,18 @@ class Budgets:
 
     # ── admission ────────────────────────────────────────────────────────────
 
-    def admit(self, tags: Mapping[str, str], worst: Worst, now: datetime | None = None) -> Admission:
+    def admit(self, tags: Mapping[str, str], worst: Worst, now: datetime | None = None, *,
+              flight: Callable[[], Any] | None = None, deadline: float | None = None) -> Admission:
+        """Hold ``worst`` in every matching budget, or say which one refuses.
+
+        ``flight``: makes the call's ``in_flight`` `CallRecord`, written in the hold's
+        transaction when the call is admitted (its id becomes the hold's id); ``deadline``:
+        seconds after which the hold is no longer renewed.
+        """
         now = now or self._clock()
         slots = self.matching(tags, now)
         if not slots:
             return Admission()
-        hold_id = uuid.uuid4().hex
         with self._store().transaction() as tx:
             states = [(spec, slot, resets, sql.lock(tx, slot, now)) for spec, slot, resets in slots]
             cap = worst.max_tokens if worst.max_tokens is not None else self._cap(worst, states)
@@ -130,26 +145,61 @@ class Budgets:
                 if sql.claim_alert(tx, slot, "exceeded", now):
                     adm.events.append(event)
                 if spec.on_exceed != "warn" and adm.denied is None:
-                    adm.denied, adm.denied_spec = _refusal(spec, slot, resets, state, usd, tokens), spec
+                    adm.denied = _refusal(spec, slot, resets, state, usd, tokens, now)
+                    adm.denied_spec = spec
             if adm.denied is not None:
                 return adm
-            expires = now + timedelta(seconds=min(s.lease_seconds for s, *_ in states))
+            lease = min(s.lease_seconds for s, *_ in states)
+            record = flight() if flight is not None else None
+            hold_id = record.id if record is not None else uuid.uuid4().hex
             for _, slot, _, _ in states:
-                sql.hold(tx, slot, hold_id, usd or _ZERO, tokens, expires)
-        adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap)
+                sql.hold(tx, slot, hold_id, usd or _ZERO, tokens, now + timedelta(seconds=lease))
+            if record is not None:
+                tx.record(record)
+        adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap, lease,
+                        None if deadline is None else now + timedelta(seconds=deadline), flight is not None)
+        self._heartbeat.watch(adm.hold)
         return adm
 
     @staticmethod
     def _cap(worst: Worst, states: list[tuple[BudgetSpec, sql.Slot, Any, sql.State]]) -> int:
-        """The most output every matching budget can still pay for, at most the model's maximum."""
+        """The output cap of a request that has none: the model's maximum whenever every
+        matching budget can pay for it. Otherwise what the budget can still pay for; and while
+        other calls hold money in it, half of that, so the calls of a burst share what is left
+        instead of the first taking it all. Never below the budgets' ``min_output_tokens``
+        (then the fit check refuses the call)."""
+        floor = min(worst.model_max, max(spec.min_output_tokens for spec, *_ in states))
         cap = worst.model_max
         for spec, _, _, st in states:
             if spec.limit_usd is not None and worst.prompt_usd is not None and worst.per_output_usd > 0:
                 left = spec.limit_usd - st.spent_usd - st.held_usd - worst.prompt_usd
-                cap = min(cap, int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)))
+                cap = min(cap, _share(int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)),
+                                      st.held_requests, floor, worst.model_max))
             if spec.limit_tokens is not None:
-                cap = min(cap, spec.limit_tokens - st.tokens - st.held_tokens - worst.prompt_tokens)
-        return max(cap, 1)  # at least one token; if even that does not fit, the check refuses it
+                left_tokens = spec.limit_tokens - st.tokens - st.held_tokens - worst.prompt_tokens
+                cap = min(cap, _share(left_tokens, st.held_requests, floor, worst.model_max))
+        return max(cap, floor)
+
+    def renew(self, now: datetime | None = None) -> int:
+        """Renew the leases of this process's live holds now (the heartbeat does this every
+        ``lease / 3``); how many were renewed."""
+        return self._heartbeat.beat(now)
+
+    def _renew(self, holds: list[Hold], now: datetime) -> None:
+        with self._store().transaction() as tx:
+            for h in holds:
+                sql.renew(tx, h.id, now + timedelta(seconds=h.lease))
+
+    def reconcile(self, now: datetime | None = None) -> int:
+        """Count every expired hold at its worst case (its ``in_flight`` row becomes
+        ``unknown``), whichever budget it is in, configured here or not; how many calls."""
+        now = now or self._clock()
+        with self._store().transaction() as tx:
+            rows = tx.execute(f"SELECT DISTINCT id FROM {sql.HOLDS} WHERE expires_at < ?",
+                              (sql.stamp(now),)).fetchall()
+            for slot in sql.expired_slots(tx, now):
+                sql.lock(tx, slot, now)
+        return len(rows)
 
     # ── settlement (inside the ledger row's transaction) ─────────────────────
 
@@ -157,9 +207,12 @@ class Budgets:
                now: datetime | None = None) -> list[dict[str, Any]]:
         """Turn the hold into actual spend; returns the events to emit after commit."""
         now = now or self._clock()
+        self._heartbeat.forget(hold.id)
+        if hold.flight:
+            sql.forget_flight(tx, hold.id)
         events = []
         for spec, slot in hold.slots:
-            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens)
+            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens, hold.usd, hold.tokens)
             if not spec.limit_usd:
                 continue
             resets = spec.window(now, self._tz)[1] if slot.period != "total" else None
@@ -174,8 +227,11 @@ class Budgets:
         return events
 
     def release(self, tx: Any, hold: Hold) -> None:
+        self._heartbeat.forget(hold.id)
+        if hold.flight:
+            sql.forget_flight(tx, hold.id)
         for _, slot in hold.slots:
-            sql.release(tx, slot, hold.id)
+            sql.release(tx, slot, hold.id, hold.usd, hold.tokens)
 
     # ── visibility ───────────────────────────────────────────────────────────
 
@@ -251,17 +307,33 @@ def _fraction(spec: BudgetSpec, st: sql.State) -> float:
     return max(parts, default=1.0)
 
 
+def _share(affordable: int, others_in_flight: int, floor: int, model_max: int) -> int:
+    """What one call may take of the ``affordable`` output tokens: all it can use (the model's
+    maximum) when that fits or it is alone; else half (but at least ``floor``) when other
+    calls hold money in the same budget."""
+    if affordable >= model_max or not others_in_flight:
+        return affordable
+    return min(affordable, max(affordable // 2, floor))
+
+
 def _refusal(spec: BudgetSpec, slot: sql.Slot, resets: datetime | None, st: sql.State,
-             usd: Decimal | None, tokens: int) -> errors.BudgetExceededError:
+             usd: Decimal | None, tokens: int, now: datetime) -> errors.BudgetExceededError:
     if spec.limit_usd is not None:
         limit, spent, held, est, unit = spec.limit_usd, st.spent_usd, st.held_usd, usd, "usd"
     elif spec.limit_tokens is not None:
         limit, spent, held, est, unit = spec.limit_tokens, st.tokens, st.held_tokens, tokens, "tokens"
     else:
         limit, spent, held, est, unit = spec.limit_requests, st.requests, st.held_requests, 1, "requests"
+    # held, not spent: the call would fit if the calls in flight gave their holds back
+    idle = sql.State(st.spent_usd, st.tokens, st.requests, _ZERO, 0, 0)
+    retry: float | None = HELD_RETRY_SECONDS
+    reason = "held" if st.held_requests and _fits(spec, idle, usd, tokens) else "spent"
+    if reason == "spent":
+        retry = None if resets is None else max((resets - now).total_seconds(), 0.0)
     return errors.BudgetExceededError(spec.name, scope=_scope_dict(slot.scope), period=slot.period,
                                       limit=limit, spent=spent, reserved=held, estimate=est,
-                                      resets_at=resets.isoformat() if resets else None, unit=unit)
+                                      resets_at=resets.isoformat() if resets else None, unit=unit,
+                                      reason=reason, retry_after=retry)
 
 
 def _scope_dict(scope: str) -> dict[str, str]:

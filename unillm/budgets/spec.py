@@ -22,8 +22,12 @@ from .._toml import pydantic_error_to_config_error
 
 Period = Literal["daily", "weekly", "monthly", "total"]
 
-#: default lease of a hold: a process that dies holding one gives it back after this long
+#: default lease of a hold. A live call renews its hold (`heartbeat`); a hold left to expire
+#: belonged to a process that died, and is then counted at its worst case, never refunded
 DEFAULT_LEASE_SECONDS = 900
+#: the smallest output cap a budget injects into a request that has no ``max_tokens``;
+#: a budget that cannot pay for this much refuses the call rather than send a useless one
+DEFAULT_MIN_OUTPUT_TOKENS = 256
 
 
 class BudgetSpec(BaseModel):
@@ -41,6 +45,7 @@ class BudgetSpec(BaseModel):
     alert_at: tuple[float, ...] = ()
     on_exceed: str = "raise"               # raise | warn | downgrade:MODEL
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
+    min_output_tokens: int = Field(default=DEFAULT_MIN_OUTPUT_TOKENS, ge=1)
 
     @field_validator("limit_usd", mode="before")
     @classmethod

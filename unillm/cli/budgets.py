@@ -1,4 +1,5 @@
-"""``unillm budgets status``: spent, reserved, remaining and reset time per budget and scope."""
+"""``unillm budgets status``: spent, reserved, remaining and reset time per budget and scope;
+``unillm budgets reconcile``: count the holds of calls whose process died."""
 
 from __future__ import annotations
 
@@ -42,6 +43,25 @@ def status(state: State, fmt: str) -> None:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@group.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default="unillm.toml",
+              show_default=True, help="the unillm.toml naming the ledger (optional with --ledger)")
+@click.option("--ledger", "ledger", metavar="URL", help="ledger URL (default: the config's)")
+def reconcile(config: Path, ledger: str | None) -> None:
+    """Settle lapsed holds: calls whose process died are counted at their worst case, and
+    their `in_flight` ledger rows become `unknown` (any admission or status does the same
+    for the budgets it touches)."""
+    from ..client import Client
+    if not config.exists() and not ledger:
+        raise click.ClickException(f"{config}: no such file (pass --config PATH or --ledger URL)")
+    try:
+        client = Client.from_config(config, ledger=ledger) if config.exists() else Client(ledger=ledger)
+        n = client.budgets.reconcile()
+    except errors.UnillmError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{n} lapsed call{'s' if n != 1 else ''} counted at worst case" if n else "no lapsed holds")
 
 
 def _other_limit(row: dict) -> str:
