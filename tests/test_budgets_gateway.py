@@ -26,6 +26,9 @@ def test_a_one_dollar_key_admits_more_than_seven_of_twenty_concurrent_calls(upst
         assert len(results) == 20 and len(results) - len(refused) > 7
         assert refused and all(r.code == "budget_exceeded" and "held by calls in flight" in r.message
                                for r in refused)
+        # a short wait, not the month's reset (it used to say Retry-After: 2596684)
+        assert all(int(r.response.headers["retry-after"]) <= 5 for r in refused)
+        assert all(r.body["reason"] == "held" for r in refused)
         spent = sum(r.total_usd for r in served.client.ledger.records() if r.status == "ok")
         assert spent <= 1
 

@@ -94,8 +94,10 @@ def from_exception(exc: BaseException, now: datetime | None = None) -> HTTPError
     if isinstance(exc, errors.MissingPriceError):
         return HTTPError(404, msg, code="model_not_priced", param="model")  # the gateway will not serve it
     if isinstance(exc, errors.BudgetExceededError):
+        # held by calls in flight: retry in seconds; spent: when the period resets
+        wait = exc.retry_after if exc.retry_after is not None else _until(exc.resets_at, now)
         return HTTPError(429, msg, type="insufficient_quota", code="budget_exceeded",
-                         retry_after=_until(exc.resets_at, now), extra={"budget": exc.budget})
+                         retry_after=wait, extra={"budget": exc.budget, "reason": exc.reason})
     if isinstance(exc, errors.RuleDeniedError):
         return HTTPError(403, msg, type="permission_error", code="rule_denied")
     if isinstance(exc, errors.ProviderError):
