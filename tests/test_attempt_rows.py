@@ -210,3 +210,24 @@ def test_postgres_store_keeps_attempts_and_summary_can_leave_retries_out(pg_url)
         _check(*_summaries(store))
     finally:
         store.close()
+
+
+def test_the_cli_summary_shows_or_leaves_out_retried_attempts(tmp_path) -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from unillm.cli import cli
+    from unillm.ledger import open_store
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url)
+    try:
+        _summaries(store)
+    finally:
+        store.close()
+    runner = CliRunner()
+    every = runner.invoke(cli, ["ledger", "summary", "--ledger", url, "--by", "provider", "--format", "json"])
+    final = runner.invoke(cli, ["ledger", "summary", "--ledger", url, "--by", "provider", "--format", "json",
+                                "--no-retries"])
+    assert every.exit_code == final.exit_code == 0, every.output + final.output
+    assert (_json.loads(every.output)[0]["calls"], _json.loads(final.output)[0]["calls"]) == (3, 1)
