@@ -231,3 +231,18 @@ def test_the_cli_summary_shows_or_leaves_out_retried_attempts(tmp_path) -> None:
                                 "--no-retries"])
     assert every.exit_code == final.exit_code == 0, every.output + final.output
     assert (_json.loads(every.output)[0]["calls"], _json.loads(final.output)[0]["calls"]) == (3, 1)
+
+
+def test_a_call_that_ends_unknown_counts_its_worst_case_against_the_budget(fake, tmp_path) -> None:
+    # sent, then no answer within the timeout: the vendor may bill it, so its hold is never refunded
+    client = Client(providers={"openai": {"base_url": fake.url + "/v1", "api_key": "sk-test-key-123456",
+                                          "timeout": 0.3, "max_retries": 0}},
+                    ledger=f"sqlite:///{tmp_path}/l.db", budgets=[{"name": "b", "limit_usd": "1"}])
+    fake.queue(Reply(delay=1.5))
+    with pytest.raises(errors.TimeoutError):
+        client.chat(model="gpt-4o-mini", messages=HI, max_tokens=100)
+    (row,) = client.ledger.records()
+    (status,) = client.budgets.status()
+    assert row.status == "unknown" and status["reserved_usd"] == 0
+    # the worst case: the prompt at $0.15/M plus 100 output tokens at $0.60/M (more than $0.00006)
+    assert status["spent_usd"] > 0.00006

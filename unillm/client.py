@@ -616,6 +616,8 @@ class Client:
                 with self.ledger.store.transaction() as tx:
                     if rec.status in ("ok", "unpriced", "partial"):
                         events = self.budgets.settle(tx, hold, cost.total_usd if cost else None, tokens)
+                    elif rec.status == "unknown":  # sent, then timed out or cut: the vendor may bill
+                        events = self.budgets.settle(tx, hold, hold.usd, hold.tokens)  # it: worst case
                     else:
                         self.budgets.release(tx, hold)
                     tx.record(rec)

@@ -46,19 +46,14 @@ def status(state: State, fmt: str) -> None:
 
 
 @group.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default="unillm.toml",
-              show_default=True, help="the unillm.toml naming the ledger (optional with --ledger)")
-@click.option("--ledger", "ledger", metavar="URL", help="ledger URL (default: the config's)")
-def reconcile(config: Path, ledger: str | None) -> None:
+@state_options()
+def reconcile(state: State) -> None:
     """Settle lapsed holds: calls whose process died are counted at their worst case, and
     their `in_flight` ledger rows become `unknown` (any admission or status does the same
     for the budgets it touches)."""
-    from ..client import Client
-    if not config.exists() and not ledger:
-        raise click.ClickException(f"{config}: no such file (pass --config PATH or --ledger URL)")
+    state.say()
     try:
-        client = Client.from_config(config, ledger=ledger) if config.exists() else Client(ledger=ledger)
-        n = client.budgets.reconcile()
+        n = state.client().budgets.reconcile()
     except errors.UnillmError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{n} lapsed call{'s' if n != 1 else ''} counted at worst case" if n else "no lapsed holds")
