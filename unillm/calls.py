@@ -25,7 +25,7 @@ class Call:
 
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
-                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped")
+                 "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -39,6 +39,7 @@ class Call:
         self.fallback_from: str | None = None
         self.cache: Any = None             # the cache decision for this call
         self.cache_key: str | None = None
+        self.cache_status: str | None = None  # hit, miss, stored, skipped:<reason>; None = no cache
         self.reservation: Any = None       # budget reservation to settle
         self.ttft_ms: float | None = None
         self.remaining: list[str] | None = None  # fallback models not yet tried
@@ -50,10 +51,10 @@ class Call:
 
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
-        nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
+        nxt = Call(self.request.retargeted(f"{ref.provider}/{ref.model}"), ref,
                    adapter, self.tags, self.requested_model, self.at, self.stream, self.section)
         nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
-        nxt.cache = self.cache
+        nxt.cache, nxt.cache_status = self.cache, self.cache_status
         return nxt
 
 
@@ -71,7 +72,8 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         rule=call.rule, shadow_rule=call.shadow_rule, fallback_from=call.fallback_from,
         error_class=type(error).__name__ if error is not None else None,
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
-        tags=call.tags, section=call.section, stream=call.stream,
+        tags=call.tags, section=call.section, stream=call.stream, cache_status=call.cache_status,
+        dropped_params=call.request.dropped,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
 

@@ -218,10 +218,10 @@ class Client:
         if self.rules:
             self._apply_rules(call)
         call.price = self._price_of(call, call.ref)
-        if cache is not False and self.settings.cache != "off":
-            call.cache = self.cache_policy.decide(call.request, cache)
-            if call.rule_ttl is not None and call.cache.write:
-                call.cache = replace(call.cache, ttl=call.rule_ttl)
+        decision = call.cache = self.cache_policy.decide(call.request, cache)
+        if call.rule_ttl is not None and decision.write:
+            call.cache = replace(decision, ttl=call.rule_ttl)
+        call.cache_status = decision.status if self.cache_policy.enabled else None
         return call
 
     def _rule_context(self, call: Call) -> Any:
@@ -429,6 +429,8 @@ class Client:
         # a stream that opened was accepted by the vendor, which bills its prompt however far it
         # got: an incomplete one is settled as partial (input counted, output as received)
         status = ("ok" if cost is not None else "unpriced") if complete else "partial"
+        resp.cache_status = call.cache_status = self._cache_put(call, resp, complete, chunks)
+        resp.dropped_params = call.request.dropped
         if self._recording:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
@@ -439,7 +441,6 @@ class Client:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
             resp.ledger_id = rec.id
-        self._cache_put(call, resp, complete, chunks)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
@@ -450,21 +451,23 @@ class Client:
         complete = error is None and acc.finish_reason is not None
         return self._finish(call, acc.response(), complete=complete, error=error, chunks=acc.chunks)
 
-    # ── step 6 and 11: the response cache ───────────────────────────────────
+    # ── step 5 and 11: the response cache ───────────────────────────────────
 
     def _cache_get(self, call: Call) -> Any:
         if call.cache is None or not call.cache.read:
             return None
         from .cache import cache_key
         call.cache_key = cache_key(call.ref, call.request, namespace=call.cache.namespace)
-        return self.cache.get(call.cache_key)
+        entry = self.cache.get(call.cache_key)
+        call.cache_status = "miss" if entry is None else "hit"
+        return entry
 
     def _serve_hit(self, call: Call, entry: Any, asynchronous: bool = False) -> Any:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
         from .cache.codec import replay_chunks
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
-            "rule": call.rule, "cost": Cost(price_version="cache hit")})
+            "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
         if self._recording:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)
@@ -479,17 +482,24 @@ class Client:
             return AsyncChatStream(aiter_list(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
         return ChatStream(iter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
 
-    def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> None:
+    def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> str | None:
+        """Step 11, before the row is written so that the row says what happened: the call's
+        cache_status (``stored``, or why the answer was not)."""
         decision = call.cache
         if decision is None or not decision.write:
-            return
+            return call.cache_status
         from .cache import cache_key
         from .cache.codec import is_storable, make_entry
-        if not is_storable(resp, complete) or (call.capped and resp.choices[0].finish_reason == "length"):
-            return  # errors, partial streams and answers cut short by a budget's cap are never stored
+        if not complete:
+            return "skipped:partial"   # errors and partial streams are never stored
+        if call.capped and resp.choices and resp.choices[0].finish_reason == "length":
+            return "skipped:capped"    # cut short by a budget's output cap
+        if not is_storable(resp, complete):
+            return "skipped:unstorable"
         key = call.cache_key if call.fallback_from is None and call.cache_key else \
             cache_key(call.ref, call.request, namespace=decision.namespace)  # the model that answered
         self.cache.set(key, make_entry(resp, chunks=chunks, namespace=decision.namespace), decision.ttl)
+        return "stored"
 
     def _count_usage(self, call: Call, resp: ChatResponse) -> Usage:
         from .tokens import count_usage

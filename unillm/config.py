@@ -63,7 +63,7 @@ class Settings(BaseModel):
 
     ledger: str | None = None            # "sqlite:///path.db", "postgresql://...", "off"; None = default
     cache: str | None = None             # "disk:///path", "memory", "redis://...", "off"; None = default
-    cache_sampled: bool = False          # also cache requests with temperature unset or > 0
+    cache_sampled: bool = True           # false: cache only deterministic requests (temperature=0)
     cache_ttl: float | None = Field(default=None, gt=0)  # default lifetime of stored answers, seconds
     cache_namespace: str = "default"
     pricing: str | None = None           # a price file merged over the bundled pricing.toml
@@ -78,7 +78,7 @@ class Settings(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     log_content: bool = False
-    drop_params: bool = False
+    drop_params: bool | Literal["warn"] = "warn"
     timezone: str = "UTC"
 
     # where the settings came from, for error messages and relative paths
