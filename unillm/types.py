@@ -175,7 +175,7 @@ class ChatRequest(_Model):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
-    drop_params: DropParams = "warn"
+    drop_params: DropParams = False   # Client.chat passes the setting ("warn" by default)
     # vendor-specific keyword arguments passed straight to the SDK call
     extra: dict[str, Any] = Field(default_factory=dict)
     # the pydantic class the caller asked the answer to be parsed into, if any
