@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ... import errors
 from ...types import (
     ChatRequest,
     ChatResponse,
