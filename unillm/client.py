@@ -68,8 +68,8 @@ class Client:
                  clock: Clock | None = None, sleep: Callable[[float], None] | None = None,
                  asleep: Callable[[float], Awaitable[None]] | None = None,
                  **settings: Any) -> None:
-        if isinstance(config, Settings):
-            self.settings = config.model_copy(update=settings) if settings else config
+        if isinstance(config, Settings):  # re-validated, with the overrides, as a file would be
+            self.settings = load_settings(None, source=config.source, base=config.model_dump(), **settings)
         elif isinstance(config, Mapping):
             self.settings = load_settings(None, **{**config, **settings})
         else:
