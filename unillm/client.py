@@ -222,6 +222,7 @@ class Client:
         if call.rule_ttl is not None and decision.write:
             call.cache = replace(decision, ttl=call.rule_ttl)
         call.cache_status = decision.status if self.cache_policy.enabled else None
+        call.t0 = time.perf_counter()  # latency is the request's: not rules, pricing, SDK imports
         return call
 
     def _rule_context(self, call: Call) -> Any:
@@ -321,7 +322,9 @@ class Client:
         adapter = self._adapters.get(provider)
         if adapter is None:
             settings = self.providers[provider]
-            adapter = self._adapters[provider] = load_adapter_class(settings.adapter)(settings)
+            adapter = load_adapter_class(settings.adapter)(settings)
+            adapter.load_sdk()  # before any call's timer starts (Call.t0): latency is the request's
+            self._adapters[provider] = adapter
         return adapter
 
     # ── step 7: call, retries, fallbacks ─────────────────────────────────────

@@ -37,6 +37,7 @@ class GoogleAdapter(Adapter):
     """Gemini via ``google.genai.Client``: generateContent and streamGenerateContent (SSE)."""
 
     protocol = "google"
+    sdk_module = "google.genai"
 
     # ── SDK client ──
     def _make_client(self, async_: bool) -> Any:
@@ -64,8 +65,9 @@ class GoogleAdapter(Adapter):
 
     async def aclose(self) -> None:
         self.close()
-        if self._async_client is not None:
-            await self._async_client.aio.aclose()
+        client = self._own_async_client()
+        if client is not None:
+            await client.aio.aclose()
 
     def _kwargs(self, request: ChatRequest, model: str, *, raw_http: bool = False) -> dict[str, Any]:
         """SDK kwargs; options an older google-genai does not know are left out. ``raw_http``
