@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import errors
 from . import store as sql
-from .alerts import Alerts
+from .alerts import Alerts, warn_over
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
@@ -129,7 +129,9 @@ class Budgets:
                 event = self._event("budget.exceeded", spec, slot, state.spent_usd, resets)
                 if sql.claim_alert(tx, slot, "exceeded", now):
                     adm.events.append(event)
-                if spec.on_exceed != "warn" and adm.denied is None:
+                if spec.on_exceed == "warn":
+                    warn_over(spec.name, slot.key, state.spent_usd, spec.limit_usd)
+                elif adm.denied is None:
                     adm.denied, adm.denied_spec = _refusal(spec, slot, resets, state, usd, tokens), spec
             if adm.denied is not None:
                 return adm
