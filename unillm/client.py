@@ -211,8 +211,7 @@ class Client:
                  tags: Mapping[str, str] | None, stream: bool, cache: Any = None) -> Call:
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
-        all_tags = {**self.settings.tags, **{str(k): str(v) for k, v in tags.items()}} if tags \
-            else dict(self.settings.tags)
+        all_tags = {**self.settings.tags, **_tags(tags)} if tags is not None else dict(self.settings.tags)
         call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
                     sections.current())
         if self.rules:
@@ -563,6 +562,20 @@ def _load_rules(s: Settings) -> Any:
         return None
     from .rules import RuleSet
     return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
+
+
+def _tags(tags: Any) -> dict[str, str]:
+    """A call's ``tags=``: a mapping of names to values (numbers become text)."""
+    if not isinstance(tags, Mapping):
+        raise errors.InvalidRequestError(f"tags must be a dict of name -> value, not {type(tags).__name__}",
+                                         param="tags")
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(k, str) or isinstance(v, (Mapping, list, tuple, set, bytes)) or v is None:
+            raise errors.InvalidRequestError(f"tags: {k!r} = {v!r}; tag names are strings and values "
+                                             "strings or numbers", param="tags")
+        out[k] = str(v)
+    return out
 
 
 def _parse_structured(call: Call, resp: ChatResponse) -> None:

@@ -219,7 +219,8 @@ class ChatRequest(_Model):
     @field_validator("tool_choice")
     @classmethod
     def _tool_choice_shape(cls, v: Any) -> Any:
-        if isinstance(v, dict) and not (v.get("type") == "function" and "name" in v.get("function", {})):
+        if isinstance(v, dict) and not (v.get("type") == "function" and isinstance(v.get("function"), dict)
+                                        and "name" in v["function"]):
             raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': ...}}")
         return v
 
@@ -265,7 +266,11 @@ def build_request(model: str, messages: Any, params: dict[str, Any], *,
         params["response_format"] = {"type": "json_schema", "json_schema": {
             "name": fmt.__name__, "schema": fmt.model_json_schema()}}
     if not isinstance(messages, (list, str, bytes, dict)):
-        messages = list(messages)
+        try:
+            messages = list(messages)
+        except TypeError:
+            raise errors.InvalidRequestError(
+                f"messages must be a list of messages, not {type(messages).__name__}", param="messages") from None
     try:
         return ChatRequest(model=model, messages=messages, **params)
     except ValidationError as exc:
