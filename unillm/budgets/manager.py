@@ -130,7 +130,7 @@ class Budgets:
                 if sql.claim_alert(tx, slot, "exceeded", now):
                     adm.events.append(event)
                 if spec.on_exceed == "warn":
-                    warn_over(spec.name, slot.key, state.spent_usd, spec.limit_usd)
+                    warn_over(spec, slot.key)
                 elif adm.denied is None:
                     adm.denied, adm.denied_spec = _refusal(spec, slot, resets, state, usd, tokens), spec
             if adm.denied is not None:
