@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("unillm.budgets")
 
 EVENTS = ("budget.alert", "budget.exceeded")
+Handler = Callable[[dict[str, Any]], None]
 _WARNED: set[tuple[str, ...]] = set()
 
 
