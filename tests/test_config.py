@@ -135,3 +135,16 @@ def test_a_ledger_directory_that_cannot_be_created_is_a_config_error_naming_ledg
     with pytest.raises(errors.ConfigError) as info:   # /proc refuses new directories, even to root
         open_store("sqlite:///proc/unillm-no-such/ledger.db")
     assert info.value.key == "ledger" and "/proc/unillm-no-such" in str(info.value)
+
+
+def test_a_ledger_that_cannot_be_opened_names_the_config_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = write(tmp_path, 'ledger = "sqlite:data/ledger.db"\n')
+    client = Client.from_config(path)
+    blocker.rename(tmp_path / "data")          # the directory became a file after load
+    with pytest.raises(errors.ConfigError) as info:
+        client.ledger
+    assert info.value.file == str(path) and info.value.key == "ledger"
+    with pytest.raises(errors.ConfigError, match="cache_namespace"):
+        load_settings(None, cache_namespace=" ")

@@ -162,7 +162,7 @@ class Client:
         """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""
         if self._cache is None:
             from .cache import open_cache
-            self._cache = open_cache(self.settings.cache)
+            self._cache = _naming_file(lambda: open_cache(self.settings.cache), self.settings.source)
         return self._cache
 
     @property
@@ -177,7 +177,8 @@ class Client:
         """The `unillm.ledger.Ledger` every call is recorded in (opened on first use)."""
         if self._ledger is None:
             from .ledger import Ledger, open_store
-            self._ledger = Ledger(open_store(self.settings.ledger), self.pricebook, self.settings.tags,
+            store = _naming_file(lambda: open_store(self.settings.ledger), self.settings.source)
+            self._ledger = Ledger(store, self.pricebook, self.settings.tags,
                                   on_missing_price=self.settings.on_missing_price)
         return self._ledger
 
@@ -562,6 +563,18 @@ def _load_rules(s: Settings) -> Any:
         return None
     from .rules import RuleSet
     return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
+
+
+def _naming_file(open_: Callable[[], Any], source: str) -> Any:
+    """``open_()``; a ConfigError it raises (a ledger or cache that cannot be opened) names
+    the config file the URL came from."""
+    try:
+        return open_()
+    except errors.ConfigError as exc:
+        if exc.file:
+            raise
+        message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
+        raise errors.ConfigError(message, file=source, key=exc.key, value=exc.value) from None
 
 
 def _tags(tags: Any) -> dict[str, str]:

@@ -107,6 +107,13 @@ class Settings(BaseModel):
             return v
         raise ValueError('must be true, false or "warn"')
 
+    @field_validator("cache_namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be a non-empty name")
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
