@@ -18,10 +18,10 @@ HI = [{"role": "user", "content": "hi"}]
 def test_warn_budget_over_its_limit_warns_and_logs_once(fake: FakeProvider, tmp_path: Path, caplog) -> None:
     fake.default = Reply(usage={"input_tokens": 1000, "output_tokens": 200})
     client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'l.db'}",
-                    budgets=[{"name": "soft", "limit_requests": 1, "on_exceed": "warn"}])
+                    budgets=[{"name": "soft-warn-once", "limit_requests": 1, "on_exceed": "warn"}])
     client.chat(model="gpt-4o-mini", messages=HI, max_tokens=50)     # within the limit: silent
     caplog.set_level(logging.WARNING, logger="unillm.budgets")
-    with pytest.warns(BudgetWarning, match="budget 'soft'.*over its limit"):
+    with pytest.warns(BudgetWarning, match="budget .soft-warn-once.*over its limit"):
         client.chat(model="gpt-4o-mini", messages=HI, max_tokens=50)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                                # once per budget period
