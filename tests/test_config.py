@@ -66,7 +66,7 @@ def test_a_file_with_several_mistakes_lists_them_all_with_did_you_mean(tmp_path:
 ])
 def test_every_setting_is_checked_at_load(settings, key, words) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        load_settings(None, **settings)
+        load_settings(None, deep=True, **settings)
     assert info.value.key == key and words in str(info.value), str(info.value)
 
 

@@ -69,11 +69,12 @@ class Client:
                  asleep: Callable[[float], Awaitable[None]] | None = None,
                  **settings: Any) -> None:
         if isinstance(config, Settings):  # re-validated, with the overrides, as a file would be
-            self.settings = load_settings(None, source=config.source, base=config.model_dump(), **settings)
+            self.settings = load_settings(None, source=config.source, base=config.model_dump(), deep=True,
+                                          **settings)
         elif isinstance(config, Mapping):
-            self.settings = load_settings(None, **{**config, **settings})
+            self.settings = load_settings(None, deep=True, **{**config, **settings})
         else:
-            self.settings = load_settings(config, **settings)
+            self.settings = load_settings(config, deep=True, **settings)
         s = self.settings
         self.providers: dict[str, ProviderSettings] = build_settings(s.providers, source=s.source)
         self._resolver = Resolver(self.providers, s.aliases)

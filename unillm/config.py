@@ -169,13 +169,15 @@ def _zone_names() -> list[str]:
 
 
 def load_settings(path: str | Path | None = None, *, source: str | None = None,
-                  base: Mapping[str, Any] | None = None, deep: bool = True, **overrides: Any) -> Settings:
+                  base: Mapping[str, Any] | None = None, deep: bool = False, **overrides: Any) -> Settings:
     """Read ``path`` (if given), apply keyword overrides, validate everything in one pass.
 
     Every problem found (top-level keys, ``[providers.X]``, ``[[budgets]]``, ``[[rules]]``)
     is reported in one `ConfigError`; each names the file and the key, with did-you-mean.
-    ``base`` (settings already loaded) takes the place of a file. ``deep=False`` checks
-    the settings but leaves rules, budgets and providers to their own parsers (``rules lint``).
+    ``base`` (settings already loaded) takes the place of a file. ``deep`` (what `Client`
+    asks for) also checks ``[providers.X]``, ``[[budgets]]``, ``[[rules]]`` and each rule's
+    target, so a file's mistakes are all reported at once; without it they are left to
+    their own parsers (``unillm rules lint`` and ``pricing check`` report them as findings).
     """
     data: dict[str, Any] = dict(base or {})
     source = source or "Client(...)"
@@ -199,7 +201,7 @@ def load_settings(path: str | Path | None = None, *, source: str | None = None,
     return validate(data, source, deep=deep)
 
 
-def validate(data: Mapping[str, Any], source: str, *, deep: bool = True) -> Settings:
+def validate(data: Mapping[str, Any], source: str, *, deep: bool = False) -> Settings:
     """``data`` as `Settings`, or one ConfigError listing every problem."""
     problems: list[errors.ConfigError] = []
     settings: Settings | None = None

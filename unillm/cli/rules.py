@@ -163,7 +163,7 @@ def _pricebook(settings: Settings) -> Any:
 @user_errors
 def lint_cmd(config: str, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
-    settings = load_settings(config, deep=False)  # the rules are lint's to report
+    settings = load_settings(config)
     resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
     findings = lint(settings.rules, settings.fallbacks, resolver, _pricebook(settings),
                     source=settings.source, timezone=settings.timezone,
