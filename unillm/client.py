@@ -118,7 +118,7 @@ class Client:
     async def achat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
                     tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
-        call = self._prepare(model, messages, params, tags, stream, cache)
+        call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
         hit = self._cache_get(call)
         if hit is not None:
             return self._serve_hit(call, hit, asynchronous=True)
@@ -210,7 +210,8 @@ class Client:
     # ── steps 1-4 (no I/O but the ledger row of a refusal) ───────────────────
 
     def _prepare(self, model: str, messages: Iterable[Any], params: dict[str, Any],
-                 tags: Mapping[str, str] | None, stream: bool, cache: Any = None) -> Call:
+                 tags: Mapping[str, str] | None, stream: bool, cache: Any = None,
+                 asynchronous: bool = False) -> Call:
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
         all_tags = {**self.settings.tags, **_tags(tags)} if tags is not None else dict(self.settings.tags)
@@ -223,7 +224,8 @@ class Client:
         if call.rule_ttl is not None and decision.write:
             call.cache = replace(decision, ttl=call.rule_ttl)
         call.cache_status = decision.status if self.cache_policy.enabled else None
-        call.t0 = time.perf_counter()  # latency is the request's: not rules, pricing, SDK imports
+        call.adapter.warm(asynchronous)
+        call.t0 = time.perf_counter()  # latency is the request's: not rules, pricing, SDK set-up
         return call
 
     def _rule_context(self, call: Call) -> Any:

@@ -68,6 +68,17 @@ class Adapter(ABC):
     def provider(self) -> str:
         return self.settings.name
 
+    def warm(self, asynchronous: bool) -> None:
+        """Build the SDK client (of the running loop, when ``asynchronous``) before a call's
+        timer starts. A failure (no API key, say) is left for the call's attempt to meet."""
+        try:
+            self._warm_client(self.async_client() if asynchronous else self.sync_client(), asynchronous)
+        except Exception:  # noqa: BLE001 - raised again, and translated, by the attempt
+            return
+
+    def _warm_client(self, client: Any, asynchronous: bool) -> None:
+        """What an SDK builds lazily on a client's first request (resources it imports)."""
+
     def load_sdk(self) -> None:
         """Import the SDK now, before a call's timer starts: its import (0.5-2.5 s for some
         SDKs) is start-up work, not the latency of the first request."""

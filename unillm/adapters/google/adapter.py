@@ -59,6 +59,10 @@ class GoogleAdapter(Adapter):
         )
         return genai.Client(api_key=key, http_options=options)
 
+    def _warm_client(self, client: Any, asynchronous: bool) -> None:
+        (client.aio if asynchronous else client).models  # noqa: B018 - built, and imported, on first use
+        require("google.genai.types").GenerateContentConfig()  # its validators are built on first use
+
     def close(self) -> None:
         if self._sync_client is not None:
             self._sync_client.close()
