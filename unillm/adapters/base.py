@@ -63,6 +63,7 @@ class Adapter(ABC):
         self._async_client: Any = None   # the async client of the loop that last asked
         self._async_loop: Any = None     # ... and that loop
         self._async_loops: Any = None    # event loop -> its async client (weakly, by loop)
+        self._warmed: set[int] = set()   # ids of the SDK clients `warm` has prepared
 
     @property
     def provider(self) -> str:
@@ -72,7 +73,10 @@ class Adapter(ABC):
         """Build the SDK client (of the running loop, when ``asynchronous``) before a call's
         timer starts. A failure (no API key, say) is left for the call's attempt to meet."""
         try:
-            self._warm_client(self.async_client() if asynchronous else self.sync_client(), asynchronous)
+            client = self.async_client() if asynchronous else self.sync_client()
+            if id(client) not in self._warmed:   # once per SDK client: not on every call
+                self._warm_client(client, asynchronous)
+                self._warmed.add(id(client))
         except Exception:  # noqa: BLE001 - raised again, and translated, by the attempt
             return
 
