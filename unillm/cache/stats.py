@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["status_counts", "skip_reasons"]
+__all__ = ["skip_reasons", "status_counts"]
 
 
 def status_counts(store: Any, *, since: Any = None, until: Any = None) -> dict[str, int]:
