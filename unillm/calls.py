@@ -8,9 +8,12 @@ API keys have no field to land in.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from . import errors
 
 from .types import ChatRequest, ChatResponse, Cost, Usage
 
@@ -76,6 +79,20 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         dropped_params=call.request.dropped,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
+
+
+def call_tags(tags: Any) -> dict[str, str]:
+    """A call's ``tags=``: a mapping of names to values (numbers become text)."""
+    if not isinstance(tags, Mapping):
+        raise errors.InvalidRequestError(f"tags must be a dict of name -> value, not {type(tags).__name__}",
+                                         param="tags")
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(k, str) or isinstance(v, (Mapping, list, tuple, set, bytes)) or v is None:
+            raise errors.InvalidRequestError(f"tags: {k!r} = {v!r}; tag names are strings and values "
+                                             "strings or numbers", param="tags")
+        out[k] = str(v)
+    return out
 
 
 def _prompt_text(request: ChatRequest) -> str:

@@ -28,8 +28,8 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, record_for
-from .config import Settings, load_settings
+from .calls import Call, call_tags, record_for
+from .config import Settings, load_settings, naming_file
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
 from .streaming import (Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list, aprepend,
@@ -163,7 +163,7 @@ class Client:
         """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""
         if self._cache is None:
             from .cache import open_cache
-            self._cache = _naming_file(lambda: open_cache(self.settings.cache), self.settings.source)
+            self._cache = naming_file(lambda: open_cache(self.settings.cache), self.settings.source)
         return self._cache
 
     @property
@@ -178,7 +178,7 @@ class Client:
         """The `unillm.ledger.Ledger` every call is recorded in (opened on first use)."""
         if self._ledger is None:
             from .ledger import Ledger, open_store
-            store = _naming_file(lambda: open_store(self.settings.ledger), self.settings.source)
+            store = naming_file(lambda: open_store(self.settings.ledger), self.settings.source)
             self._ledger = Ledger(store, self.pricebook, self.settings.tags,
                                   on_missing_price=self.settings.on_missing_price)
         return self._ledger
@@ -214,7 +214,7 @@ class Client:
                  asynchronous: bool = False) -> Call:
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
-        all_tags = {**self.settings.tags, **_tags(tags)} if tags is not None else dict(self.settings.tags)
+        all_tags = {**self.settings.tags, **call_tags(tags)} if tags is not None else dict(self.settings.tags)
         call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
                     sections.current())
         if self.rules:
@@ -566,32 +566,6 @@ def _load_rules(s: Settings) -> Any:
         return None
     from .rules import RuleSet
     return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
-
-
-def _naming_file(open_: Callable[[], Any], source: str) -> Any:
-    """``open_()``; a ConfigError it raises (a ledger or cache that cannot be opened) names
-    the config file the URL came from."""
-    try:
-        return open_()
-    except errors.ConfigError as exc:
-        if exc.file:
-            raise
-        message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
-        raise errors.ConfigError(message, file=source, key=exc.key, value=exc.value) from None
-
-
-def _tags(tags: Any) -> dict[str, str]:
-    """A call's ``tags=``: a mapping of names to values (numbers become text)."""
-    if not isinstance(tags, Mapping):
-        raise errors.InvalidRequestError(f"tags must be a dict of name -> value, not {type(tags).__name__}",
-                                         param="tags")
-    out = {}
-    for k, v in tags.items():
-        if not isinstance(k, str) or isinstance(v, (Mapping, list, tuple, set, bytes)) or v is None:
-            raise errors.InvalidRequestError(f"tags: {k!r} = {v!r}; tag names are strings and values "
-                                             "strings or numbers", param="tags")
-        out[k] = str(v)
-    return out
 
 
 def _parse_structured(call: Call, resp: ChatResponse) -> None:

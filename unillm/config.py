@@ -285,5 +285,17 @@ def _rule_target_problems(data: Mapping[str, Any], providers: Any, ruleset: Any,
     return check_targets(ruleset, resolver.resolve, price, source=source)
 
 
-__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "validate",
+def naming_file(open_: Callable[[], Any], source: str) -> Any:
+    """``open_()``; a ConfigError it raises (a ledger or cache that cannot be opened) names
+    the config file the URL came from."""
+    try:
+        return open_()
+    except errors.ConfigError as exc:
+        if exc.file:
+            raise
+        message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
+        raise errors.ConfigError(message, file=source, key=exc.key, value=exc.value) from None
+
+
+__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "load_settings", "validate", "naming_file",
            "errors"]
