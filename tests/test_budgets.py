@@ -257,7 +257,7 @@ def test_many_processes_never_overshoot(fake: FakeProvider, tmp_path: Path, roun
 def test_a_refusal_inside_the_adapter_releases_the_hold_and_is_recorded(fake: FakeProvider, tmp_path: Path) -> None:
     client = make(fake, tmp_path, [{"name": "b", "limit_usd": 1}])
     with pytest.raises(errors.UnsupportedParamError):   # Anthropic takes no temperature
-        client.chat(model="claude-haiku-4-5", messages=HI, temperature=0.5, max_tokens=10)
+        client.chat(model="claude-haiku-4-5", messages=HI, temperature=0.5, max_tokens=10, drop_params=False)
     assert fake.requests == []
     (status,) = client.budgets.status()
     assert status["in_flight"] == 0 and status["reserved_usd"] == 0      # the hold was released

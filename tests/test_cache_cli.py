@@ -100,3 +100,24 @@ def test_a_bad_url_is_one_clean_line() -> None:
 def test_the_group_is_reachable_from_the_unillm_command(url: str) -> None:
     out = CliRunner().invoke(cli, ["cache", "prune", "--cache", url])
     assert out.exit_code == 0 and "pruned 1" in out.output
+
+
+def test_stats_counts_skips_by_reason_from_the_ledger(tmp_path: Path) -> None:
+    from unillm import Client
+    from unillm.testing import FakeProvider
+    hi = [{"role": "user", "content": "hi"}]
+    ledger, cache = f"sqlite:///{tmp_path / 'l.db'}", f"disk://{tmp_path}/cache"
+    with FakeProvider() as fake:
+        client = Client(ledger=ledger, cache=cache, cache_sampled=False, providers=fake.providers())
+        client.chat(model="gpt-4o-mini", messages=hi)                          # skipped:sampled
+        client.chat(model="gpt-4o-mini", messages=hi, temperature=0.5)         # skipped:sampled
+        client.chat(model="gpt-4o-mini", messages=hi, temperature=0, cache=False)  # skipped:disabled
+        client.chat(model="gpt-4o-mini", messages=hi, temperature=0)           # stored
+        client.chat(model="gpt-4o-mini", messages=hi, temperature=0)           # hit
+        client.close()
+    out = CliRunner().invoke(group, ["stats", "--cache", cache, "--ledger", ledger, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["cache_status"] == {"skipped:sampled": 2, "hit": 1, "skipped:disabled": 1, "stored": 1}
+    table = CliRunner().invoke(group, ["stats", "--cache", cache, "--ledger", ledger])
+    assert "2 sampled, 1 disabled" in table.output.splitlines()[-1], table.output

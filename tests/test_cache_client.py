@@ -78,19 +78,56 @@ async def test_async_hit_and_async_stream_replay(fake: FakeProvider, tmp_path: P
 
 def test_policy_controls(fake: FakeProvider, tmp_path: Path) -> None:
     client = make(fake, tmp_path)
-    client.chat(model="gpt-4o-mini", messages=HI)                        # sampled: not cached
-    client.chat(model="gpt-4o-mini", messages=HI)
-    assert len(fake.requests) == 2
+    first = client.chat(model="gpt-4o-mini", messages=HI)                # sampled, cached by default
+    again = client.chat(model="gpt-4o-mini", messages=HI)
+    assert len(fake.requests) == 1 and again.cached
+    assert (first.cache_status, again.cache_status) == ("stored", "hit")
+    warm = client.chat(model="gpt-4o-mini", messages=HI, temperature=0.7)  # temperature is in the key
+    assert len(fake.requests) == 2 and warm.cache_status == "stored"
     client.chat(model="gpt-4o-mini", messages=HI, temperature=0)
-    client.chat(model="gpt-4o-mini", messages=HI, temperature=0, cache=False)   # skip
-    assert len(fake.requests) == 4
+    skipped = client.chat(model="gpt-4o-mini", messages=HI, temperature=0, cache=False)   # skip
+    assert len(fake.requests) == 4 and skipped.cache_status == "skipped:disabled"
     fake.queue(Reply(text="fresh"))
-    assert client.chat(model="gpt-4o-mini", messages=HI, temperature=0, cache="refresh").content == "fresh"
+    refreshed = client.chat(model="gpt-4o-mini", messages=HI, temperature=0, cache="refresh")
+    assert refreshed.content == "fresh" and refreshed.cache_status == "stored"
     assert client.chat(model="gpt-4o-mini", messages=HI, temperature=0).content == "fresh"  # overwritten
     assert len(fake.requests) == 5
-    sampled = make(fake, tmp_path / "s", cache_sampled=True)
-    sampled.chat(model="gpt-4o-mini", messages=HI)
-    assert sampled.chat(model="gpt-4o-mini", messages=HI).cached
+    strict = make(fake, tmp_path / "s", cache_sampled=False)
+    r = strict.chat(model="gpt-4o-mini", messages=HI)
+    assert not strict.chat(model="gpt-4o-mini", messages=HI).cached and r.cache_status == "skipped:sampled"
+    assert strict.chat(model="gpt-4o-mini", messages=HI, temperature=0).cache_status == "stored"
+    statuses = [rec.cache_status for rec in sorted(strict.ledger.records(), key=lambda x: x.started_at)]
+    assert statuses == ["skipped:sampled", "skipped:sampled", "stored"]
+
+
+def test_no_cache_unless_one_is_configured(fake: FakeProvider, tmp_path: Path) -> None:
+    client = Client(ledger=f"sqlite:///{tmp_path / 'ledger.db'}", providers=fake.providers())
+    a = client.chat(model="gpt-4o-mini", messages=HI, temperature=0)
+    b = client.chat(model="gpt-4o-mini", messages=HI, temperature=0)
+    assert len(fake.requests) == 2 and not b.cached
+    assert a.cache_status is None and b.cache_status is None
+    assert [r.cache_status for r in client.ledger.records()] == [None, None]
+    assert not (tmp_path / "unillm-home" / "cache").exists()   # nothing written to a default cache
+
+
+def test_cache_disk_means_the_platform_cache_dir(fake: FakeProvider, tmp_path: Path) -> None:
+    client = make(fake, tmp_path, cache="disk")
+    client.chat(model="gpt-4o-mini", messages=HI)
+    assert client.chat(model="gpt-4o-mini", messages=HI).cached
+    assert (tmp_path / "unillm-home" / "cache" / "cache.db").exists()  # $UNILLM_HOME/cache in tests
+
+
+def test_unstored_answers_say_why(fake: FakeProvider, tmp_path: Path) -> None:
+    client = make(fake, tmp_path, providers={"openai": {**fake.providers()["openai"], "max_retries": 0}})
+    fake.queue(Reply(text="x" * 200, chunk_size=10))
+    stream = client.chat(model="gpt-4o-mini", messages=HI, stream=True)
+    next(iter(stream))
+    stream.close()
+    fake.queue(Reply(status=500, error="boom"))
+    with pytest.raises(errors.ServerError):
+        client.chat(model="gpt-4o-mini", messages=HI)
+    rows = sorted(client.ledger.records(), key=lambda r: r.started_at)
+    assert [(r.status, r.cache_status) for r in rows] == [("partial", "skipped:partial"), ("error", "miss")]
 
 
 def test_errors_and_partial_streams_are_never_stored(fake: FakeProvider, tmp_path: Path) -> None:

@@ -37,18 +37,25 @@ def test_sampled_means_temperature_unset_or_above_zero(temperature, sampled) -> 
     assert is_sampled(req(temperature=temperature)) is sampled
 
 
-def test_default_policy_caches_deterministic_requests_only() -> None:
+def test_default_policy_caches_sampled_requests_too() -> None:
     policy = CachePolicy()
-    assert policy.decide(req(temperature=0)) == CacheDecision(read=True, write=True, ttl=None, namespace="default")
+    for r in (req(temperature=0), req(), req(temperature=0.7)):
+        assert policy.decide(r) == CacheDecision(read=True, write=True, ttl=None, namespace="default")
+
+
+def test_cache_sampled_false_caches_deterministic_requests_only() -> None:
+    policy = CachePolicy.from_settings(SimpleNamespace(cache_sampled=False, cache="memory"))
+    assert policy.decide(req(temperature=0)).read
     for r in (req(), req(temperature=0.7)):
         d = policy.decide(r)
-        assert not d.read and not d.write and "cache_sampled" in d.reason
+        assert not d.read and not d.write and d.status == "skipped:sampled"
 
 
-def test_cache_sampled_setting_caches_sampled_requests() -> None:
-    policy = CachePolicy.from_settings(SimpleNamespace(cache_sampled=True, cache_ttl=60, cache="memory"))
-    d = policy.decide(req(temperature=0.7))
-    assert (d.read, d.write, d.ttl) == (True, True, 60.0)
+def test_not_configured_means_no_cache(monkeypatch) -> None:
+    assert isinstance(open_cache(None), NullCache)
+    assert not CachePolicy.from_settings(SimpleNamespace(cache=None)).enabled
+    monkeypatch.setenv("UNILLM_CACHE", "memory")
+    assert CachePolicy.from_settings(SimpleNamespace(cache=None)).enabled
 
 
 @pytest.mark.parametrize("option, read, write", [
@@ -69,10 +76,11 @@ def test_per_call_ttl_and_namespace_override_the_defaults() -> None:
 
 
 def test_per_call_sampled_override() -> None:
-    d = CachePolicy().decide(req(temperature=1), {"sampled": True})
+    d = CachePolicy(sampled=False).decide(req(temperature=1), {"sampled": True})
     assert d.read and d.write
+    assert not CachePolicy().decide(req(temperature=1), {"sampled": False}).active
     # refresh does not bypass the sampling rule by itself
-    assert not CachePolicy().decide(req(temperature=1), "refresh").write
+    assert not CachePolicy(sampled=False).decide(req(temperature=1), "refresh").write
 
 
 def test_cache_off_in_settings_never_reads_or_writes() -> None:
@@ -121,11 +129,12 @@ def test_memory_and_off_urls() -> None:
     assert isinstance(open_cache("off"), NullCache)
 
 
-def test_default_location_is_under_unillm_home(tmp_path: Path, monkeypatch) -> None:
+def test_disk_means_the_default_location_under_unillm_home(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("UNILLM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UNILLM_CACHE", raising=False)
     assert default_cache_dir() == tmp_path / "home" / "cache"
-    cache = open_cache(None)
+    assert isinstance(open_cache(None), NullCache)      # not configured: no cache at all
+    cache = open_cache("disk")
     assert isinstance(cache, DiskCache) and cache.directory == tmp_path / "home" / "cache"
     assert (tmp_path / "home" / "cache" / "cache.db").exists()
     cache.close()
@@ -188,12 +197,13 @@ def test_import_unillm_does_not_load_diskcache() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_without_diskcache_the_default_cache_is_off_and_explicit_disk_says_what_to_install(
+def test_without_diskcache_no_cache_needs_nothing_and_disk_says_what_to_install(
         monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "diskcache", None)  # as if not installed
     warnings: list[str] = []
-    assert isinstance(open_cache(None, warn=warnings.append), NullCache)
-    assert len(warnings) == 1 and "pip install 'unillm[cache]'" in warnings[0]
+    assert isinstance(open_cache(None, warn=warnings.append), NullCache) and warnings == []
+    with pytest.raises(errors.MissingDependencyError):
+        open_cache("disk")
     with pytest.raises(errors.MissingDependencyError) as info:
         open_cache(f"disk://{tmp_path}/c")
     assert "unillm[cache]" in str(info.value)

@@ -8,9 +8,12 @@ API keys have no field to land in.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from . import errors
 
 from .types import ChatRequest, ChatResponse, Cost, Usage
 
@@ -25,7 +28,7 @@ class Call:
 
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
-                 "cache", "cache_key", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
+                 "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
                  "call_id", "attempt", "attempt_t0", "budget_cap", "begun")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
@@ -41,6 +44,7 @@ class Call:
         self.fallback_from: str | None = None
         self.cache: Any = None             # the cache decision for this call
         self.cache_key: str | None = None
+        self.cache_status: str | None = None  # hit, miss, stored, skipped:<reason>; None = no cache
         self.reservation: Any = None       # budget reservation to settle
         self.ttft_ms: float | None = None
         self.remaining: list[str] | None = None  # fallback models not yet tried
@@ -65,12 +69,13 @@ class Call:
 
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
-        nxt = Call(self.request.model_copy(update={"model": f"{ref.provider}/{ref.model}"}), ref,
+        nxt = Call(self.request.retargeted(f"{ref.provider}/{ref.model}"), ref,
                    adapter, self.tags, self.requested_model, self.at, self.stream, self.section)
         nxt.price, nxt.fallback_from, nxt.rule = price, fallback_from, self.rule
         nxt.cache, nxt.call_id, nxt.attempt = self.cache, self.call_id, self.attempt
         nxt.t0 = self.t0  # one clock for the whole call: its rows' started_at stay in order
         nxt.begun = self.begun
+        nxt.cache_status = self.cache_status
         return nxt
 
 
@@ -95,6 +100,7 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
         tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
         usage_sources=dict(usage.sources) if usage is not None else {},
+        cache_status=call.cache_status, dropped_params=call.request.dropped,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
 
@@ -111,6 +117,20 @@ def failed_status(err: BaseException) -> str:
             return "error"
         cause = cause.__cause__ or cause.__context__
     return "unknown"
+
+
+def call_tags(tags: Any) -> dict[str, str]:
+    """A call's ``tags=``: a mapping of names to values (numbers become text)."""
+    if not isinstance(tags, Mapping):
+        raise errors.InvalidRequestError(f"tags must be a dict of name -> value, not {type(tags).__name__}",
+                                         param="tags")
+    out = {}
+    for k, v in tags.items():
+        if not isinstance(k, str) or isinstance(v, (Mapping, list, tuple, set, bytes)) or v is None:
+            raise errors.InvalidRequestError(f"tags: {k!r} = {v!r}; tag names are strings and values "
+                                             "strings or numbers", param="tags")
+        out[k] = str(v)
+    return out
 
 
 def _prompt_text(request: ChatRequest) -> str:

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, failed_status, record_for
-from .config import Settings, load_settings
+from .calls import Call, call_tags, failed_status, record_for
+from .config import Settings, load_settings, naming_file
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
 from .streaming import (ALL_BUCKETS, Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list,
@@ -70,12 +70,13 @@ class Client:
                  clock: Clock | None = None, sleep: Callable[[float], None] | None = None,
                  asleep: Callable[[float], Awaitable[None]] | None = None,
                  **settings: Any) -> None:
-        if isinstance(config, Settings):
-            self.settings = config.model_copy(update=settings) if settings else config
+        if isinstance(config, Settings):  # re-validated, with the overrides, as a file would be
+            self.settings = load_settings(None, source=config.source, base=config.model_dump(), deep=True,
+                                          **settings)
         elif isinstance(config, Mapping):
-            self.settings = load_settings(None, **{**config, **settings})
+            self.settings = load_settings(None, deep=True, **{**config, **settings})
         else:
-            self.settings = load_settings(config, **settings)
+            self.settings = load_settings(config, deep=True, **settings)
         s = self.settings
         self.providers: dict[str, ProviderSettings] = build_settings(s.providers, source=s.source)
         self._resolver = Resolver(self.providers, s.aliases)
@@ -119,7 +120,7 @@ class Client:
     async def achat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
                     tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
-        call = self._prepare(model, messages, params, tags, stream, cache)
+        call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
         hit = self._cache_get(call)
         if hit is not None:
             return self._serve_hit(call, hit, asynchronous=True)
@@ -164,7 +165,7 @@ class Client:
         """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""
         if self._cache is None:
             from .cache import open_cache
-            self._cache = open_cache(self.settings.cache)
+            self._cache = naming_file(lambda: open_cache(self.settings.cache), self.settings.source)
         return self._cache
 
     @property
@@ -179,7 +180,8 @@ class Client:
         """The `unillm.ledger.Ledger` every call is recorded in (opened on first use)."""
         if self._ledger is None:
             from .ledger import Ledger, open_store
-            self._ledger = Ledger(open_store(self.settings.ledger), self.pricebook, self.settings.tags,
+            store = naming_file(lambda: open_store(self.settings.ledger), self.settings.source)
+            self._ledger = Ledger(store, self.pricebook, self.settings.tags,
                                   on_missing_price=self.settings.on_missing_price, resolver=self.resolve)
         return self._ledger
 
@@ -210,20 +212,22 @@ class Client:
     # ── steps 1-4 (no I/O but the ledger row of a refusal) ───────────────────
 
     def _prepare(self, model: str, messages: Iterable[Any], params: dict[str, Any],
-                 tags: Mapping[str, str] | None, stream: bool, cache: Any = None) -> Call:
+                 tags: Mapping[str, str] | None, stream: bool, cache: Any = None,
+                 asynchronous: bool = False) -> Call:
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
-        all_tags = {**self.settings.tags, **{str(k): str(v) for k, v in tags.items()}} if tags \
-            else dict(self.settings.tags)
+        all_tags = {**self.settings.tags, **call_tags(tags)} if tags is not None else dict(self.settings.tags)
         call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
                     sections.current())
         if self.rules:
             self._apply_rules(call)
         call.price = self._price_of(call, call.ref)
-        if cache is not False and self.settings.cache != "off":
-            call.cache = self.cache_policy.decide(call.request, cache)
-            if call.rule_ttl is not None and call.cache.write:
-                call.cache = replace(call.cache, ttl=call.rule_ttl)
+        decision = call.cache = self.cache_policy.decide(call.request, cache)
+        if call.rule_ttl is not None and decision.write:
+            call.cache = replace(decision, ttl=call.rule_ttl)
+        call.cache_status = decision.status if self.cache_policy.enabled else None
+        call.adapter.warm(asynchronous)
+        call.t0 = time.perf_counter()  # latency is the request's: not rules, pricing, SDK set-up
         return call
 
     def _rule_context(self, call: Call) -> Any:
@@ -330,7 +334,9 @@ class Client:
         adapter = self._adapters.get(provider)
         if adapter is None:
             settings = self.providers[provider]
-            adapter = self._adapters[provider] = load_adapter_class(settings.adapter)(settings)
+            adapter = load_adapter_class(settings.adapter)(settings)
+            adapter.load_sdk()  # before any call's timer starts (Call.t0): latency is the request's
+            self._adapters[provider] = adapter
         return adapter
 
     # ── step 7: call, retries, fallbacks ─────────────────────────────────────
@@ -477,6 +483,8 @@ class Client:
         # a stream that opened was accepted by the vendor, which bills its prompt however far it
         # got: an incomplete one is settled as partial (input counted, output as received)
         status = ("ok" if cost is not None else "unpriced") if complete else "partial"
+        resp.cache_status = call.cache_status = self._cache_put(call, resp, complete, chunks)
+        resp.dropped_params = call.request.dropped
         if self._recording:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
@@ -487,7 +495,6 @@ class Client:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
             resp.ledger_id = rec.id
-        self._cache_put(call, resp, complete, chunks)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
@@ -539,21 +546,23 @@ class Client:
                     self._count_usage(call, resp, reported, buckets)
         return self._finish(call, resp, complete=complete, error=error, chunks=acc.chunks)
 
-    # ── step 6 and 11: the response cache ───────────────────────────────────
+    # ── step 5 and 11: the response cache ───────────────────────────────────
 
     def _cache_get(self, call: Call) -> Any:
         if call.cache is None or not call.cache.read:
             return None
         from .cache import cache_key
         call.cache_key = cache_key(call.ref, call.request, namespace=call.cache.namespace)
-        return self.cache.get(call.cache_key)
+        entry = self.cache.get(call.cache_key)
+        call.cache_status = "miss" if entry is None else "hit"
+        return entry
 
     def _serve_hit(self, call: Call, entry: Any, asynchronous: bool = False) -> Any:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
         from .cache.codec import replay_chunks
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
-            "rule": call.rule, "cost": Cost(price_version="cache hit")})
+            "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
         if self._recording:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)
@@ -568,17 +577,24 @@ class Client:
             return AsyncChatStream(aiter_list(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
         return ChatStream(iter(replay_chunks(entry)), acc, lambda a, e: resp, lambda exc: exc)
 
-    def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> None:
+    def _cache_put(self, call: Call, resp: ChatResponse, complete: bool, chunks: list[Any] | None) -> str | None:
+        """Step 11, before the row is written so that the row says what happened: the call's
+        cache_status (``stored``, or why the answer was not)."""
         decision = call.cache
         if decision is None or not decision.write:
-            return
+            return call.cache_status
         from .cache import cache_key
         from .cache.codec import is_storable, make_entry
-        if not is_storable(resp, complete) or (call.capped and resp.choices[0].finish_reason == "length"):
-            return  # errors, partial streams and answers cut short by a budget's cap are never stored
+        if not complete:
+            return "skipped:partial"   # errors and partial streams are never stored
+        if call.capped and resp.choices and resp.choices[0].finish_reason == "length":
+            return "skipped:capped"    # cut short by a budget's output cap
+        if not is_storable(resp, complete):
+            return "skipped:unstorable"
         key = call.cache_key if call.fallback_from is None and call.cache_key else \
             cache_key(call.ref, call.request, namespace=decision.namespace)  # the model that answered
         self.cache.set(key, make_entry(resp, chunks=chunks, namespace=decision.namespace), decision.ttl)
+        return "stored"
 
     def _count_usage(self, call: Call, resp: ChatResponse, reported: Usage | None = None,
                      buckets: frozenset[str] = frozenset()) -> Usage:

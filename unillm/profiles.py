@@ -66,7 +66,9 @@ class Capabilities(BaseModel):
     images: bool = True
     seed: bool = True
     stop: bool = True
+    temperature: bool = True
     top_p: bool = True
+    top_k: bool = True  # where the protocol has one (Chat Completions has none)
     stream_usage: bool = True  # honours stream_options.include_usage (OpenAI-compatible vendors)
 
 

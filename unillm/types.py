@@ -16,7 +16,8 @@ import threading
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, computed_field, field_validator, model_serializer,
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, computed_field, field_validator,
+                      model_serializer,
                       model_validator)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -170,6 +171,17 @@ REQUEST_PARAMS = frozenset({
 })
 
 
+#: ``drop_params``: "warn" (drop, warn once per parameter and provider), True (drop silently),
+#: False (an `UnsupportedParamError`)
+DropParams = Union[StrictBool, Literal["warn"]]
+
+_WARNED_DROPS: set[tuple[str, str]] = set()
+
+
+class DroppedParamWarning(UserWarning):
+    """A parameter the vendor cannot honour was dropped (``drop_params = "warn"``)."""
+
+
 class ChatRequest(_Model):
     """A validated chat request, vendor-neutral. Adapters turn it into SDK kwargs."""
 
@@ -191,11 +203,41 @@ class ChatRequest(_Model):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
-    drop_params: bool = False
+    drop_params: DropParams = False   # Client.chat passes the setting ("warn" by default)
     # vendor-specific keyword arguments passed to the SDK call (the contract: unillm.extra)
     extra: dict[str, Any] = Field(default_factory=dict)
     # the pydantic class the caller asked the answer to be parsed into, if any
     response_model: Any = Field(default=None, exclude=True)
+    # parameters an adapter dropped while converting this request (see `unsupported`)
+    _dropped: tuple[str, ...] = PrivateAttr(default=())
+
+    def unsupported(self, provider: str, param: str, hint: str = "") -> None:
+        """``provider`` cannot honour ``param``: an `UnsupportedParamError` when ``drop_params``
+        is False; else the parameter is dropped, noted in `dropped` and, under "warn",
+        warned about once per parameter and provider per process."""
+        if self.drop_params is False:
+            from .errors import UnsupportedParamError
+            raise UnsupportedParamError(provider, param, hint)
+        if param not in self._dropped:
+            self._dropped = (*self._dropped, param)
+        if self.drop_params == "warn" and (provider, param) not in _WARNED_DROPS:
+            _WARNED_DROPS.add((provider, param))
+            import warnings
+            why = f" ({hint})" if hint else ""
+            warnings.warn(f"{provider} does not support the parameter {param!r}{why}: dropped; set "
+                          "drop_params = true to drop silently, false to make it an error",
+                          DroppedParamWarning, stacklevel=2)
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """The parameters dropped when this request was converted for its vendor."""
+        return self._dropped
+
+    def retargeted(self, model: str) -> ChatRequest:
+        """The same request for another model (a fallback), with nothing dropped yet."""
+        out = self.model_copy(update={"model": model})
+        out._dropped = ()
+        return out
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -213,7 +255,8 @@ class ChatRequest(_Model):
     @field_validator("tool_choice")
     @classmethod
     def _tool_choice_shape(cls, v: Any) -> Any:
-        if isinstance(v, dict) and not (v.get("type") == "function" and "name" in v.get("function", {})):
+        if isinstance(v, dict) and not (v.get("type") == "function" and isinstance(v.get("function"), dict)
+                                        and "name" in v["function"]):
             raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': ...}}")
         return v
 
@@ -238,7 +281,8 @@ class ChatRequest(_Model):
         return any(m.has_images() for m in self.messages)
 
 
-def build_request(model: str, messages: Any, params: dict[str, Any], *, drop_params: bool = False) -> ChatRequest:
+def build_request(model: str, messages: Any, params: dict[str, Any], *,
+                  drop_params: DropParams = "warn") -> ChatRequest:
     """``Client.chat``'s arguments -> a validated ChatRequest, or one precise InvalidRequestError."""
     from pydantic import ValidationError
 
@@ -263,7 +307,11 @@ def build_request(model: str, messages: Any, params: dict[str, Any], *, drop_par
         params["response_format"] = {"type": "json_schema", "json_schema": {
             "name": fmt.__name__, "schema": fmt.model_json_schema()}}
     if not isinstance(messages, (list, str, bytes, dict)):
-        messages = list(messages)
+        try:
+            messages = list(messages)
+        except TypeError:
+            raise errors.InvalidRequestError(
+                f"messages must be a list of messages, not {type(messages).__name__}", param="messages") from None
     try:
         return ChatRequest(model=model, messages=messages, **params)
     except ValidationError as exc:
@@ -509,6 +557,10 @@ class ChatResponse(_Model):
     #: the ``max_tokens`` a budget injected (the request had none) when it is below the
     #: model's documented maximum output, or the maximum is unknown; None otherwise
     capped: int | None = None
+    #: what the response cache did: hit, miss, stored, skipped:<reason>; None = no cache configured
+    cache_status: str | None = None
+    #: parameters the vendor cannot honour, dropped under ``drop_params`` ("warn" or true)
+    dropped_params: tuple[str, ...] = ()
 
     @property
     def content(self) -> str | None:

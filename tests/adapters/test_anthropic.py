@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import json
 import subprocess
 import sys
@@ -401,12 +403,38 @@ async def test_client_async_stream(fake, client) -> None:
     assert text == "async words" and stream.usage.input_tokens == 100
 
 
-def test_client_unsupported_param_is_refused_before_sending(fake, client) -> None:
+def test_client_unsupported_param_is_refused_before_sending_when_drop_params_is_false(fake, client) -> None:
     with pytest.raises(errors.UnsupportedParamError, match="temperature"):
-        client.chat(model=MODEL, messages=HI, temperature=0.2)
+        client.chat(model=MODEL, messages=HI, temperature=0.2, drop_params=False)
     assert fake.requests == []
-    assert client.chat(model=MODEL, messages=HI, temperature=0.2, drop_params=True).content
+    quiet = client.chat(model=MODEL, messages=HI, temperature=0.2, drop_params=True)
+    assert quiet.content and quiet.dropped_params == ("temperature",)
     assert "temperature" not in fake.requests[-1].json
+
+
+def test_code_migrated_from_litellm_passing_temperature_works_with_one_warning(fake, tmp_path) -> None:
+    from unillm import Client
+    from unillm.types import _WARNED_DROPS, DroppedParamWarning
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'l.db'}")
+    _WARNED_DROPS.discard(("anthropic", "temperature"))
+    with pytest.warns(DroppedParamWarning, match="anthropic does not support the parameter 'temperature'"):
+        first = client.chat(model=MODEL, messages=HI, temperature=0.7)   # drop_params = "warn", the default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # once per parameter and provider
+        again = client.chat(model=MODEL, messages=HI, temperature=0.2)
+    assert first.content and first.dropped_params == again.dropped_params == ("temperature",)
+    assert all("temperature" not in r.json for r in fake.requests)
+    rows = list(client.ledger.records())
+    assert [r.dropped_params for r in rows] == [("temperature",), ("temperature",)]
+
+
+def test_sampling_is_a_profile_capability(fake) -> None:
+    from unillm import Client
+    providers = fake.providers()
+    providers["anthropic"] = {**providers["anthropic"], "capabilities": {"temperature": True}}
+    client = Client(providers=providers, ledger="off")
+    r = client.chat(model=MODEL, messages=HI, temperature=0.2, drop_params=False)
+    assert r.dropped_params == () and fake.requests[-1].json["temperature"] == 0.2
 
 
 def test_client_maps_auth_errors(fake, client) -> None:

@@ -184,8 +184,8 @@ def test_missing_key_is_an_authentication_error_without_a_request(fake):
 
 def test_unsupported_param_fails_before_the_network(fake, adapter):
     with pytest.raises(errors.UnsupportedParamError, match="cohere"):
-        adapter.complete(request(tools=[WEATHER], tool_choice={"type": "function",
-                                                               "function": {"name": "get_weather"}}), MODEL)
+        adapter.complete(request(tools=[WEATHER], drop_params=False, tool_choice={
+            "type": "function", "function": {"name": "get_weather"}}), MODEL)
     assert fake.requests == []
 
 

@@ -31,11 +31,22 @@ _EXTRAS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "google
 
 
 def require(module: str) -> Any:
-    """Import an optional dependency, or fail with the install command."""
+    """Import an optional dependency, or fail with the install command of its extra
+    (``google.genai.types`` is the ``google`` extra's, as ``google.genai`` is)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise errors.MissingDependencyError(module, _EXTRAS.get(module, "all")) from exc
+        package, extra = _extra_of(module)
+        raise errors.MissingDependencyError(package, extra) from exc
+
+
+def _extra_of(module: str) -> tuple[str, str]:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        name = ".".join(parts[:n])
+        if name in _EXTRAS:
+            return name, _EXTRAS[name]
+    return module, "all"
 
 
 class Adapter(ABC):
@@ -43,15 +54,40 @@ class Adapter(ABC):
 
     #: name of the wire protocol, as written in a profile's ``adapter = "..."``
     protocol: str = ""
+    #: the SDK's module, imported by `load_sdk` when the Client first uses this adapter
+    sdk_module: str = ""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
         self._sync_client: Any = None
-        self._async_client: Any = None
+        self._async_client: Any = None   # the async client of the loop that last asked
+        self._async_loop: Any = None     # ... and that loop
+        self._async_loops: Any = None    # event loop -> its async client (weakly, by loop)
+        self._warmed: set[int] = set()   # ids of the SDK clients `warm` has prepared
 
     @property
     def provider(self) -> str:
         return self.settings.name
+
+    def warm(self, asynchronous: bool) -> None:
+        """Build the SDK client (of the running loop, when ``asynchronous``) before a call's
+        timer starts. A failure (no API key, say) is left for the call's attempt to meet."""
+        try:
+            client = self.async_client() if asynchronous else self.sync_client()
+            if id(client) not in self._warmed:   # once per SDK client: not on every call
+                self._warm_client(client, asynchronous)
+                self._warmed.add(id(client))
+        except Exception:  # noqa: BLE001 - raised again, and translated, by the attempt
+            return
+
+    def _warm_client(self, client: Any, asynchronous: bool) -> None:
+        """What an SDK builds lazily on a client's first request (resources it imports)."""
+
+    def load_sdk(self) -> None:
+        """Import the SDK now, before a call's timer starts: its import (0.5-2.5 s for some
+        SDKs) is start-up work, not the latency of the first request."""
+        if self.sdk_module:
+            require(self.sdk_module)
 
     # SDK clients are built once per adapter and reused: building one per call
     # costs more than the call overhead we allow ourselves.
@@ -61,8 +97,18 @@ class Adapter(ABC):
         return self._sync_client
 
     def async_client(self) -> Any:
-        if self._async_client is None:
-            self._async_client = self._make_client(async_=True)
+        """The async SDK client of the running event loop: its connections belong to the loop
+        that opened them, so a Client used in a second ``asyncio.run`` gets a new one."""
+        import asyncio  # already imported by whoever runs a loop
+        loop = asyncio.get_running_loop()
+        if self._async_loop is not loop or self._async_client is None:
+            if self._async_loops is None:
+                import weakref
+                self._async_loops = weakref.WeakKeyDictionary()
+            client = self._async_loops.get(loop)
+            if client is None:
+                client = self._async_loops[loop] = self._make_client(async_=True)
+            self._async_client, self._async_loop = client, loop
         return self._async_client
 
     @abstractmethod
@@ -111,10 +157,18 @@ class Adapter(ABC):
     def redactor(self) -> errors.Redactor:
         return errors.Redactor(self.settings.secrets())
 
+    def _own_async_client(self) -> Any:
+        """The async client opened on the running loop, or None; clients of other loops are
+        forgotten (a closed loop's connections cannot be closed from this one)."""
+        import asyncio
+        client = self._async_loops.get(asyncio.get_running_loop()) if self._async_loops else None
+        self._async_client = self._async_loop = self._async_loops = None
+        return client
+
     async def aclose(self) -> None:
-        """Release pooled connections, async and sync."""
+        """Release pooled connections, async (of the running loop) and sync."""
         self.close()
-        for c in (self._async_client,):
+        for c in (self._own_async_client(),):
             close = getattr(c, "close", None) or getattr(c, "aclose", None)
             if close is not None:
                 res = close()

@@ -23,6 +23,28 @@ log = logging.getLogger("unillm.budgets")
 
 EVENTS = ("budget.alert", "budget.exceeded")
 Handler = Callable[[dict[str, Any]], None]
+_WARNED: set[tuple[str, ...]] = set()
+
+
+class BudgetWarning(UserWarning):
+    """A budget with ``on_exceed = "warn"`` is over its limit; the call goes ahead."""
+
+
+def warn_over(spec: Any, slot: tuple[str, ...]) -> None:
+    """``on_exceed = "warn"``: a Python warning and a log line, once per budget slot (name,
+    scope value, period) per process; the call is not refused."""
+    if slot in _WARNED:
+        return
+    _WARNED.add(slot)
+    scope = f" for {slot[1]}" if len(slot) > 1 and slot[1] else ""
+    limits = ", ".join(f"{what} {value}" for what, value in (
+        ("$", spec.limit_usd), ("tokens", spec.limit_tokens), ("requests", spec.limit_requests))
+        if value is not None).replace("$ ", "$")
+    message = (f"budget {spec.name!r}{scope} is over its limit ({limits}) in {slot[-1]}; "
+               'calls go ahead because on_exceed = "warn"')
+    log.warning("%s", message)
+    import warnings
+    warnings.warn(message, BudgetWarning, stacklevel=2)
 
 
 class Alerts:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import errors
 from . import store as sql
-from .alerts import Alerts
+from .alerts import Alerts, warn_over
 from .heartbeat import Heartbeat
 from .spec import BudgetSpec, parse_budgets
 
@@ -144,7 +144,9 @@ class Budgets:
                 event = self._event("budget.exceeded", spec, slot, state.spent_usd, resets)
                 if sql.claim_alert(tx, slot, "exceeded", now):
                     adm.events.append(event)
-                if spec.on_exceed != "warn" and adm.denied is None:
+                if spec.on_exceed == "warn":
+                    warn_over(spec, slot.key)
+                elif adm.denied is None:
                     adm.denied = _refusal(spec, slot, resets, state, usd, tokens, now)
                     adm.denied_spec = spec
             if adm.denied is not None:

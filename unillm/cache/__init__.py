@@ -10,12 +10,12 @@
     if decision.write and is_storable(response, complete=True):
         backend.set(key, make_entry(response, chunks=..., cost_usd=...), decision.ttl)
 
-Cache URLs: ``disk:///ABS/PATH`` (options ``size_limit`` e.g. ``1GB``, ``ttl``
-seconds), ``memory`` / ``memory://?max_entries=1000&ttl=60``, ``off``, and for a
-cache shared by many hosts ``redis://[:PASSWORD@]HOST:PORT/DB`` (``rediss://``
-for TLS; options ``ttl``, ``prefix``, ``timeout`` seconds). Not
-configured (None): ``$UNILLM_CACHE``, else the default disk cache in
-``$UNILLM_HOME/cache`` (else the platform's user cache dir).
+Cache URLs: ``disk`` (the platform's user cache dir, or ``$UNILLM_HOME/cache``),
+``disk:///ABS/PATH`` (options ``size_limit`` e.g. ``1GB``, ``ttl`` seconds),
+``memory`` / ``memory://?max_entries=1000&ttl=60``, ``off``, and for a cache
+shared by many hosts ``redis://[:PASSWORD@]HOST:PORT/DB`` (``rediss://`` for
+TLS; options ``ttl``, ``prefix``, ``timeout`` seconds). Not configured (None):
+``$UNILLM_CACHE``, else no cache at all.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .. import errors
-from .base import CacheBackend, CacheWarning, NullCache, Warn, warn_default
+from .base import CacheBackend, CacheWarning, NullCache, Warn, configured_url
 from .codec import (
     CachedEntry, CorruptEntry, chunks_from_response, decode, encode, is_storable, make_entry,
     replay_chunks, response_from_chunks,
@@ -36,7 +36,7 @@ from .key import KEY_SCHEMA_VERSION, cache_key
 from .policy import CacheDecision, CachePolicy, is_sampled
 
 __all__ = [
-    "open_cache", "default_cache_dir", "default_cache_url", "parse_size", "cache_key",
+    "open_cache", "check_cache_url", "configured_url", "default_cache_dir", "default_cache_url", "parse_size", "cache_key",
     "KEY_SCHEMA_VERSION", "CacheBackend", "NullCache", "CacheWarning", "CachedEntry",
     "CorruptEntry", "encode", "decode", "make_entry", "replay_chunks", "chunks_from_response",
     "response_from_chunks", "is_storable", "CachePolicy", "CacheDecision", "is_sampled",
@@ -59,30 +59,20 @@ def default_cache_dir() -> Path:
 
 
 def default_cache_url() -> str:
-    """``$UNILLM_CACHE`` when set, else the default disk cache."""
+    """``$UNILLM_CACHE`` when set, else the URL of ``cache = "disk"`` (the default directory)."""
     return os.environ.get("UNILLM_CACHE") or "disk:///" + quote(default_cache_dir().as_posix().lstrip("/"))
 
 
 def open_cache(url: str | None, *, warn: Warn | None = None) -> CacheBackend:
     """A backend for a cache URL (see the module docstring).
 
-    None means "not configured": ``$UNILLM_CACHE`` when set, else the default disk
-    cache, which degrades to "off" with a warning when diskcache is not installed (an
-    explicit ``disk://`` raises the install hint instead). A bad URL is a
-    `ConfigError` naming it.
+    None means "not configured": ``$UNILLM_CACHE`` when set, else no cache
+    (`NullCache`). A bad URL is a `ConfigError` naming it.
     """
-    if url is None and os.environ.get("UNILLM_CACHE"):
-        url = os.environ["UNILLM_CACHE"]
+    url = configured_url(url)
     if url is None:
-        try:
-            return _disk(default_cache_dir(), {}, warn)
-        except errors.MissingDependencyError as exc:
-            (warn or warn_default)(f"response cache is off: {exc}")
-            return NullCache()
-    if not isinstance(url, str) or not url.strip():
-        raise errors.ConfigError("must be a cache URL such as 'disk:///path', 'memory' or 'off'",
-                                 key="cache", value=url)
-    scheme, path, options = _split(url.strip())
+        return NullCache()
+    scheme, path, options = _parse(url)
     if scheme == "off":
         return NullCache()
     if scheme == "memory":
@@ -92,6 +82,37 @@ def open_cache(url: str | None, *, warn: Warn | None = None) -> CacheBackend:
         return _disk(path, options, warn)
     from .redis import RedisCache  # scheme is redis or rediss
     return RedisCache(path, warn=warn, **options)
+
+
+def check_cache_url(url: str) -> None:
+    """Validate a cache URL without opening it (at config load): the scheme is known, the
+    options are, and a disk cache's directory exists or can be created. A `ConfigError`."""
+    scheme, path, _ = _parse(url)
+    if scheme == "disk":
+        _usable_dir(Path(path), url)
+
+
+def _parse(url: Any) -> tuple[str, str, dict[str, Any]]:
+    if not isinstance(url, str) or not url.strip():
+        raise errors.ConfigError("must be a cache URL such as 'disk', 'disk:///path', 'memory' or 'off'",
+                                 key="cache", value=url)
+    if "\x00" in url:
+        raise errors.ConfigError("a cache URL may not contain a NUL byte", key="cache", value=_redact(url))
+    url = url.strip()
+    if url == "disk":
+        return "disk", str(default_cache_dir()), {}
+    return _split(url)
+
+
+def _usable_dir(path: Path, url: str) -> None:
+    """The directory, or its nearest existing parent, is a writable directory."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not a directory" if not probe.is_dir() else "is not writable"
+        raise errors.ConfigError(f"disk cache directory cannot be used: {probe} {what}",
+                                 key="cache", value=url)
 
 
 def _disk(path: str | Path, options: dict[str, Any], warn: Warn | None) -> CacheBackend:
@@ -111,7 +132,8 @@ def _split(url: str) -> tuple[str, str, dict[str, Any]]:
         if url.startswith("/"):
             hint = f"; did you mean 'disk://{url}'?"
         raise errors.ConfigError(
-            f"unknown cache scheme {scheme or url!r}{hint} (use 'disk:///ABS/PATH', 'memory' or 'off')",
+            f"unknown cache scheme {scheme or url!r}{hint} (use 'disk', 'disk:///ABS/PATH', 'memory', "
+            "'redis://HOST:PORT/DB' or 'off')",
             key="cache", value=_redact(url))
     options = _options(scheme, parts.query, _redact(url))
     if scheme in ("redis", "rediss"):

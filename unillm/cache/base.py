@@ -9,13 +9,14 @@ cannot read answers misses.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .codec import CachedEntry
 
-__all__ = ["CacheBackend", "NullCache", "CacheWarning", "Warn", "warn_default", "Degrade"]
+__all__ = ["CacheBackend", "NullCache", "CacheWarning", "Warn", "warn_default", "Degrade", "configured_url"]
 
 #: how a backend reports that it degraded: called with one human sentence
 Warn = Callable[[str], None]
@@ -23,6 +24,13 @@ Warn = Callable[[str], None]
 
 class CacheWarning(UserWarning):
     """The response cache degraded (e.g. disk full): calls go on, uncached."""
+
+
+def configured_url(url: str | None) -> str | None:
+    """The cache URL in force: the setting, else ``$UNILLM_CACHE``, else None (no cache)."""
+    if url is None:
+        return os.environ.get("UNILLM_CACHE") or None
+    return url
 
 
 def warn_default(message: str) -> None:

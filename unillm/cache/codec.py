@@ -36,7 +36,8 @@ FORMAT = "unillm.cache"
 ENTRY_SCHEMA_VERSION = 1
 
 # fields of a ChatResponse that describe one call, not the answer
-_PER_CALL = {"cost": None, "cached": False, "rule": None, "requested_model": None, "ledger_id": None}
+_PER_CALL = {"cost": None, "cached": False, "rule": None, "requested_model": None, "ledger_id": None,
+             "cache_status": None, "dropped_params": ()}
 _USAGE_DERIVED = {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
                   "completion_tokens_details"}
 _EXCLUDE = {

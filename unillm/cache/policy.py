@@ -8,14 +8,21 @@ Per call, ``cache=``:
 * ``{"ttl": 3600, "namespace": "exp-7"}``: override any of ``ttl`` (seconds, > 0),
   ``namespace``, ``refresh`` (bool) and ``sampled`` (bool, this call only).
 
-Sampling: a request whose answer is drawn at random is not a fact worth
-replaying. A request is *sampled* when its ``temperature`` is above 0 **or
-unset**: unset means the vendor's default, which samples everywhere (1.0 for
-OpenAI, Anthropic and Gemini, 0.3 for Cohere). Sampled requests are cached only
-when the setting ``cache_sampled = true`` (or ``{"sampled": True}`` for one
-call). Set ``temperature=0`` to make a request cacheable under the default
-policy; where a vendor accepts no temperature at all (current Anthropic models),
-its calls are sampled and need ``cache_sampled``.
+Sampling: a request is *sampled* when its ``temperature`` is above 0 **or
+unset** (unset means the vendor's default, which samples everywhere). The
+temperature is part of the cache key, so a configured cache answers identical
+requests from it whatever their temperature (``cache_sampled = true``, the
+default). ``cache_sampled = false`` (or ``{"sampled": False}`` for one call)
+caches only deterministic requests (``temperature=0``); a sampled request then
+skips the cache.
+
+Every call's ``cache_status`` (on the response and its ledger row) says what the
+cache did: ``hit``, ``miss`` (looked up, not found, not stored: the call failed),
+``stored``, or ``skipped:<reason>`` with reason ``off`` (no cache configured),
+``disabled`` (``cache=False``), ``sampled`` (``cache_sampled = false``),
+``refresh`` (``cache="refresh"`` when the answer was not stored), ``partial`` (a
+stream that did not finish), ``capped`` (cut short by a budget's
+output cap) or ``unstorable`` (an answer with nothing to replay).
 
 TTL, first that is set: the call's ``ttl`` → the policy's ``ttl`` (settings) →
 the backend URL's ``ttl`` → never expires.
@@ -29,8 +36,9 @@ from typing import Any
 
 from .. import errors
 from ..types import ChatRequest
+from .base import configured_url
 
-__all__ = ["CacheDecision", "CachePolicy", "CacheOption", "is_sampled"]
+__all__ = ["CacheDecision", "CachePolicy", "CacheOption", "is_sampled", "SKIP", "OFF"]
 
 #: what ``Client.chat(cache=...)`` accepts
 CacheOption = bool | str | Mapping[str, Any] | None
@@ -46,14 +54,20 @@ class CacheDecision:
     write: bool
     ttl: float | None = None
     namespace: str = "default"
-    reason: str = ""  # why reading/writing is off, for logs and the ledger
+    reason: str = ""  # why reading/writing is off: the ``skipped:<reason>`` of cache_status
 
     @property
     def active(self) -> bool:
         return self.read or self.write
 
+    @property
+    def status(self) -> str | None:
+        """The call's cache_status before the lookup: ``skipped:<reason>`` when it reads nothing."""
+        return None if self.read else f"skipped:{self.reason}"
 
-SKIP = CacheDecision(read=False, write=False, reason="cache=False")
+
+SKIP = CacheDecision(read=False, write=False, reason="disabled")
+OFF = CacheDecision(read=False, write=False, reason="off")
 
 
 def is_sampled(request: ChatRequest) -> bool:
@@ -64,7 +78,7 @@ def is_sampled(request: ChatRequest) -> bool:
 class CachePolicy:
     """Defaults from settings; `decide` applies one call's ``cache=`` option to them."""
 
-    def __init__(self, *, ttl: float | None = None, sampled: bool = False,
+    def __init__(self, *, ttl: float | None = None, sampled: bool = True,
                  namespace: str = "default", enabled: bool = True) -> None:
         try:
             self.ttl = _ttl(ttl, "cache_ttl")
@@ -76,11 +90,12 @@ class CachePolicy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CachePolicy:
-        """Read ``cache_ttl``, ``cache_sampled``, ``cache_namespace`` and ``cache`` ("off")."""
+        """Read ``cache_ttl``, ``cache_sampled``, ``cache_namespace`` and ``cache`` (unset or "off")."""
+        cache = getattr(settings, "cache", None)
         return cls(ttl=getattr(settings, "cache_ttl", None),
-                   sampled=getattr(settings, "cache_sampled", False),
+                   sampled=getattr(settings, "cache_sampled", True),
                    namespace=getattr(settings, "cache_namespace", None) or "default",
-                   enabled=getattr(settings, "cache", None) != "off")
+                   enabled=configured_url(cache) not in (None, "off"))
 
     def decide(self, request: ChatRequest, option: CacheOption = None) -> CacheDecision:
         """Read/write/ttl/namespace for this call; a malformed option is an InvalidRequestError."""
@@ -88,13 +103,11 @@ class CachePolicy:
         if opts is None:
             return SKIP
         if not self.enabled:
-            return CacheDecision(read=False, write=False, reason="cache is off")
+            return OFF
         ttl = opts.get("ttl", self.ttl)
         namespace = opts.get("namespace", self.namespace)
         if is_sampled(request) and not opts.get("sampled", self.sampled):
-            return CacheDecision(read=False, write=False, ttl=ttl, namespace=namespace,
-                                 reason="sampled request (temperature unset or > 0); "
-                                        "set cache_sampled = true to cache it")
+            return CacheDecision(read=False, write=False, ttl=ttl, namespace=namespace, reason="sampled")
         refresh = bool(opts.get("refresh", False))
         return CacheDecision(read=not refresh, write=True, ttl=ttl, namespace=namespace,
                              reason="refresh" if refresh else "")

@@ -24,6 +24,7 @@ import click
 from .. import errors
 from ..cache import default_cache_url, open_cache
 from ..cache.base import CacheBackend
+from ..cache.stats import skip_reasons, status_counts
 from ._common import State, plural, state_options, usd, user_errors
 
 LedgerStats = Callable[[str | None], Mapping[str, Any] | None]
@@ -42,6 +43,7 @@ def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
         return None  # no ledger yet: no hit rate to show
     try:
         rows = store.summary(by=["status"])
+        statuses = status_counts(store)
     finally:
         store.close()
     calls = sum(r["calls"] for r in rows)
@@ -49,7 +51,7 @@ def ledger_cache_stats(ledger_url: str | None) -> Mapping[str, Any] | None:
         return None  # nothing recorded: a hit rate would be meaningless
     hits = sum(r["calls"] for r in rows if r["status"] == "cache_hit")
     saved = sum((r["saved_usd"] for r in rows if r["status"] == "cache_hit"), Decimal(0))
-    return {"calls": calls, "hits": hits, "saved_usd": saved}
+    return {"calls": calls, "hits": hits, "saved_usd": saved, "cache_status": statuses}
 
 
 def _run(backend: CacheBackend, op: Callable[[], Any]) -> Any:
@@ -113,6 +115,9 @@ def stats(ctx: click.Context, state: State, fmt: str) -> None:
                  ("saved", usd(data["saved_usd"]))]
     else:
         rows.append(("hit rate", "n/a (no ledger stats)"))
+    skips = skip_reasons(data.get("cache_status") or {})
+    if skips:
+        rows.append(("skipped", ", ".join(f"{n} {why}" for why, n in skips.items())))
     if data.get("degraded"):
         rows.append(("degraded", data["degraded"]))
     width = max(len(k) for k, _ in rows)
@@ -125,7 +130,8 @@ def _hits(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     calls, hits = int(ledger.get("calls", 0)), int(ledger.get("hits", 0))
     return {"calls": calls, "hits": hits, "hit_rate": hits / calls if calls else 0.0,
-            "saved_usd": Decimal(str(ledger.get("saved_usd", 0)))}
+            "saved_usd": Decimal(str(ledger.get("saved_usd", 0))),
+            "cache_status": dict(ledger.get("cache_status") or {})}
 
 
 @group.command()

@@ -19,7 +19,7 @@ from .store import Dialect
 
 COLUMN_DIMENSIONS = frozenset({
     "provider", "model", "requested_model", "status", "section", "rule", "shadow_rule",
-    "fallback_from", "error_class", "usage_source", "price_version", "saved_reason",
+    "fallback_from", "error_class", "usage_source", "price_version", "saved_reason", "cache_status",
 })
 TIME_DIMENSIONS = ("hour", "day", "week", "month")
 

@@ -334,3 +334,18 @@ def parse_rule(data: Rule | Mapping[str, Any], *, index: int | None, source: str
         return Rule(**data)
     finally:
         _WHERE.reset(token)
+
+
+def check_targets(rules: Any, resolve: Any, price: Any, *, source: str) -> list[errors.ConfigError]:
+    """Each rule's ``use`` target resolved (``resolve(name) -> ModelRef``) and priced
+    (``price(ref)``) at load: a typo is an error naming the rule, not a failure at call time."""
+    problems = []
+    for i, rule in enumerate(rules):
+        if rule.use is None:
+            continue
+        try:
+            price(resolve(rule.use))
+        except (errors.UnknownModelError, errors.MissingPriceError) as exc:
+            problems.append(errors.ConfigError(f"the rule's target cannot be used: {exc}", file=source,
+                                               key=rule_label(i, rule.name) + ".use", value=rule.use))
+    return problems

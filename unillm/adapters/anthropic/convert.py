@@ -12,8 +12,9 @@ Vendor facts encoded here (SDK 2.x, ``anthropic-version: 2026-10-21``):
   results travel as ``tool_result`` blocks in a user turn; consecutive turns of
   one role are merged, as the API requires alternating roles.
 - Sampling parameters (``temperature``, ``top_p``, ``top_k``) are rejected by
-  this API version at any value, and there is no ``seed`` or penalty: each is
-  an `UnsupportedParamError` unless the request says ``drop_params``.
+  this API version at any value (the profile's capabilities say so:
+  ``temperature = top_p = top_k = false``), and there is no ``seed`` or penalty:
+  each is dropped or refused as the request's ``drop_params`` says.
 - ``usage.input_tokens`` excludes cache reads and cache writes, so it maps to
   our uncached bucket as is; ``output_tokens`` includes thinking tokens.
   ``cache_creation_input_tokens`` is every cache write; the 1-hour part (billed
@@ -29,7 +30,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...errors import InvalidRequestError, UnsupportedParamError
+from ...errors import InvalidRequestError
 from ...types import (
     BUCKETS,
     PROMPT_BUCKETS,
@@ -72,9 +73,6 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 _SAMPLING_HINT = "anthropic-version 2026-10-21 rejects sampling parameters at any value"
 _NO_PARAM = {
-    "temperature": _SAMPLING_HINT,
-    "top_p": _SAMPLING_HINT,
-    "top_k": _SAMPLING_HINT,
     "seed": "the Messages API has no seed",
     "frequency_penalty": "the Messages API has no penalties",
     "presence_penalty": "the Messages API has no penalties",
@@ -93,22 +91,29 @@ _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_inpu
 
 def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> dict[str, Any]:
     """SDK keyword arguments for ``messages.create`` (``stream`` is the caller's to add)."""
-    provider, caps, drop = settings.name, settings.capabilities, request.drop_params
+    provider, caps = settings.name, settings.capabilities
     for param, hint in _NO_PARAM.items():
-        if getattr(request, param) is not None and not drop:
-            raise UnsupportedParamError(provider, param, hint)
-    if request.has_images() and not caps.images and not drop:
-        raise UnsupportedParamError(provider, "images")
+        if getattr(request, param) is not None:
+            request.unsupported(provider, param, hint)
+    if request.has_images() and not caps.images:
+        request.unsupported(provider, "images")
     system, messages = _messages(request.messages)
     kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
                               "messages": messages}
+    sampling: dict[str, Any] = {}  # SDK 2.x has no such keywords: they ride in the body
+    for param, ok in (("temperature", caps.temperature), ("top_p", caps.top_p), ("top_k", caps.top_k)):
+        if getattr(request, param) is not None:
+            if ok:
+                sampling[param] = getattr(request, param)
+            else:
+                request.unsupported(provider, param, _SAMPLING_HINT)
     if system:
         kwargs["system"] = system
     if request.stop:
         if caps.stop:
             kwargs["stop_sequences"] = list(request.stop)
-        elif not drop:
-            raise UnsupportedParamError(provider, "stop")
+        else:
+            request.unsupported(provider, "stop")
     kwargs.update(_tools(request, provider, caps.tools, caps.tool_choice))
     output_config = _output_config(request, provider, caps.json_object, caps.json_schema)
     if output_config:
@@ -116,6 +121,8 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> 
     if request.user:
         kwargs["metadata"] = {"user_id": request.user}
     _extra(request.extra, kwargs)
+    if sampling:
+        kwargs["extra_body"] = {**sampling, **(kwargs.get("extra_body") or {})}
     return kwargs
 
 
@@ -209,16 +216,15 @@ def _tools(request: ChatRequest, provider: str, tools_ok: bool, choice_ok: bool)
     if not request.tools:
         return {}
     if not tools_ok:
-        if request.drop_params:
-            return {}
-        raise UnsupportedParamError(provider, "tools")
+        request.unsupported(provider, "tools")
+        return {}
     out: dict[str, Any] = {"tools": [_tool(t.function) for t in request.tools]}
     choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
     if choice is not None:
         if choice_ok:
             out["tool_choice"] = choice
-        elif not request.drop_params:
-            raise UnsupportedParamError(provider, "tool_choice")
+        else:
+            request.unsupported(provider, "tool_choice")
     return out
 
 
@@ -259,10 +265,9 @@ def _output_config(request: ChatRequest, provider: str, json_object_ok: bool,
         return config
     ok = json_schema_ok if fmt.type == "json_schema" else json_object_ok
     if not ok:
-        if request.drop_params:
-            return config
         hint = "use response_format type 'json_schema'" if fmt.type == "json_object" else ""
-        raise UnsupportedParamError(provider, f"response_format={fmt.type}", hint)
+        request.unsupported(provider, f"response_format={fmt.type}", hint)
+        return config
     schema = fmt.json_schema.schema_ if fmt.json_schema else {"type": "object"}
     config["format"] = {"type": "json_schema", "schema": schema}
     return config

@@ -22,6 +22,7 @@ class CohereAdapter(Adapter):
     """Cohere's v2 chat API (``ClientV2.chat`` / ``chat_stream``)."""
 
     protocol = "cohere"
+    sdk_module = "cohere"
 
     def _make_client(self, async_: bool) -> Any:
         cohere = require("cohere")
@@ -36,8 +37,10 @@ class CohereAdapter(Adapter):
                              else (httpx.Client, cohere.ClientV2))
         http = http_cls(headers=self.settings.headers, timeout=self.settings.timeout, follow_redirects=True)
         setattr(self, "_http_async" if async_ else "_http_sync", http)
-        return sdk_cls(api_key=key, base_url=self.settings.base_url, timeout=self.settings.timeout,
-                       max_retries=0, httpx_client=http, log_warning_experimental_features=False)
+        client = sdk_cls(api_key=key, base_url=self.settings.base_url, timeout=self.settings.timeout,
+                         max_retries=0, httpx_client=http, log_warning_experimental_features=False)
+        client.unillm_http = http  # ours to close: one per event loop for the async client
+        return client
 
     def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
         return convert.to_request(request, model, self.settings)
@@ -146,7 +149,8 @@ class CohereAdapter(Adapter):
 
     async def aclose(self) -> None:
         self.close()
-        http = getattr(self, "_http_async", None)
+        client = self._own_async_client()
+        http = getattr(client, "unillm_http", None)
         if http is not None:
             await http.aclose()
-            self._async_client = self._http_async = None
+        self._http_async = None

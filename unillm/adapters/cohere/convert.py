@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ... import errors
 from ...types import (
     BUCKETS,
     ChatRequest,
@@ -74,8 +73,7 @@ class _Params:
         self.kwargs: dict[str, Any] = {}
 
     def unsupported(self, param: str, hint: str = "") -> None:
-        if not self.request.drop_params:
-            raise errors.UnsupportedParamError(self.settings.name, param, hint)
+        self.request.unsupported(self.settings.name, param, hint)  # raises unless drop_params
 
     def put(self, name: str, value: Any, *, allowed: bool = True, param: str = "") -> None:
         if value is None:

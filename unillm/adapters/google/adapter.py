@@ -38,6 +38,7 @@ class GoogleAdapter(Adapter):
     """Gemini via ``google.genai.Client``: generateContent and streamGenerateContent (SSE)."""
 
     protocol = "google"
+    sdk_module = "google.genai"
 
     # ── SDK client ──
     def _make_client(self, async_: bool) -> Any:
@@ -59,14 +60,19 @@ class GoogleAdapter(Adapter):
         )
         return genai.Client(api_key=key, http_options=options)
 
+    def _warm_client(self, client: Any, asynchronous: bool) -> None:
+        (client.aio if asynchronous else client).models  # noqa: B018 - built, and imported, on first use
+        require("google.genai.types").GenerateContentConfig()  # its validators are built on first use
+
     def close(self) -> None:
         if self._sync_client is not None:
             self._sync_client.close()
 
     async def aclose(self) -> None:
         self.close()
-        if self._async_client is not None:
-            await self._async_client.aio.aclose()
+        client = self._own_async_client()
+        if client is not None:
+            await client.aio.aclose()
 
     def _kwargs(self, request: ChatRequest, model: str, *, raw_http: bool = False) -> dict[str, Any]:
         """SDK kwargs; options an older google-genai does not know are left out. ``raw_http``

@@ -105,8 +105,7 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> 
 
 
 def _unsupported(request: ChatRequest, param: str, hint: str = "") -> None:
-    if not request.drop_params:
-        raise errors.UnsupportedParamError(VENDOR, param, hint)
+    request.unsupported(VENDOR, param, hint)  # raises unless drop_params
 
 
 def _generation_params(request: ChatRequest, settings: ProviderSettings) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class OpenAIAdapter(Adapter):
     """``chat.completions.create`` for OpenAI and OpenAI-compatible vendors."""
 
     protocol = "openai"
+    sdk_module = "openai"
 
     def _make_client(self, async_: bool) -> Any:
         openai = require("openai")

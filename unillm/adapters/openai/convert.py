@@ -87,7 +87,7 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings, *,
     A parameter the vendor cannot honour raises `UnsupportedParamError` naming
     vendor and parameter, or is dropped when ``request.drop_params``.
     """
-    gate = _Gate(settings.name, request.drop_params)
+    gate = _Gate(settings.name, request)
     caps = settings.capabilities
     kwargs: dict[str, Any] = {
         "model": model,
@@ -120,15 +120,14 @@ def max_tokens_key(model: str, provider: str) -> str:
 class _Gate:
     """Says whether an unsupported parameter is dropped (drop_params) or is an error."""
 
-    def __init__(self, provider: str, drop: bool) -> None:
-        self.provider, self.drop = provider, drop
+    def __init__(self, provider: str, request: ChatRequest) -> None:
+        self.provider, self.request = provider, request
 
     def allows(self, supported: bool, param: str, hint: str = "") -> bool:
         if supported:
             return True
-        if self.drop:
-            return False
-        raise errors.UnsupportedParamError(self.provider, param, hint)
+        self.request.unsupported(self.provider, param, hint)  # raises unless drop_params
+        return False
 
 
 def _message(m: Message, gate: _Gate, images: bool) -> dict[str, Any]:
