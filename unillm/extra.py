@@ -30,7 +30,7 @@ from typing import Any
 
 from . import errors
 
-__all__ = ["NESTED", "RESERVED", "check_extra"]
+__all__ = ["NESTED", "RESERVED", "check_extra", "merge_extra"]
 
 _CALL = "what is called is chat()'s to say"
 _WHERE = "where the request goes and with which credentials is the provider's configuration"
@@ -98,3 +98,20 @@ def _check(key: Any, where: str) -> None:
     why = _BY_NORM.get(_norm(key)) if isinstance(key, str) else None
     if why is not None:
         raise errors.InvalidRequestError(f"{where} is not allowed in extra: {why}", param=where)
+
+
+def merge_extra(extra: Mapping[str, Any], sdk_kwargs: frozenset[str] | set[str],
+                kwargs: dict[str, Any]) -> None:
+    """``extra`` (already checked) into an SDK call's ``kwargs``: the SDK's own keyword
+    arguments pass as such (and win); every other key, and ``extra_body``'s, rides in
+    ``extra_body``, never a TypeError from the SDK (the openai and anthropic SDKs)."""
+    body: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key == "extra_body" and isinstance(value, Mapping):
+            body.update(value)
+        elif key in sdk_kwargs:
+            kwargs[key] = value
+        else:
+            body[key] = value
+    if body:
+        kwargs["extra_body"] = body

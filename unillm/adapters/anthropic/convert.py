@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidRequestError
+from ...extra import merge_extra
 from ...types import (
     BUCKETS,
     PROMPT_BUCKETS,
@@ -120,7 +121,7 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> 
         kwargs["output_config"] = output_config
     if request.user:
         kwargs["metadata"] = {"user_id": request.user}
-    _extra(request.extra, kwargs)
+    merge_extra(request.extra, SDK_KWARGS, kwargs)
     if sampling:
         kwargs["extra_body"] = {**sampling, **(kwargs.get("extra_body") or {})}
     return kwargs
@@ -133,20 +134,6 @@ SDK_KWARGS = frozenset({
     "service_tier", "speed", "stop_sequences", "system", "thinking", "tool_choice", "tools",
 })
 
-
-def _extra(extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
-    """Known SDK kwargs pass as such (and win); unknown ones ride in ``extra_body``, never a
-    TypeError from the SDK."""
-    body: dict[str, Any] = {}
-    for key, value in extra.items():
-        if key == "extra_body" and isinstance(value, dict):
-            body.update(value)
-        elif key in SDK_KWARGS:
-            kwargs[key] = value
-        else:
-            body[key] = value
-    if body:
-        kwargs["extra_body"] = body
 
 
 def _messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
+from ...extra import merge_extra
 from ...types import (
     BUCKETS,
     ChatRequest,
@@ -108,7 +109,7 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings, *,
         kwargs["stream"] = True
         if caps.stream_usage:
             kwargs["stream_options"] = {"include_usage": True}
-    _extra(request.extra, kwargs)
+    merge_extra(request.extra, SDK_KWARGS, kwargs)
     return kwargs
 
 
@@ -158,19 +159,6 @@ def _response_format(request: ChatRequest, kwargs: dict[str, Any], gate: _Gate, 
     if gate.allows(ok, "response_format", f"type {fmt.type!r}"):
         kwargs["response_format"] = fmt.model_dump(by_alias=True, exclude_none=True)
 
-
-def _extra(extra: Mapping[str, Any], kwargs: dict[str, Any]) -> None:
-    """Known SDK kwargs pass as such (and win); unknown ones ride in ``extra_body``."""
-    body: dict[str, Any] = {}
-    for key, value in extra.items():
-        if key == "extra_body" and isinstance(value, Mapping):
-            body.update(value)
-        elif key in SDK_KWARGS:
-            kwargs[key] = value
-        else:
-            body[key] = value
-    if body:
-        kwargs["extra_body"] = body
 
 
 # ── response ─────────────────────────────────────────────────────────────────
