@@ -23,6 +23,7 @@ from ..types import ChatRequest, ChatResponse, StreamChunk
 
 if TYPE_CHECKING:
     from ..profiles import ProviderSettings
+    from ..streaming import AsyncVendorStream, VendorStream
 
 # what to pip install for each SDK module
 _EXTRAS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "google", "cohere": "cohere",
@@ -122,21 +123,35 @@ class Adapter(ABC):
     @abstractmethod
     async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse: ...
 
-    @abstractmethod
-    def stream(self, request: ChatRequest, model: str) -> Iterator[StreamChunk]:
+    def stream(self, request: ChatRequest, model: str) -> VendorStream:
         """One streaming attempt, lazily (nothing is sent before the first ``next``). Closing it
-        must close the SDK stream.
+        closes the SDK stream.
 
         Yields OpenAI-shaped chunks; when the vendor reports usage, the last chunk
-        carries it (cumulative usage is taken once, never summed). The four native
-        adapters return a `unillm.streaming.VendorStream`, whose ``reported()`` keeps the
-        usage the vendor sent even when the stream is cut before its last chunk. A stream
-        is complete only when the vendor signalled its end (`check_complete`); one that
-        ends otherwise raises `ResponseError`.
+        carries it (cumulative usage is taken once, never summed). The `VendorStream`'s
+        ``reported()`` keeps the usage the vendor sent even when the stream is cut before
+        its last chunk. A stream is complete only when the vendor signalled its end
+        (`check_complete`); one that ends otherwise raises `ResponseError`.
         """
+        from ..streaming import VendorStream
+        state = self.stream_state(model)
+        return VendorStream(self._stream(request, model, state), state)
+
+    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+        from ..streaming import AsyncVendorStream
+        state = self.stream_state(model)
+        return AsyncVendorStream(self._astream(request, model, state), state)
 
     @abstractmethod
-    def astream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamChunk]: ...
+    def stream_state(self, model: str) -> Any:
+        """A fresh stream state of this protocol's converter (``convert.StreamState``)."""
+
+    @abstractmethod
+    def _stream(self, request: ChatRequest, model: str, state: Any) -> Iterator[StreamChunk]:
+        """The chunks of one stream, read through ``state``."""
+
+    @abstractmethod
+    def _astream(self, request: ChatRequest, model: str, state: Any) -> AsyncIterator[StreamChunk]: ...
 
     @abstractmethod
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

@@ -16,7 +16,6 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ...streaming import AsyncVendorStream, VendorStream
 from ..base import (Adapter, check_complete, error_for_status, error_message, json_body, parse_retry_after,
                     require)
 from .convert import StreamState, from_response, to_request
@@ -77,13 +76,8 @@ class AnthropicAdapter(Adapter):
         raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model))
         return from_response(json_body(raw), self.provider)
 
-    def stream(self, request: ChatRequest, model: str) -> VendorStream:
-        state = StreamState(self.provider)
-        return VendorStream(self._stream(request, model, state), state)
-
-    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
-        state = StreamState(self.provider)
-        return AsyncVendorStream(self._astream(request, model, state), state)
+    def stream_state(self, model: str) -> Any:
+        return StreamState(self.provider)
 
     def _stream(self, request: ChatRequest, model: str, state: StreamState) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)

@@ -13,7 +13,6 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ...streaming import AsyncVendorStream, VendorStream
 from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
@@ -56,13 +55,8 @@ class CohereAdapter(Adapter):
         raw = await self.async_client().chat(**self._kwargs(request, model))
         return self._response(raw, model)
 
-    def stream(self, request: ChatRequest, model: str) -> VendorStream:
-        state = convert.StreamState(self.provider, model)
-        return VendorStream(self._stream(request, model, state), state)
-
-    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
-        state = convert.StreamState(self.provider, model)
-        return AsyncVendorStream(self._astream(request, model, state), state)
+    def stream_state(self, model: str) -> Any:
+        return convert.StreamState(self.provider, model)
 
     def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
         kwargs = self._kwargs(request, model)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from ... import errors
 from ...types import (
     BUCKETS,
     ChatRequest,

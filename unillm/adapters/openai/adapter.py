@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ...streaming import AsyncVendorStream, VendorStream
 from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
@@ -86,13 +85,8 @@ class OpenAIAdapter(Adapter):
         raw = await self.async_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
         return convert.from_response(json.loads(raw), self.provider)
 
-    def stream(self, request: ChatRequest, model: str) -> VendorStream:
-        state = convert.StreamState(self.provider)
-        return VendorStream(self._stream(request, model, state), state)
-
-    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
-        state = convert.StreamState(self.provider)
-        return AsyncVendorStream(self._astream(request, model, state), state)
+    def stream_state(self, model: str) -> Any:
+        return convert.StreamState(self.provider)
 
     def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
         body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
