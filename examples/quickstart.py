@@ -34,7 +34,8 @@ def demo(client: Client, models: list[str]) -> None:
 
     print("\nthe ledger, by provider (every call above is a row):")
     for row in client.ledger.summary(by=["provider"]):
-        print(f"  {row['provider']:10} {row['calls']} calls  {row['input_tokens'] + row['output_tokens']:>5} tokens"
+        calls = f"{row['calls']} call" + ("" if row["calls"] == 1 else "s")
+        print(f"  {row['provider']:10} {calls:8} {row['input_tokens'] + row['output_tokens']:>5} tokens"
               f"  ${row['cost_usd']}")
 
 
