@@ -106,9 +106,14 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
 
 
 def failed_status(err: BaseException) -> str:
-    """``unknown`` for an attempt that timed out or lost its connection (the vendor may have
-    run, and billed, it: see README "Retries"), else ``error`` (vendors bill no error answer)."""
+    """``unknown`` for an attempt that timed out, lost its connection or was cancelled in flight
+    (the vendor may have run, and billed, it: see README "Retries"), else ``error`` (vendors
+    bill no error answer)."""
+    import asyncio
+
     from . import errors
+    if isinstance(err, asyncio.CancelledError):  # cut off mid-request (call_deadline, a task
+        return "unknown"                         # cancelled): the vendor may still run it
     if not isinstance(err, (errors.TimeoutError, errors.ConnectionError)):
         return "error"
     cause = err.__cause__ or err.__context__
