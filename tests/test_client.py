@@ -286,3 +286,16 @@ def test_profiles_are_valid_and_cover_the_vendors() -> None:
         assert p.base_url and p.base_url.startswith("http"), name
         assert p.api_key_env, name
     assert json.dumps(sorted(bundled_profiles()))  # serialisable names
+
+
+@pytest.mark.slow
+def test_sdist_ships_the_tests_with_their_payloads(tmp_path: Path) -> None:
+    import tarfile
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True)
+    with tarfile.open(next(tmp_path.glob("unillm-*.tar.gz"))) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    tracked = subprocess.run(["git", "ls-files", "tests/data"], cwd=ROOT, capture_output=True, text=True)
+    wanted = set(tracked.stdout.split()) or {"tests/data/refs/tokens.json"}
+    assert wanted <= names, sorted(wanted - names)[:5]   # every fixture the tests read
+    assert {"tests/conftest.py", "tests/data/refs/README.md"} <= names
