@@ -303,16 +303,17 @@ def test_cors_is_off_by_default_and_an_allow_list_when_configured(served, upstre
 
 def test_drop_params_per_request_with_the_operators_default(upstream, tmp_path):
     body = {"model": "claude-sonnet-4-5", "messages": MSG, "seed": 7}
-    for s in make_served(upstream, tmp_path):
-        r = post(s, body)
+    for s in make_served(upstream, tmp_path):  # the default, "warn": dropped (and warned once)
+        assert post(s, body).status_code == 200 and "seed" not in upstream.requests[-1].json
+        r = post(s, {**body, "drop_params": False})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "seed"
+        assert post(s, {**body, "drop_params": "yes"}).json()["error"]["param"] == "drop_params"
+    for s in make_served(upstream, tmp_path / "strict", drop_params=False):
+        r = post(s, body)  # the operator's setting is the default
         assert r.status_code == 400 and r.json()["error"]["param"] == "seed"
         resp = s.openai().chat.completions.create(model="claude-sonnet-4-5", messages=MSG, seed=7,
                                                   extra_body={"drop_params": True})
         assert resp.choices[0].message.content and "seed" not in upstream.requests[-1].json
-        assert post(s, {**body, "drop_params": "yes"}).json()["error"]["param"] == "drop_params"
-    for s in make_served(upstream, tmp_path / "dropping", drop_params=True):
-        assert post(s, body).status_code == 200  # the operator's setting is the default
-        assert post(s, {**body, "drop_params": False}).json()["error"]["param"] == "seed"
 
 
 def test_unpriced_model_of_a_configured_provider_is_still_its_own_404(served):
