@@ -72,47 +72,48 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else "{}"
 
 
-def _encode(field: str, value: Any) -> Any:
-    if field in _TIMES:
-        return iso(value)
-    if field in _ITEMS:
-        return _text(value)
-    if field in _BOOLS:
-        return 1 if value else 0
-    if field in _DICTS:
-        return _json(value)
-    if field == "units":
-        return _json({k: format(v, "f") for k, v in value.items()})
-    if field == "dropped_params":
-        return json.dumps(list(value)) if value else None
-    return value
+def _units_text(value: dict[str, Decimal]) -> str:
+    return _json({k: format(v, "f") for k, v in value.items()})
 
 
-def _decode(field: str, value: Any) -> Any:
+def _units_value(text: str | None) -> dict[str, Decimal]:
+    return {k: Decimal(v) for k, v in json.loads(text).items()} if text and text != "{}" else {}
+
+
+def _dict_value(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text and text != "{}" else {}
+
+
+def _codec(field: str) -> tuple[Any, Any]:
+    """``(encode, decode)`` of one field's column (None: stored as it is)."""
     if field in _TIMES:
-        return parse_iso(value)
+        return iso, parse_iso
     if field in _ITEMS:
-        return _dec(value)
+        return _text, _dec
     if field in _BOOLS:
-        return bool(value)
+        return (lambda v: 1 if v else 0), bool
     if field in _DICTS:
-        return json.loads(value) if value and value != "{}" else {}
+        return _json, _dict_value
     if field == "units":
-        return {k: Decimal(v) for k, v in json.loads(value).items()} if value and value != "{}" else {}
+        return _units_text, _units_value
     if field == "dropped_params":
-        return tuple(json.loads(value)) if value else ()
-    return value
+        return (lambda v: json.dumps(list(v)) if v else None), (lambda t: tuple(json.loads(t)) if t else ())
+    return None, None
+
+
+#: each field with its codec, built once (a row is encoded on every call: no per-field dispatch)
+_CODECS = [(f, f in _MONEY_PAIRS, *_codec(f)) for f in FIELDS]
 
 
 def to_row(rec: CallRecord) -> tuple[Any, ...]:
     """The values for `INSERT_SQL`, in `COLUMNS` order."""
     out: list[Any] = []
-    for f in FIELDS:
+    for f, pair, encode, _ in _CODECS:
         value = getattr(rec, f)
-        if f in _MONEY_PAIRS:
+        if pair:
             out.extend(money.split(value))
         else:
-            out.append(_encode(f, value))
+            out.append(value if encode is None else encode(value))
     return tuple(out)
 
 
@@ -120,10 +121,11 @@ def from_row(row: tuple[Any, ...]) -> CallRecord:
     """A record from a `SELECT_SQL` row (the leading ``seq`` is skipped)."""
     values = iter(row[1:])
     fields: dict[str, Any] = {}
-    for f in FIELDS:
-        if f in _MONEY_PAIRS:
+    for f, pair, _, decode in _CODECS:
+        if pair:
             nano, atto = next(values), next(values)
             fields[f] = None if nano is None else money.join(nano, atto)
         else:
-            fields[f] = _decode(f, next(values))
+            value = next(values)
+            fields[f] = value if decode is None else decode(value)
     return CallRecord(**fields)
