@@ -52,6 +52,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers 200 (a gateway started as a process), or fail naming why."""
+    import httpx
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the gateway exited: {err!s}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.1)
+
+
 def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
     """Ask a server to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
     if proc is None or proc.poll() is not None:

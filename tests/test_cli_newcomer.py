@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 from unillm.cli import cli
 from unillm.testing import FakeProvider, Reply
 
@@ -56,22 +56,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     return out
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    import time
-
-    import httpx
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, "the gateway exited: " + (proc.stderr.read() if proc.stderr else "")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.1)
-
-
 def test_the_readme_session_uses_only_the_configured_files(tmp_path: Path, env: dict[str, str]) -> None:
     openai = pytest.importorskip("openai")
     pytest.importorskip("uvicorn")
@@ -85,7 +69,7 @@ def test_the_readme_session_uses_only_the_configured_files(tmp_path: Path, env: 
             [sys.executable, "-m", "unillm", "serve", "--config", "unillm.toml", "--port", str(port)],
             cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_ready(f"http://127.0.0.1:{port}/health", server)
+            wait_ready(f"http://127.0.0.1:{port}/health", server)
             sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
             for _ in range(2):  # the second is answered by the configured cache
                 answer = sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=10)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import (  # noqa: F401  # noqa: F401
+from tests.servers import (  # noqa: F401
     free_port,
     pg_url,
     postgres_server,
@@ -22,6 +22,7 @@ from tests.servers import (  # noqa: F401  # noqa: F401
     redis_fresh,
     redis_server,
     redis_url,
+    wait_ready,
 )
 from unillm.ledger import open_store
 from unillm.server.ratelimit import Limited, RateLimiter
@@ -199,7 +200,7 @@ def test_serve_with_four_workers_admits_a_keys_rpm_once(tmp_path):
                 "log_level='warning')")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=_env())
         try:
-            _wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            wait_ready(f"http://127.0.0.1:{port}/health", proc)
             body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
             codes = []
             for _ in range(16):  # a new connection each: the workers share them out
@@ -211,19 +212,6 @@ def test_serve_with_four_workers_admits_a_keys_rpm_once(tmp_path):
             proc.terminate()
             proc.wait(30)
     assert codes.count(200) == 3 and codes.count(429) == 13, codes
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, "the gateway exited"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.1)
 
 
 def test_the_gateway_caps_a_keys_requests_in_flight_streams_included(tmp_path):

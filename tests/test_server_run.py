@@ -9,7 +9,6 @@ import pickle
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 from tests.test_server_support import run_in_thread
 from unillm import Client
 from unillm.server.app import create_app
@@ -146,7 +145,7 @@ def test_two_worker_processes_share_the_port_and_the_ledger(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
         try:
             sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
-            _wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            wait_ready(f"http://127.0.0.1:{port}/health", proc)
             answers = [sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG) for _ in range(4)]
         finally:
             proc.terminate()
@@ -154,20 +153,6 @@ def test_two_worker_processes_share_the_port_and_the_ledger(tmp_path):
     assert [a.choices[0].message.content for a in answers] == ["ok"] * 4
     rows = list(AppFactory(str(config)).client().ledger.records())
     assert len(rows) == 4 and {r.tags["user"] for r in rows} == {"bob"}
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    import httpx
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, "the gateway exited"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.1)
 
 
 def test_dashboard_keys_are_redacted_from_uvicorn_logs() -> None:
