@@ -14,22 +14,7 @@ from tests.conftest import ref
 from unillm import Client, errors
 from unillm.ledger.facade import MAX_UNITS
 
-PRICES = """
-[openai."whisper-1"]
-input = 0
-output = 0
-per_minute = 0.006
-
-[openai."dall-e-3"]
-input = 0
-output = 0
-per_image = 0.04
-
-[openai."tts-1"]
-input = 0
-output = 0
-per_1k_chars = 15
-"""
+PRICES = (Path(__file__).parent / "data" / "unit_prices.toml").read_text()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import openai
@@ -28,22 +29,7 @@ REPORT = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output
 #: $10 of gpt-4o output
 REPORT_USD = Decimal("10.0025")
 
-PRICES = """
-[openai."whisper-1"]
-input = 0
-output = 0
-per_minute = 0.006
-
-[openai."dall-e-3"]
-input = 0
-output = 0
-per_image = 0.04
-
-[openai."tts-1"]
-input = 0
-output = 0
-per_1k_chars = 15
-"""
+PRICES = (Path(__file__).parent / "data" / "unit_prices.toml").read_text()
 
 
 def post(s, body, key=None, path="/v1/usage"):
