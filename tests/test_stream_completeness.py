@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ref
+from tests.test_cut_streams import drain
 from unillm import Client, errors
 from unillm.testing import FakeProvider, Reply
 
@@ -37,16 +38,6 @@ def unfinished(vendor: str) -> list[Any]:
     if vendor == "google":
         return ref("gemini_stream_generate_content")[:4]
     return ref("cohere_v2_chat_stream_api_reference")[:-1]
-
-
-def drain(stream: Any) -> tuple[str, BaseException | None]:
-    text = []
-    try:
-        for chunk in stream:
-            text.extend(c.delta.content or "" for c in chunk.choices)
-    except errors.ProviderError as exc:
-        return "".join(text), exc
-    return "".join(text), None
 
 
 @pytest.mark.parametrize("vendor", list(MODELS))
