@@ -31,6 +31,9 @@ ADDED = {
     # round two (issue 14, finding 10)
     ("anthropic", "claude-fable-5-1"), ("anthropic", "claude-fable-5-2"), ("anthropic", "claude-sonnet-5"),
     ("anthropic", "claude-sonnet-5-5"), ("anthropic", "claude-haiku-5-5"),
+    # Mistral's current generation (issue 14, finding 4's data half)
+    ("mistral", "mistral-medium-3-5"), ("mistral", "mistral-large-2512"), ("mistral", "mistral-small-2603"),
+    ("mistral", "ministral-8b-2512"), ("mistral", "codestral-2508"), ("mistral", "magistral-medium-2509"),
 }
 
 #: entries changed in round two: each must name its source too
@@ -244,9 +247,48 @@ def test_gemini_2_0_flash_lite_has_no_cache_price_because_google_offers_no_cachi
 def test_names_no_vendor_page_prices_stay_unpriced(book):
     from unillm import errors
     for provider, model in [("openai", "gpt-5.5"), ("openai", "gpt-5.4-mini"),
-                            ("mistral", "mistral-medium-latest")]:
+                            ("mistral", "mistral-medium-2604")]:
         with pytest.raises(errors.MissingPriceError):
             book.price(provider, model)
+
+
+# ── Mistral's current generation, priced by the names the vendor gives it ─────
+
+@pytest.mark.parametrize("name,entry,expected", [
+    # 10,000 uncached + 6,400 cache hits (cache blocks are 64 tokens) + 2,000 output;
+    # a cache hit is 10% of input
+    ("mistral-medium-latest", "mistral-medium-3-5", D("0.03096")),   # 10000 x 1.50 + 6400 x 0.15 + 2000 x 7.50 = 15000 + 960 + 15000
+    ("mistral-medium-3", "mistral-medium-3-5", D("0.03096")),
+    ("mistral-medium-3-5", "mistral-medium-3-5", D("0.03096")),
+    ("mistral-large-latest", "mistral-large-2512", D("0.00832")),    # 5000 + 6400 x 0.05 + 2000 x 1.50 = 5000 + 320 + 3000
+    ("mistral-small-latest", "mistral-small-2603", D("0.002796")),   # 1500 + 6400 x 0.015 + 2000 x 0.60 = 1500 + 96 + 1200
+    ("ministral-8b-latest", "ministral-8b-2512", D("0.001896")),     # 1500 + 96 + 2000 x 0.15 = 1500 + 96 + 300
+    ("codestral-latest", "codestral-2508", D("0.004992")),           # 3000 + 6400 x 0.03 + 2000 x 0.90 = 3000 + 192 + 1800
+    ("magistral-medium-latest", "magistral-medium-2509", D("0.03128")),  # 20000 + 6400 x 0.20 + 2000 x 5 = 20000 + 1280 + 10000
+])
+def test_mistral_current_generation_cached_prompt(book, name, entry, expected):
+    usage = Usage(input_tokens=10_000, cache_read_tokens=6_400, output_tokens=2_000)
+    cost = book.cost("mistral", name, usage, at=date(2026, 11, 30))
+    assert book.price("mistral", name).model == entry and cost.total_usd == expected
+    assert book.resolve("mistral", name).path[0].startswith(
+        "exact:" if name == entry else f"alias: {name!r} names mistral.\"{entry}\"")
+
+
+def test_mistral_medium_latest_is_medium_3_5_not_the_unversioned_medium(book):
+    # before: MissingPriceError (and before that, 0.40 / 2.00 by suffix stripping)
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert book.cost("mistral", "mistral-medium-latest", usage).total_usd == D("9")        # 1.50 + 7.50
+    assert book.cost("mistral", "mistral-medium", usage).total_usd == D("2.4")             # the old entry: 0.40 + 2.00
+
+
+def test_mistral_latest_call_through_the_client_records_exact_cost(fake: FakeProvider, tmp_path: Path):
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    fake.queue(Reply(text="ok", usage={"input_tokens": 2_000, "cache_read_tokens": 640, "output_tokens": 100}))
+    client.chat(model="mistral/mistral-large-latest", messages=HI, max_tokens=100)
+    (rec,) = list(client.ledger.records())
+    assert (rec.provider, rec.model) == ("mistral", "mistral-large-latest")
+    # 2000 x 0.50 + 640 x 0.05 + 100 x 1.50 = 1000 + 32 + 150 = 1182 / 1M
+    assert rec.total_usd == D("0.001182")
 
 
 # ── max_output_tokens from the vendors' documentation (finding 5's data half) ──
@@ -268,6 +310,10 @@ UNDOCUMENTED_OUTPUT_LIMIT = {
     ("xai", "grok-code-fast-1"),
     ("perplexity", "sonar"), ("perplexity", "sonar-pro"), ("perplexity", "sonar-reasoning"),
     ("perplexity", "sonar-reasoning-pro"),
+    # Mistral's model cards carry an output limit for none of these (the field exists on
+    # two other cards); its docs say only that input and output share the context
+    ("mistral", "mistral-medium-3-5"), ("mistral", "mistral-large-2512"), ("mistral", "mistral-small-2603"),
+    ("mistral", "ministral-8b-2512"), ("mistral", "codestral-2508"), ("mistral", "magistral-medium-2509"),
 }
 
 

@@ -115,16 +115,32 @@ def test_a_conflict_inside_one_file_names_that_file(tmp_path, text, message):
 # ── finding 4: names never price another generation ──────────────────────────
 
 @pytest.mark.parametrize("model", [
-    "mistral-medium-latest", "mistral-medium-2604", "mistral-large-latest", "mistral-large-2512",
-    "magistral-medium-latest", "ministral-8b-latest", "mistral-small-latest",
+    "mistral-medium-2604", "mistral-medium-2508", "mistral-large-2411", "mistral-small-2506",
+    "magistral-medium-2507", "codestral-2501",
 ])
 def test_mistral_latest_and_dated_names_are_not_priced_as_the_unversioned_entry(model):
-    # before: mistral-medium-latest priced as mistral-medium at 0.40/2.00 (Medium 3.5 is 1.50/7.50)
+    # before: mistral-medium-latest priced as mistral-medium at 0.40/2.00 (Medium 3.5 is 1.50/7.50);
+    # names the book has no entry or alias for stay unpriced
     book = PriceBook.load()
     with pytest.raises(errors.MissingPriceError):
         book.price("mistral", model)
     (step,) = book.resolve("mistral", model).path
     assert "mistral.snapshots = 'explicit' in pricing.toml" in step
+
+
+@pytest.mark.parametrize("model,entry,unversioned", [
+    ("mistral-medium-latest", "mistral-medium-3-5", "mistral-medium"),
+    ("mistral-large-latest", "mistral-large-2512", "mistral-large"),
+    ("magistral-medium-latest", "magistral-medium-2509", "magistral-medium"),
+    ("ministral-8b-latest", "ministral-8b-2512", "ministral-8b"),
+    ("mistral-small-latest", "mistral-small-2603", "mistral-small"),
+])
+def test_mistral_latest_names_resolve_only_through_the_vendors_aliases(model, entry, unversioned):
+    book = PriceBook.load()
+    price = book.price("mistral", model)
+    assert price.model == entry and price != book.price("mistral", unversioned)
+    assert book.resolve("mistral", model).path == (
+        f"alias: {model!r} names mistral.\"{entry}\" (aliases in pricing.toml)",)
 
 
 @pytest.mark.parametrize("provider,model,family", [
@@ -188,8 +204,8 @@ def test_show_reports_the_resolution_path_of_a_snapshot_and_of_an_unpriced_name(
     assert r.exit_code == 0
     assert "resolution:\n  snapshot: 'gpt-4o-2024-11-20' -> 'gpt-4o'" in r.output
     assert '\n  exact: openai."gpt-4o" in pricing.toml' in r.output
-    r = show("mistral/mistral-medium-latest")
-    assert r.exit_code == 1 and "no price for mistral/mistral-medium-latest" in r.output
+    r = show("mistral/mistral-medium-2604")
+    assert r.exit_code == 1 and "no price for mistral/mistral-medium-2604" in r.output
     assert "looked up: not a snapshot of mistral.\"mistral-medium\"" in r.output
 
 
