@@ -84,7 +84,7 @@ def test_gpt_5_4_long_prompt_bills_whole_request_at_2x_input_1_5x_output(book):
     usage = Usage(input_tokens=200_000, cache_read_tokens=100_000, output_tokens=4_000)
     cost = book.cost("openai", "gpt-5.4", usage, at=date(2026, 11, 22))
     assert cost.tier == "above_prompt_tokens=272000"
-    assert cost.input_usd == D("1")                # 200000 x 5.00 (2 x 2.50) / 1M
+    assert cost.input_usd == D(1)                # 200000 x 5.00 (2 x 2.50) / 1M
     assert cost.cache_read_usd == D("0.05")        # 100000 x 0.50 (2 x 0.25) / 1M
     assert cost.output_usd == D("0.09")            # 4000 x 22.50 (1.5 x 15.00) / 1M
     assert cost.total_usd == D("1.14")
@@ -277,7 +277,7 @@ def test_mistral_current_generation_cached_prompt(book, name, entry, expected):
 def test_mistral_medium_latest_is_medium_3_5_not_the_unversioned_medium(book):
     # before: MissingPriceError (and before that, 0.40 / 2.00 by suffix stripping)
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    assert book.cost("mistral", "mistral-medium-latest", usage).total_usd == D("9")        # 1.50 + 7.50
+    assert book.cost("mistral", "mistral-medium-latest", usage).total_usd == D(9)        # 1.50 + 7.50
     assert book.cost("mistral", "mistral-medium", usage).total_usd == D("2.4")             # the old entry: 0.40 + 2.00
 
 
