@@ -35,19 +35,34 @@ def make(fake: FakeProvider, ledger: Path, provider: str = "openai", budgets: li
 def test_a_sync_call_is_cut_at_its_deadline(fake: FakeProvider, tmp_path: Path, provider: str) -> None:
     model, budget = f"{provider}/{MODELS[provider]}", [{"name": "b", "limit_usd": 1}]
     make(fake, tmp_path / "warm.db", provider).chat(model=model, messages=HI)   # first-use set-up done
-    client = make(fake, tmp_path / "l.db", provider, budget, call_deadline=2)
+    client = make(fake, tmp_path / "l.db", provider, budget, call_deadline=5)
     client.budgets.status()                             # the ledger opened (and migrated) before
-    fake.queue(Reply(usage=USAGE, delay=30))            # far past the deadline; the provider waits 600 s
+    fake.queue(Reply(usage=USAGE, delay=40))            # far past the deadline; the provider waits 600 s
     begun = time.monotonic()
     with pytest.raises(errors.TimeoutError, match="call_deadline") as info:
         client.chat(model=model, messages=HI, max_tokens=10)
-    assert time.monotonic() - begun < 15                # well before the vendor would have answered
+    assert time.monotonic() - begun < 25                # well before the vendor would have answered
     assert not info.value.retryable and len(fake.requests) == 2   # no retry after the deadline
     (row,) = list(client.ledger.records())
     assert row.status == "unknown" and row.error_class == "TimeoutError"   # the vendor may bill it
     (status,) = client.budgets.status()
     assert status["in_flight"] == 0 and status["reserved_usd"] == 0
     assert status["spent_usd"] > 0 and status["requests"] == 1   # counted at its worst case
+
+
+@pytest.mark.parametrize("provider", list(MODELS))
+def test_a_stream_that_does_not_open_is_cut_at_its_deadline(fake: FakeProvider, tmp_path: Path,
+                                                            provider: str) -> None:
+    model = f"{provider}/{MODELS[provider]}"
+    make(fake, tmp_path / "warm.db", provider).chat(model=model, messages=HI)   # first-use set-up done
+    client = make(fake, tmp_path / "l.db", provider, stream_deadline=5)
+    client.ledger.records()
+    fake.queue(Reply(usage=USAGE, delay=40))            # no first byte before 40 s
+    begun = time.monotonic()
+    with pytest.raises(errors.TimeoutError, match="stream_deadline"):
+        client.chat(model=model, messages=HI, max_tokens=10, stream=True)
+    assert time.monotonic() - begun < 25 and len(fake.requests) == 2
+    assert [r.status for r in client.ledger.records()] == ["unknown"]
 
 
 def test_no_retry_starts_when_its_wait_would_pass_the_deadline(fake: FakeProvider, tmp_path: Path) -> None:

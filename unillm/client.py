@@ -380,18 +380,21 @@ class Client:
         if left is None or left >= call.adapter.settings.timeout:
             return None
         if left <= 0:
-            raise deadline_error(call, self._deadline_name(call), self._deadline_of(call) or 0.0, sent=False)
+            raise self._cut(call, sent=False)
         return left
 
     def _check_cut(self, call: Call, exc: Exception, timeout: float | None) -> None:
-        """An attempt whose timeout was the time left that timed out: the deadline cut it."""
-        if timeout is not None and isinstance(self._translate(call, exc), errors.TimeoutError):
-            raise deadline_error(call, self._deadline_name(call), self._deadline_of(call) or 0.0,
-                                 sent=True) from exc
+        """An attempt whose timeout was the time left that timed out: the deadline cut it (a
+        vendor's own 408 answer, which has a status, is not that)."""
+        if timeout is None:
+            return
+        err = self._translate(call, exc)
+        if isinstance(err, errors.TimeoutError) and err.status_code is None:
+            raise self._cut(call, sent=True) from exc
 
-    @staticmethod
-    def _deadline_name(call: Call) -> str:
-        return "stream_deadline" if call.stream else "call_deadline"
+    def _cut(self, call: Call, sent: bool) -> errors.TimeoutError:
+        setting = "stream_deadline" if call.stream else "call_deadline"
+        return deadline_error(call, setting, self._deadline_of(call) or 0.0, sent=sent)
 
     def _record_retried(self, call: Call, err: BaseException) -> None:
         """The row of an attempt that failed and is tried again. No answer, no usage: cost None.
@@ -507,14 +510,16 @@ class Client:
     def _open_stream(self, call: Call) -> ChatStream:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
         call, (gen, first) = self._with_fallbacks(
-            call, lambda c: self._attempt(c, lambda t: first_chunk(c.adapter.stream(c.request, c.ref.model, timeout=t))))
+            call, lambda c: self._attempt(
+                c, lambda t: first_chunk(c.adapter.stream(c.request, c.ref.model, timeout=t))))
         return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                           lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
                           self._stream_deadline(call))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
         call, (gen, first) = await self._awith_fallbacks(
-            call, lambda c: self._aattempt(c, lambda t: afirst_chunk(c.adapter.astream(c.request, c.ref.model, timeout=t))))
+            call, lambda c: self._aattempt(
+                c, lambda t: afirst_chunk(c.adapter.astream(c.request, c.ref.model, timeout=t))))
         return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                                lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
                                self._stream_deadline(call))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import errors
 from .config import RetrySettings
@@ -141,7 +141,7 @@ def _told(on_retry: OnRetry | None) -> Callable[[Any], None] | None:
     return lambda rs: on_retry(rs.outcome.exception())
 
 
-def reraise(err: BaseException, cause: BaseException) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def reraise(err: BaseException, cause: BaseException) -> NoReturn:
     """Raise ``err`` chained to ``cause`` (or ``cause`` itself when nothing was translated)."""
     if err is cause:
         raise cause
