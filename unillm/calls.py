@@ -67,6 +67,10 @@ class Call:
         """True when ``limit`` seconds have passed since the call began (None: never)."""
         return limit is not None and time.perf_counter() - self.begun >= limit
 
+    def time_left(self, limit: float | None) -> float | None:
+        """Seconds until ``limit`` seconds have passed since the call began (None: no limit)."""
+        return None if limit is None else limit - (time.perf_counter() - self.begun)
+
     def retarget(self, ref: ModelRef, adapter: Adapter, price: Any, fallback_from: str) -> Call:
         """The same call sent to another model (a fallback): a fresh attempt with its own row."""
         nxt = Call(self.request.retargeted(f"{ref.provider}/{ref.model}"), ref,
@@ -105,6 +109,17 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         response=(response.content if response is not None else None) if log_content else None)
 
 
+def deadline_error(call: Call, setting: str, limit: float, *, sent: bool) -> errors.TimeoutError:
+    """The error of a call its deadline (``setting``, ``limit`` seconds) cut: while an attempt
+    was in flight (``sent``: the vendor may bill it), or before the next one could start.
+    Never retried: the deadline is the whole call's."""
+    what = "it was cut off" if sent else "no further attempt was started"
+    err = errors.TimeoutError(f"the call did not finish within {setting} ({limit:g}s); {what}",
+                              provider=call.ref.provider, model=call.ref.model)
+    err.retryable, err.sent = False, sent
+    return err
+
+
 def failed_status(err: BaseException) -> str:
     """``unknown`` for an attempt that timed out, lost its connection or was cancelled in flight
     (the vendor may have run, and billed, it: see README "Retries"), else ``error`` (vendors
@@ -114,7 +129,11 @@ def failed_status(err: BaseException) -> str:
     from . import errors
     if isinstance(err, asyncio.CancelledError):  # cut off mid-request (call_deadline, a task
         return "unknown"                         # cancelled): the vendor may still run it
+    if isinstance(err, errors.BudgetExceededError):  # a retry its budget could not pay for
+        return "budget_denied"
     if not isinstance(err, (errors.TimeoutError, errors.ConnectionError)):
+        return "error"
+    if isinstance(err, errors.TimeoutError) and not err.sent:
         return "error"
     cause = err.__cause__ or err.__context__
     while cause is not None:  # never connected: the vendor never saw the request

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, call_tags, failed_status, record_for
+from .calls import Call, call_tags, deadline_error, failed_status, record_for
 from .config import Settings, load_settings, naming_file
 from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
 from .retry import Retrier
@@ -227,7 +227,8 @@ class Client:
             call.cache = replace(decision, ttl=call.rule_ttl)
         call.cache_status = decision.status if self.cache_policy.enabled else None
         call.adapter.warm(asynchronous)
-        call.t0 = time.perf_counter()  # latency is the request's: not rules, pricing, SDK set-up
+        # latency and deadlines are the request's: not rules, pricing, SDK set-up
+        call.t0 = call.begun = time.perf_counter()
         return call
 
     def _rule_context(self, call: Call) -> Any:
@@ -275,15 +276,9 @@ class Client:
         A refusal may downgrade (``on_exceed = "downgrade:MODEL"``) or move on to a
         fallback model that fits; the call that was admitted is returned.
         """
-        deadline = self.settings.stream_deadline if call.stream else self.settings.call_deadline
+        deadline = self._deadline_of(call)
         while True:
-            worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
-            # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
-            # as `unknown` at the hold's worst case (budgets.store.lock)
-            adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
-                                     flight=lambda c=call: record_for(c, "in_flight"))
-            for event in adm.events:
-                self.budgets.alerts.emit(event)
+            adm = self._hold(call, deadline)
             if adm.denied is None:
                 break
             spec = adm.denied_spec
@@ -345,26 +340,93 @@ class Client:
         """The one boundary where SDK exceptions become unillm's, the provider's secrets redacted."""
         return call.adapter.translate(exc, call.ref.model)
 
-    def _attempt(self, call: Call, run: Callable[[], Any]) -> Any:
-        """``run()`` with retries; every HTTP attempt is counted, and each one retried is a row."""
+    def _attempt(self, call: Call, run: Callable[[float | None], Any]) -> Any:
+        """``run(timeout)`` with retries; every HTTP attempt is counted, and each one retried is
+        a row. No attempt runs past the call's deadline (see `_attempt_timeout`)."""
         def once() -> Any:
+            timeout = self._attempt_timeout(call)
             call.next_attempt()
-            return run()
+            try:
+                return run(timeout)
+            except Exception as exc:
+                self._check_cut(call, exc, timeout)
+                raise
         return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
-                                 lambda e: self._record_retried(call, e))
+                                 lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
-    def _aattempt(self, call: Call, run: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
-        def once() -> Awaitable[Any]:
+    def _aattempt(self, call: Call, run: Callable[[float | None], Awaitable[Any]]) -> Awaitable[Any]:
+        async def once() -> Any:
+            timeout = self._attempt_timeout(call)
             call.next_attempt()
-            return run()
+            try:
+                return await run(timeout)
+            except Exception as exc:
+                self._check_cut(call, exc, timeout)
+                raise
         return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
-                                  lambda e: self._record_retried(call, e))
+                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
+
+    def _deadline_of(self, call: Call) -> float | None:
+        return self.settings.stream_deadline if call.stream else self.settings.call_deadline
+
+    def _time_left(self, call: Call) -> float | None:
+        return call.time_left(self._deadline_of(call))
+
+    def _attempt_timeout(self, call: Call) -> float | None:
+        """The next attempt's timeout when the call's deadline comes before the provider's
+        ``timeout`` would (None: the provider's, set on the SDK client). Past the deadline no
+        attempt starts: a `TimeoutError` naming it, nothing sent."""
+        left = self._time_left(call)
+        if left is None or left >= call.adapter.settings.timeout:
+            return None
+        if left <= 0:
+            raise self._cut(call, sent=False)
+        return left
+
+    def _check_cut(self, call: Call, exc: Exception, timeout: float | None) -> None:
+        """An attempt whose timeout was the time left that timed out: the deadline cut it (a
+        vendor's own 408 answer, which has a status, is not that)."""
+        if timeout is None:
+            return
+        err = self._translate(call, exc)
+        if isinstance(err, errors.TimeoutError) and err.status_code is None:
+            raise self._cut(call, sent=True) from exc
+
+    def _cut(self, call: Call, sent: bool) -> errors.TimeoutError:
+        setting = "stream_deadline" if call.stream else "call_deadline"
+        return deadline_error(call, setting, self._deadline_of(call) or 0.0, sent=sent)
 
     def _record_retried(self, call: Call, err: BaseException) -> None:
-        """The row of an attempt that failed and is tried again (its budget hold stays with the
-        call). No answer, no usage: cost None; ``unknown`` when the vendor may have billed it."""
-        if self._recording:
-            self._record(record_for(call, failed_status(err), error=err, retried=True))
+        """The row of an attempt that failed and is tried again. No answer, no usage: cost None.
+        ``unknown`` when the vendor may have billed it: then its budget hold is settled at its
+        worst case now, and the retry needs a hold of its own (`_readmit`); else the hold stays
+        with the call."""
+        if not self._recording:
+            return
+        status = failed_status(err)
+        held = call if status == "unknown" and call.reservation is not None else None
+        self._record(record_for(call, status, error=err, retried=True), held)
+        if held is not None:
+            self._readmit(call)
+
+    def _readmit(self, call: Call) -> None:
+        """A hold for the retry of an attempt counted at its worst case, or `BudgetExceededError`
+        ending the call (recorded as ``budget_denied`` by `_fallback`)."""
+        adm = self._hold(call, self._time_left(call))
+        if adm.denied is not None:
+            raise adm.denied
+        call.reservation = adm.hold
+
+    def _hold(self, call: Call, deadline: float | None) -> Any:
+        """Admission to every matching budget (the alerts it raises emitted); the `Admission`."""
+        worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
+        # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
+        # as `unknown` at the hold's worst case (budgets.store.lock)
+        adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
+                                 flight=lambda c=call: record_for(c, "in_flight"))
+        for event in adm.events:
+            self.budgets.alerts.emit(event)
+        return adm
 
     def _fallback(self, call: Call, err: BaseException) -> Call | None:
         """Record the failed attempt (releasing its budget hold); the next model of its
@@ -378,7 +440,7 @@ class Client:
                 pass
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
-        if call.overdue(self.settings.stream_deadline if call.stream else self.settings.call_deadline):
+        if call.overdue(self._deadline_of(call)):
             return None  # past the call's deadline: no further model is tried
         nxt = self._next_in_chain(call)
         return self._admit(nxt) if nxt is not None and self.budgets else nxt
@@ -424,12 +486,12 @@ class Client:
 
     def _complete(self, call: Call) -> ChatResponse:
         call, resp = self._with_fallbacks(
-            call, lambda c: self._attempt(c, lambda: c.adapter.complete(c.request, c.ref.model)))
+            call, lambda c: self._attempt(c, lambda t: c.adapter.complete(c.request, c.ref.model, timeout=t)))
         return self._finish(call, resp)
 
     async def _acomplete(self, call: Call) -> ChatResponse:
         run = self._awith_fallbacks(
-            call, lambda c: self._aattempt(c, lambda: c.adapter.acomplete(c.request, c.ref.model)))
+            call, lambda c: self._aattempt(c, lambda t: c.adapter.acomplete(c.request, c.ref.model, timeout=t)))
         limit = self.settings.call_deadline
         if limit is None:
             call, resp = await run
@@ -448,14 +510,16 @@ class Client:
     def _open_stream(self, call: Call) -> ChatStream:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
         call, (gen, first) = self._with_fallbacks(
-            call, lambda c: self._attempt(c, lambda: first_chunk(c.adapter.stream(c.request, c.ref.model))))
+            call, lambda c: self._attempt(
+                c, lambda t: first_chunk(c.adapter.stream(c.request, c.ref.model, timeout=t))))
         return ChatStream(prepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                           lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
                           self._stream_deadline(call))
 
     async def _aopen_stream(self, call: Call) -> AsyncChatStream:
         call, (gen, first) = await self._awith_fallbacks(
-            call, lambda c: self._aattempt(c, lambda: afirst_chunk(c.adapter.astream(c.request, c.ref.model))))
+            call, lambda c: self._aattempt(
+                c, lambda t: afirst_chunk(c.adapter.astream(c.request, c.ref.model, timeout=t))))
         return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                                lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
                                self._stream_deadline(call))

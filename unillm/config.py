@@ -111,10 +111,14 @@ class Settings(BaseModel):
     log_content: StrictBool = False
     drop_params: StrictBool | Literal["warn"] = "warn"   # "warn": drop and warn once; true: silently
     timezone: str = "UTC"
-    # hard overall limits, in seconds from the call's start, retries and fallbacks included:
-    # a stream still open after `stream_deadline` is cut (recorded as partial), an async call
-    # still running after `call_deadline` is cancelled; past its deadline no call's budget
-    # hold is renewed, so it is counted at its worst case until the call settles
+    # hard overall limits, in seconds from when the call is sent, retries and fallbacks
+    # included, sync and async. Each attempt's timeout is the provider's `timeout` or the time
+    # left, whichever is less (the SDK's per-request timeout); no attempt, retry or fallback
+    # starts past the deadline, nor a retry whose backoff would end past it. A call cut at
+    # `call_deadline` raises TimeoutError naming it, never retried: its row is `unknown` and its
+    # budget hold is counted at worst case (an async call is also cancelled). A stream still
+    # open after `stream_deadline` is cut at its next chunk (recorded as partial). Past its
+    # deadline no call's hold is renewed, so it is counted at its worst case until it settles.
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
 

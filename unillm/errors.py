@@ -242,9 +242,11 @@ class ServerError(ProviderError):
 
 
 class TimeoutError(ProviderError):  # noqa: A001 - deliberate, namespaced under unillm.errors
-    """No answer within the timeout."""
+    """No answer within the timeout. ``sent`` is False when the call's deadline passed before
+    the attempt was sent (nothing the vendor could bill)."""
 
     retryable = True
+    sent = True
 
 
 class ConnectionError(ProviderError):  # noqa: A001

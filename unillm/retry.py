@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import errors
 from .config import RetrySettings
@@ -17,6 +17,7 @@ from .config import RetrySettings
 T = TypeVar("T")
 Translate = Callable[[BaseException], BaseException]
 OnRetry = Callable[[BaseException], None]
+Left = Callable[[], float | None]   # seconds left to the call's deadline
 
 
 class Retrier:
@@ -39,23 +40,23 @@ class Retrier:
                 and (err.retry_after is None or err.retry_after <= self.policy.max_retry_after))
 
     def run(self, attempt: Callable[[], T], translate: Translate, max_retries: int,
-            on_retry: OnRetry | None = None) -> T:
+            on_retry: OnRetry | None = None, left: Left | None = None) -> T:
         """``attempt()`` until it succeeds, fails for good or retries run out. ``on_retry(err)``
-        is told of each failed attempt that will be tried again (before the backoff)."""
+        is told of each failed attempt that will be tried again (before the backoff); ``left()``
+        is the seconds left to the call's deadline (None: none): a retry whose wait would end
+        past it is not made, the last error is raised instead."""
         try:
             return attempt()
         except Exception as exc:
             first = _chained(translate(exc), exc)
-            if not (max_retries and self.retryable(first)):
+            wait = self._first_wait(first, max_retries, left)
+            if wait is None:
                 reraise(first, exc)
         import tenacity
         if on_retry is not None:
             on_retry(first)
-        self.sleep(self.backoff(first, 1))
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max_retries), sleep=self.sleep, reraise=True,
-            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
+        self.sleep(wait)
+        retrying = tenacity.Retrying(sleep=self.sleep, **self._policy(tenacity, max_retries, on_retry, left))
 
         def again() -> T:
             try:
@@ -65,21 +66,19 @@ class Retrier:
         return retrying(again)
 
     async def arun(self, attempt: Callable[[], Awaitable[T]], translate: Translate,
-                   max_retries: int, on_retry: OnRetry | None = None) -> T:
+                   max_retries: int, on_retry: OnRetry | None = None, left: Left | None = None) -> T:
         try:
             return await attempt()
         except Exception as exc:
             first = _chained(translate(exc), exc)
-            if not (max_retries and self.retryable(first)):
+            wait = self._first_wait(first, max_retries, left)
+            if wait is None:
                 reraise(first, exc)
         import tenacity
         if on_retry is not None:
             on_retry(first)
-        await self.asleep(self.backoff(first, 1))
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(max_retries), sleep=self.asleep, reraise=True,
-            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
-            retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
+        await self.asleep(wait)
+        retrying = tenacity.AsyncRetrying(sleep=self.asleep, **self._policy(tenacity, max_retries, on_retry, left))
 
         async def again() -> T:
             try:
@@ -87,6 +86,45 @@ class Retrier:
             except Exception as exc:
                 reraise(translate(exc), exc)
         return await retrying(again)
+
+    def _first_wait(self, err: BaseException, max_retries: int, left: Left | None) -> float | None:
+        """The wait before the first retry, or None when there is none."""
+        if not (max_retries and self.retryable(err)):
+            return None
+        wait = self.backoff(err, 1)
+        return None if _past(wait, left) else wait
+
+    def _policy(self, tenacity: Any, max_retries: int, on_retry: OnRetry | None,
+                left: Left | None) -> dict[str, Any]:
+        """tenacity's arguments for the retries after the first."""
+        waits = _Waits(self, left)
+        return {"stop": tenacity.stop_after_attempt(max_retries) | waits.past_deadline, "wait": waits,
+                "retry": tenacity.retry_if_exception(self.retryable), "before_sleep": _told(on_retry),
+                "reraise": True}
+
+
+class _Waits:
+    """tenacity's wait, and a stop for a wait that would end past the call's deadline: each
+    retry's backoff is drawn once (its jitter is random), so both see the same wait."""
+
+    def __init__(self, retrier: Retrier, left: Left | None) -> None:
+        self.retrier, self.left = retrier, left
+        self.drawn: dict[int, float] = {}
+
+    def __call__(self, rs: Any) -> float:
+        n = rs.attempt_number
+        if n not in self.drawn:
+            self.drawn[n] = self.retrier.backoff(rs.outcome.exception(), n + 1)
+        return self.drawn[n]
+
+    def past_deadline(self, rs: Any) -> bool:
+        return _past(self(rs), self.left)
+
+
+def _past(wait: float, left: Left | None) -> bool:
+    """True when a retry after ``wait`` seconds would start past the call's deadline."""
+    remaining = left() if left is not None else None
+    return remaining is not None and wait >= remaining
 
 
 def _chained(err: BaseException, cause: BaseException) -> BaseException:
@@ -103,7 +141,7 @@ def _told(on_retry: OnRetry | None) -> Callable[[Any], None] | None:
     return lambda rs: on_retry(rs.outcome.exception())
 
 
-def reraise(err: BaseException, cause: BaseException) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def reraise(err: BaseException, cause: BaseException) -> NoReturn:
     """Raise ``err`` chained to ``cause`` (or ``cause`` itself when nothing was translated)."""
     if err is cause:
         raise cause

@@ -117,13 +117,16 @@ class Adapter(ABC):
         """Build the SDK client with base_url, api key and timeout, and SDK retries OFF."""
 
     @abstractmethod
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        """One non-streaming attempt. ``usage`` is None when the vendor reported none."""
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        """One non-streaming attempt. ``usage`` is None when the vendor reported none.
+        ``timeout``: seconds for this request, given to the SDK its own way (None: the
+        provider's ``timeout``, set on the SDK client); the Client passes the time left to the
+        call's deadline when that is shorter."""
 
     @abstractmethod
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse: ...
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse: ...
 
-    def stream(self, request: ChatRequest, model: str) -> VendorStream:
+    def stream(self, request: ChatRequest, model: str, timeout: float | None = None) -> VendorStream:
         """One streaming attempt, lazily (nothing is sent before the first ``next``). Closing it
         closes the SDK stream.
 
@@ -135,23 +138,25 @@ class Adapter(ABC):
         """
         from ..streaming import VendorStream
         state = self.stream_state(model)
-        return VendorStream(self._stream(request, model, state), state)
+        return VendorStream(self._stream(request, model, state, timeout), state)
 
-    def astream(self, request: ChatRequest, model: str) -> AsyncVendorStream:
+    def astream(self, request: ChatRequest, model: str, timeout: float | None = None) -> AsyncVendorStream:
         from ..streaming import AsyncVendorStream
         state = self.stream_state(model)
-        return AsyncVendorStream(self._astream(request, model, state), state)
+        return AsyncVendorStream(self._astream(request, model, state, timeout), state)
 
     @abstractmethod
     def stream_state(self, model: str) -> Any:
         """A fresh stream state of this protocol's converter (``convert.StreamState``)."""
 
     @abstractmethod
-    def _stream(self, request: ChatRequest, model: str, state: Any) -> Iterator[StreamChunk]:
-        """The chunks of one stream, read through ``state``."""
+    def _stream(self, request: ChatRequest, model: str, state: Any,
+                timeout: float | None) -> Iterator[StreamChunk]:
+        """The chunks of one stream, read through ``state`` (``timeout``: as `complete`'s)."""
 
     @abstractmethod
-    def _astream(self, request: ChatRequest, model: str, state: Any) -> AsyncIterator[StreamChunk]: ...
+    def _astream(self, request: ChatRequest, model: str, state: Any,
+                 timeout: float | None) -> AsyncIterator[StreamChunk]: ...
 
     @abstractmethod
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

@@ -54,8 +54,11 @@ class AnthropicAdapter(Adapter):
                 f"providers.{self.provider}.api_key", provider=self.provider)
         return client
 
-    def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
+    def _kwargs(self, request: ChatRequest, model: str, timeout: float | None) -> dict[str, Any]:
+        """``messages.create`` kwargs; ``timeout``: this request's (the SDK's ``timeout=``)."""
         kwargs = to_request(request, model, self.settings)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         fmt = kwargs.get("output_config", {}).get("format")
         if fmt is None:
             return kwargs
@@ -68,19 +71,20 @@ class AnthropicAdapter(Adapter):
         return kwargs
 
     # ── calls ──
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model))
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
         return from_response(json_body(raw), self.provider)
 
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model))
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
         return from_response(json_body(raw), self.provider)
 
     def stream_state(self, model: str) -> Any:
         return StreamState(self.provider)
 
-    def _stream(self, request: ChatRequest, model: str, state: StreamState) -> Iterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    def _stream(self, request: ChatRequest, model: str, state: StreamState,
+                timeout: float | None) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         sdk_stream = self.sync_client().messages.create(**kwargs, stream=True)
         try:
             for event in sdk_stream:
@@ -89,8 +93,9 @@ class AnthropicAdapter(Adapter):
         finally:
             sdk_stream.close()  # also on GeneratorExit: releases the connection
 
-    async def _astream(self, request: ChatRequest, model: str, state: StreamState) -> AsyncIterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    async def _astream(self, request: ChatRequest, model: str, state: StreamState,
+                       timeout: float | None) -> AsyncIterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         sdk_stream = await self.async_client().messages.create(**kwargs, stream=True)
         try:
             async for event in sdk_stream:

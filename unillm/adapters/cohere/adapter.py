@@ -41,25 +41,31 @@ class CohereAdapter(Adapter):
         client.unillm_http = http  # ours to close: one per event loop for the async client
         return client
 
-    def _kwargs(self, request: ChatRequest, model: str) -> dict[str, Any]:
-        return convert.to_request(request, model, self.settings)
+    def _kwargs(self, request: ChatRequest, model: str, timeout: float | None) -> dict[str, Any]:
+        """``chat`` kwargs; ``timeout``: this request's (``request_options``' ``timeout_in_seconds``,
+        which every cohere 7.x reads)."""
+        kwargs = convert.to_request(request, model, self.settings)
+        if timeout is not None:
+            kwargs["request_options"] = {**kwargs.get("request_options", {}), "timeout_in_seconds": timeout}
+        return kwargs
 
     def _response(self, raw: Any, model: str) -> ChatResponse:
         return convert.from_response(raw, self.provider, model=model)
 
     # ── calls ──
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        return self._response(self.sync_client().chat(**self._kwargs(request, model)), model)
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        return self._response(self.sync_client().chat(**self._kwargs(request, model, timeout)), model)
 
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        raw = await self.async_client().chat(**self._kwargs(request, model))
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        raw = await self.async_client().chat(**self._kwargs(request, model, timeout))
         return self._response(raw, model)
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider, model)
 
-    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                timeout: float | None) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         events = self.sync_client().chat_stream(**kwargs)
         try:
             try:
@@ -72,9 +78,9 @@ class CohereAdapter(Adapter):
             events.close()  # releases the connection, also when the caller stops early
         check_complete(state, self.provider, model, "its message-end event")
 
-    async def _astream(self, request: ChatRequest, model: str,
-                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    async def _astream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                       timeout: float | None) -> AsyncIterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         events = self.async_client().chat_stream(**kwargs)
         try:
             try:

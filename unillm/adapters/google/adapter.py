@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -73,10 +74,15 @@ class GoogleAdapter(Adapter):
         if client is not None:
             await client.aio.aclose()
 
-    def _kwargs(self, request: ChatRequest, model: str, *, raw_http: bool = False) -> dict[str, Any]:
+    def _kwargs(self, request: ChatRequest, model: str, timeout: float | None, *,
+                raw_http: bool = False) -> dict[str, Any]:
         """SDK kwargs; options an older google-genai does not know are left out. ``raw_http``
-        (non-streaming calls only) asks for the unparsed HTTP response."""
+        (non-streaming calls only) asks for the unparsed HTTP response. ``timeout``: this
+        request's, as ``config.http_options.timeout`` (milliseconds; patched over the client's
+        options; 0 would mean none, so at least 1)."""
         kwargs = convert.to_request(request, model, self.settings)
+        if timeout is not None:
+            kwargs["config"]["http_options"] = {"timeout": max(math.ceil(timeout * 1000), 1)}
         known = require("google.genai.types").GenerateContentConfig.model_fields
         if "automatic_continuation" not in known:
             kwargs["config"].pop("automatic_continuation", None)
@@ -89,21 +95,22 @@ class GoogleAdapter(Adapter):
     # ``should_return_http_response`` option): it still builds and sends the request,
     # checks the status and raises its typed errors, but skips parsing the body into its
     # models, which our converter would only dump back to JSON (measured: ~0.1 ms a call).
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = self._kwargs(request, model, raw_http=True)
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        kwargs = self._kwargs(request, model, timeout, raw_http=True)
         raw = self.sync_client().models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
 
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        kwargs = self._kwargs(request, model, raw_http=True)
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        kwargs = self._kwargs(request, model, timeout, raw_http=True)
         raw = await self.async_client().aio.models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider, model)
 
-    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                timeout: float | None) -> Iterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         sdk_stream = self.sync_client().models.generate_content_stream(**kwargs)
         try:
             for event in sdk_stream:
@@ -113,9 +120,9 @@ class GoogleAdapter(Adapter):
         finally:
             sdk_stream.close()  # closed early or broken: release the connection
 
-    async def _astream(self, request: ChatRequest, model: str,
-                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
-        kwargs = self._kwargs(request, model)
+    async def _astream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                       timeout: float | None) -> AsyncIterator[StreamChunk]:
+        kwargs = self._kwargs(request, model, timeout)
         sdk_stream = await self.async_client().aio.models.generate_content_stream(**kwargs)
         responses: list[Any] = []
         try:

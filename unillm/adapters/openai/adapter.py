@@ -23,12 +23,15 @@ _OPTIONS = (("extra_headers", "headers"), ("extra_query", "params"), ("extra_bod
             ("timeout", "timeout"))
 
 
-def _post_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """SDK ``create()`` kwargs as ``client.post``'s body and request options."""
+def _post_args(kwargs: dict[str, Any], timeout: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SDK ``create()`` kwargs as ``client.post``'s body and request options (``timeout``: this
+    request's, a request option as create()'s ``timeout=`` is)."""
     options: dict[str, Any] = {"security": {"bearer_auth": True}}
     for name, option in _OPTIONS:
         if name in kwargs:
             options[option] = kwargs.pop(name)
+    if timeout is not None:
+        options["timeout"] = timeout
     return kwargs, options
 
 
@@ -75,21 +78,22 @@ class OpenAIAdapter(Adapter):
     # it skips is create()'s request transform and its response/chunk model parse, which
     # change nothing in a chat body we already built as JSON and which our converter would
     # redo (measured: ~0.3 ms a call, and ~12 µs a stream chunk). Chunks arrive as dicts.
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        body, options = _post_args(convert.to_request(request, model, self.settings))
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        body, options = _post_args(convert.to_request(request, model, self.settings), timeout)
         raw = self.sync_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
         return convert.from_response(json.loads(raw), self.provider)
 
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        body, options = _post_args(convert.to_request(request, model, self.settings))
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        body, options = _post_args(convert.to_request(request, model, self.settings), timeout)
         raw = await self.async_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
         return convert.from_response(json.loads(raw), self.provider)
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider)
 
-    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
-        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                timeout: float | None) -> Iterator[StreamChunk]:
+        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True), timeout)
         sdk_stream = self.sync_client().post("/chat/completions", body=body, options=options,
                                              cast_to=object, stream=True,
                                              stream_cls=require("openai").Stream[object])
@@ -101,9 +105,9 @@ class OpenAIAdapter(Adapter):
         finally:  # also on GeneratorExit: release the connection
             sdk_stream.close()
 
-    async def _astream(self, request: ChatRequest, model: str,
-                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
-        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True))
+    async def _astream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                       timeout: float | None) -> AsyncIterator[StreamChunk]:
+        body, options = _post_args(convert.to_request(request, model, self.settings, stream=True), timeout)
         sdk_stream = await self.async_client().post("/chat/completions", body=body, options=options,
                                                     cast_to=object, stream=True,
                                                     stream_cls=require("openai").AsyncStream[object])
