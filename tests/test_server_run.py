@@ -21,6 +21,7 @@ openai = pytest.importorskip("openai")
 from tests.servers import free_port, wait_ready
 from tests.test_server_support import run_in_thread
 from unillm import Client
+from unillm.errors import LedgerError
 from unillm.server.app import create_app
 from unillm.server.keys import KeyStore
 from unillm.server.run import AppFactory, listen, serve, uvicorn_config
@@ -90,6 +91,23 @@ def test_factory_built_gateway_serves_the_openai_sdk_and_records_the_call(tmp_pa
             ledger_id = raw.headers["x-unillm-ledger-id"]
     rows = list(factory.client().ledger.records())
     assert [r.id for r in rows] == [ledger_id] and rows[0].tags["user"] == "ann"
+
+
+def test_served_app_opens_its_client_at_startup_and_closes_it_at_shutdown(tmp_path):
+    """uvicorn runs the app's lifespan: the ledger is usable while serving, closed after."""
+    with FakeProvider() as fake:
+        fake.queue(Reply(text="Four.", usage={"input_tokens": 10, "output_tokens": 2}))
+        client = Client(config=str(write_config(fake, tmp_path)))
+        app = create_app(client)
+        secret, _ = app.state.gateway.keys.create(user="ann")
+        config = uvicorn_config(app, log_level="warning", loop="asyncio")
+        assert config.lifespan == "on"
+        for url in run_in_thread(config, listen("127.0.0.1", 0)):
+            sdk = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+            assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG).choices
+            assert client.ledger.store.last_cursor() is not None  # open while serving
+    with pytest.raises(LedgerError, match="closed database"):
+        client.ledger.store.last_cursor()  # shut down: the connection was closed
 
 
 def test_app_factory_survives_pickling_for_worker_processes(tmp_path):
