@@ -22,7 +22,8 @@ module-level classes so ``--workers`` can pickle them into worker processes.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -96,7 +97,7 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         cycle = self.cycle  # a new request's cycle is made here; its task has not run yet
         if cycle is not None and not isinstance(cycle.transport, OneWrite):
-            cycle.transport = OneWrite(cycle.transport, self.loop)
+            cycle.transport = cast("asyncio.Transport", OneWrite(cycle.transport, self.loop))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
