@@ -21,6 +21,7 @@ openai = pytest.importorskip("openai")
 from tests.servers import free_port, wait_ready
 from tests.test_server_support import run_in_thread
 from unillm import Client
+from unillm.errors import LedgerError
 from unillm.server.app import create_app
 from unillm.server.keys import KeyStore
 from unillm.server.run import AppFactory, listen, serve, uvicorn_config
@@ -90,6 +91,93 @@ def test_factory_built_gateway_serves_the_openai_sdk_and_records_the_call(tmp_pa
             ledger_id = raw.headers["x-unillm-ledger-id"]
     rows = list(factory.client().ledger.records())
     assert [r.id for r in rows] == [ledger_id] and rows[0].tags["user"] == "ann"
+
+
+def test_served_app_opens_its_client_at_startup_and_closes_it_at_shutdown(tmp_path):
+    """uvicorn runs the app's lifespan: the ledger is usable while serving, closed after."""
+    with FakeProvider() as fake:
+        fake.queue(Reply(text="Four.", usage={"input_tokens": 10, "output_tokens": 2}))
+        client = Client(config=str(write_config(fake, tmp_path)))
+        app = create_app(client)
+        secret, _ = app.state.gateway.keys.create(user="ann")
+        config = uvicorn_config(app, log_level="warning", loop="asyncio")
+        assert config.lifespan == "on"
+        for url in run_in_thread(config, listen("127.0.0.1", 0)):
+            sdk = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+            assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG).choices
+            assert client.ledger.store.last_cursor() is not None  # open while serving
+    with pytest.raises(LedgerError, match="closed database"):
+        client.ledger.store.last_cursor()  # shut down: the connection was closed
+
+
+def _first_write(app: Any, request: bytes) -> tuple[bytes, bytes]:
+    """(first write of the gateway's protocol to its transport, what the client read by then),
+    serving ``request`` over a socket pair."""
+    from uvicorn.server import ServerState
+
+    from unillm.server.protocol import GuardedH11Protocol
+
+    writes: list[bytes] = []
+
+    class Recorded:  # asyncio's transport, each write noted
+        def __init__(self, transport: Any) -> None:
+            self._transport = transport
+
+        def write(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self._transport.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._transport, name)
+
+    class Recording(GuardedH11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(Recorded(transport))
+
+    async def run() -> tuple[bytes, bytes]:
+        loop = asyncio.get_running_loop()
+        server_end, client_end = socket.socketpair()
+        config = uvicorn_config(app, log_level="warning", lifespan="off")
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: Recording(config, ServerState(), {}), sock=server_end)
+        client_end.setblocking(False)
+        try:
+            await loop.sock_sendall(client_end, request)
+            read = await asyncio.wait_for(loop.sock_recv(client_end, 65536), 10)
+            while b"\r\n\r\n" not in read:
+                read += await asyncio.wait_for(loop.sock_recv(client_end, 65536), 10)
+            return writes[0], read
+        finally:
+            transport.close()
+            client_end.close()
+
+    return asyncio.run(run())
+
+
+def test_a_response_head_and_body_leave_in_one_write(tmp_path):
+    """uvicorn writes the head, then the body: two segments, two wake-ups of the client."""
+    client = Client(ledger=f"sqlite:///{tmp_path}/l.db", cache="off")
+    try:
+        first, _ = _first_write(create_app(client), b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    finally:
+        client.close()
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in first
+
+
+def test_a_response_head_whose_body_is_late_is_not_held(tmp_path):
+    """A streamed response whose first chunk has not come yet still sends its head at once."""
+    from starlette.responses import StreamingResponse
+
+    never = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        async def body() -> Any:
+            await never.wait()
+            yield b"late"
+        await StreamingResponse(body(), media_type="text/plain")(scope, receive, send)
+
+    first, read = _first_write(slow, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ") and read.startswith(b"HTTP/1.1 200 ")
 
 
 def test_app_factory_survives_pickling_for_worker_processes(tmp_path):

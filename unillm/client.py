@@ -16,6 +16,7 @@ owns it, and every step that does no I/O is shared by both forms::
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -52,6 +53,22 @@ _FALLBACK_ON = (errors.RateLimitError, errors.ServerError, errors.TimeoutError, 
 async def _asyncio_sleep(seconds: float) -> None:
     import asyncio  # imported when an async call first waits, not by `import unillm`
     await asyncio.sleep(seconds)
+
+
+async def _within(run: Awaitable[Any], seconds: float) -> Any:
+    """``await run``, cancelled after ``seconds`` (`asyncio.TimeoutError`). On 3.11+ in the
+    caller's task: `asyncio.wait_for` there wraps it in a task of its own, a few event-loop
+    steps per call at the gateway."""
+    import asyncio
+    if sys.version_info >= (3, 11):
+        if seconds <= 0:  # as wait_for: a call already past its deadline is never started
+            close = getattr(run, "close", None)
+            if close is not None:
+                close()
+            raise asyncio.TimeoutError
+        async with asyncio.timeout(seconds):
+            return await run
+    return await asyncio.wait_for(run, seconds)  # pragma: no cover - Python 3.10
 
 
 def _utcnow() -> datetime:
@@ -498,7 +515,7 @@ class Client:
             return self._finish(call, resp)
         import asyncio
         try:  # past the deadline the attempt is cancelled: recorded, its hold released
-            call, resp = await asyncio.wait_for(run, max(limit - (time.perf_counter() - call.begun), 0.0))
+            call, resp = await _within(run, max(limit - (time.perf_counter() - call.begun), 0.0))
         except asyncio.TimeoutError as exc:
             err = errors.TimeoutError(f"the call did not finish within call_deadline ({limit:g}s); "
                                       "it was cancelled", provider=call.ref.provider, model=call.ref.model)

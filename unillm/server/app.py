@@ -17,12 +17,19 @@ What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings
 `limits.Limits` (body size and read time) wraps the app, `limits.parse_json` reads
 bodies, `tenancy.TagPolicy` decides which tags a caller may set, and
 `Gateway.check_model` refuses models of providers the operator did not configure.
+
+The app owns its `Client` for its lifetime (`lifespan`): the ledger and the response
+cache are opened at startup, so a misconfigured one stops ``unillm serve`` before it
+accepts a request, and at shutdown pending rate-limit counts are written and the
+Client is closed (``await client.aclose()``: SDK connection pools, ledger connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -264,6 +271,20 @@ async def admin_key(request: Request) -> Response:
 
 # ── the app ──────────────────────────────────────────────────────────────────
 
+def lifespan(gateway: Gateway) -> Any:
+    """Startup opens the client's ledger and cache; shutdown flushes and closes everything."""
+    @asynccontextmanager
+    async def span(app: Starlette) -> AsyncIterator[None]:
+        client = gateway.client
+        await asyncio.to_thread(lambda: (client.ledger, client.cache))
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(gateway.limiter.flush)  # token counts still queued
+            await client.aclose()
+    return span
+
+
 def create_app(client: Any, *, keys: KeyStore | None = None,
                limiter: Limiter | None = None) -> Starlette:
     """The gateway over ``client`` (its ledger holds the keys table)."""
@@ -306,7 +327,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     ]
     handlers = {Exception: on_error, HTTPException: on_error, HTTPError: on_error,
                 errors.UnillmError: on_error}
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
+                    lifespan=lifespan(gateway))
     app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
     app.state.gateway = gateway
     return app

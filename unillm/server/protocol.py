@@ -9,13 +9,21 @@ complete request head; then it answers ``408`` (when part of a request arrived)
 or simply closes (an idle keep-alive connection) and drops the connection.
 The body's own deadline is `unillm.server.limits.Limits`.
 
+It also sends each response's head and the start of its body in one write: uvicorn
+writes the head as soon as the app starts the response, so every answer left as two
+TCP segments (two ``send`` syscalls here, two wake-ups of the client's reader).
+`OneWrite` holds the head until the body's first write, which under Starlette comes in
+the same step of the event loop; a head whose body is late still leaves on the next
+step (``call_soon``), so nothing ever waits on it.
+
 `GatewayConfig` is uvicorn's ``Config`` carrying that timeout; both are
 module-level classes so ``--workers`` can pickle them into worker processes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -25,6 +33,39 @@ _BODY = b'{"error":{"message":"the request headers did not arrive in time ([serv
         b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}'
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                     b"connection: close\r\ncontent-length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY)
+
+
+class OneWrite:
+    """A transport that joins a response's head to the first write after it."""
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport, self._loop = transport, loop
+        self._head: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if not self._started:  # the head: held until the body's first bytes
+            self._started = True
+            self._head = data
+            self._loop.call_soon(self.flush)
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        if data:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            if not self._transport.is_closing():
+                self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...
+        return getattr(self._transport, name)
 
 
 class GatewayConfig(uvicorn.Config):
@@ -52,6 +93,12 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def handle_events(self) -> None:
+        super().handle_events()
+        cycle = self.cycle  # a new request's cycle is made here; its task has not run yet
+        if cycle is not None and not isinstance(cycle.transport, OneWrite):
+            cycle.transport = cast("asyncio.Transport", OneWrite(cycle.transport, self.loop))
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing():
@@ -78,4 +125,4 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-__all__ = ["TIMEOUT_RESPONSE", "GatewayConfig", "GuardedH11Protocol"]
+__all__ = ["TIMEOUT_RESPONSE", "GatewayConfig", "GuardedH11Protocol", "OneWrite"]

@@ -15,6 +15,8 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
   building its own `Client` (SDK connection pool, ledger connection) through
   `AppFactory`. Rate limits and per-key concurrency are shared by the workers through
   the ledger's database or Redis (see `unillm.server.ratelimit`).
+* **lifespan on**: the app opens its `Client` at startup and closes it at shutdown
+  (`unillm.server.app.lifespan`), in each worker.
 * **A header read timeout** (``[server] header_timeout``): connections are served
   by `unillm.server.protocol.GuardedH11Protocol`, uvicorn's h11 protocol plus a
   timer that drops a client whose request head is late (uvicorn has none).
@@ -109,7 +111,7 @@ def uvicorn_config(app: Any, *, workers: int = 1, log_level: str = "info",
     if options.get("http") in ("auto", "h11"):
         options.pop("http")
     settings: dict[str, Any] = {"log_level": log_level, "access_log": access_log,
-                                "lifespan": "off", "workers": workers, **options}
+                                "lifespan": "on", "workers": workers, **options}
     if isinstance(app, AppFactory):
         settings["factory"] = True
     return GatewayConfig(app, header_timeout=header_timeout, **settings)
