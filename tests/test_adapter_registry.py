@@ -15,24 +15,25 @@ import sys
 import textwrap
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from unillm import Client, errors
+from unillm._toml import load_toml
 from unillm.adapters import registry
 from unillm.profiles import build_settings
 from unillm.testing import FakeProvider
-from unillm._toml import load_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = Path(__file__).resolve().parent / "example_adapter"
 
 
-def _run(script: str, *path: Path, env: dict[str, str] | None = None) -> dict:
+def _run(script: str, *path: Path, env: dict[str, str] | None = None) -> Any:
     """``script`` in a fresh interpreter with ``path`` (then this tree) on sys.path; its JSON."""
     pythonpath = os.pathsep.join([*map(str, path), str(ROOT)])
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath}, timeout=120)
+                         env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath}, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -237,7 +238,7 @@ def test_an_openai_compatible_vendor_is_one_toml_file(tmp_path: Path) -> None:
                        drop_params=True)
             print(json.dumps([r.provider, str(r.cost.input_usd > 0), list(r.dropped_params),
                               fake.requests[-1].headers["authorization"]]))
-    """)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    """)], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
         env={**os.environ, "PYTHONPATH": str(pkg), "ACME_API_KEY": "acme-key"})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == ["acme", "True", ["seed"], "Bearer acme-key"]

@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from unillm import errors
-from unillm.adapters.base import Adapter, check_complete, error_for_status, error_message, require
+from unillm.adapters.base import (
+    Adapter,
+    check_complete,
+    error_for_status,
+    error_message,
+    require,
+)
 from unillm.types import ChatRequest, ChatResponse, StreamChunk
 
 from . import convert
@@ -64,7 +70,7 @@ class ExampleAdapter(Adapter):
 
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
         httpx = require("httpx")
-        where = {"provider": self.provider, "model": model}
+        where: dict[str, Any] = {"provider": self.provider, "model": model}
         if isinstance(exc, httpx.HTTPStatusError):
             try:
                 body: Any = exc.response.json()
