@@ -128,9 +128,9 @@ class UnknownModelError(UnillmError, LookupError):
 class MissingDependencyError(UnillmError, ImportError):
     """An optional dependency is not installed."""
 
-    def __init__(self, package: str, extra: str) -> None:
+    def __init__(self, package: str, extra: str, *, install: str = "") -> None:
         self.package, self.extra = package, extra
-        super().__init__(f"{package} is not installed; run: pip install 'unillm[{extra}]'")
+        super().__init__(f"{package} is not installed; run: pip install '{install or f'unillm[{extra}]'}'")
 
 
 class MissingPriceError(UnillmError, LookupError):

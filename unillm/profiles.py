@@ -23,19 +23,24 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
+from .adapters import registry
 
-ADAPTERS: dict[str, str] = {
-    "openai": "unillm.adapters.openai.adapter:OpenAIAdapter",
-    "anthropic": "unillm.adapters.anthropic.adapter:AnthropicAdapter",
-    "google": "unillm.adapters.google.adapter:GoogleAdapter",
-    "cohere": "unillm.adapters.cohere.adapter:CohereAdapter",
-}
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
 
 #: header names whose values are credentials
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
@@ -56,7 +61,11 @@ def _reveal(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Capabilities(BaseModel):
-    """What the vendor's API accepts; adapters consult this, never the vendor's name."""
+    """What the vendor's API accepts; adapters consult this, never the vendor's name.
+
+    A profile's ``[capabilities]`` table is laid over its protocol's (the adapter registry's
+    ``AdapterSpec.capabilities``), which is laid over these defaults.
+    """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     tools: bool = True
@@ -70,6 +79,10 @@ class Capabilities(BaseModel):
     top_p: bool = True
     top_k: bool = True  # where the protocol has one (Chat Completions has none)
     stream_usage: bool = True  # honours stream_options.include_usage (OpenAI-compatible vendors)
+    #: model globs that take ``max_completion_tokens`` and reject ``max_tokens`` (OpenAI's o-series)
+    max_completion_tokens: list[str] = Field(default_factory=list)
+    #: the vendor is OpenAI itself: the SDK may send OPENAI_ORG_ID / OPENAI_PROJECT_ID from the env
+    openai_organization: bool = False
 
 
 class ProviderSettings(BaseModel):
@@ -78,7 +91,7 @@ class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
-    adapter: Literal["openai", "anthropic", "google", "cohere"]
+    adapter: str                                          # a protocol of the adapter registry
     display_name: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -93,6 +106,29 @@ class ProviderSettings(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)  # may carry credentials
     capabilities: Capabilities = Field(default_factory=Capabilities)
     docs: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_capabilities(cls, data: Any) -> Any:
+        """The profile's ``[capabilities]`` over its protocol's (from the adapter registry)."""
+        protocol = data.get("adapter") if isinstance(data, Mapping) else None
+        if not isinstance(protocol, str) or registry.unknown(protocol):
+            return data
+        defaults = registry.get(protocol).capabilities
+        own = data.get("capabilities")
+        if not defaults or not (own is None or isinstance(own, (Mapping, Capabilities))):
+            return data
+        if isinstance(own, Capabilities):
+            own = own.model_dump(exclude_unset=True)
+        return {**data, "capabilities": {**defaults, **(own or {})}}
+
+    @field_validator("adapter")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        problem = registry.unknown(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     def resolved_api_key(self) -> str | None:
         """Explicit key, else the profile's env var; never logged, never stored."""
@@ -136,7 +172,7 @@ def data_dir() -> Path:
     return here.parent
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bundled_profiles() -> dict[str, dict[str, Any]]:
     """Raw profile tables from ``providers/*.toml``, read once per process."""
     out: dict[str, dict[str, Any]] = {}
@@ -228,7 +264,6 @@ class Resolver:
         return sorted(names)
 
 
-def load_adapter_class(protocol: str) -> type:
-    module, _, cls = ADAPTERS[protocol].partition(":")
-    import importlib
-    return getattr(importlib.import_module(module), cls)
+def load_adapter_class(protocol: str) -> type[Adapter]:
+    """The adapter class of ``protocol``, from the adapter registry."""
+    return registry.get(protocol).adapter_class()

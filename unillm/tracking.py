@@ -18,8 +18,6 @@ chat) needs ``model=``, unless the body carries a ``model`` field.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import threading
 from collections.abc import Mapping
@@ -27,12 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from . import errors
+from .adapters import registry
 
 _DEFAULT: Any = None
 _LOCK = threading.Lock()
-
-# SDK package -> the protocol its objects speak
-_MODULES = (("openai", "openai"), ("anthropic", "anthropic"), ("google.genai", "google"), ("cohere", "cohere"))
 
 
 def track(response: Any, provider: str | None = None, *, model: str | None = None,
@@ -47,17 +43,18 @@ def track(response: Any, provider: str | None = None, *, model: str | None = Non
     """
     client = client or _default_client()
     raw = _load(response)
-    provider = provider or _detect(raw)
+    provider = provider or _provider_of(_detect(raw), client.providers)
     if provider not in client.providers:
         close = errors.did_you_mean(provider, client.providers)
         raise errors.InvalidRequestError(
             f"unknown provider {provider!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
             param="provider")
     protocol = client.providers[provider].adapter
-    convert = importlib.import_module(f"unillm.adapters.{protocol}.convert")
-    # a converter that takes ``model`` reads responses that do not name their model
-    unnamed = "model" in inspect.signature(convert.from_response).parameters
+    spec = registry.get(protocol)
+    # a protocol whose responses do not name their model gets the one the caller names
+    unnamed = not spec.names_model
     name = model or (_named_model(raw) if unnamed else None)
+    convert = spec.converter_module()
     try:
         resp = convert.from_response(raw, provider, **({"model": name or ""} if unnamed else {}))
     except errors.UnillmError as exc:
@@ -109,21 +106,24 @@ def _load(response: Any) -> Any:
     return response
 
 
+def _provider_of(protocol: str, providers: Mapping[str, Any]) -> str:
+    """The provider a detected protocol's response is recorded under: the one of that name
+    (openai, anthropic ...), else the first whose profile speaks it."""
+    if protocol in providers:
+        return protocol
+    return next((name for name, p in providers.items() if p.adapter == protocol), protocol)
+
+
 def _detect(raw: Any) -> str:
-    """The vendor whose SDK made ``raw`` (by its class's module), or whose JSON shape it has."""
-    module = type(raw).__module__ or ""
-    for package, protocol in _MODULES:
-        if module == package or module.startswith(package + "."):
-            return protocol
-    if isinstance(raw, Mapping):
-        if "choices" in raw or raw.get("object") == "chat.completion":
-            return "openai"
-        if raw.get("type") == "message" and "content" in raw:
-            return "anthropic"
-        if "candidates" in raw or "usageMetadata" in raw or "usage_metadata" in raw:
-            return "google"
-        if "message" in raw and "finish_reason" in raw:
-            return "cohere"
+    """The protocol whose SDK made ``raw`` (by its class's module), or whose JSON shape it has
+    (each registered protocol's detector, in registry order)."""
+    specs = registry.specs()
+    spec = next((s for s in specs if s.made(raw)), None)
+    if spec is None and isinstance(raw, Mapping):
+        spec = next((s for s in specs if s.shaped(raw)), None)
+    if spec is not None:
+        return spec.protocol
+    names = ", ".join(repr(s.protocol) for s in specs[1:])
     raise errors.InvalidRequestError(
-        f"cannot tell which vendor made a {type(raw).__name__}: pass provider='openai' (or "
-        "'anthropic', 'google', 'cohere', or an OpenAI-compatible profile name)", param="provider")
+        f"cannot tell which vendor made a {type(raw).__name__}: pass provider={specs[0].protocol!r} "
+        f"(or {names}, or an OpenAI-compatible profile name)", param="provider")

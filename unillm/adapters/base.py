@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..types import ChatRequest, ChatResponse, StreamChunk
+from . import registry
 
 if TYPE_CHECKING:
     from ..profiles import ProviderSettings
     from ..streaming import AsyncVendorStream, VendorStream
 
-# what to pip install for each SDK module
-_EXTRAS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "google", "cohere": "cohere",
-           "tiktoken": "tokens", "diskcache": "cache", "psycopg": "postgres", "psycopg_pool": "postgres",
+# what to pip install for the optional modules that are not an adapter's SDK (those the
+# adapter registry knows)
+_EXTRAS = {"tiktoken": "tokens", "diskcache": "cache", "psycopg": "postgres", "psycopg_pool": "postgres",
            "redis": "redis", "pyarrow": "parquet"}
 
 
@@ -37,6 +38,9 @@ def require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        spec = registry.sdk_of(module)
+        if spec is not None:
+            raise errors.MissingDependencyError(spec.sdk_module, spec.extra, install=spec.requirement) from exc
         package, extra = _extra_of(module)
         raise errors.MissingDependencyError(package, extra) from exc
 
@@ -53,10 +57,9 @@ def _extra_of(module: str) -> tuple[str, str]:
 class Adapter(ABC):
     """One wire protocol, bound to one provider's settings (key, base URL, timeout)."""
 
-    #: name of the wire protocol, as written in a profile's ``adapter = "..."``
+    #: name of the wire protocol, as written in a profile's ``adapter = "..."`` (its SDK module,
+    #: pip requirement and the rest are declared once, in `unillm.adapters.registry`)
     protocol: str = ""
-    #: the SDK's module, imported by `load_sdk` when the Client first uses this adapter
-    sdk_module: str = ""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -87,8 +90,9 @@ class Adapter(ABC):
     def load_sdk(self) -> None:
         """Import the SDK now, before a call's timer starts: its import (0.5-2.5 s for some
         SDKs) is start-up work, not the latency of the first request."""
-        if self.sdk_module:
-            require(self.sdk_module)
+        sdk = registry.get(self.settings.adapter).sdk_module
+        if sdk:
+            require(sdk)
 
     # SDK clients are built once per adapter and reused: building one per call
     # costs more than the call overhead we allow ourselves.

@@ -139,8 +139,10 @@ class Ctx:
 
 
 def _protocols() -> list[Any]:
-    from .protocols import PROTOCOLS
-    return PROTOCOLS
+    """The FakeProvider protocol of every registered adapter, in registry order (a request
+    goes to the first that matches)."""
+    from ..adapters import registry
+    return [p for p in (s.fake_protocol() for s in registry.specs()) if p is not None]
 
 
 class FakeProvider:
@@ -154,6 +156,7 @@ class FakeProvider:
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._seq = 0
+        self.protocols = _protocols()
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -210,7 +213,12 @@ class FakeProvider:
     # ── wiring a client to it ──
     def base_url(self, protocol: str) -> str:
         """The base_url each SDK needs to reach this server."""
-        return self.url + "/v1" if protocol == "openai" else self.url
+        proto = next((p for p in self.protocols if p.name == protocol), None)
+        if proto is None:
+            raise ValueError(f"FakeProvider serves no protocol {protocol!r}; it serves "
+                             + ", ".join(p.name for p in self.protocols))
+        path: str = proto.base_path
+        return self.url + path
 
     def providers(self, *names: str) -> dict[str, dict[str, Any]]:
         """``Client(providers=fake.providers())``: every (or the named) provider points here."""
@@ -260,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        proto = next((p for p in _protocols() if p.matches(self.command, split.path)), None)
+        proto = next((p for p in fake.protocols if p.matches(self.command, split.path)), None)
         if proto is None:
             self._send_json(404, {"error": {"message": f"FakeProvider: no route for {split.path}"}})
             return

@@ -39,7 +39,6 @@ class AnthropicAdapter(Adapter):
     """Anthropic's Messages API (``POST /v1/messages``)."""
 
     protocol = "anthropic"
-    sdk_module = "anthropic"
 
     def _make_client(self, async_: bool) -> Any:
         anthropic = require("anthropic")

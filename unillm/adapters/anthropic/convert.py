@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidRequestError
@@ -308,6 +309,11 @@ def _sum(*values: Any) -> Any:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         return sum(numbers)
     return next(v for v in numbers if not isinstance(v, (int, float)) or isinstance(v, bool))
+
+
+def detect(raw: Mapping[str, Any]) -> bool:
+    """True when the JSON mapping ``raw`` looks like a Messages API response (for ``unillm.track``)."""
+    return raw.get("type") == "message" and "content" in raw
 
 
 def from_response(raw: Any, provider: str, *, created: int | None = None) -> ChatResponse:

@@ -21,7 +21,6 @@ class CohereAdapter(Adapter):
     """Cohere's v2 chat API (``ClientV2.chat`` / ``chat_stream``)."""
 
     protocol = "cohere"
-    sdk_module = "cohere"
 
     def _make_client(self, async_: bool) -> Any:
         cohere = require("cohere")

@@ -19,6 +19,7 @@ Vendor semantics worth knowing:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
@@ -225,6 +226,11 @@ def _tool_call(tc: dict[str, Any]) -> ToolCall:
     fn = tc.get("function") or {}
     return ToolCall(id=tc.get("id") or "", function=FunctionCall(name=fn.get("name") or "",
                                                                arguments=fn.get("arguments") or "{}"))
+
+
+def detect(raw: Mapping[str, Any]) -> bool:
+    """True when the JSON mapping ``raw`` looks like a v2 chat response (for ``unillm.track``)."""
+    return "message" in raw and "finish_reason" in raw
 
 
 def from_response(raw: Any, provider: str, *, model: str = "", created: int | None = None) -> ChatResponse:

@@ -38,7 +38,6 @@ class GoogleAdapter(Adapter):
     """Gemini via ``google.genai.Client``: generateContent and streamGenerateContent (SSE)."""
 
     protocol = "google"
-    sdk_module = "google.genai"
 
     # ── SDK client ──
     def _make_client(self, async_: bool) -> Any:

@@ -27,6 +27,7 @@ import mimetypes
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
@@ -375,6 +376,11 @@ def _tool_calls(parts: list[dict[str, Any]], response_id: str, start: int) -> li
 
 def _text(parts: list[dict[str, Any]]) -> str:
     return "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
+
+
+def detect(raw: Mapping[str, Any]) -> bool:
+    """True when the JSON mapping ``raw`` looks like a generateContent response (for ``unillm.track``)."""
+    return "candidates" in raw or "usageMetadata" in raw or "usage_metadata" in raw
 
 
 def from_response(raw: Any, provider: str, *, model: str = "", created: int | None = None) -> ChatResponse:

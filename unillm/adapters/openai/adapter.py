@@ -44,7 +44,6 @@ class OpenAIAdapter(Adapter):
     """``chat.completions.create`` for OpenAI and OpenAI-compatible vendors."""
 
     protocol = "openai"
-    sdk_module = "openai"
 
     def _make_client(self, async_: bool) -> Any:
         openai = require("openai")
@@ -52,7 +51,7 @@ class OpenAIAdapter(Adapter):
         client = cls(api_key=self._api_key(), base_url=self.settings.base_url,
                      timeout=self.settings.timeout, max_retries=0,
                      default_headers=dict(self.settings.headers) or None)
-        if self.provider != "openai":  # OPENAI_ORG_ID / OPENAI_PROJECT_ID are OpenAI's business
+        if not self.settings.capabilities.openai_organization:  # OPENAI_ORG_ID is OpenAI's business
             client.organization = client.project = None
         return client
 

@@ -14,8 +14,8 @@ count reasoning *outside* ``completion_tokens`` (their ``total_tokens`` says so)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
@@ -43,7 +43,7 @@ ALL_BUCKETS = frozenset(BUCKETS)
 if TYPE_CHECKING:
     from ...profiles import ProviderSettings
 
-__all__ = ["to_request", "from_response", "usage_from", "finish_reason", "StreamState", "SDK_KWARGS"]
+__all__ = ["to_request", "from_response", "detect", "usage_from", "finish_reason", "StreamState", "SDK_KWARGS"]
 
 #: keyword arguments ``chat.completions.create`` accepts; other ``extra`` keys go to ``extra_body``
 SDK_KWARGS = frozenset({
@@ -55,9 +55,6 @@ SDK_KWARGS = frozenset({
     "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
     "extra_headers", "extra_query", "extra_body", "timeout",
 })
-
-# OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``
-_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -100,11 +97,11 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings, *,
         if getattr(request, name) is not None:
             kwargs[name] = getattr(request, name)
     for name, ok in (("top_p", caps.top_p), ("stop", caps.stop), ("seed", caps.seed),
-                     ("top_k", False)):  # Chat Completions has no top_k
+                     ("top_k", caps.top_k)):  # off for the protocol (the registry's default)
         if getattr(request, name) is not None and gate.allows(ok, name):
             kwargs[name] = getattr(request, name)
     if request.max_tokens is not None:
-        kwargs[max_tokens_key(model, settings.name)] = request.max_tokens
+        kwargs[max_tokens_key(model, settings)] = request.max_tokens
     if stream:
         kwargs["stream"] = True
         if caps.stream_usage:
@@ -113,9 +110,11 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings, *,
     return kwargs
 
 
-def max_tokens_key(model: str, provider: str) -> str:
-    """``max_completion_tokens`` for OpenAI's o-series / gpt-5 models, else ``max_tokens``."""
-    return "max_completion_tokens" if provider == "openai" and _REASONING_MODEL.match(model) else "max_tokens"
+def max_tokens_key(model: str, settings: ProviderSettings) -> str:
+    """``max_completion_tokens`` for the models the profile names in its capability of that
+    name (OpenAI's o-series and gpt-5, which reject ``max_tokens``), else ``max_tokens``."""
+    globs = settings.capabilities.max_completion_tokens
+    return "max_completion_tokens" if any(fnmatchcase(model, g) for g in globs) else "max_tokens"
 
 
 class _Gate:
@@ -166,6 +165,11 @@ def _response_format(request: ChatRequest, kwargs: dict[str, Any], gate: _Gate, 
 def finish_reason(value: Any) -> FinishReason | None:
     """The vendor's finish reason in our vocabulary; None when absent or unknown."""
     return _FINISH.get(value) if isinstance(value, str) else None
+
+
+def detect(raw: Mapping[str, Any]) -> bool:
+    """True when the JSON mapping ``raw`` looks like a Chat Completions response (for ``unillm.track``)."""
+    return "choices" in raw or raw.get("object") == "chat.completion"
 
 
 def from_response(raw: Any, provider: str) -> ChatResponse:

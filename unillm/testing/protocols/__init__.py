@@ -1,8 +1,6 @@
-"""FakeProvider's wire protocols, one module each; a request goes to the first that matches."""
+"""FakeProvider's wire protocols, one module each.
 
-from .anthropic import AnthropicProtocol
-from .cohere import CohereProtocol
-from .google import GoogleProtocol
-from .openai import OpenAIProtocol
-
-PROTOCOLS = [OpenAIProtocol(), AnthropicProtocol(), GoogleProtocol(), CohereProtocol()]
+Each adapter's `AdapterSpec` (``unillm.adapters.registry``) names its protocol class here
+(``fake = "unillm.testing.protocols.openai:OpenAIProtocol"``); FakeProvider serves every
+registered one, a request going to the first, in registry order, that matches.
+"""

@@ -9,7 +9,11 @@ from ..fake import Ctx, Reply
 
 
 class Protocol:
+    """One wire protocol FakeProvider speaks; an `AdapterSpec`'s ``fake`` names its class."""
+
     name: str = ""
+    #: what the SDK's ``base_url`` adds to the server's address (``/v1`` for OpenAI's)
+    base_path: str = ""
 
     def matches(self, method: str, path: str) -> bool:
         """True when this protocol serves ``method path``."""

@@ -42,6 +42,7 @@ _CONTEXT = re.compile(r"context length|context window|maximum context", re.IGNOR
 
 class OpenAIProtocol(Protocol):
     name = "openai"
+    base_path = "/v1"
 
     def matches(self, method: str, path: str) -> bool:
         return method == "POST" and bool(_PATH.match(path))
