@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
@@ -94,6 +94,11 @@ class ProviderSettings(BaseModel):
     capabilities: Capabilities = Field(default_factory=Capabilities)
     docs: str | None = None
 
+    @field_serializer("headers")
+    def _masked(self, headers: dict[str, str]) -> dict[str, str]:
+        """Dumps (``repr(settings.model_dump())``, JSON) never carry a credential header."""
+        return {k: "**********" if is_secret_header(k) else v for k, v in headers.items()}
+
     def resolved_api_key(self) -> str | None:
         """Explicit key, else the profile's env var; never logged, never stored."""
         if self.api_key is not None:
@@ -113,6 +118,11 @@ class ProviderSettings(BaseModel):
 
     def owns(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pat) for pat in self.models)
+
+
+def profile_fields(provider: ProviderSettings) -> dict[str, Any]:
+    """A resolved provider as a table again, secrets intact, for merging overrides over it."""
+    return {name: getattr(provider, name) for name in type(provider).model_fields}
 
 
 @dataclass(frozen=True, slots=True)
