@@ -43,8 +43,8 @@ def client(fake):
 
 # ── Client(...) ──────────────────────────────────────────────────────────────
 
-def _near(key: str) -> st.SearchStrategy[Any]:
-    """Values close to what the setting takes, where type errors used to hide."""
+def _near() -> st.SearchStrategy[Any]:
+    """Values close to what settings take, where type errors used to hide."""
     texts = st.one_of(st.text(max_size=10), st.sampled_from(
         ["", " ", "\x00", "off", "memory", "disk", "sqlite:", "sqlite:\x00.db", "sqlite:///\x00",
          "sqlite:///dev/null/x.db", "redis://", "postgresql://", "disk:///dev/null", "/", ".", "UTC"]))
@@ -57,7 +57,7 @@ def _near(key: str) -> st.SearchStrategy[Any]:
 
 
 KEYS = [k for k in Settings.model_fields if k != "source"]
-client_kwargs = st.fixed_dictionaries({}, optional={k: _near(k) for k in [*KEYS, "cachee", "rule"]})
+client_kwargs = st.dictionaries(st.sampled_from([*KEYS, "cachee", "rule"]), _near(), max_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +69,21 @@ def scratch(tmp_path_factory):
     os.chdir(here)
 
 
+configs = st.one_of(st.none(), _near(), st.sampled_from(["", "/", ".", "\x00", "unillm.toml", "bad.toml"]))
+
+
 @EXAMPLES
-@given(kw=client_kwargs)
-def test_only_config_errors_escape_client(scratch, kw) -> None:
+@given(config=configs, kw=client_kwargs)
+def test_only_config_errors_escape_client(scratch, config, kw) -> None:
     kw.setdefault("ledger", "off")
+    (scratch / "bad.toml").write_bytes(b"\xff\xfe = 1")
     try:
-        client = Client(**kw)
+        client = Client(config, **kw)
     except errors.ConfigError as exc:
         problems = getattr(exc, "problems", [exc])
         assert all(p.key or p.file for p in problems), f"{exc!r} names no setting"
-        assert all(p.key is None or p.key.split(".")[0].split("[")[0].split(" ")[0] in {*KEYS, *kw}
+        assert all(p.key is None or p.key.split(".")[0].split("[")[0].split(" ")[0] in {*KEYS, *kw, "config",
+                                                                                   *(config if isinstance(config, dict) else ())}
                    for p in problems), exc
     else:
         client.close()
@@ -92,11 +97,23 @@ def test_only_config_errors_escape_client(scratch, kw) -> None:
     ({"ledger": "sqlite:a\x00b.db"}, "ledger"),
     ({"cache_namespace": " "}, "cache_namespace"),
     ({"cache_namespace": 3}, "cache_namespace"),
+    ({"aliases": {"a": "b", "b": "a"}}, "aliases"),     # was accepted, then failed every call
 ])
 def test_known_escapes_are_config_errors_naming_the_setting(kw, key) -> None:
     with pytest.raises(errors.ConfigError) as info:
         Client(**{"ledger": "off", **kw})
     assert info.value.key == key, str(info.value)
+
+
+@pytest.mark.parametrize("config, words", [
+    ("", "a config file is a path"), (3, "a config file is a path"), (["a"], "a config file is a path"),
+    ("/", "cannot be read"), ("\x00", "NUL byte"), ("bad.toml", "not UTF-8"),
+    ({3: "x"}, "bad setting names"),
+])
+def test_a_config_that_is_not_a_readable_file_is_a_config_error(scratch, config, words) -> None:
+    (scratch / "bad.toml").write_bytes(b"\xff\xfe = 1")   # these raised IsADirectoryError, ValueError,
+    with pytest.raises(errors.ConfigError, match=words):    # TypeError and UnicodeDecodeError
+        Client(config, ledger="off")
 
 
 # ── chat / achat ─────────────────────────────────────────────────────────────
@@ -117,7 +134,8 @@ PARAMS = ["tools", "tool_choice", "response_format", "temperature", "top_p", "ma
 special = {"tools": st.one_of(values, st.just([tool])), "extra": extras,
            "tool_choice": st.one_of(values, st.fixed_dictionaries({"type": st.just("function"),
                                                                    "function": values}))}
-chat_kwargs = st.fixed_dictionaries({}, optional={p: special.get(p, values) for p in PARAMS})
+chat_kwargs = st.dictionaries(st.sampled_from(PARAMS), values, max_size=4).flatmap(
+    lambda kw: st.fixed_dictionaries({k: special.get(k, values) for k in kw}))
 models = st.one_of(st.sampled_from(["gpt-4o-mini", "claude-haiku-4-5", "command-r", "gemini-2.5-flash"]),
                    values)
 

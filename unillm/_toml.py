@@ -24,7 +24,11 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 
 def load_toml(path: str | Path, *, decimal: bool = False) -> dict[str, Any]:
-    """Parse a TOML file; floats become Decimal when ``decimal`` (money must be exact)."""
+    """Parse a TOML file; floats become Decimal when ``decimal`` (money must be exact).
+    Whatever stops it (no such file, a directory, a NUL in the name, bad TOML or UTF-8) is a
+    `ConfigError` naming the file."""
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise errors.ConfigError(f"a config file is a path, not {_short(path)}", file=None, key="config")
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -35,6 +39,14 @@ def load_toml(path: str | Path, *, decimal: bool = False) -> dict[str, Any]:
         raise errors.ConfigError("file not found", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise errors.ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError(f"not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                 file=str(path)) from None
+    except ValueError:  # a NUL byte in the name
+        raise errors.ConfigError("not a file name (it contains a NUL byte)", file=repr(str(path)),
+                                 key="config") from None
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot be read: {exc.strerror or exc}", file=str(path)) from None
 
 
 def pydantic_error_to_config_error(exc: ValidationError, *, file: str | None,
@@ -81,7 +93,7 @@ def combine_errors(problems: list[errors.ConfigError], *, file: str | None) -> e
     if len(problems) == 1:
         problems[0].problems = list(problems)  # type: ignore[attr-defined]
         return problems[0]
-    lines = []
+    lines: list[str] = []
     for p in problems:
         text = str(p)
         if p.file and text.startswith(f"{p.file}: "):

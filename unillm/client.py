@@ -74,7 +74,7 @@ class Client:
             self.settings = load_settings(None, source=config.source, base=fields_of(config), deep=True,
                                           **settings)
         elif isinstance(config, Mapping):
-            self.settings = load_settings(None, deep=True, **{**config, **settings})
+            self.settings = load_settings(None, base=config, deep=True, **settings)
         else:
             self.settings = load_settings(config, deep=True, **settings)
         s = self.settings

@@ -11,7 +11,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import errors
@@ -175,6 +183,18 @@ class Settings(BaseModel):
             first[item.name] = i
         return items
 
+    @field_validator("aliases")
+    @classmethod
+    def _no_cycle(cls, aliases: dict[str, str]) -> dict[str, str]:
+        for start, target in aliases.items():
+            seen, name = [start], target
+            while name in aliases:
+                if name in seen:
+                    raise ValueError(f"alias cycle: {' -> '.join([*seen[seen.index(name):], name])}")
+                seen.append(name)
+                name = aliases[name]
+        return aliases
+
     @field_validator("drop_params", mode="before")
     @classmethod
     def _drop(cls, v: Any) -> Any:
@@ -275,8 +295,8 @@ def load_settings(path: str | Path | None = None, *, source: str | None = None,
     data: dict[str, Any] = dict(base or {})
     source = source or "Client(...)"
     if path is not None:
+        data = load_toml(path)  # a ConfigError for anything that is not a readable TOML file
         path = Path(path)
-        data = load_toml(path)
         source = str(path)
         _relative_to(data, path.parent)
     for key, value in overrides.items():
@@ -325,7 +345,9 @@ def _key_path(loc: tuple[Any, ...], data: Mapping[str, Any]) -> str:
     brackets, and a named rule or budget with its name."""
     out = ""
     for i, part in enumerate(loc):
-        if isinstance(part, int):
+        if part == "[key]":  # pydantic's marker for a dict's key (not its value) being wrong
+            out += " (the name)"
+        elif isinstance(part, int):
             out += f"[{part}]"
             if i == 1 and loc[0] == "rules":
                 out = rule_label(part, _name_at(data.get("rules"), part))
@@ -360,7 +382,7 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
     from .rules.spec import check_targets
     resolver = Resolver(settings.providers, settings.aliases)
     if settings.on_missing_price == "record":
-        def price(ref: Any) -> None:
+        def price(ref: Any) -> Any:
             return None
     else:
         book = PriceBook.load(settings.pricing)
@@ -381,5 +403,16 @@ def naming_file(open_: Callable[[], Any], source: str) -> Any:
         raise errors.ConfigError(message, file=source, key=exc.key, value=exc.value) from None
 
 
-__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "RESERVED_TAGS",
-           "load_settings", "validate", "fields_of", "naming_file", "errors"]
+__all__ = [
+    "RESERVED_TAGS",
+    "AlertSettings",
+    "FallbackSpec",
+    "RetrySettings",
+    "ServerSettings",
+    "Settings",
+    "errors",
+    "fields_of",
+    "load_settings",
+    "naming_file",
+    "validate",
+]
