@@ -36,7 +36,7 @@ def fake():
 
 @pytest.fixture(scope="module")
 def client(fake):
-    c = Client(providers=fake.providers(), ledger="off", sleep=lambda s: None)
+    c = Client(providers=fake.providers(), ledger="off", cache="memory", sleep=lambda s: None)
     yield c
     c.close()
 
