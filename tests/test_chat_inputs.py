@@ -39,3 +39,13 @@ def test_type_errors_are_invalid_request_errors_naming_the_parameter(client, kw,
 def test_nan_is_not_a_temperature(client) -> None:
     with pytest.raises(errors.InvalidRequestError):
         client.chat(model="gpt-4o-mini", messages=HI, temperature=math.nan)
+
+
+@pytest.mark.parametrize("kw, param", [
+    ({"extra": {"": b""}}, "extra"),              # found by test_boundaries: named no parameter
+    ({"tool_choice": "auto"}, "tool_choice"),     # (both were checks on the request as a whole)
+])
+def test_request_wide_checks_name_their_parameter(client, kw, param) -> None:
+    with pytest.raises(errors.InvalidRequestError) as info:
+        client.chat(model="gpt-4o-mini", messages=HI, **kw)
+    assert info.value.param == param
