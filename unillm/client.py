@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from . import errors, sections
 from .adapters.base import Adapter
 from .calls import Call, call_tags, deadline_error, failed_status, record_for
-from .config import Settings, load_settings, naming_file
-from .profiles import ModelRef, ProviderSettings, Resolver, build_settings, load_adapter_class
+from .config import Settings, fields_of, load_settings, naming_file
+from .profiles import ModelRef, ProviderSettings, Resolver, load_adapter_class
 from .retry import Retrier
 from .streaming import (ALL_BUCKETS, Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list,
                         aprepend, first_chunk, prepend)
@@ -88,14 +88,14 @@ class Client:
                  asleep: Callable[[float], Awaitable[None]] | None = None,
                  **settings: Any) -> None:
         if isinstance(config, Settings):  # re-validated, with the overrides, as a file would be
-            self.settings = load_settings(None, source=config.source, base=config.model_dump(), deep=True,
+            self.settings = load_settings(None, source=config.source, base=fields_of(config), deep=True,
                                           **settings)
         elif isinstance(config, Mapping):
-            self.settings = load_settings(None, deep=True, **{**config, **settings})
+            self.settings = load_settings(None, base=config, deep=True, **settings)
         else:
             self.settings = load_settings(config, deep=True, **settings)
         s = self.settings
-        self.providers: dict[str, ProviderSettings] = build_settings(s.providers, source=s.source)
+        self.providers: dict[str, ProviderSettings] = s.providers
         self._resolver = Resolver(self.providers, s.aliases)
         self._adapters: dict[str, Adapter] = {}
         self._clock = _utcnow if clock is None else clock
@@ -732,15 +732,15 @@ class Client:
 # ── small helpers ────────────────────────────────────────────────────────────
 
 def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
-    from .budgets import Alerts, Budgets, parse_budgets
-    return Budgets(parse_budgets(s.budgets, s.source), store, clock, s.timezone, Alerts(s.alerts.webhook))
+    from .budgets import Alerts, Budgets
+    return Budgets(s.budgets, store, clock, s.timezone, Alerts(s.alerts.webhook))
 
 
 def _load_rules(s: Settings) -> Any:
     if not s.rules:
         return None
     from .rules import RuleSet
-    return RuleSet.from_config(s.rules, source=s.source, timezone=s.timezone)
+    return RuleSet(s.rules, timezone=s.timezone)
 
 
 def _parse_structured(call: Call, resp: ChatResponse) -> None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import errors
-from ._toml import combine_errors, load_toml, pydantic_error_to_config_error
+from ._toml import combine_errors, config_errors, load_toml
+from .budgets.spec import BudgetSpec
+from .profiles import ProviderSettings, bundled_profiles, profile_fields
+from .rules.spec import Rule, nested_rules, rule_label
 
 
 class RetrySettings(BaseModel):
@@ -87,8 +99,30 @@ class ServerSettings(BaseModel):
         return names
 
 
+class _Unusable:
+    """A ``[providers.X]`` entry that cannot become a provider; its validator says why."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _usable(v: Any) -> Any:
+    if isinstance(v, _Unusable):
+        raise PydanticCustomError("provider", v.message)
+    return v
+
+
+#: one ``[providers.X]``: the bundled profile X with the file's and the caller's keys over it
+Provider = Annotated[ProviderSettings, BeforeValidator(_usable)]
+
+
 class Settings(BaseModel):
-    """Everything a Client is configured with, validated once."""
+    """Everything a Client is configured with, as typed objects, validated in one pass.
+
+    ``providers`` holds every provider fully resolved (bundled profile, then the file's
+    ``[providers.X]``, then ``Client(providers=...)``); ``rules`` and ``budgets`` are the
+    compiled `Rule` and `BudgetSpec` objects. Nothing downstream parses a table again.
+    """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -100,11 +134,11 @@ class Settings(BaseModel):
     pricing: str | None = None           # a price file merged over the bundled pricing.toml
     on_missing_price: Literal["raise", "record"] = "raise"
     tags: dict[str, str] = Field(default_factory=dict)
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[str, Provider] = Field(default_factory=dict, validate_default=True)
     aliases: dict[str, str] = Field(default_factory=dict)
-    rules: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
     fallbacks: list[FallbackSpec] = Field(default_factory=list)
-    budgets: list[dict[str, Any]] = Field(default_factory=list)
+    budgets: list[BudgetSpec] = Field(default_factory=list)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -121,16 +155,49 @@ class Settings(BaseModel):
     # deadline no call's hold is renewed, so it is counted at its worst case until it settles.
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
+    # (``[[deployments]]`` will be a typed list here, validated in the same pass)
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)
 
-    @field_validator("providers")
+    @field_validator("providers", mode="before")
     @classmethod
-    def _secret_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Provider keys (and credential headers) become `SecretStr`: ``repr(settings)`` and
-        ``model_dump_json()`` show ``**********``; `profiles.build_settings` reveals them."""
-        return {name: _secret_table(table) for name, table in v.items()}
+    def _profiles(cls, v: Any) -> Any:
+        """Every bundled profile, with the given tables merged over it (a new provider needs
+        ``adapter``); each entry is then validated as a `ProviderSettings` on its own."""
+        if not isinstance(v, Mapping):
+            return v  # pydantic names the type
+        out: dict[Any, Any] = dict(_bundled())
+        for name, table in v.items():
+            out[name] = _provider_table(name, table, out.get(name))
+        return out
+
+    @field_validator("rules", "budgets")
+    @classmethod
+    def _unique_names(cls, items: list[Any], info: Any) -> list[Any]:
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.name in first:
+                label = rule_label(first[item.name], item.name) if info.field_name == "rules" \
+                    else f"budgets[{first[item.name]}] ({item.name!r})"
+                raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                    type=PydanticCustomError("duplicate", "duplicate {what} name; {label} already uses it",
+                                             {"what": info.field_name[:-1], "label": label}),
+                    loc=(i, "name"), input=item.name)])
+            first[item.name] = i
+        return items
+
+    @field_validator("aliases")
+    @classmethod
+    def _no_cycle(cls, aliases: dict[str, str]) -> dict[str, str]:
+        for start, target in aliases.items():
+            seen, name = [start], target
+            while name in aliases:
+                if name in seen:
+                    raise ValueError(f"alias cycle: {' -> '.join([*seen[seen.index(name):], name])}")
+                seen.append(name)
+                name = aliases[name]
+        return aliases
 
     @field_validator("drop_params", mode="before")
     @classmethod
@@ -184,17 +251,24 @@ class Settings(BaseModel):
         return v
 
 
-def _secret_table(table: Any) -> Any:
-    if not isinstance(table, dict):
-        return table  # build_settings names the bad table
-    out = dict(table)
-    if isinstance(out.get("api_key"), str):
-        out["api_key"] = SecretStr(out["api_key"])
-    if isinstance(out.get("headers"), dict):
-        from .profiles import is_secret_header
-        out["headers"] = {k: SecretStr(v) if isinstance(v, str) and is_secret_header(k) else v
-                          for k, v in out["headers"].items()}
-    return out
+def _bundled() -> dict[str, dict[str, Any]]:
+    return {name: {k: v for k, v in table.items() if k != "_file"} for name, table in bundled_profiles().items()}
+
+
+def _provider_table(name: Any, table: Any, base: Any) -> Any:
+    """``table`` over ``base`` (a bundled profile, a resolved provider, or None for a new one)."""
+    if isinstance(table, ProviderSettings):
+        return table
+    if not isinstance(table, Mapping):
+        return _Unusable("must be a table of settings")
+    if base is None and "adapter" not in table:
+        known = sorted(bundled_profiles())
+        close = errors.did_you_mean(str(name), known)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
+        return _Unusable("unknown provider: a new provider needs 'adapter' (and usually 'base_url')" + hint)
+    if isinstance(base, ProviderSettings):
+        base = profile_fields(base)
+    return {**(base or {"name": name}), **table}
 
 
 def _as_value_error(check: Callable[[str], Any], value: str) -> None:
@@ -218,26 +292,26 @@ def load_settings(path: str | Path | None = None, *, source: str | None = None,
     """Read ``path`` (if given), apply keyword overrides, validate everything in one pass.
 
     Every problem found (top-level keys, ``[providers.X]``, ``[[budgets]]``, ``[[rules]]``)
-    is reported in one `ConfigError`; each names the file and the key, with did-you-mean.
-    ``base`` (settings already loaded) takes the place of a file. ``deep`` (what `Client`
-    asks for) also checks ``[providers.X]``, ``[[budgets]]``, ``[[rules]]`` and each rule's
-    target, so a file's mistakes are all reported at once; without it they are left to
-    their own parsers (``unillm rules lint`` and ``pricing check`` report them as findings).
+    is reported in one `ConfigError`; each names the file and the key path, with
+    did-you-mean. ``base`` (settings already loaded) takes the place of a file. ``deep``
+    (what `Client` asks for) also resolves and prices each rule's ``use`` target.
     """
     data: dict[str, Any] = dict(base or {})
     source = source or "Client(...)"
     if path is not None:
+        data = load_toml(path)  # a ConfigError for anything that is not a readable TOML file
         path = Path(path)
-        data = load_toml(path)
         source = str(path)
         _relative_to(data, path.parent)
     for key, value in overrides.items():
         if value is None:
             continue
         if key == "providers" and isinstance(value, Mapping) and isinstance(data.get("providers"), Mapping):
-            merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data["providers"].items()}
+            merged = dict(data["providers"])
             for name, table in value.items():
                 old = merged.get(name)
+                if isinstance(old, ProviderSettings):
+                    old = profile_fields(old)
                 merged[name] = {**old, **table} if isinstance(old, Mapping) and isinstance(table, Mapping) \
                     else table
             data["providers"] = merged
@@ -247,22 +321,50 @@ def load_settings(path: str | Path | None = None, *, source: str | None = None,
 
 
 def validate(data: Mapping[str, Any], source: str, *, deep: bool = False) -> Settings:
-    """``data`` as `Settings`, or one ConfigError listing every problem."""
-    problems: list[errors.ConfigError] = []
-    settings: Settings | None = None
+    """``data`` as `Settings`, or one ConfigError listing every problem (``.problems``:
+    one ConfigError per mistake, each with its key path)."""
     try:
-        settings = Settings(**data)
+        with nested_rules():
+            settings = Settings(**data)
     except ValidationError as exc:
-        problems.append(pydantic_error_to_config_error(exc, file=source, model=Settings))
+        raise combine_errors(config_errors(exc, file=source, model=Settings,
+                                           label=lambda loc: _key_path(loc, data)), file=source) from None
     except TypeError as exc:  # keyword names that are not strings
-        problems.append(errors.ConfigError(f"bad setting names: {exc}", file=source))
-    if deep:
-        problems += _collection_problems(data, source)
-    if problems:
-        raise combine_errors(problems, file=source)
-    assert settings is not None
+        raise errors.ConfigError(f"bad setting names: {exc}", file=source) from None
     settings.source = source
+    if deep and any(rule.use for rule in settings.rules):
+        problems = _rule_target_problems(settings, source)
+        if problems:
+            raise combine_errors(problems, file=source)
     return settings
+
+
+def fields_of(settings: Settings) -> dict[str, Any]:
+    """The settings as typed values (not dumped): the ``base`` of a re-validation."""
+    return {name: getattr(settings, name) for name in Settings.model_fields if name != "source"}
+
+
+def _key_path(loc: tuple[Any, ...], data: Mapping[str, Any]) -> str:
+    """``("budgets", 2, "limit_usd")`` -> ``budgets[2] ("team").limit_usd``: indexes in
+    brackets, and a named rule or budget with its name."""
+    out = ""
+    for i, part in enumerate(loc):
+        if part == "[key]":  # pydantic's marker for a dict's key (not its value) being wrong
+            out += " (the name)"
+        elif isinstance(part, int):
+            out += f"[{part}]"
+            if i == 1 and loc[0] == "rules":
+                out = rule_label(part, _name_at(data.get("rules"), part))
+            elif i == 1 and loc[0] == "budgets":
+                out += f" ({_name_at(data.get('budgets'), part) or '?'!r})"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _name_at(items: Any, index: int) -> Any:
+    item = items[index] if isinstance(items, list) and index < len(items) else None
+    return item.get("name") if isinstance(item, Mapping) else getattr(item, "name", None)
 
 
 def _relative_to(data: dict[str, Any], base: Path) -> None:
@@ -277,57 +379,20 @@ def _relative_to(data: dict[str, Any], base: Path) -> None:
         data["ledger"] = "sqlite:///" + str((base / head[7:]).resolve()).lstrip("/") + sep + query
 
 
-def _collection_problems(data: Mapping[str, Any], source: str) -> list[errors.ConfigError]:
-    """``[providers.X]``, ``[[budgets]]`` and ``[[rules]]`` checked by their own parsers,
-    each independently, so that one file's mistakes are all reported together."""
-    problems: list[errors.ConfigError] = []
-    timezone = data.get("timezone", "UTC")
-    try:
-        Settings._zone(timezone)
-    except (ValueError, TypeError):
-        timezone = "UTC"  # reported by Settings; the rules are still checked
-    checks: dict[str, Callable[[], Any]] = {}
-    providers = data.get("providers")
-    if isinstance(providers, Mapping) and all(isinstance(v, Mapping) for v in providers.values()):
-        from .profiles import build_settings
-        checks["providers"] = lambda: build_settings(providers, source=source)
-    budgets = data.get("budgets")
-    if isinstance(budgets, list) and budgets:
-        from .budgets import parse_budgets
-        checks["budgets"] = lambda: parse_budgets(budgets, source)
-    rules = data.get("rules")
-    if isinstance(rules, list) and rules:
-        from .rules import RuleSet
-        checks["rules"] = lambda: RuleSet.from_config(rules, source=source, timezone=timezone)
-    results: dict[str, Any] = {}
-    for name, check in checks.items():
-        try:
-            results[name] = check()
-        except errors.ConfigError as exc:
-            problems.append(exc)
-    if not problems and results.get("rules") and any(rule.use for rule in results["rules"]):
-        problems += _rule_target_problems(data, results.get("providers"), results["rules"], source)
-    return problems
-
-
-def _rule_target_problems(data: Mapping[str, Any], providers: Any, ruleset: Any,
-                          source: str) -> list[errors.ConfigError]:
+def _rule_target_problems(settings: Settings, source: str) -> list[errors.ConfigError]:
     """Every rule's ``use`` resolves and is priced (unless ``on_missing_price = "record"``)."""
     from .pricing import PriceBook
-    from .profiles import Resolver, build_settings
+    from .profiles import Resolver
     from .rules.spec import check_targets
-    if not isinstance(providers, dict):
-        providers = build_settings(None, source=source)
-    aliases = data.get("aliases") or {}
-    resolver = Resolver(providers, aliases if isinstance(aliases, Mapping) else {})
-    if data.get("on_missing_price") == "record":
-        def price(ref: Any) -> None:
+    resolver = Resolver(settings.providers, settings.aliases)
+    if settings.on_missing_price == "record":
+        def price(ref: Any) -> Any:
             return None
     else:
-        book = PriceBook.load(data.get("pricing"))
+        book = PriceBook.load(settings.pricing)
         def price(ref: Any) -> Any:
             return book.price(ref.provider, ref.model)
-    return check_targets(ruleset, resolver.resolve, price, source=source)
+    return check_targets(settings.rules, resolver.resolve, price, source=source)
 
 
 def naming_file(open_: Callable[[], Any], source: str) -> Any:
@@ -342,5 +407,16 @@ def naming_file(open_: Callable[[], Any], source: str) -> Any:
         raise errors.ConfigError(message, file=source, key=exc.key, value=exc.value) from None
 
 
-__all__ = ["Settings", "ServerSettings", "RetrySettings", "FallbackSpec", "AlertSettings", "RESERVED_TAGS", "load_settings", "validate", "naming_file",
-           "errors"]
+__all__ = [
+    "RESERVED_TAGS",
+    "AlertSettings",
+    "FallbackSpec",
+    "RetrySettings",
+    "ServerSettings",
+    "Settings",
+    "errors",
+    "fields_of",
+    "load_settings",
+    "naming_file",
+    "validate",
+]

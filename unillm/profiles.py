@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -130,6 +131,11 @@ class ProviderSettings(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_serializer("headers")
+    def _masked(self, headers: dict[str, str]) -> dict[str, str]:
+        """Dumps (``repr(settings.model_dump())``, JSON) never carry a credential header."""
+        return {k: "**********" if is_secret_header(k) else v for k, v in headers.items()}
+
     def resolved_api_key(self) -> str | None:
         """Explicit key, else the profile's env var; never logged, never stored."""
         if self.api_key is not None:
@@ -149,6 +155,11 @@ class ProviderSettings(BaseModel):
 
     def owns(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pat) for pat in self.models)
+
+
+def profile_fields(provider: ProviderSettings) -> dict[str, Any]:
+    """A resolved provider as a table again, secrets intact, for merging overrides over it."""
+    return {name: getattr(provider, name) for name in type(provider).model_fields}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,8 @@ import threading
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, computed_field, field_validator,
-                      model_serializer,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo, computed_field,
+                      field_validator, model_serializer, model_validator)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 UsageSource = Literal["provider", "tiktoken", "estimate"]
@@ -260,15 +259,22 @@ class ChatRequest(_Model):
             raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': ...}}")
         return v
 
-    @model_validator(mode="after")
-    def _json_safe(self) -> ChatRequest:
-        if self.tool_choice not in (None, "none") and not self.tools:
+    @field_validator("tool_choice")
+    @classmethod
+    def _needs_tools(cls, v: Any, info: ValidationInfo) -> Any:
+        # (tools that failed their own validation are not in info.data: reported already)
+        if v not in (None, "none") and "tools" in info.data and not info.data["tools"]:
             raise ValueError("tool_choice given without tools")
+        return v
+
+    @field_validator("extra")
+    @classmethod
+    def _json_safe(cls, v: dict[str, Any]) -> dict[str, Any]:
         try:
-            json.dumps(self.extra)
-        except (TypeError, ValueError) as exc:
+            json.dumps(v)
+        except (TypeError, ValueError) as exc:  # named "extra", not the request as a whole
             raise ValueError(f"extra parameters are not JSON-serialisable: {exc}") from None
-        return self
+        return v
 
     # convenience used by rules, tokens and budgets
     def last_user_text(self) -> str:

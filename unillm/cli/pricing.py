@@ -120,16 +120,15 @@ def _targets(settings: Any) -> Iterable[tuple[str, str]]:
     for alias in settings.aliases:
         yield f"aliases.{alias}", alias
     for i, rule in enumerate(settings.rules):
-        if isinstance(rule.get("use"), str):
-            yield f"rules[{i}].use" + (f" ({rule['name']})" if rule.get("name") else ""), rule["use"]
+        if rule.use is not None:
+            yield f"rules[{i}].use ({rule.name})", rule.use
     for i, fb in enumerate(settings.fallbacks):
         yield f"fallbacks[{i}].model", fb.model
         for j, then in enumerate(fb.then):
             yield f"fallbacks[{i}].then[{j}]", then
     for i, budget in enumerate(settings.budgets):
-        action = budget.get("on_exceed")
-        if isinstance(action, str) and action.startswith("downgrade:"):
-            yield f"budgets[{i}].on_exceed", action.split(":", 1)[1]
+        if budget.downgrade_to is not None:
+            yield f"budgets[{i}].on_exceed", budget.downgrade_to
 
 
 @group.command()
@@ -138,10 +137,10 @@ def _targets(settings: Any) -> Iterable[tuple[str, str]]:
 @user_errors
 def check(state: State, fmt: str) -> None:
     """Every alias, rule target and fallback in the config has a price (exit 1 if not)."""
-    from ..profiles import Resolver, build_settings
+    from ..profiles import Resolver
     state.say(ledger=False)
     settings, config = state.settings, str(state.config or "built-in defaults")
-    resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
+    resolver = Resolver(settings.providers, settings.aliases)
     book = PriceBook.load(settings.pricing)
     results = []
     for where, model in _targets(settings):

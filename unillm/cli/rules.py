@@ -20,7 +20,7 @@ import click
 
 from .. import errors
 from ..config import Settings
-from ..profiles import ModelRef, ProviderSettings, Resolver, build_settings
+from ..profiles import ModelRef, ProviderSettings, Resolver
 from ..rules import RuleContext, RuleSet, explain_dict, format_explain, lint
 from ..types import ChatRequest, Usage
 from ._common import State, plural, state_options, user_errors
@@ -64,9 +64,8 @@ def parse_at(text: str | None, zone: ZoneInfo, now: datetime) -> datetime:
 def _load(state: State) -> tuple[Settings, RuleSet, Resolver]:
     state.say(ledger=False)
     settings = state.settings
-    rules = RuleSet.from_config(settings.rules, source=settings.source, timezone=settings.timezone)
-    providers = build_settings(settings.providers, source=settings.source)
-    return settings, rules, Resolver(providers, settings.aliases)
+    return settings, RuleSet(settings.rules, timezone=settings.timezone), Resolver(settings.providers,
+                                                                                    settings.aliases)
 
 
 def _token_counter(request: ChatRequest, ref: ModelRef, provider: ProviderSettings | None,
@@ -156,6 +155,17 @@ def _pricebook(settings: Settings) -> Any:
     return PriceBook.load(settings.pricing)
 
 
+def _as_written(state: State) -> tuple[Settings, list[Any]]:
+    """The settings but their rules, and the ``[[rules]]`` tables as written: lint reports
+    each bad rule as a finding, where loading them would stop at the first file error."""
+    from .._toml import load_toml
+    from ..config import load_settings
+    from ._common import guard
+    path = state.config
+    raw = guard(lambda: load_toml(path).get("rules", [])) if path else []
+    return guard(lambda: load_settings(path, rules=[])), raw if isinstance(raw, list) else [raw]
+
+
 @group.command(name="lint")
 @state_options(ledger=False)
 @_FORMAT
@@ -163,9 +173,9 @@ def _pricebook(settings: Settings) -> Any:
 def lint_cmd(state: State, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
     state.say(ledger=False)
-    settings = state.settings
-    resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
-    findings = lint(settings.rules, settings.fallbacks, resolver, _pricebook(settings),
+    settings, rules = _as_written(state)
+    resolver = Resolver(settings.providers, settings.aliases)
+    findings = lint(rules, settings.fallbacks, resolver, _pricebook(settings),
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
     n_err = sum(f.level == "error" for f in findings)
@@ -175,7 +185,7 @@ def lint_cmd(state: State, fmt: str) -> None:
         for f in findings:
             click.echo(str(f))
         n_warn = len(findings) - n_err
-        click.echo(f"{settings.source}: {plural(len(settings.rules), 'rule')}, "
+        click.echo(f"{settings.source}: {plural(len(rules), 'rule')}, "
                    f"{plural(len(settings.fallbacks), 'fallback')}: "
                    + (f"{plural(n_err, 'error')}, {plural(n_warn, 'warning')}" if findings
                       else "no problems found"))

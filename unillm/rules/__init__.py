@@ -3,7 +3,8 @@ models, cap tokens, set parameters, deny calls or override the cache TTL.
 
 ::
 
-    rules = RuleSet.from_config(settings.rules, source="unillm.toml", timezone=settings.timezone)
+    rules = RuleSet(settings.rules, timezone=settings.timezone)   # Settings validated them
+    # (or RuleSet.from_config(tables, source=...) for tables not read through Settings)
     decision = rules.evaluate(RuleContext(request, ref, tags=tags, now=clock(),
                                           prompt_tokens=lambda: count(request)))
     decision.raise_if_denied()

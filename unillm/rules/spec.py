@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -33,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .. import errors
 
-__all__ = ["When", "Rule", "TimeWindow", "SETTABLE", "WEEKDAYS", "parse_rule", "rule_label"]
+__all__ = ["When", "Rule", "TimeWindow", "SETTABLE", "WEEKDAYS", "parse_rule", "rule_label",
+           "nested_rules"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -219,6 +221,21 @@ class When(BaseModel):
 # where the rule being built came from, for its error messages (parse_rule sets it)
 _WHERE: ContextVar[tuple[str, int | None]] = ContextVar("unillm_rule_source", default=("Rule(...)", None))
 
+# set while `Settings` validates: a rule's errors join the settings' own (see `nested_rules`)
+_NESTED: ContextVar[bool] = ContextVar("unillm_rules_nested", default=False)
+
+
+@contextmanager
+def nested_rules() -> Iterator[None]:
+    """Within this block a bad `Rule` raises its `ValidationError` (pydantic then reports it
+    at ``rules[i]...`` with the rest) instead of a `ConfigError` of its own."""
+    token = _NESTED.set(True)
+    try:
+        yield
+    finally:
+        _NESTED.reset(token)
+
+
 _LONG_DAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 
 
@@ -242,7 +259,7 @@ class Rule(BaseModel):
     name: str = Field(min_length=1)
     priority: int | None = None
     mode: Literal["apply", "shadow"] = "apply"
-    when: When = Field(default_factory=When)
+    when: When = Field(default_factory=When, strict=False)  # a table is what TOML gives
     use: str | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
     set: dict[str, Any] = Field(default_factory=dict)
@@ -253,14 +270,10 @@ class Rule(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
+            if _NESTED.get():
+                raise  # inside Settings: reported with every other problem, at its key path
             source, index = _WHERE.get()
             raise _config_error(exc, source=source, index=index, name=data.get("name")) from None
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _when_table(cls, v: Any) -> Any:
-        # strict mode would refuse a plain dict for a sub-model; a table is what TOML gives
-        return When.model_validate(v) if isinstance(v, Mapping) else v
 
     @field_validator("set")
     @classmethod

@@ -35,22 +35,25 @@ class ExampleAdapter(Adapter):
         cls = httpx.AsyncClient if async_ else httpx.Client
         return cls(base_url=self.settings.base_url or "", headers=headers, timeout=self.settings.timeout)
 
-    def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        resp = self.sync_client().post(_PATH, json=convert.to_request(request, model, self.settings))
+    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        resp = self.sync_client().post(_PATH, json=convert.to_request(request, model, self.settings),
+                                       timeout=_timeout(timeout))
         resp.raise_for_status()
         return convert.from_response(resp.json(), self.provider)
 
-    async def acomplete(self, request: ChatRequest, model: str) -> ChatResponse:
-        resp = await self.async_client().post(_PATH, json=convert.to_request(request, model, self.settings))
+    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        resp = await self.async_client().post(_PATH, json=convert.to_request(request, model, self.settings),
+                                              timeout=_timeout(timeout))
         resp.raise_for_status()
         return convert.from_response(resp.json(), self.provider)
 
     def stream_state(self, model: str) -> convert.StreamState:
         return convert.StreamState(self.provider, model)
 
-    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState) -> Iterator[StreamChunk]:
+    def _stream(self, request: ChatRequest, model: str, state: convert.StreamState,
+                timeout: float | None = None) -> Iterator[StreamChunk]:
         body = convert.to_request(request, model, self.settings, stream=True)
-        with self.sync_client().stream("POST", _PATH, json=body) as resp:
+        with self.sync_client().stream("POST", _PATH, json=body, timeout=_timeout(timeout)) as resp:
             resp.raise_for_status()
             for line in resp.iter_lines():
                 if line.startswith("data: "):
@@ -58,9 +61,9 @@ class ExampleAdapter(Adapter):
         check_complete(state, self.provider, model, "its done event")
 
     async def _astream(self, request: ChatRequest, model: str,
-                       state: convert.StreamState) -> AsyncIterator[StreamChunk]:
+                       state: convert.StreamState, timeout: float | None = None) -> AsyncIterator[StreamChunk]:
         body = convert.to_request(request, model, self.settings, stream=True)
-        async with self.async_client().stream("POST", _PATH, json=body) as resp:
+        async with self.async_client().stream("POST", _PATH, json=body, timeout=_timeout(timeout)) as resp:
             resp.raise_for_status()
             async for line in resp.aiter_lines():
                 if line.startswith("data: "):
@@ -84,3 +87,8 @@ class ExampleAdapter(Adapter):
         if isinstance(exc, json.JSONDecodeError):
             return errors.ResponseError(f"the vendor answered malformed JSON ({exc.msg})", **where)
         return None
+
+
+def _timeout(seconds: float | None) -> Any:
+    """The attempt's timeout (time left to the call's deadline), else the client's own."""
+    return require("httpx").USE_CLIENT_DEFAULT if seconds is None else seconds
