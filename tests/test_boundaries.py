@@ -82,8 +82,8 @@ def test_only_config_errors_escape_client(scratch, config, kw) -> None:
     except errors.ConfigError as exc:
         problems = getattr(exc, "problems", [exc])
         assert all(p.key or p.file for p in problems), f"{exc!r} names no setting"
-        assert all(p.key is None or p.key.split(".")[0].split("[")[0].split(" ")[0] in {*KEYS, *kw, "config",
-                                                                                   *(config if isinstance(config, dict) else ())}
+        named = {*KEYS, *kw, "config", *(config if isinstance(config, dict) else ())}
+        assert all(p.key is None or p.key in named or p.key.split(".")[0].split("[")[0].split(" ")[0] in named
                    for p in problems), exc
     else:
         client.close()

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     ValidationError,
     field_validator,
@@ -159,6 +160,12 @@ class Settings(BaseModel):
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)
+    # the providers given a ``[providers.X]`` table (or Client(providers=...)), not only bundled
+    _configured: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def configured_providers(self) -> frozenset[str]:
+        return self._configured
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -332,6 +339,8 @@ def validate(data: Mapping[str, Any], source: str, *, deep: bool = False) -> Set
     except TypeError as exc:  # keyword names that are not strings
         raise errors.ConfigError(f"bad setting names: {exc}", file=source) from None
     settings.source = source
+    given = data.get("providers")
+    settings._configured = frozenset(given) if isinstance(given, Mapping) else frozenset()
     if deep and any(rule.use for rule in settings.rules):
         problems = _rule_target_problems(settings, source)
         if problems:
@@ -341,7 +350,9 @@ def validate(data: Mapping[str, Any], source: str, *, deep: bool = False) -> Set
 
 def fields_of(settings: Settings) -> dict[str, Any]:
     """The settings as typed values (not dumped): the ``base`` of a re-validation."""
-    return {name: getattr(settings, name) for name in Settings.model_fields if name != "source"}
+    out = {name: getattr(settings, name) for name in Settings.model_fields if name != "source"}
+    out["providers"] = {n: p for n, p in settings.providers.items() if n in settings.configured_providers}
+    return out
 
 
 def _key_path(loc: tuple[Any, ...], data: Mapping[str, Any]) -> str:

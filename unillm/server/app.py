@@ -63,7 +63,7 @@ class Gateway:
         self.server: ServerSettings = getattr(settings, "server", None) or ServerSettings()
         self.tag_policy = TagPolicy(self.server.allow_tags, client)
         self.sessions = Sessions(self.server.session_seconds)
-        self._configured = frozenset(getattr(settings, "providers", None) or ())
+        self._configured = frozenset(getattr(settings, "configured_providers", None) or ())
         self._budgeted: set[str] = set()
         if hasattr(client, "budgets"):  # so /v1/budgets and the dashboard show every key's budget
             for key in self.keys.list():
