@@ -12,14 +12,14 @@ import httpx
 import pytest
 
 from tests.test_server_support import make_served, upstream  # noqa: F401
-from unillm.ledger import Ledger, open_store
+from unillm.ledger import Ledger
 from unillm.ledger.fields import REPORTED
 from unillm.ledger.records import FIELDS
 from unillm.ledger.rows import COLUMNS, TABLE
 from unillm.server.usage import UsageIn
 from unillm.types import Usage
 
-from .servers import pg_url, postgres_server, postgres_url  # noqa: F401
+from .servers import any_store, pg_url, postgres_server, postgres_url  # noqa: F401
 
 
 def _columns(store) -> list[str]:
@@ -31,18 +31,10 @@ def _columns(store) -> list[str]:
         return [row[0] for row in tx.execute(sql, () if store.dialect.name == "sqlite" else (TABLE,))]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/l.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
-
-
-def test_the_migrated_table_is_exactly_the_record_fields(store) -> None:
+def test_the_migrated_table_is_exactly_the_record_fields(any_store) -> None:
     """A field added to `CallRecord` without its migration (or a migration without its
     field) fails here, on both backends, not at the first INSERT in production."""
-    columns = _columns(store)  # in migration order: compared as a set, without repeats
+    columns = _columns(any_store)  # in migration order: compared as a set, without repeats
     assert len(columns) == len(set(columns))
     assert set(columns) == {"seq", *COLUMNS}
 

@@ -20,8 +20,7 @@ import click
 from ..ledger import export as exporter
 from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
-from ..ledger.rows import INSERT_SQL, SELECT_SQL, from_row, to_row
-from ..ledger.store import LedgerStore, open_store
+from ..ledger.store import open_store
 from ._common import (
     State,
     check_dimension,
@@ -173,7 +172,6 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
 
 # ── migrate ──────────────────────────────────────────────────────────────────
 
-_INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
 _BATCH = 1000
 
 
@@ -201,8 +199,8 @@ def migrate(to_url: str, from_url: str | None, state: State) -> None:
     source_cost = target_cost = Decimal(0)
     with click.progressbar(length=expected, label="copying", file=sys.stderr) as bar:
         for batch in _batches(source.records(), _BATCH):
-            copied += guard(functools.partial(_insert_new, target, batch))
-            back = guard(functools.partial(_read_back, target, [r.id for r in batch]))
+            copied += guard(functools.partial(target.copy_in, batch))
+            back = guard(functools.partial(target.by_ids, [r.id for r in batch]))
             for rec in batch:
                 if back.get(rec.id) != rec:
                     raise click.ClickException(
@@ -232,19 +230,6 @@ def _batches(recs: Iterable[CallRecord], size: int) -> Iterator[list[CallRecord]
             batch = []
     if batch:
         yield batch
-
-
-def _insert_new(store: LedgerStore, batch: list[CallRecord]) -> int:
-    """Insert the records whose id is not in ``store`` yet, in one transaction; how many."""
-    with store.transaction() as tx:
-        return sum(max(tx.execute(_INSERT_NEW, to_row(r)).rowcount, 0) for r in batch)
-
-
-def _read_back(store: LedgerStore, ids: list[str]) -> dict[str, CallRecord]:
-    marks = ", ".join("?" for _ in ids)
-    with store.transaction() as tx:
-        rows = tx.execute(f"{SELECT_SQL} WHERE id IN ({marks})", ids).fetchall()
-    return {r.id: r for r in map(from_row, rows)}
 
 
 def _cost(recs: Iterable[CallRecord]) -> Decimal:

@@ -17,8 +17,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..ledger.query import where_clause
-from ..ledger.rows import SELECT_SQL, from_row
 from ..ledger.when import parse_when
 from .wire import HTTPError, json_response
 
@@ -98,12 +96,8 @@ def _slim(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 def _records(store: Any, since: Any, until: Any, where: Mapping[str, Any], order: str,
              limit: int) -> list[dict[str, Any]]:
-    """Records by an SQL order (top cost, newest first) with the same filters as the summary."""
-    clause, params = where_clause(store.dialect, since, until, where or None)
-    sql = f"{SELECT_SQL}{clause} ORDER BY {order} LIMIT {int(limit)}"
-    query = getattr(store, "_query", None)  # SQLReads: a failure is a LedgerError that says "read"
-    rows = query(sql, params) if query is not None else []
-    return [_call(from_row(r)) for r in rows]
+    """The dearest or newest records, with the same filters as the summary."""
+    return [_call(r) for r in store.ranked(order, since, until, where or None, limit)]
 
 
 def _call(rec: Any) -> dict[str, Any]:
@@ -146,9 +140,8 @@ def build(client: Any, since: datetime | None = None, until: datetime | None = N
         "rules": {"saved_usd": (by_reason.get("rule") or {}).get("saved_usd") or ZERO,
                   "calls": (by_reason.get("rule") or {}).get("calls", 0),
                   "by_rule": _by_rule(_rows(ledger, ["rule", "saved_reason"], since, until, where))},
-        "top_requests": _records(ledger.store, since, until, where,
-                                 "total_nano DESC, total_atto DESC, seq DESC", top),
-        "recent": _records(ledger.store, since, until, where, "started_at DESC, seq DESC", recent),
+        "top_requests": _records(ledger.store, since, until, where, "cost", top),
+        "recent": _records(ledger.store, since, until, where, "recent", recent),
     }
 
 
