@@ -22,11 +22,13 @@ from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
 from ..ledger.store import open_store
 from ._common import (
+    WHERE_OPTION,
     State,
     check_dimension,
     dimensions,
     guard,
     plural,
+    pricebook,
     state_options,
     table,
     usd,
@@ -35,16 +37,6 @@ from ._common import (
 
 _SINCE = click.option("--since", default=None, help="e.g. 7d, 24h, 2w, 2025-01-31")
 _UNTIL = click.option("--until", default=None, help="e.g. 1d, 2025-02-01")
-_WHERE = click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
-                      help="filter, repeatable: model=gpt-4o, tag:user=u42, section=agent:x")
-
-
-def _pricebook(pricing: str | None) -> Any:
-    try:
-        from ..pricing import PriceBook
-    except ImportError as exc:
-        raise click.ClickException(f"pricing is unavailable: {exc}") from exc
-    return guard(lambda: PriceBook.load(pricing))
 
 
 @click.group()
@@ -61,7 +53,7 @@ def _by(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
               help=f"comma-separated dimensions: {', '.join(dimensions())}, or tag:NAME")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--retries/--no-retries", default=True, show_default=True,
@@ -89,7 +81,7 @@ def summary(by: list[str], since: str | None, until: str | None, where: tuple[st
               help="file to write ('-' for standard output; not for parquet)")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @state_options()
 def export_cmd(fmt: str, output: str, since: str | None, until: str | None,
                where: tuple[str, ...], state: State) -> None:
@@ -140,7 +132,7 @@ def _print(recs: list[Any]) -> None:
               help="a price file merged over the bundled one (default: the config's pricing)")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @state_options()
@@ -150,7 +142,7 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
     state.say()
     filters = where_pairs(where)
     client = state.client()
-    book = _pricebook(pricing) if pricing else guard(lambda: client.pricebook)
+    book = pricebook(pricing) if pricing else guard(lambda: client.pricebook)
     ledger = Ledger(state.open_ledger(), book, resolver=client.resolve)
     result = guard(lambda: ledger.whatif(model, provider=provider, since=since, until=until,
                                          where=filters))

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..profiles import ModelRef, ProviderSettings, Resolver, build_settings
 from ..rules import RuleContext, RuleSet, explain_dict, format_explain, lint
 from ..types import ChatRequest, Usage
-from ._common import State, plural, state_options, user_errors
+from ._common import State, plural, pricebook, state_options, user_errors
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="text for people, json for machines")
@@ -152,11 +152,6 @@ def explain(state: State, model: str, prompt: str, system: str | None, tags: str
 
 # ── lint ─────────────────────────────────────────────────────────────────────
 
-def _pricebook(settings: Settings) -> Any:
-    from ..pricing import PriceBook
-    return PriceBook.load(settings.pricing)
-
-
 @group.command(name="lint")
 @state_options(ledger=False)
 @_FORMAT
@@ -166,7 +161,7 @@ def lint_cmd(state: State, fmt: str) -> None:
     state.say(ledger=False)
     settings = state.settings
     resolver = Resolver(build_settings(settings.providers, source=settings.source), settings.aliases)
-    findings = lint(settings.rules, settings.fallbacks, resolver, _pricebook(settings),
+    findings = lint(settings.rules, settings.fallbacks, resolver, pricebook(settings.pricing),
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
     n_err = sum(f.level == "error" for f in findings)
