@@ -174,22 +174,10 @@ def _empty() -> dict[str, Any]:
     return {**zero, "cost_usd": ZERO, "saved_usd": ZERO, "p50_latency_ms": None, "p95_latency_ms": None}
 
 
-def budget_status(client: Any, keys: list[Any] | None = None) -> list[dict[str, Any]]:
-    """The client's budgets (when it has them); else the keys' budgets from the ledger."""
-    if hasattr(client, "budgets"):
-        return list(client.budgets.status())
-    from .app import period_bounds
-    out = []
-    now = datetime.now(timezone.utc)
-    for key in keys or []:
-        if key.budget_usd is None:
-            continue
-        start, resets = period_bounds(key.period or "monthly", now)
-        rows = client.ledger.summary(since=start, where={"key_id": key.id})
-        spent = rows[0]["cost_usd"] if rows else ZERO
-        out.append({"budget": f"key:{key.id}", "scope": {"key_id": key.id}, "period": key.period,
-                    "limit_usd": key.budget_usd, "spent_usd": spent or ZERO, "resets_at": resets})
-    return out
+def budget_status(client: Any) -> list[dict[str, Any]]:
+    """Every budget of the client (the keys' budgets included: the gateway registers them), each
+    over its period in the configured timezone (`BudgetSpec.window`)."""
+    return list(client.budgets.status())
 
 
 async def endpoint(request: Request) -> Response:
@@ -227,8 +215,7 @@ async def budgets(request: Request) -> Response:
     key = gw.authenticate(request)
 
     def load() -> list[dict[str, Any]]:
-        keys = gw.keys.list() if key.admin else [key]
-        rows = budget_status(gw.client, keys)
+        rows = budget_status(gw.client)
         if not key.admin:
             rows = [r for r in rows if r.get("scope", {}).get("key_id") == key.id]
         return rows

@@ -165,7 +165,7 @@ def _record(client: Any, report: dict[str, Any], where: str = "") -> tuple[dict[
     except errors.InvalidRequestError as exc:
         raise _unprocessable([{"field": where + (exc.param or "body"), "message": str(exc)}]) from None
     events: list[dict[str, Any]] = []
-    budgets = getattr(client, "budgets", None)
+    budgets = client.budgets
     if budgets:
         tokens = rec.prompt_tokens + rec.output_tokens
         with client.ledger.store.transaction() as tx:  # joins the transaction the row is in
@@ -176,7 +176,7 @@ def _record(client: Any, report: dict[str, Any], where: str = "") -> tuple[dict[
 def _write(gw: Any, key: Any, parsed: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     """Every report, its ledger row and its budget charges in one transaction; then alerts."""
     client = gw.client
-    if key.budget_usd is not None and hasattr(client, "budgets"):
+    if key.budget_usd is not None:
         gw._register_budget(key)  # so this key's own budget is charged too
     out: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
