@@ -6,6 +6,8 @@ against the table, and the migrated table (SQLite and PostgreSQL) against the co
 from __future__ import annotations
 
 import inspect
+import typing
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from tests.test_server_support import make_served, upstream  # noqa: F401
 from unillm.ledger import Ledger
 from unillm.ledger.fields import REPORTED
 from unillm.ledger.records import FIELDS
+from unillm.ledger import rows
 from unillm.ledger.rows import COLUMNS, TABLE
 from unillm.server.usage import UsageIn
 from unillm.types import Usage
@@ -37,6 +40,14 @@ def test_the_migrated_table_is_exactly_the_record_fields(any_store) -> None:
     columns = _columns(any_store)  # in migration order: compared as a set, without repeats
     assert len(columns) == len(set(columns))
     assert set(columns) == {"seq", *COLUMNS}
+
+
+def test_every_record_field_is_stored_by_its_types_codec() -> None:
+    """The codec follows from `CallRecord`'s field types: no per-field list to forget."""
+    for name in FIELDS:
+        kind = rows._TYPES[name]
+        assert kind in rows.CODECS or kind in rows.PLAIN or typing.get_origin(kind) is typing.Literal, name
+    assert rows._codec("retried") == rows.CODECS[bool] and rows._codec("units") == rows.CODECS[dict[str, Decimal]]
 
 
 def test_every_reported_field_lands_in_a_record_field() -> None:
