@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from tests.test_server_support import make_served, upstream  # noqa: F401
-from unillm.ledger import Ledger
+from unillm.ledger import Ledger, rows
 from unillm.ledger.fields import REPORTED
 from unillm.ledger.records import FIELDS
-from unillm.ledger import rows
 from unillm.ledger.rows import COLUMNS, TABLE
 from unillm.server.usage import UsageIn
 from unillm.types import Usage
