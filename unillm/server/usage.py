@@ -1,6 +1,8 @@
 """``POST /v1/usage`` and ``/v1/usage/batch``: record usage that other systems report.
 
-A body is validated field by field; every problem comes back at once as a 422
+A body's fields are the ledger's reportable fields (`unillm.ledger.fields.REPORTED`: what
+`Ledger.record` takes, ``at`` spelled ``timestamp``) plus ``user`` and ``project``. It is
+validated field by field; every problem comes back at once as a 422
 ``{"error": {..., "code": "validation_error", "errors": [{"field", "message"}]}}``.
 A batch is all or nothing: it is validated and priced in full, then written in
 one transaction.
