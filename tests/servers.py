@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,6 +237,18 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 @pytest.fixture
 def pg_url(postgres_url: str) -> str:
     return create_database(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh ledger store of each backend (the PostgreSQL one on the test server)."""
+    from unillm.ledger import open_store
+    url = f"sqlite:///{tmp_path}/l.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 # ── Redis ────────────────────────────────────────────────────────────────────

@@ -31,9 +31,9 @@ def request(prompt: str = "hello there", model: str = "gpt-4o", **params: Any) -
 
 def context(prompt: str = "hello there", model: str = "gpt-4o", *, tags: dict[str, str] | None = None,
             now: datetime = NOON, tokens: Any = None, budget: Any = None, cost: Any = None,
-            **params: Any) -> RuleContext:
+            stream: bool = False, **params: Any) -> RuleContext:
     req = request(prompt, model, **params)
-    return RuleContext(req, RESOLVER.resolve(model), tags=tags, now=now,
+    return RuleContext(req, RESOLVER.resolve(model), tags=tags, now=now, stream=stream,
                        prompt_tokens=tokens if callable(tokens) or tokens is None else (lambda: tokens),
                        budget_used=budget if callable(budget) or budget is None else (lambda: budget),
                        estimated_cost=cost if callable(cost) or cost is None else (lambda: cost))

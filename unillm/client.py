@@ -152,15 +152,17 @@ class Client:
         """``with client.section("agent:research"):`` labels (and nests) every call inside."""
         return sections.Section(name)
 
-    def explain(self, model: str, messages: Iterable[Any], *, tags: Mapping[str, str] | None = None,
-                at: datetime | None = None, **params: Any) -> dict[str, Any]:
-        """What the rules would do with this call, as data: each rule, each condition held
-        or failed, and the resulting request. Nothing is sent or recorded."""
+    def explain(self, model: str, messages: Iterable[Any], *, stream: bool = False,
+                tags: Mapping[str, str] | None = None, at: datetime | None = None,
+                **params: Any) -> dict[str, Any]:
+        """What the rules would do with this call (``stream=True``: streamed), as data: each
+        rule, each condition held or failed, and the resulting request. Nothing is sent or
+        recorded."""
         from .rules import RuleSet, explain_dict
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolver.resolve(model)
         call = Call(request, ref, self._adapter(ref.provider), {**self.settings.tags, **(tags or {})}, model,
-                    at or self._clock(), False, sections.current())
+                    at or self._clock(), stream, sections.current())
         rules = self.rules or RuleSet()
         ctx = self._rule_context(call)
         return explain_dict(rules.explain(ctx), rules.evaluate(ctx), request)
@@ -250,7 +252,7 @@ class Client:
 
     def _rule_context(self, call: Call) -> Any:
         from .rules import RuleContext
-        return RuleContext(call.request, call.ref, tags=call.tags, now=call.at,
+        return RuleContext(call.request, call.ref, tags=call.tags, now=call.at, stream=call.stream,
                            prompt_tokens=lambda: self._prompt_tokens(call),
                            estimated_cost=lambda: self._estimated_cost(call),
                            budget_used=lambda: self.budgets.used_fraction(call.tags) if self.budgets else None)

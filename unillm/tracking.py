@@ -26,6 +26,7 @@ from typing import Any
 
 from . import errors
 from .adapters import registry
+from .ledger.fields import REPORTED
 
 _DEFAULT: Any = None
 _LOCK = threading.Lock()
@@ -69,12 +70,9 @@ def track(response: Any, provider: str | None = None, *, model: str | None = Non
         raise errors.InvalidRequestError(
             f"{protocol} responses do not say which model answered: pass model= (the model you "
             f"asked for, e.g. track(resp, model='...'))", param="model")
-    u = resp.usage
-    return client.ledger.record(
-        provider=provider, model=name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-        cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-        cache_write_1h_tokens=u.cache_write_1h_tokens,
-        reasoning_tokens=u.reasoning_tokens, tags=tags, latency_ms=latency_ms, at=at, units=units)
+    reported = {f.name: getattr(resp.usage, f.usage) for f in REPORTED if f.usage}  # every bucket, its source
+    return client.ledger.record(provider=provider, model=name, tags=tags, latency_ms=latency_ms, at=at,
+                                units=units, **reported)
 
 
 def _named_model(raw: Any) -> str | None:

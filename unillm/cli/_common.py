@@ -56,6 +56,12 @@ def guard(fn: Callable[[], Any]) -> Any:
         raise click.ClickException(str(exc)) from exc
 
 
+def pricebook(pricing: str | None) -> Any:
+    """The bundled price book merged with the ``pricing`` file; a bad file is one clean line."""
+    from ..pricing import PriceBook
+    return guard(lambda: PriceBook.load(pricing))
+
+
 # ── config discovery ─────────────────────────────────────────────────────────
 
 def find_config(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
@@ -238,6 +244,11 @@ def check_dimension(name: str, option: str) -> str:
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise click.ClickException(f"{option} {name!r}: unknown dimension; {hint}use one of "
                                f"{', '.join(known)}, or tag:NAME for any tag (e.g. tag:{name or 'team'})")
+
+
+#: ``--where KEY=VALUE``, repeatable: every command that filters the ledger (see `where_pairs`)
+WHERE_OPTION = click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+                            help="filter, repeatable: model=gpt-4o, tag:user=u42, section=agent:x")
 
 
 def where_pairs(pairs: Sequence[str]) -> dict[str, Any]:

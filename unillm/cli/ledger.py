@@ -20,14 +20,15 @@ import click
 from ..ledger import export as exporter
 from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
-from ..ledger.rows import INSERT_SQL, SELECT_SQL, from_row, to_row
-from ..ledger.store import LedgerStore, open_store
+from ..ledger.store import open_store
 from ._common import (
+    WHERE_OPTION,
     State,
     check_dimension,
     dimensions,
     guard,
     plural,
+    pricebook,
     state_options,
     table,
     usd,
@@ -36,16 +37,6 @@ from ._common import (
 
 _SINCE = click.option("--since", default=None, help="e.g. 7d, 24h, 2w, 2025-01-31")
 _UNTIL = click.option("--until", default=None, help="e.g. 1d, 2025-02-01")
-_WHERE = click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
-                      help="filter, repeatable: model=gpt-4o, tag:user=u42, section=agent:x")
-
-
-def _pricebook(pricing: str | None) -> Any:
-    try:
-        from ..pricing import PriceBook
-    except ImportError as exc:
-        raise click.ClickException(f"pricing is unavailable: {exc}") from exc
-    return guard(lambda: PriceBook.load(pricing))
 
 
 @click.group()
@@ -62,7 +53,7 @@ def _by(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
               help=f"comma-separated dimensions: {', '.join(dimensions())}, or tag:NAME")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--retries/--no-retries", default=True, show_default=True,
@@ -90,7 +81,7 @@ def summary(by: list[str], since: str | None, until: str | None, where: tuple[st
               help="file to write ('-' for standard output; not for parquet)")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @state_options()
 def export_cmd(fmt: str, output: str, since: str | None, until: str | None,
                where: tuple[str, ...], state: State) -> None:
@@ -141,7 +132,7 @@ def _print(recs: list[Any]) -> None:
               help="a price file merged over the bundled one (default: the config's pricing)")
 @_SINCE
 @_UNTIL
-@_WHERE
+@WHERE_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @state_options()
@@ -151,7 +142,7 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
     state.say()
     filters = where_pairs(where)
     client = state.client()
-    book = _pricebook(pricing) if pricing else guard(lambda: client.pricebook)
+    book = pricebook(pricing) if pricing else guard(lambda: client.pricebook)
     ledger = Ledger(state.open_ledger(), book, resolver=client.resolve)
     result = guard(lambda: ledger.whatif(model, provider=provider, since=since, until=until,
                                          where=filters))
@@ -173,7 +164,6 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
 
 # ── migrate ──────────────────────────────────────────────────────────────────
 
-_INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
 _BATCH = 1000
 
 
@@ -201,8 +191,8 @@ def migrate(to_url: str, from_url: str | None, state: State) -> None:
     source_cost = target_cost = Decimal(0)
     with click.progressbar(length=expected, label="copying", file=sys.stderr) as bar:
         for batch in _batches(source.records(), _BATCH):
-            copied += guard(functools.partial(_insert_new, target, batch))
-            back = guard(functools.partial(_read_back, target, [r.id for r in batch]))
+            copied += guard(functools.partial(target.copy_in, batch))
+            back = guard(functools.partial(target.by_ids, [r.id for r in batch]))
             for rec in batch:
                 if back.get(rec.id) != rec:
                     raise click.ClickException(
@@ -232,19 +222,6 @@ def _batches(recs: Iterable[CallRecord], size: int) -> Iterator[list[CallRecord]
             batch = []
     if batch:
         yield batch
-
-
-def _insert_new(store: LedgerStore, batch: list[CallRecord]) -> int:
-    """Insert the records whose id is not in ``store`` yet, in one transaction; how many."""
-    with store.transaction() as tx:
-        return sum(max(tx.execute(_INSERT_NEW, to_row(r)).rowcount, 0) for r in batch)
-
-
-def _read_back(store: LedgerStore, ids: list[str]) -> dict[str, CallRecord]:
-    marks = ", ".join("?" for _ in ids)
-    with store.transaction() as tx:
-        rows = tx.execute(f"{SELECT_SQL} WHERE id IN ({marks})", ids).fetchall()
-    return {r.id: r for r in map(from_row, rows)}
 
 
 def _cost(recs: Iterable[CallRecord]) -> Decimal:

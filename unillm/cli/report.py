@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ._common import State, guard, state_options, where_pairs
+from ._common import WHERE_OPTION, State, guard, state_options, where_pairs
 
 
 @click.command("report")
 @state_options()
 @click.option("--since", default="30d", show_default=True, help="e.g. 7d, 2025-01-01, or 'all'")
 @click.option("--until", default=None, help="e.g. 1d, 2025-02-01 (default: now)")
-@click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="filter, e.g. project=bot")
+@WHERE_OPTION
 @click.option("--title", default="spend report", show_default=True)
 @click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False))
 def group(state: State, since: str, until: str | None, where: tuple[str, ...], title: str,

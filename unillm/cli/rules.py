@@ -23,7 +23,7 @@ from ..config import Settings
 from ..profiles import ModelRef, ProviderSettings, Resolver
 from ..rules import RuleContext, RuleSet, explain_dict, format_explain, lint
 from ..types import ChatRequest, Usage
-from ._common import State, plural, state_options, user_errors
+from ._common import State, plural, pricebook, state_options, user_errors
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="text for people, json for machines")
@@ -115,6 +115,7 @@ def _decimal(ctx: click.Context, param: click.Parameter, value: str | None) -> D
 @click.option("--at", "at", default=None, help="when: HH:MM today or YYYY-MM-DDTHH:MM (config timezone)")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="the request's max_tokens")
 @click.option("--json-output", is_flag=True, help="the request asks for JSON output")
+@click.option("--stream", is_flag=True, help="the call streams (chat(stream=True))")
 @click.option("--tokens", "tokens", type=click.IntRange(min=0), default=None,
               help="prompt tokens to assume instead of counting them")
 @click.option("--budget-used", type=click.FloatRange(min=0), default=None,
@@ -124,7 +125,7 @@ def _decimal(ctx: click.Context, param: click.Parameter, value: str | None) -> D
 @_FORMAT
 @user_errors
 def explain(state: State, model: str, prompt: str, system: str | None, tags: str | None, at: str | None,
-            max_tokens: int | None, json_output: bool, tokens: int | None, budget_used: float | None,
+            max_tokens: int | None, json_output: bool, stream: bool, tokens: int | None, budget_used: float | None,
             estimated_cost: Decimal | None, fmt: str) -> None:
     """Show each rule, which conditions held or failed, and the resulting request."""
     settings, rules, resolver = _load(state)
@@ -134,7 +135,7 @@ def explain(state: State, model: str, prompt: str, system: str | None, tags: str
     request = ChatRequest(model=model, messages=messages, max_tokens=max_tokens, **extra)
     now = parse_at(at, rules.timezone, datetime.now(timezone.utc))
     count = _token_counter(request, ref, resolver.providers.get(ref.provider), tokens)
-    ctx = RuleContext(request, ref, tags={**settings.tags, **parse_tags(tags)}, now=now,
+    ctx = RuleContext(request, ref, tags={**settings.tags, **parse_tags(tags)}, now=now, stream=stream,
                       prompt_tokens=count, budget_used=lambda: budget_used,
                       estimated_cost=_cost_estimator(settings, ref, count, max_tokens, estimated_cost))
     traces, decision = rules.explain(ctx), rules.evaluate(ctx)
@@ -149,11 +150,6 @@ def explain(state: State, model: str, prompt: str, system: str | None, tags: str
 
 
 # ── lint ─────────────────────────────────────────────────────────────────────
-
-def _pricebook(settings: Settings) -> Any:
-    from ..pricing import PriceBook
-    return PriceBook.load(settings.pricing)
-
 
 def _as_written(state: State) -> tuple[Settings, list[Any]]:
     """The settings but their rules, and the ``[[rules]]`` tables as written: lint reports
@@ -175,7 +171,7 @@ def lint_cmd(state: State, fmt: str) -> None:
     state.say(ledger=False)
     settings, rules = _as_written(state)
     resolver = Resolver(settings.providers, settings.aliases)
-    findings = lint(rules, settings.fallbacks, resolver, _pricebook(settings),
+    findings = lint(rules, settings.fallbacks, resolver, pricebook(settings.pricing),
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
     n_err = sum(f.level == "error" for f in findings)

@@ -7,10 +7,11 @@
     ledger.record(provider="openai", model="gpt-4o", input_tokens=1200, output_tokens=300)
     ledger.summary(by=["model", "day"], since="7d")
 
-Modules: `records` (CallRecord), `store` (protocol, `open_store`), `sqlite`
-(default store), `postgres` (shared store), `migrations`, `rows` (record <-> SQL
-row), `money` (exact sums), `query` (dimensions and filters), `summary`, `export`,
-`facade` (`Ledger`).
+Modules: `records` (CallRecord: the ledger's field table), `fields` (what another system
+may report: `Ledger.record`, ``POST /v1/usage``, `track`), `store` (protocol, `open_store`),
+`reads` (the SQL stores' reads), `sqlite` (default store), `postgres` (shared store),
+`migrations`, `rows` (record <-> SQL row, codecs by field type), `money` (exact sums),
+`query` (dimensions and filters), `summary`, `export`, `facade` (`Ledger`).
 Nothing here opens a database at import.
 """
 

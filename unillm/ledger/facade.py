@@ -9,24 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .. import errors, sections
 from . import export as exporter
+from . import fields
+from .fields import MAX_TOKENS, MAX_UNITS, parse_units
 from .records import TOKEN_FIELDS, CallRecord
 from .store import LedgerStore
 from .when import parse_when
 
 _REPRICEABLE = ("ok", "partial", "unpriced")
 
-#: the most tokens one bucket of one recorded call may hold, and the most of one metered unit:
-#: far above any real call (10 billion tokens), low enough that no sum the ledger keeps can
-#: overflow at any volume a deployment can reach
-MAX_TOKENS = 10**10
-MAX_UNITS = 10**10
+__all__ = ["MAX_TOKENS", "MAX_UNITS", "Ledger", "PriceBook", "WhatIf", "parse_units"]
 
 
 class PriceBook(Protocol):
@@ -91,42 +89,23 @@ class Ledger:
         raises `InvalidRequestError` whose ``param`` names the field; every count is
         at most `MAX_TOKENS` (`MAX_UNITS` for a unit).
         """
-        provider = _text("provider", provider)
-        model = _text("model", model)
-        counts = {name: _count(name, value) for name, value in (
-            ("input_tokens", input_tokens), ("output_tokens", output_tokens),
-            ("cache_read_tokens", cache_read_tokens), ("cache_write_tokens", cache_write_tokens),
-            ("cache_write_1h_tokens", cache_write_1h_tokens), ("reasoning_tokens", reasoning_tokens))}
-        if counts["cache_write_1h_tokens"] > counts["cache_write_tokens"]:
-            raise errors.InvalidRequestError(
-                "cache_write_1h_tokens are part of cache_write_tokens and cannot exceed them",
-                param="cache_write_1h_tokens")
-        if counts["reasoning_tokens"] > counts["output_tokens"]:
-            raise errors.InvalidRequestError(
-                "reasoning_tokens are part of output_tokens and cannot exceed them",
-                param="reasoning_tokens")
-        when = _when(at)
-        latency = _latency(latency_ms)
-        merged = {**self.default_tags, **_tags(tags)}
-        if status not in ("ok", "error", "partial", "cache_hit"):
-            raise errors.InvalidRequestError(
-                f"status must be ok, error, partial or cache_hit, got {status!r}", param="status")
-        if usage_source not in ("provider", "tiktoken", "estimate"):
-            raise errors.InvalidRequestError(
-                f"usage_source must be provider, tiktoken or estimate, got {usage_source!r}",
-                param="usage_source")
-        metered = parse_units(units)
+        report = {k: v for k, v in locals().items() if k != "self"}  # exactly the REPORTED names
+        clean, problems = fields.check(report)
+        if problems:
+            param, message = problems[0]
+            raise errors.InvalidRequestError(message, param=param)
         from ..types import Usage
-        usage = Usage(**counts, source=usage_source)  # type: ignore[arg-type]
-        cost = self._price(provider, model, usage, when, metered)
-        if section is None:
-            section = sections.current()
+        usage = Usage(**{f.usage: clean[f.name] for f in fields.REPORTED if f.usage})
+        when, metered = clean["at"], clean["units"]
+        cost = self._price(clean["provider"], clean["model"], usage, when, metered)
+        status = clean["status"]
         rec = CallRecord.from_parts(
-            provider=provider, model=model, usage=usage, cost=cost,
+            provider=clean["provider"], model=clean["model"], usage=usage, cost=cost,
             status="unpriced" if cost is None and status == "ok" else status,
-            started_at=when, ended_at=when, latency_ms=latency,
-            requested_model=requested_model or model, tags=merged,
-            section=_optional_text("section", section), units=metered)
+            started_at=when, ended_at=when, latency_ms=clean["latency_ms"],
+            requested_model=clean["requested_model"] or clean["model"],
+            tags={**self.default_tags, **clean["tags"]},
+            section=sections.current() if section is None else clean["section"], units=metered)
         self.store.record(rec)
         return rec
 
@@ -209,55 +188,6 @@ class Ledger:
 
 # ── validation of input from outside ─────────────────────────────────────────
 
-def _text(param: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise errors.InvalidRequestError(f"{param} must be a non-empty string, got {value!r}",
-                                         param=param)
-    return value.strip()
-
-
-def _optional_text(param: str, value: Any) -> str | None:
-    return None if value is None else _text(param, value)
-
-
-def _count(param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise errors.InvalidRequestError(
-            f"{param} must be a whole number >= 0, got {value!r}", param=param)
-    if value > MAX_TOKENS:
-        raise errors.InvalidRequestError(
-            f"{param} must be at most {MAX_TOKENS:,} (10^10) for one call, got {value:,}", param=param)
-    return value
-
-
-def parse_units(units: Any) -> dict[str, Decimal]:
-    """``units`` as unit name -> exact Decimal count, each known to the price book and bounded."""
-    if units is None:
-        return {}
-    if not isinstance(units, Mapping):
-        raise errors.InvalidRequestError(f"units must be a dict of unit name to count, got {units!r}",
-                                         param="units")
-    from ..pricing import UNITS
-    out: dict[str, Decimal] = {}
-    for name, value in units.items():
-        if name not in UNITS:
-            raise errors.InvalidRequestError(
-                f"unknown unit {name!r}; known: {', '.join(sorted(UNITS))}", param=f"units.{name}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
-            raise errors.InvalidRequestError(
-                f"units.{name} must be a number, got {value!r}", param=f"units.{name}")
-        try:  # a float through its shortest repr: 1.5 minutes is exactly 1.5
-            count = Decimal(repr(value) if isinstance(value, float) else value)
-        except ArithmeticError:
-            count = Decimal("NaN")
-        if not count.is_finite() or count < 0 or count > MAX_UNITS:
-            raise errors.InvalidRequestError(
-                f"units.{name} must be a number from 0 to {MAX_UNITS:,}, got {value!r}",
-                param=f"units.{name}")
-        out[name] = count
-    return out
-
-
 def _check_unit_prices(price: Any, units: Mapping[str, Decimal]) -> None:
     """Refuse a metered unit the model has no price for: it would be a silent $0."""
     from ..pricing import UNIT_KEYS
@@ -269,48 +199,11 @@ def _check_unit_prices(price: Any, units: Mapping[str, Decimal]) -> None:
                 param=f"units.{unit}")
 
 
-def _latency(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
-            or value == float("inf"):
-        raise errors.InvalidRequestError(f"latency_ms must be a number >= 0, got {value!r}",
-                                         param="latency_ms")
-    return float(value)
-
-
-def _when(at: Any) -> datetime:
-    if at is None:
-        return datetime.now(timezone.utc)
-    if not isinstance(at, (datetime, date, str)):
-        raise errors.InvalidRequestError(f"at must be a datetime or ISO text, got {at!r}",
-                                         param="at")
-    parsed = parse_when(at, param="at")
-    assert parsed is not None
-    return parsed
-
-
-def _tags(tags: Any) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, Mapping):
-        raise errors.InvalidRequestError(f"tags must be a dict of str to str, got {tags!r}",
-                                         param="tags")
-    out: dict[str, str] = {}
-    for k, v in tags.items():
-        if not isinstance(k, str) or not k or not isinstance(v, str):
-            raise errors.InvalidRequestError(
-                f"tags must map non-empty strings to strings; bad entry {k!r}: {v!r}",
-                param=f"tags.{k}")
-        out[k] = v
-    return out
-
-
 def _target(provider: str | None, model: str,
             resolver: Callable[[str], Any] | None = None) -> tuple[str, str]:
     """(provider, vendor model) for a what-if target, resolved as ``chat()`` resolves it."""
-    model = _text("model", model)
-    name = model if provider is None else f"{_text('provider', provider)}/{model}"
+    model = fields.value("model", model)
+    name = model if provider is None else f"{fields.value('provider', provider)}/{model}"
     if resolver is None:
         from ..profiles import Resolver, build_settings
         resolver = Resolver(build_settings({})).resolve  # what Client() resolves with

@@ -1,27 +1,35 @@
 """Reading records back, in portable SQL: shared by every SQL store.
 
-A store provides ``_query(sql, params) -> rows`` (``?`` placeholders) and gets
-paged `records`, `tail` and `last_cursor` from `SQLReads`.
+A store provides ``_query(sql, params) -> rows`` (``?`` placeholders) and ``transaction()``,
+and gets paged `records`, `ranked`, `by_ids`, `tail` and `last_cursor` from `SQLReads`,
+and `copy_in` (a migration's writes), so no caller above the store writes SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from .query import where_clause
 from .records import CallRecord
-from .rows import SELECT_SQL, STARTED_AT, TABLE, from_row
+from .rows import INSERT_SQL, SELECT_SQL, STARTED_AT, TABLE, from_row, to_row
 
 #: rows per page: a reader never holds a writer up for long
 PAGE = 1000
+#: what `SQLReads.ranked` orders by, newest row first among equals
+ORDERS = {"cost": "total_nano DESC, total_atto DESC, seq DESC", "recent": "started_at DESC, seq DESC"}
+_INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
 
 
 class SQLReads:
     dialect: Any
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
     def records(self, since: datetime | None = None, until: datetime | None = None,
@@ -46,6 +54,26 @@ class SQLReads:
             cursor = (rows[-1][STARTED_AT], rows[-1][0])
             if left is not None:
                 left -= len(rows)
+
+    def ranked(self, order: Literal["cost", "recent"], since: datetime | None = None,
+               until: datetime | None = None, where: Mapping[str, Any] | None = None,
+               limit: int = 10) -> list[CallRecord]:
+        """The ``limit`` dearest (``cost``) or newest (``recent``) records matching the filters."""
+        filters, params = where_clause(self.dialect, since, until, where)
+        rows = self._query(f"{SELECT_SQL}{filters} ORDER BY {ORDERS[order]} LIMIT {int(limit)}", params)
+        return [from_row(r) for r in rows]
+
+    def by_ids(self, ids: Sequence[str]) -> dict[str, CallRecord]:
+        """The records with these ids (an id not stored is absent)."""
+        if not ids:
+            return {}
+        rows = self._query(f"{SELECT_SQL} WHERE id IN ({', '.join('?' for _ in ids)})", list(ids))
+        return {r.id: r for r in map(from_row, rows)}
+
+    def copy_in(self, recs: Sequence[CallRecord]) -> int:
+        """Store the records whose id is not stored yet, in one transaction; how many were new."""
+        with self.transaction() as tx:
+            return sum(max(tx.execute(_INSERT_NEW, to_row(r)).rowcount, 0) for r in recs)
 
     def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
         """Records committed after cursor ``after`` (None: from the start), and the new cursor."""

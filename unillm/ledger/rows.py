@@ -4,28 +4,29 @@ Timestamps are fixed-width ISO-8601 UTC text (``2025-01-31T14:05:09.123456Z``):
 they sort and compare as text, and day/hour/month buckets are prefixes. Money
 items are exact decimal text; the total and the saving are also kept as
 ``(nano, atto)`` integer pairs (see `money`) so SQL sums stay exact. Tags are
-JSON text with sorted keys.
+JSON text with sorted keys. Each field's codec follows from its type in `CallRecord`
+(`CODECS`), so a new field is one line in records.py and its migration; a field of a
+type with no codec fails at import.
 """
 
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from . import money
-from .records import COST_FIELDS, FIELDS, CallRecord
+from .records import FIELDS, CallRecord
 
 TABLE = "ledger_calls"
 
-#: how a `CallRecord` field is stored when it is not stored as it is: one entry per kind
-#: of field, so a new field is one line in records.py (and its migration), nothing here
+#: the two money fields kept as ``(nano, atto)`` integer pairs too, so SQL sums stay exact
 _MONEY_PAIRS = {"total_usd": ("total_nano", "total_atto"), "saved_usd": ("saved_nano", "saved_atto")}
-_TIMES = frozenset({"started_at", "ended_at"})
-_ITEMS = frozenset(COST_FIELDS)
-_BOOLS = frozenset({"stream", "retried"})
-_DICTS = frozenset({"tags", "usage_sources"})
+#: each field's declared type (`CallRecord` is the table: a field's type chooses its codec)
+_TYPES: dict[str, Any] = typing.get_type_hints(CallRecord)
 
 
 def _columns(field: str) -> tuple[str, ...]:
@@ -84,21 +85,39 @@ def _dict_value(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text and text != "{}" else {}
 
 
+def _tuple_text(value: tuple[str, ...]) -> str | None:
+    return json.dumps(list(value)) if value else None
+
+
+def _tuple_value(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+def _flag(value: bool) -> int:
+    return 1 if value else 0
+
+
+#: how a field of each type is stored when not as it is: ``(encode, decode)``
+CODECS: dict[Any, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    datetime: (iso, parse_iso), datetime | None: (iso, parse_iso),
+    Decimal | None: (_text, _dec), Decimal: (_text, _dec),
+    bool: (_flag, bool),
+    dict[str, str]: (_json, _dict_value),
+    dict[str, Decimal]: (_units_text, _units_value),
+    tuple[str, ...]: (_tuple_text, _tuple_value),
+}
+#: the types the database stores as they are
+PLAIN: frozenset[Any] = frozenset({str, int, str | None, int | None, float | None})
+
+
 def _codec(field: str) -> tuple[Any, Any]:
     """``(encode, decode)`` of one field's column (None: stored as it is)."""
-    if field in _TIMES:
-        return iso, parse_iso
-    if field in _ITEMS:
-        return _text, _dec
-    if field in _BOOLS:
-        return (lambda v: 1 if v else 0), bool
-    if field in _DICTS:
-        return _json, _dict_value
-    if field == "units":
-        return _units_text, _units_value
-    if field == "dropped_params":
-        return (lambda v: json.dumps(list(v)) if v else None), (lambda t: tuple(json.loads(t)) if t else ())
-    return None, None
+    kind = _TYPES[field]
+    if kind in CODECS:
+        return CODECS[kind]
+    if kind in PLAIN or typing.get_origin(kind) is typing.Literal:
+        return None, None
+    raise TypeError(f"CallRecord.{field}: no ledger codec for {kind!r} (add one to rows.CODECS)")
 
 
 #: each field with its codec, built once (a row is encoded on every call: no per-field dispatch)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .. import errors
@@ -88,6 +88,14 @@ class LedgerStore(Protocol):
     def records(self, since: datetime | None = None, until: datetime | None = None,
                 where: Where | None = None, limit: int | None = None) -> Iterator[CallRecord]: ...
 
+    def ranked(self, order: Literal["cost", "recent"], since: datetime | None = None,
+               until: datetime | None = None, where: Where | None = None,
+               limit: int = 10) -> list[CallRecord]: ...
+
+    def by_ids(self, ids: Sequence[str]) -> dict[str, CallRecord]: ...
+
+    def copy_in(self, recs: Sequence[CallRecord]) -> int: ...
+
     def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]: ...
 
     def last_cursor(self) -> int: ...
@@ -116,6 +124,18 @@ class NullStore:
     def records(self, since: datetime | None = None, until: datetime | None = None,
                 where: Where | None = None, limit: int | None = None) -> Iterator[CallRecord]:
         return iter(())
+
+    def ranked(self, order: Literal["cost", "recent"], since: datetime | None = None,
+               until: datetime | None = None, where: Where | None = None,
+               limit: int = 10) -> list[CallRecord]:
+        return []
+
+    def by_ids(self, ids: Sequence[str]) -> dict[str, CallRecord]:
+        return {}
+
+    def copy_in(self, recs: Sequence[CallRecord]) -> int:
+        raise errors.ConfigError("the ledger is off (ledger = \"off\"): there is nowhere to copy "
+                                 "records to", key="ledger")
 
     def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
         return [], after or 0

@@ -1,6 +1,7 @@
 """Rule conditions: what one call looks like (`RuleContext`) and the checks run on it.
 
-A rule's ``when`` is compiled once into a tuple of `Condition`, cheapest first:
+A rule's ``when`` is compiled once into a tuple of `Condition`, one per field set, each
+built by that field's entry in `CONDITIONS` (cheapest first):
 names and flags, then the clock, then text (keywords, regex), and last the lazy
 values (prompt tokens, budget used, estimated cost). Evaluation stops at the
 first condition that fails, so the lazy values are computed only when every
@@ -20,7 +21,7 @@ from ..profiles import ModelRef
 from ..types import ChatRequest
 from .spec import WEEKDAYS, When, _words_regex
 
-__all__ = ["RuleContext", "Condition", "compile_when", "LAZY"]
+__all__ = ["CONDITIONS", "LAZY", "MODIFIERS", "Condition", "RuleContext", "compile_when"]
 
 #: conditions that call one of the context's lazy callables
 LAZY = {"prompt_tokens_above": "prompt_tokens", "prompt_tokens_below": "prompt_tokens",
@@ -34,23 +35,43 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 class RuleContext:
     """One call as the rules see it.
 
-    ``now`` must be timezone-aware (the Client's injected clock). The three
+    ``now`` must be timezone-aware (the Client's injected clock); ``stream`` is whether the
+    call streams. The three
     callables are lazy: each is called at most once, and only when a rule needs
     its value. ``budget_used`` is the fraction spent of the tightest matching
     budget and ``estimated_cost`` the call's worst case in USD; either may
     return None (no budget, no price), and a condition on None does not hold.
     """
 
-    __slots__ = ("request", "ref", "tags", "now", "requested", "qualified", "names", "_tokens", "_budget",
-                 "_cost", "_tokens_v", "_budget_v", "_cost_v", "_texts", "_words", "_local", "_memo")
+    __slots__ = (
+        "_budget",
+        "_budget_v",
+        "_cost",
+        "_cost_v",
+        "_local",
+        "_memo",
+        "_texts",
+        "_tokens",
+        "_tokens_v",
+        "_words",
+        "names",
+        "now",
+        "qualified",
+        "ref",
+        "request",
+        "requested",
+        "stream",
+        "tags",
+    )
 
     def __init__(self, request: ChatRequest, ref: ModelRef, *, tags: Mapping[str, str] | None = None,
-                 now: datetime, prompt_tokens: Callable[[], int] | None = None,
+                 now: datetime, stream: bool = False, prompt_tokens: Callable[[], int] | None = None,
                  budget_used: Callable[[], float | None] | None = None,
                  estimated_cost: Callable[[], Decimal | None] | None = None) -> None:
         if now.tzinfo is None or now.utcoffset() is None:
             raise ValueError("RuleContext.now must be timezone-aware (use the client's clock)")
         self.request, self.ref, self.tags, self.now = request, ref, tags or {}, now
+        self.stream = stream
         self.requested = request.model
         self.qualified = f"{ref.provider}/{ref.model}"
         # what a model glob is matched against: the vendor's id, what was written, provider/model
@@ -119,37 +140,43 @@ class Condition(NamedTuple):
     observe: Callable[[RuleContext], Any]
 
 
+#: build one `When` field's condition (None: the field is unset); the zone is the rule's
+Builder = Callable[[When, ZoneInfo], "Condition | None"]
+
+
 def compile_when(when: When, default_zone: ZoneInfo) -> tuple[Condition, ...]:
     """The conditions of ``when``, cheapest first. Empty: the rule matches every call."""
-    out: list[Condition] = []
-    out += _names(when)
-    out += _flags(when)
-    out += _clock(when, when._zone or default_zone)
-    out += _text(when)
-    out += _lazy(when)
-    return tuple(out)
+    zone = when._zone or default_zone
+    return tuple(c for build in CONDITIONS.values() if (c := build(when, zone)) is not None)
 
 
-def _names(w: When) -> list[Condition]:
-    out = []
-    if w.model is not None:
-        out.append(Condition("model", w.model, _glob_test(w.model, w._model_re),
-                             lambda c: c.requested if c.requested == c.ref.model else f"{c.requested} ({c.qualified})"))
-    if w._provider_re is not None:
-        out.append(Condition("provider", w.provider, _provider_test(w.provider, w._provider_re),
-                             lambda c: c.ref.provider))
-    if w.tags:
-        want = tuple(w.tags.items())
+def _model(w: When, zone: ZoneInfo) -> Condition | None:
+    if w.model is None:
+        return None
+    return Condition("model", w.model, _glob_test(w.model, w._model_re),
+                     lambda c: c.requested if c.requested == c.ref.model else f"{c.requested} ({c.qualified})")
 
-        def tags_ok(c: RuleContext) -> bool:
-            tags = c.tags
-            for k, v in want:
-                got = tags.get(k)
-                if got is None or (v != "*" and got != v):
-                    return False
-            return True
-        out.append(Condition("tags", w.tags, tags_ok, lambda c: {k: c.tags.get(k) for k, _ in want}))
-    return out
+
+def _provider(w: When, zone: ZoneInfo) -> Condition | None:
+    if w._provider_re is None or w.provider is None:
+        return None
+    return Condition("provider", w.provider, _provider_test(w.provider, w._provider_re),
+                     lambda c: c.ref.provider)
+
+
+def _tags(w: When, zone: ZoneInfo) -> Condition | None:
+    if not w.tags:
+        return None
+    want = tuple(w.tags.items())
+
+    def tags_ok(c: RuleContext) -> bool:
+        tags = c.tags
+        for k, v in want:
+            got = tags.get(k)
+            if got is None or (v != "*" and got != v):
+                return False
+        return True
+    return Condition("tags", w.tags, tags_ok, lambda c: {k: c.tags.get(k) for k, _ in want})
 
 
 def _glob_test(globs: str | list[str], regex: Any) -> Callable[[RuleContext], bool]:
@@ -183,58 +210,65 @@ def _json_output(c: RuleContext) -> bool:
     return c.request.response_model is not None or (rf is not None and rf.type != "text")
 
 
-def _flags(w: When) -> list[Condition]:
-    probes: dict[str, Callable[[RuleContext], bool]] = {
-        "has_tools": lambda c: bool(c.request.tools),
-        "has_images": lambda c: c.request.has_images(),
-        "json_output": _json_output,
-    }
-    out = []
-    for name, probe in probes.items():
+def _flag(name: str, probe: Callable[[RuleContext], bool]) -> Builder:
+    """A yes/no condition: holds when ``probe`` says what the rule wants."""
+    def build(w: When, zone: ZoneInfo) -> Condition | None:
         want = getattr(w, name)
-        if want is not None:
-            out.append(Condition(name, want, (lambda c, p=probe, v=want: p(c) is v), probe))
-    return out
+        if want is None:
+            return None
+        return Condition(name, want, lambda c: probe(c) is want, probe)
+    return build
 
 
-def _clock(w: When, zone: ZoneInfo) -> list[Condition]:
+def _time(w: When, zone: ZoneInfo) -> Condition | None:
+    window = w._window
+    if window is None:
+        return None
+
+    def in_window(c: RuleContext) -> bool:
+        t = c.local(zone)
+        return window.contains(t.hour * 60 + t.minute)
+    return Condition("time", f"{window.text} {zone.key}", in_window,
+                     lambda c: c.local(zone).strftime("%H:%M %Z"))
+
+
+def _weekdays(w: When, zone: ZoneInfo) -> Condition | None:
     window, days = w._window, w._days
-    if window is None and days is None:
-        return []
-    out = []
-    if window is not None:
-        def in_window(c: RuleContext) -> bool:
-            t = c.local(zone)
-            return window.contains(t.hour * 60 + t.minute)
-        out.append(Condition("time", f"{window.text} {zone.key}", in_window,
-                             lambda c: c.local(zone).strftime("%H:%M %Z")))
-    if days is not None:
-        def weekday(c: RuleContext) -> int:
-            # after midnight, a window that crossed it still belongs to the day it began
-            t = c.local(zone)
-            if window is not None and window.crosses_midnight and t.hour * 60 + t.minute < window.end:
-                return (t.weekday() - 1) % 7
-            return t.weekday()
-        out.append(Condition("weekdays", w.weekdays, lambda c: weekday(c) in days,
-                             lambda c: WEEKDAYS[weekday(c)]))
-    return out
+    if days is None:
+        return None
+
+    def weekday(c: RuleContext) -> int:
+        # after midnight, a window that crossed it still belongs to the day it began
+        t = c.local(zone)
+        if window is not None and window.crosses_midnight and t.hour * 60 + t.minute < window.end:
+            return (t.weekday() - 1) % 7
+        return t.weekday()
+    return Condition("weekdays", w.weekdays, lambda c: weekday(c) in days, lambda c: WEEKDAYS[weekday(c)])
 
 
-def _text(w: When) -> list[Condition]:
-    on = w.match_on
-    out = []
-    if w.keywords_any is not None:
-        has = _keyword_test(w.keywords_any, on)
-        out.append(Condition("keywords_any", w.keywords_any, has, lambda c: _found(w._any_re, c.text(on))))
-    if w.keywords_none is not None:
-        has_none = _keyword_test(w.keywords_none, on)
-        out.append(Condition("keywords_none", w.keywords_none, lambda c: not has_none(c),
-                             lambda c: _found(w._none_re, c.text(on))))
-    if w._regex is not None:
-        rx = w._regex
-        out.append(Condition("regex", w.regex, lambda c: c.search(rx, on),
-                             lambda c: (lambda m: m.group(0) if m else None)(rx.search(c.text(on)))))
-    return out
+def _keywords_any(w: When, zone: ZoneInfo) -> Condition | None:
+    if w.keywords_any is None:
+        return None
+    on, has = w.match_on, _keyword_test(w.keywords_any, w.match_on)
+    return Condition("keywords_any", w.keywords_any, has, lambda c: _found(w._any_re, c.text(on)))
+
+
+def _keywords_none(w: When, zone: ZoneInfo) -> Condition | None:
+    if w.keywords_none is None:
+        return None
+    on, has = w.match_on, _keyword_test(w.keywords_none, w.match_on)
+    return Condition("keywords_none", w.keywords_none, lambda c: not has(c),
+                     lambda c: _found(w._none_re, c.text(on)))
+
+
+def _regex(w: When, zone: ZoneInfo) -> Condition | None:
+    rx, on = w._regex, w.match_on
+    if rx is None:
+        return None
+    def matched(c: RuleContext) -> str | None:
+        m = rx.search(c.text(on))
+        return m.group(0) if m else None
+    return Condition("regex", w.regex, lambda c: c.search(rx, on), matched)
 
 
 def _keyword_test(words: list[str], on: str) -> Callable[[RuleContext], bool]:
@@ -257,27 +291,53 @@ def _found(pattern: Any, text: str) -> list[str]:
     return list(seen)
 
 
-def _lazy(w: When) -> list[Condition]:
-    out = []
-    if w.prompt_tokens_above is not None:
-        n = w.prompt_tokens_above
-        out.append(Condition("prompt_tokens_above", n, lambda c: _gt(c.prompt_tokens(), n),
-                             lambda c: c.prompt_tokens()))
-    if w.prompt_tokens_below is not None:
-        n2 = w.prompt_tokens_below
-        out.append(Condition("prompt_tokens_below", n2,
-                             lambda c: (lambda v: v is not None and v < n2)(c.prompt_tokens()),
-                             lambda c: c.prompt_tokens()))
-    if w.budget_used_above is not None:
-        f = w.budget_used_above
-        out.append(Condition("budget_used_above", f, lambda c: _gt(c.budget_used(), f),
-                             lambda c: c.budget_used()))
-    if w.estimated_cost_above is not None:
-        usd = w.estimated_cost_above
-        out.append(Condition("estimated_cost_above", usd, lambda c: _gt(c.estimated_cost(), usd),
-                             lambda c: c.estimated_cost()))
-    return out
+def _above(name: str, value: Callable[[RuleContext], Any]) -> Builder:
+    """A lazy threshold: holds when the context's value is known and above the rule's."""
+    def build(w: When, zone: ZoneInfo) -> Condition | None:
+        limit = getattr(w, name)
+        if limit is None:
+            return None
+        return Condition(name, limit, lambda c: _gt(value(c), limit), value)
+    return build
+
+
+def _below(name: str, value: Callable[[RuleContext], Any]) -> Builder:
+    def build(w: When, zone: ZoneInfo) -> Condition | None:
+        limit = getattr(w, name)
+        if limit is None:
+            return None
+        def below(c: RuleContext) -> bool:
+            v = value(c)
+            return v is not None and bool(v < limit)
+        return Condition(name, limit, below, value)
+    return build
 
 
 def _gt(value: Any, limit: Any) -> bool:
     return value is not None and value > limit
+
+
+#: every `When` field that is a condition, with its builder, cheapest first: names and flags,
+#: then the clock, then text, and last the lazy values (evaluation stops at the first that
+#: fails). A `When` field is either here or in `MODIFIERS`; a test holds them to `When`.
+CONDITIONS: dict[str, Builder] = {
+    "model": _model,
+    "provider": _provider,
+    "tags": _tags,
+    "has_tools": _flag("has_tools", lambda c: bool(c.request.tools)),
+    "has_images": _flag("has_images", lambda c: c.request.has_images()),
+    "json_output": _flag("json_output", _json_output),
+    "stream": _flag("stream", lambda c: c.stream),
+    "time": _time,
+    "weekdays": _weekdays,
+    "keywords_any": _keywords_any,
+    "keywords_none": _keywords_none,
+    "regex": _regex,
+    "prompt_tokens_above": _above("prompt_tokens_above", RuleContext.prompt_tokens),
+    "prompt_tokens_below": _below("prompt_tokens_below", RuleContext.prompt_tokens),
+    "budget_used_above": _above("budget_used_above", RuleContext.budget_used),
+    "estimated_cost_above": _above("estimated_cost_above", RuleContext.estimated_cost),
+}
+#: `When` fields that shape other conditions rather than being one: the text the keyword
+#: and regex conditions read, and the zone of the clock conditions
+MODIFIERS: frozenset[str] = frozenset({"match_on", "timezone"})

@@ -110,6 +110,7 @@ class When(BaseModel):
     has_tools: bool | None = None
     has_images: bool | None = None
     json_output: bool | None = None
+    stream: bool | None = None
     budget_used_above: float | None = Field(default=None, ge=0)
     estimated_cost_above: Decimal | None = Field(default=None, ge=0)
 

@@ -17,8 +17,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..ledger.query import where_clause
-from ..ledger.rows import SELECT_SQL, from_row
 from ..ledger.when import parse_when
 from .wire import HTTPError, json_response
 
@@ -98,12 +96,8 @@ def _slim(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 def _records(store: Any, since: Any, until: Any, where: Mapping[str, Any], order: str,
              limit: int) -> list[dict[str, Any]]:
-    """Records by an SQL order (top cost, newest first) with the same filters as the summary."""
-    clause, params = where_clause(store.dialect, since, until, where or None)
-    sql = f"{SELECT_SQL}{clause} ORDER BY {order} LIMIT {int(limit)}"
-    query = getattr(store, "_query", None)  # SQLReads: a failure is a LedgerError that says "read"
-    rows = query(sql, params) if query is not None else []
-    return [_call(from_row(r)) for r in rows]
+    """The dearest or newest records, with the same filters as the summary."""
+    return [_call(r) for r in store.ranked(order, since, until, where or None, limit)]
 
 
 def _call(rec: Any) -> dict[str, Any]:
@@ -146,9 +140,8 @@ def build(client: Any, since: datetime | None = None, until: datetime | None = N
         "rules": {"saved_usd": (by_reason.get("rule") or {}).get("saved_usd") or ZERO,
                   "calls": (by_reason.get("rule") or {}).get("calls", 0),
                   "by_rule": _by_rule(_rows(ledger, ["rule", "saved_reason"], since, until, where))},
-        "top_requests": _records(ledger.store, since, until, where,
-                                 "total_nano DESC, total_atto DESC, seq DESC", top),
-        "recent": _records(ledger.store, since, until, where, "started_at DESC, seq DESC", recent),
+        "top_requests": _records(ledger.store, since, until, where, "cost", top),
+        "recent": _records(ledger.store, since, until, where, "recent", recent),
     }
 
 
@@ -181,22 +174,10 @@ def _empty() -> dict[str, Any]:
     return {**zero, "cost_usd": ZERO, "saved_usd": ZERO, "p50_latency_ms": None, "p95_latency_ms": None}
 
 
-def budget_status(client: Any, keys: list[Any] | None = None) -> list[dict[str, Any]]:
-    """The client's budgets (when it has them); else the keys' budgets from the ledger."""
-    if hasattr(client, "budgets"):
-        return list(client.budgets.status())
-    from .app import period_bounds
-    out = []
-    now = datetime.now(timezone.utc)
-    for key in keys or []:
-        if key.budget_usd is None:
-            continue
-        start, resets = period_bounds(key.period or "monthly", now)
-        rows = client.ledger.summary(since=start, where={"key_id": key.id})
-        spent = rows[0]["cost_usd"] if rows else ZERO
-        out.append({"budget": f"key:{key.id}", "scope": {"key_id": key.id}, "period": key.period,
-                    "limit_usd": key.budget_usd, "spent_usd": spent or ZERO, "resets_at": resets})
-    return out
+def budget_status(client: Any) -> list[dict[str, Any]]:
+    """Every budget of the client (the keys' budgets included: the gateway registers them), each
+    over its period in the configured timezone (`BudgetSpec.window`)."""
+    return list(client.budgets.status())
 
 
 async def endpoint(request: Request) -> Response:
@@ -234,8 +215,7 @@ async def budgets(request: Request) -> Response:
     key = gw.authenticate(request)
 
     def load() -> list[dict[str, Any]]:
-        keys = gw.keys.list() if key.admin else [key]
-        rows = budget_status(gw.client, keys)
+        rows = budget_status(gw.client)
         if not key.admin:
             rows = [r for r in rows if r.get("scope", {}).get("key_id") == key.id]
         return rows

@@ -30,7 +30,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from starlette.applications import Starlette
@@ -65,10 +64,9 @@ class Gateway:
         self.sessions = Sessions(self.server.session_seconds)
         self._configured = frozenset(getattr(settings, "configured_providers", None) or ())
         self._budgeted: set[str] = set()
-        if hasattr(client, "budgets"):  # so /v1/budgets and the dashboard show every key's budget
-            for key in self.keys.list():
-                if key.budget_usd is not None:
-                    self._register_budget(key)
+        for key in self.keys.list():  # so /v1/budgets and the dashboard show every key's budget
+            if key.budget_usd is not None:
+                self._register_budget(key)
 
     # ── auth ──
     def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
@@ -132,10 +130,7 @@ class Gateway:
             raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
                             retry_after=exc.retry_after) from None
         if key.budget_usd is not None:
-            if hasattr(self.client, "budgets"):
-                self._register_budget(key)
-            else:
-                await asyncio.to_thread(self._spent_check, key)
+            self._register_budget(key)
 
     def _register_budget(self, key: ApiKey) -> None:
         """Add the key's budget to the client's budgets once (scope: its key_id tag)."""
@@ -146,16 +141,6 @@ class Gateway:
         if not any(s.name == spec["name"] for s in self.client.budgets.specs):
             self.client.budgets.add(spec)
         self._budgeted.add(key.id)
-
-    def _spent_check(self, key: ApiKey) -> None:
-        """Without `client.budgets`: refuse once the key's recorded spend reached its limit."""
-        start, resets = period_bounds(key.period or "monthly", datetime.now(timezone.utc))
-        rows = self.client.ledger.summary(since=start, where={"key_id": key.id})
-        spent = rows[0]["cost_usd"] if rows else 0
-        if key.budget_usd is not None and spent >= key.budget_usd:
-            raise errors.BudgetExceededError(f"key:{key.id}", scope={"key_id": key.id},
-                                             period=key.period or "monthly", limit=key.budget_usd,
-                                             spent=spent, reserved=0, estimate="?", resets_at=resets)
 
     def finished(self, key: ApiKey, resp: Any) -> None:
         """Count a finished call's tokens against the key's TPM window."""
@@ -185,21 +170,6 @@ class Gateway:
                 seen.setdefault(alias, provider)
         return [{"id": mid, "object": "model", "created": 0, "owned_by": owner}
                 for mid, owner in sorted(seen.items())]
-
-
-def period_bounds(period: str, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """Start of the calendar period (UTC) containing ``now``, and when it resets."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "daily":
-        return day, day + timedelta(days=1)
-    if period == "weekly":
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(days=7)
-    if period == "monthly":
-        start = day.replace(day=1)
-        nxt = (start + timedelta(days=32)).replace(day=1)
-        return start, nxt
-    return None, None
 
 
 def _bearer(request: Request) -> str | None:
@@ -254,7 +224,7 @@ async def admin_keys(request: Request) -> Response:
         raise HTTPError(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(allowed))}",
                         param=unknown[0])
     secret, key = await asyncio.to_thread(lambda: gw.keys.create(**body))
-    if key.budget_usd is not None and hasattr(gw.client, "budgets"):
+    if key.budget_usd is not None:
         gw._register_budget(key)
     return json_response({**key.public(), "key": secret}, 201)
 

@@ -218,12 +218,12 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
             f"<body><main>{body}</main></body></html>")
 
 
-def page(client: Any, keys: Any, *, since: str | None, until: str | None, where: Mapping[str, Any],
+def page(client: Any, *, since: str | None, until: str | None, where: Mapping[str, Any],
          title: str, query: Mapping[str, str] | None = None, form: bool = True) -> str:
     """Build the analytics and render them (blocking)."""
     start, end = parse_range(since, until)
     data = _focus(client, build(client, start, end, where), end, where)
-    budgets = budget_status(client, keys.list() if keys is not None else [])
+    budgets = budget_status(client)
     return render(data, budgets, title=title, query=query, form=form)
 
 
@@ -325,7 +325,7 @@ async def endpoint(request: Request) -> Response:
         return resp
     gw.authenticate(request, admin=True, browser=True)
     where = filters_from(q, [w for w in q.getlist("where") if w])
-    html = await asyncio.to_thread(page, gw.client, gw.keys, since=q.get("since") or None,
+    html = await asyncio.to_thread(page, gw.client, since=q.get("since") or None,
                                    until=q.get("until") or None, where=where, title="spend",
                                    query={k: q.get(k, "") for k in ("since", "until", "where")})
     return HTMLResponse(html, headers=SECURITY_HEADERS)

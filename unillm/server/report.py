@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from .dashboard import page
-from .keys import KeyStore
 
 
 def render_report(client: Any, *, since: str | None = "30d", until: str | None = None,
                   where: Mapping[str, Any] | None = None, title: str = "spend report") -> str:
     """The report's HTML for ``client``'s ledger (budgets included when there are any)."""
-    return page(client, KeyStore(client.ledger.store), since=since, until=until, where=dict(where or {}),
+    return page(client, since=since, until=until, where=dict(where or {}),
                 title=title, form=False)
 
 

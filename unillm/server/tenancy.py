@@ -37,8 +37,7 @@ class TagPolicy:
         names = set(RESERVED_TAGS)
         settings = getattr(self.client, "settings", None)
         names.update(getattr(settings, "tags", None) or {})
-        budgets = getattr(self.client, "budgets", None)
-        for spec in getattr(budgets, "specs", ()) or ():
+        for spec in self.client.budgets.specs:
             names.update(spec.scope)
         return frozenset(names)
 

@@ -1,6 +1,8 @@
 """``POST /v1/usage`` and ``/v1/usage/batch``: record usage that other systems report.
 
-A body is validated field by field; every problem comes back at once as a 422
+A body's fields are the ledger's reportable fields (`unillm.ledger.fields.REPORTED`: what
+`Ledger.record` takes, ``at`` spelled ``timestamp``) plus ``user`` and ``project``. It is
+validated field by field; every problem comes back at once as a 422
 ``{"error": {..., "code": "validation_error", "errors": [{"field", "message"}]}}``.
 A batch is all or nothing: it is validated and priced in full, then written in
 one transaction.
@@ -27,8 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -37,12 +38,13 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    create_model,
 )
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import errors
-from ..ledger.facade import MAX_TOKENS, parse_units
+from ..ledger.fields import MAX_TOKENS, REPORTED, Reported, check
 from .chat import read_json
 from .ratelimit import Limited
 from .tenancy import TagPolicy
@@ -52,31 +54,30 @@ MAX_BATCH = 1000
 #: how far ahead of the gateway's clock a timestamp may be (clocks drift)
 FUTURE_SKEW = 300.0
 
-_Count = StrictInt
+def _body_type(f: Reported) -> tuple[Any, Any]:
+    """``(annotation, default)`` of a `Reported` field in a ``POST /v1/usage`` body: its kind's
+    type and bounds, checked again (with the cross-field rules) by `fields.check`."""
+    required: Any = ...
+    if f.kind == "count":
+        return StrictInt, Field(required if f.required else f.default, ge=0, le=MAX_TOKENS)
+    if f.kind == "text":
+        return (str, Field(required, min_length=1)) if f.required else \
+            (str | None, Field(None, min_length=1))
+    if f.kind == "choice":
+        return Literal[f.choices], f.default
+    return {"number": (float | None, Field(None, ge=0, allow_inf_nan=False)),
+            "time": (datetime | None, None),
+            "tags": (dict[str, str], Field(default_factory=dict)),
+            "units": (dict[str, StrictInt | StrictFloat | str], Field(default_factory=dict)),
+            }[f.kind]
 
 
-class UsageIn(BaseModel):
-    """One usage report."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    input_tokens: _Count = Field(ge=0, le=MAX_TOKENS)
-    output_tokens: _Count = Field(ge=0, le=MAX_TOKENS)
-    cache_read_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
-    cache_write_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
-    cache_write_1h_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
-    reasoning_tokens: _Count = Field(default=0, ge=0, le=MAX_TOKENS)
-    units: dict[str, StrictInt | StrictFloat | str] = Field(default_factory=dict)
-    user: str | None = None
-    project: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    timestamp: datetime | None = None
-    latency_ms: float | None = Field(default=None, ge=0)
-    requested_model: str | None = None
-    section: str | None = None
-    status: str = "ok"
+#: one usage report: the ledger's reportable fields (`fields.REPORTED`), plus ``user`` and
+#: ``project``, which are tags (see `_tenancy`)
+_BODY: dict[str, Any] = {f.body_name: _body_type(f) for f in REPORTED}
+UsageIn: type[BaseModel] = create_model(
+    "UsageIn", __config__=ConfigDict(extra="forbid"), user=(str | None, None), project=(str | None, None),
+    **_BODY)
 
 
 def _field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -96,13 +97,14 @@ def _unprocessable(problems: list[dict[str, str]]) -> HTTPError:
                      param=first["field"], extra={"errors": problems})
 
 
-def _tenancy(item: UsageIn, key: Any, policy: TagPolicy, where: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+def _tenancy(body: dict[str, Any], key: Any, policy: TagPolicy,
+             where: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The record's tags, and a problem for every tag the caller may not set (the gateway's
     one `TagPolicy`, as for chat: ``user``/``project`` in the body are tags too)."""
-    caller = dict(item.tags)
+    caller = dict(body["tags"])
     fields = {name: f"{where}tags.{name}" for name in caller}
     for name in ("user", "project"):
-        value = getattr(item, name)
+        value = body[name]
         if value:
             caller[name], fields[name] = value, where + name
     if key.admin:  # an admin key records on behalf of others: the body's tenancy wins
@@ -111,11 +113,11 @@ def _tenancy(item: UsageIn, key: Any, policy: TagPolicy, where: str) -> tuple[di
     return {**caller, **key.tags()}, problems
 
 
-def _timestamp(item: UsageIn, window: float, now: datetime) -> str | None:
-    """What is wrong with the item's timestamp, if anything (None: fine or absent)."""
-    if item.timestamp is None:
+def _timestamp(at: datetime | None, window: float, now: datetime) -> str | None:
+    """What is wrong with the report's timestamp, if anything (None: fine or absent)."""
+    if at is None:
         return None
-    at = item.timestamp if item.timestamp.tzinfo else item.timestamp.replace(tzinfo=timezone.utc)
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
     if at < now - timedelta(seconds=window):
         return (f"must be within the last {window:g} seconds ([server] usage_window_seconds); "
                 f"got {at.isoformat()}")
@@ -124,63 +126,48 @@ def _timestamp(item: UsageIn, window: float, now: datetime) -> str | None:
     return None
 
 
-def _check(items: list[Any], client: Any, key: Any, policy: TagPolicy,
-           prefix: str) -> list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]]:
-    """Validate, bound and price-check every item; raise one 422 listing every problem."""
-    parsed: list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]] = []
+def _check(items: list[Any], client: Any, key: Any, policy: TagPolicy, prefix: str) -> list[dict[str, Any]]:
+    """Validate, bound and price-check every item into `Ledger.record`'s keywords; raise one
+    422 listing every problem."""
+    parsed: list[dict[str, Any]] = []
     problems: list[dict[str, str]] = []
     now = datetime.now(timezone.utc)
     window = client.settings.server.usage_window_seconds
+    wire = {f.name: f.body_name for f in REPORTED}
     for i, raw in enumerate(items):
         where = f"{prefix}{i}." if prefix else ""
         try:
-            item = UsageIn.model_validate(raw)
+            body = UsageIn.model_validate(raw).model_dump()
         except ValidationError as exc:
             problems.extend(_field_errors(exc, where))
             continue
-        if item.reasoning_tokens > item.output_tokens:
-            problems.append({"field": where + "reasoning_tokens",
-                             "message": "reasoning_tokens are part of output_tokens and cannot exceed them"})
-        if item.cache_write_1h_tokens > item.cache_write_tokens:
-            problems.append({"field": where + "cache_write_1h_tokens",
-                             "message": "cache_write_1h_tokens are part of cache_write_tokens and "
-                                        "cannot exceed them"})
-        when = _timestamp(item, window, now)
+        report = {f.name: body[f.body_name] for f in REPORTED}
+        when = _timestamp(report["at"], window, now)
         if when:
             problems.append({"field": where + "timestamp", "message": when})
-        tags, tag_problems = _tenancy(item, key, policy, where)
+        report["tags"], tag_problems = _tenancy(body, key, policy, where)
         problems.extend(tag_problems)
-        try:
-            units = parse_units(item.units)
-        except errors.InvalidRequestError as exc:
-            problems.append({"field": where + (exc.param or "units"), "message": str(exc)})
-            units = {}
+        problems.extend({"field": where + wire.get(param, param), "message": message}
+                        for param, message in check(report)[1])
         if client.settings.on_missing_price != "record":
             try:
-                client.pricebook.price(item.provider, item.model, item.timestamp)
+                client.pricebook.price(report["provider"], report["model"], report["at"])
             except errors.MissingPriceError as exc:
                 problems.append({"field": where + "model", "message": str(exc)})
-        parsed.append((item, tags, units))
+        parsed.append(report)
     if problems:
         raise _unprocessable(problems)
     return parsed
 
 
-def _record(client: Any, item: UsageIn, tags: dict[str, str], units: dict[str, Decimal],
-            where: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Record one item and charge it to its budgets, inside the caller's transaction."""
+def _record(client: Any, report: dict[str, Any], where: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Record one report and charge it to its budgets, inside the caller's transaction."""
     try:
-        rec = client.ledger.record(
-            provider=item.provider, model=item.model, input_tokens=item.input_tokens,
-            output_tokens=item.output_tokens, cache_read_tokens=item.cache_read_tokens,
-            cache_write_tokens=item.cache_write_tokens, cache_write_1h_tokens=item.cache_write_1h_tokens,
-            reasoning_tokens=item.reasoning_tokens, units=units, tags=tags, at=item.timestamp,
-            latency_ms=item.latency_ms, requested_model=item.requested_model, section=item.section,
-            status=item.status)
+        rec = client.ledger.record(**report)
     except errors.InvalidRequestError as exc:
         raise _unprocessable([{"field": where + (exc.param or "body"), "message": str(exc)}]) from None
     events: list[dict[str, Any]] = []
-    budgets = getattr(client, "budgets", None)
+    budgets = client.budgets
     if budgets:
         tokens = rec.prompt_tokens + rec.output_tokens
         with client.ledger.store.transaction() as tx:  # joins the transaction the row is in
@@ -188,17 +175,16 @@ def _record(client: Any, item: UsageIn, tags: dict[str, str], units: dict[str, D
     return record_json(rec), events
 
 
-def _write(gw: Any, key: Any, parsed: list[tuple[UsageIn, dict[str, str], dict[str, Decimal]]],
-           prefix: str) -> list[dict[str, Any]]:
-    """Every item, its ledger row and its budget charges in one transaction; then alerts."""
+def _write(gw: Any, key: Any, parsed: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """Every report, its ledger row and its budget charges in one transaction; then alerts."""
     client = gw.client
-    if key.budget_usd is not None and hasattr(client, "budgets"):
+    if key.budget_usd is not None:
         gw._register_budget(key)  # so this key's own budget is charged too
     out: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     with client.ledger.store.transaction():
-        for i, (item, tags, units) in enumerate(parsed):
-            body, fired = _record(client, item, tags, units, f"{prefix}{i}." if prefix else "")
+        for i, report in enumerate(parsed):
+            body, fired = _record(client, report, f"{prefix}{i}." if prefix else "")
             out.append(body)
             events += fired
     for event in events:
