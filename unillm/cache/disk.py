@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.base import require
-from .base import Degrade, Warn
+from ..offload import Offload
+from .base import Degrade, OffloadedCache, Warn
 from .codec import CachedEntry, CorruptEntry, decode_or_evict, encode
 
 __all__ = ["DiskCache"]
@@ -71,7 +72,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class DiskCache:
+class DiskCache(OffloadedCache):
     """A diskcache directory. ``size_limit`` in bytes (LRS eviction beyond it); ``ttl`` in
     seconds is the default expiry of entries stored without their own; a lookup or store
     that waits ``lock_timeout`` seconds for another process is a miss or is skipped."""
@@ -85,6 +86,7 @@ class DiskCache:
         self.default_ttl = ttl
         self.url = f"disk://{self.directory.as_posix() if self.directory.is_absolute() else self.directory}"
         self._degrade = Degrade(warn)
+        self.io = Offload("unillm-cache")  # async callers' lookups and stores run here
         self._dc = require("diskcache")
         self._cache: Any = None
         try:
@@ -195,6 +197,7 @@ class DiskCache:
         return self._degrade.reason
 
     def close(self) -> None:
+        self.io.close()
         if self._cache is not None:
             self._cache.close()
 
