@@ -1,0 +1,194 @@
+"""``achat`` does no blocking I/O on the event loop, and ``close``/``aclose`` close what the
+Client opened.
+
+Where SQL runs is observed with SQLite's own trace hook (every statement the ledger's
+connection executes reports the thread it ran on); what is open with /proc/self/fd and
+`threading.enumerate`: the real state, nothing stubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from unillm import Client
+from unillm.offload import Offload
+from unillm.testing import FakeProvider
+
+HI = [{"role": "user", "content": "hi"}]
+BUDGET = [{"name": "all", "limit_usd": 100}]
+THREADS = ("unillm-ledger", "unillm-cache", "unillm-io", "unillm-budget-heartbeat", "unillm-webhook")
+
+
+def _client(fake: FakeProvider, tmp_path: Path, **kw: object) -> Client:
+    settings = {"ledger": f"sqlite:///{tmp_path}/ledger.db?synchronous=full", "cache": f"disk:///{tmp_path}/cache",
+                "budgets": BUDGET, **kw}
+    return Client(providers=fake.providers(), **settings)
+
+
+def _trace(client: Client) -> list[str]:
+    """The name of the thread each SQL statement of the ledger's connection runs on."""
+    threads: list[str] = []
+    client.ledger.store._conn.set_trace_callback(lambda sql: threads.append(threading.current_thread().name))
+    return threads
+
+
+def _open_files(under: Path) -> list[str]:
+    """Files under ``under`` this process holds open."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(under)):
+            out.append(target)
+    return out
+
+
+def _our_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(THREADS) and t.is_alive()]
+
+
+# ── the async path runs its I/O off the loop ────────────────────────────────
+
+def test_achat_writes_the_ledger_and_holds_budgets_off_the_loop(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+    threads = _trace(client)
+
+    async def main() -> str:
+        await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)  # miss: hold, call, row
+        await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)  # hit: a cache_hit row
+        stream = await client.achat(model="gpt-4o-mini", messages=[{"role": "user", "content": "s"}],
+                                    stream=True)
+        [c async for c in stream]  # its row is written when it ends
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    client.close()
+    assert threads, "the ledger ran no SQL"
+    assert loop_thread not in threads
+    assert {t.split("_")[0] for t in threads} == {"unillm-ledger"}
+    rows = [r.status for r in Client(ledger=f"sqlite:///{tmp_path}/ledger.db").ledger.records()]
+    assert sorted(rows) == ["cache_hit", "ok", "ok"]
+
+
+def test_achat_reads_the_cache_on_its_threads(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path, budgets=[])
+    asyncio.run(client.achat(model="gpt-4o-mini", messages=HI, temperature=0))
+    assert client.cache.io.threads >= 1  # the lookup ran on the cache's own threads
+    client.close()
+
+
+def test_sync_chat_runs_its_sql_on_the_callers_thread(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+    threads = _trace(client)
+    client.chat(model="gpt-4o-mini", messages=HI)
+    assert set(threads) == {threading.current_thread().name}
+    assert client.ledger.store.io.threads == 0 and client.cache.io.threads == 0  # none started
+    client.close()
+
+
+def test_a_cancelled_caller_waits_for_work_that_started() -> None:
+    """Cancelling the task awaiting a commit never abandons the commit half-way (whoever
+    handles the cancellation must see the row and its hold settled, not settle them again)."""
+    off = Offload("unillm-io", 1)
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def work() -> None:
+        started.set()
+        release.wait(30)
+        done.append(True)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(off.run(work))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+        task.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not task.done() and not done  # still waiting for the work, not abandoning it
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert done == [True]
+
+    asyncio.run(main())
+    off.close()
+
+
+# ── close and aclose ────────────────────────────────────────────────────────
+
+def test_close_closes_ledger_cache_and_threads(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+
+    async def main() -> None:
+        stream = await client.achat(model="gpt-4o-mini", messages=HI, stream=True)
+        assert client.budgets._heartbeat.running  # a live hold is renewed while the stream is open
+        [c async for c in stream]
+        await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)
+
+    asyncio.run(main())
+    assert any(p.endswith("ledger.db") for p in _open_files(tmp_path))
+    assert any(p.endswith("cache.db") for p in _open_files(tmp_path))
+    client.close()
+    assert _open_files(tmp_path) == []     # the ledger file and the cache's files are closed
+    assert _our_threads() == []            # store, cache, heartbeat threads stopped
+    client.close()                         # idempotent
+
+
+def test_close_stops_the_heartbeat_of_an_open_stream(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+    stream = client.chat(model="gpt-4o-mini", messages=HI, stream=True)
+    assert client.budgets._heartbeat.running
+    client.close()
+    assert not client.budgets._heartbeat.running
+    assert "unillm-budget-heartbeat" not in _our_threads()
+    stream.close()
+
+
+def test_async_with_closes_everything(fake: FakeProvider, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _client(fake, tmp_path) as client:
+            await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)
+            assert _open_files(tmp_path)
+
+    asyncio.run(main())
+    assert _open_files(tmp_path) == []
+    assert _our_threads() == []
+
+
+def test_with_closes_everything_and_the_client_reopens_on_use(fake: FakeProvider, tmp_path: Path) -> None:
+    with _client(fake, tmp_path) as client:
+        client.chat(model="gpt-4o-mini", messages=HI)
+    assert _open_files(tmp_path) == []
+    assert [r.status for r in client.ledger.records()] == ["ok"]  # opened anew
+    client.close()
+    assert _open_files(tmp_path) == []
+
+
+def test_the_default_client_is_closed_at_exit(tmp_path: Path) -> None:
+    """`unillm.track`'s module-wide client closes its ledger when the interpreter exits
+    (the check is registered first, so it runs after the client's own exit hook)."""
+    script = textwrap.dedent(f"""
+        import atexit, os
+        def check():
+            held = [os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")
+                    if os.path.exists(f"/proc/self/fd/{{fd}}")]
+            print("open" if any(p.endswith("ledger.db") for p in held) else "closed")
+        atexit.register(check)
+        from unillm import tracking
+        tracking._default_client().ledger.records()
+        assert any(p.endswith("ledger.db") for p in
+                   (os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")))
+    """)
+    env = {**os.environ, "UNILLM_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "closed"
