@@ -33,9 +33,9 @@ from pathlib import Path
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "tests" / "data" / "tiktoken"))
 
-import openai  # noqa: E402
+import openai
 
-from unillm import Client  # noqa: E402
+from unillm import Client
 
 CONCURRENCY = 100
 CALLS_PER_WORKER = 3

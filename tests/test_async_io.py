@@ -22,6 +22,8 @@ from unillm import Client
 from unillm.offload import Offload
 from unillm.testing import FakeProvider
 
+from .servers import pg_url, postgres_server, postgres_url, redis_fresh, redis_server, redis_url  # noqa: F401
+
 HI = [{"role": "user", "content": "hi"}]
 BUDGET = [{"name": "all", "limit_usd": 100}]
 THREADS = ("unillm-ledger", "unillm-cache", "unillm-io", "unillm-budget-heartbeat", "unillm-webhook")
@@ -176,19 +178,54 @@ def test_with_closes_everything_and_the_client_reopens_on_use(fake: FakeProvider
 def test_the_default_client_is_closed_at_exit(tmp_path: Path) -> None:
     """`unillm.track`'s module-wide client closes its ledger when the interpreter exits
     (the check is registered first, so it runs after the client's own exit hook)."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import atexit, os
-        def check():
-            held = [os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")
-                    if os.path.exists(f"/proc/self/fd/{{fd}}")]
-            print("open" if any(p.endswith("ledger.db") for p in held) else "closed")
-        atexit.register(check)
+        def held():
+            out = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    out.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    pass
+            return out
+        atexit.register(lambda: print("open" if any(p.endswith("ledger.db") for p in held()) else "closed"))
         from unillm import tracking
         tracking._default_client().ledger.records()
-        assert any(p.endswith("ledger.db") for p in
-                   (os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")))
+        assert any(p.endswith("ledger.db") for p in held())
     """)
     env = {**os.environ, "UNILLM_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "closed"
+
+
+def test_postgres_ledger_async_and_closed(fake: FakeProvider, pg_url: str) -> None:
+    """On PostgreSQL too the async path writes through the store's threads; close() closes
+    the connection pool itself (never left to `ConnectionPool.__del__`) and the threads."""
+    client = Client(providers=fake.providers(), ledger=pg_url, budgets=BUDGET)
+
+    async def main() -> None:
+        await client.achat(model="gpt-4o-mini", messages=HI)
+        await client.aclose()
+
+    store = client.ledger.store
+    pool = store._pool()
+    asyncio.run(main())
+    assert pool.closed
+    assert store.io.closed and store.io.threads == 0
+    assert _our_threads() == []
+
+
+def test_redis_cache_async_round_trip(fake: FakeProvider, redis_fresh: str, tmp_path: Path) -> None:
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/l.db", cache=redis_fresh)
+
+    async def main() -> list[bool]:
+        first = await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)
+        second = await client.achat(model="gpt-4o-mini", messages=HI, temperature=0)
+        await client.aclose()
+        return [first.cached, second.cached]
+
+    assert asyncio.run(main()) == [False, True]
+    assert len(fake.requests) == 1
+    assert _our_threads() == []

@@ -189,7 +189,8 @@ class Client:
     def _io(self, step: Callable[..., T], *args: Any) -> Awaitable[T]:
         """``await self._io(step, ...)``: a step that writes to the ledger or the cache (the
         same function the sync path calls) on the ledger store's threads, off the loop."""
-        return self.ledger.store.arun(step, *args)
+        done: Awaitable[T] = self.ledger.store.arun(step, *args)
+        return done
 
     def close(self) -> None:
         """Close everything this client opened: SDK connections, the ledger store (its file or
