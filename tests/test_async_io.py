@@ -14,15 +14,18 @@ import subprocess
 import sys
 import textwrap
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from unillm import Client
+from unillm import Client, errors
 from unillm.offload import Offload
-from unillm.testing import FakeProvider
+from unillm.testing import FakeProvider, Reply
 
-from .servers import pg_url, postgres_server, postgres_url, redis_fresh, redis_server, redis_url  # noqa: F401
+from .servers import (  # noqa: F401  (fixtures)
+    pg_url, postgres_server, postgres_url, redis_fresh, redis_server, redis_url,
+)
 
 HI = [{"role": "user", "content": "hi"}]
 BUDGET = [{"name": "all", "limit_usd": 100}]
@@ -95,6 +98,37 @@ def test_sync_chat_runs_its_sql_on_the_callers_thread(fake: FakeProvider, tmp_pa
     client.chat(model="gpt-4o-mini", messages=HI)
     assert set(threads) == {threading.current_thread().name}
     assert client.ledger.store.io.threads == 0 and client.cache.io.threads == 0  # none started
+    client.close()
+
+
+def test_concurrent_achat_never_overshoots(fake: FakeProvider, tmp_path: Path) -> None:
+    """60 concurrent achat on one loop, their holds taken on the store's threads, against a
+    budget that admits some of them: every admitted call recorded, nothing over the limit,
+    no hold left behind."""
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 50}, delay=0.05)
+    limit = Decimal("0.002")
+    budget = [{"name": "shared", "limit_usd": str(limit)}]
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/ledger.db", budgets=budget)
+
+    async def one(i: int) -> str:
+        try:
+            await client.achat(model="gpt-4o-mini", messages=[{"role": "user", "content": f"{i}"}], max_tokens=60)
+        except errors.BudgetExceededError:
+            return "denied"
+        return "ok"
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(one(i) for i in range(60))))
+
+    outcomes = asyncio.run(main())
+    recs = list(client.ledger.records())
+    spent = sum((r.total_usd for r in recs if r.status == "ok"), Decimal(0))
+    assert 0 < outcomes.count("ok") < 60
+    assert spent <= limit                                                   # zero overshoot
+    assert sum(r.status == "ok" for r in recs) == outcomes.count("ok")      # every admitted call recorded
+    assert sum(r.status == "budget_denied" for r in recs) == outcomes.count("denied")
+    (status,) = client.budgets.status()
+    assert status["in_flight"] == 0 and status["reserved_usd"] == 0 and status["spent_usd"] == spent
     client.close()
 
 
@@ -200,7 +234,7 @@ def test_the_default_client_is_closed_at_exit(tmp_path: Path) -> None:
     assert out.stdout.strip() == "closed"
 
 
-def test_postgres_ledger_async_and_closed(fake: FakeProvider, pg_url: str) -> None:
+def test_postgres_ledger_async_and_closed(fake: FakeProvider, pg_url: str) -> None:  # noqa: F811
     """On PostgreSQL too the async path writes through the store's threads; close() closes
     the connection pool itself (never left to `ConnectionPool.__del__`) and the threads."""
     client = Client(providers=fake.providers(), ledger=pg_url, budgets=BUDGET)
@@ -217,7 +251,8 @@ def test_postgres_ledger_async_and_closed(fake: FakeProvider, pg_url: str) -> No
     assert _our_threads() == []
 
 
-def test_redis_cache_async_round_trip(fake: FakeProvider, redis_fresh: str, tmp_path: Path) -> None:
+def test_redis_cache_async_round_trip(fake: FakeProvider, redis_fresh: str,  # noqa: F811
+                                      tmp_path: Path) -> None:
     client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/l.db", cache=redis_fresh)
 
     async def main() -> list[bool]:
