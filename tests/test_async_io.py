@@ -24,7 +24,12 @@ from unillm.offload import Offload
 from unillm.testing import FakeProvider, Reply
 
 from .servers import (  # noqa: F401  (fixtures)
-    pg_url, postgres_server, postgres_url, redis_fresh, redis_server, redis_url,
+    pg_url,
+    postgres_server,
+    postgres_url,
+    redis_fresh,
+    redis_server,
+    redis_url,
 )
 
 HI = [{"role": "user", "content": "hi"}]
