@@ -39,6 +39,19 @@ INSTALL_HINT = ("apt-get install -y --no-install-recommends postgresql redis-ser
                 "pip install -e '.[postgres,redis]'")
 
 
+def open_files(under: Path) -> list[str]:
+    """Files under ``under`` this process holds open (from /proc/self/fd: the real state)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(under)):
+            out.append(target)
+    return out
+
+
 def unavailable(what: str) -> None:
     """Skip (locally) or fail (under CI) because ``what`` is missing."""
     message = f"{what} is not available; install it with: {INSTALL_HINT}"

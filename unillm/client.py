@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -39,6 +39,7 @@ from .streaming import (ALL_BUCKETS, Accumulator, AsyncChatStream, ChatStream, a
 from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 #: output cap injected under a budget when the request has none and the price book does not
 #: know the model's maximum output (its `max_output_tokens`): a cap every vendor accepts, so the
@@ -138,10 +139,10 @@ class Client:
                     tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
         call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
-        hit = self._cache_get(call)
-        if hit is not None:
-            return self._serve_hit(call, hit, asynchronous=True)
-        call = self._admit(call) if self.budgets else call
+        hit = await self._acache_get(call)
+        if hit is not None:  # the steps that write to a store run on its threads, off the loop
+            return await self._io(self._serve_hit, call, hit, True)
+        call = await self._io(self._admit, call) if self.budgets else call
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
 
     def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -204,17 +205,35 @@ class Client:
                                   on_missing_price=self.settings.on_missing_price, resolver=self.resolve)
         return self._ledger
 
+    def _io(self, step: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """``await self._io(step, ...)``: a step that writes to the ledger or the cache (the
+        same function the sync path calls) on the ledger store's threads, off the loop."""
+        done: Awaitable[T] = self.ledger.store.arun(step, *args)
+        return done
+
     def close(self) -> None:
+        """Close everything this client opened: SDK connections, the ledger store (its file or
+        pool, and its threads), the cache, the budget heartbeat and webhook threads. Idempotent;
+        a client used again afterwards opens what it needs anew."""
         for adapter in self._adapters.values():
             adapter.close()
-        if self._ledger is not None:
-            self._ledger.close()
+        self._close_stores()
 
     async def aclose(self) -> None:
+        """`close`, with the async SDK clients of the running loop; the stores' threads are
+        joined off the loop."""
+        import asyncio
         for adapter in self._adapters.values():
             await adapter.aclose()
-        if self._ledger is not None:
-            self._ledger.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._close_stores)
+
+    def _close_stores(self) -> None:
+        ledger, cache, self._ledger, self._cache = self._ledger, self._cache, None, None
+        self.budgets.close()
+        if ledger is not None:
+            ledger.close()
+        if cache is not None:
+            cache.close()
 
     def __enter__(self) -> Client:
         return self
@@ -498,7 +517,7 @@ class Client:
             try:
                 return call, await attempt(call)
             except BaseException as err:
-                nxt = self._fallback(call, err)
+                nxt = await self._io(self._fallback, call, err)
                 if nxt is None:
                     raise
                 call = nxt
@@ -514,7 +533,7 @@ class Client:
         limit = self.settings.call_deadline
         if limit is None:
             call, resp = await run
-            return self._finish(call, resp)
+            return await self._io(self._finish, call, resp)
         import asyncio
         try:  # past the deadline the attempt is cancelled: recorded, its hold released
             call, resp = await _within(run, max(limit - (time.perf_counter() - call.begun), 0.0))
@@ -524,7 +543,7 @@ class Client:
             if call.reservation is not None:  # cancelled before it even started: nothing recorded it
                 self._record(record_for(call, "error", error=err), call)
             raise err from exc
-        return self._finish(call, resp)
+        return await self._io(self._finish, call, resp)
 
     def _open_stream(self, call: Call) -> ChatStream:
         """Open the stream (its first chunk read inside the retry loop) and wrap it."""
@@ -541,7 +560,7 @@ class Client:
                 c, lambda t: afirst_chunk(c.adapter.astream(c.request, c.ref.model, timeout=t))))
         return AsyncChatStream(aprepend(first, gen), Accumulator(call.ref.provider, call.ref.model, gen),
                                lambda a, e: self._finish_stream(call, a, e), lambda exc: self._translate(call, exc),
-                               self._stream_deadline(call))
+                               self._stream_deadline(call), offload=self._io)
 
     def _stream_deadline(self, call: Call) -> float | None:
         """When the stream is cut (a `time.perf_counter` value), counted from the call's start."""
@@ -632,13 +651,20 @@ class Client:
     # ── step 5 and 11: the response cache ───────────────────────────────────
 
     def _cache_get(self, call: Call) -> Any:
+        key = self._read_key(call)
+        return None if key is None else _seen(call, self.cache.get(key))
+
+    async def _acache_get(self, call: Call) -> Any:
+        key = self._read_key(call)
+        return None if key is None else _seen(call, await self.cache.aget(key))
+
+    def _read_key(self, call: Call) -> str | None:
+        """The key this call is looked up under; None when it is not looked up."""
         if call.cache is None or not call.cache.read:
             return None
         from .cache import cache_key
         call.cache_key = cache_key(call.ref, call.request, namespace=call.cache.namespace)
-        entry = self.cache.get(call.cache_key)
-        call.cache_status = "miss" if entry is None else "hit"
-        return entry
+        return call.cache_key
 
     def _serve_hit(self, call: Call, entry: Any, asynchronous: bool = False) -> Any:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
@@ -732,6 +758,11 @@ class Client:
 
 
 # ── small helpers ────────────────────────────────────────────────────────────
+
+def _seen(call: Call, entry: Any) -> Any:
+    call.cache_status = "miss" if entry is None else "hit"
+    return entry
+
 
 def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
     from .budgets import Alerts, Budgets

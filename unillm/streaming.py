@@ -11,7 +11,7 @@ the next chunk: the source is closed, the call recorded as partial, and
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from . import errors
@@ -140,6 +140,8 @@ class Accumulator:
 
 # finish(acc, error) -> the final ChatResponse (usage filled, cost priced, recorded)
 Finisher = Callable[[Accumulator, BaseException | None], ChatResponse]
+#: ``await offload(fn, *args)``: ``fn(*args)`` off the event loop (a store's `arun`)
+Offloader = Callable[..., Awaitable[Any]]
 
 
 class _StreamBase:
@@ -236,10 +238,20 @@ class AsyncChatStream(_StreamBase):
     """``async for`` over `StreamChunk`s; ``await aclose()`` ends it early."""
 
     def __init__(self, chunks: AsyncIterator[StreamChunk], acc: Accumulator, finish: Finisher,
-                 translate: Callable[[BaseException], BaseException], deadline: float | None = None) -> None:
+                 translate: Callable[[BaseException], BaseException], deadline: float | None = None,
+                 offload: Offloader | None = None) -> None:
         super().__init__(acc, finish, deadline)
         self._chunks = chunks
         self._translate = translate
+        self._offload = offload  # runs `finish` (a ledger row) off the loop
+
+    async def _aend(self, error: BaseException | None) -> None:
+        if self._done:
+            return
+        if self._offload is None:
+            return self._end(error)
+        self._done = True
+        self.response = await self._offload(self._finish, self._acc, error)
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
         return self
@@ -250,12 +262,12 @@ class AsyncChatStream(_StreamBase):
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
-            self._end(None)
+            await self._aend(None)
             raise
         except BaseException as exc:
             err = self._translate(exc)
             await self._close_source()
-            self._end(err)
+            await self._aend(err)
             if err is exc:
                 raise
             raise err from exc
@@ -263,7 +275,7 @@ class AsyncChatStream(_StreamBase):
         late = self._overdue()
         if late is not None:
             await self._close_source()
-            self._end(late)
+            await self._aend(late)
             raise late
         return chunk
 
@@ -275,7 +287,7 @@ class AsyncChatStream(_StreamBase):
     async def aclose(self) -> None:
         if not self._done:
             await self._close_source()
-            self._end(None)
+            await self._aend(None)
 
     async def __aenter__(self) -> AsyncChatStream:
         return self

@@ -88,8 +88,11 @@ def _default_client() -> Any:
     global _DEFAULT
     with _LOCK:
         if _DEFAULT is None:
+            import atexit
+
             from .client import Client
             _DEFAULT = Client()
+            atexit.register(_DEFAULT.close)  # its ledger file, pool and threads, at exit
         return _DEFAULT
 
 

@@ -54,7 +54,8 @@ class Alerts:
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
         self._sleep = sleep
         self._handlers: dict[str, list[Handler]] = {}
-        self._queue: queue.Queue[dict[str, Any]] | None = None
+        self._queue: queue.Queue[dict[str, Any] | None] | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def on(self, event: str, fn: Handler) -> Handler:
@@ -81,17 +82,31 @@ class Alerts:
         threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()  # type: ignore[union-attr]
         return done.wait(timeout)
 
-    def _worker(self) -> queue.Queue[dict[str, Any]]:
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (waiting up to ``timeout`` seconds), then stop the webhook
+        thread; a later event starts it again."""
+        with self._lock:
+            q, thread, self._queue, self._thread = self._queue, self._thread, None, None
+        if q is None or thread is None:
+            return
+        q.put(None)  # after everything queued: the thread delivers it all, then exits
+        thread.join(timeout)
+
+    def _worker(self) -> queue.Queue[dict[str, Any] | None]:
         with self._lock:
             if self._queue is None:
                 self._queue = queue.Queue()
-                threading.Thread(target=self._run, name="unillm-webhook", daemon=True).start()
+                self._thread = threading.Thread(target=self._run, args=(self._queue,), name="unillm-webhook",
+                                                daemon=True)
+                self._thread.start()
         return self._queue
 
-    def _run(self) -> None:
-        assert self._queue is not None
+    def _run(self, q: queue.Queue[dict[str, Any] | None]) -> None:
         while True:
-            payload = self._queue.get()
+            payload = q.get()
+            if payload is None:
+                q.task_done()
+                return
             try:
                 self._deliver(payload)
             except Exception as exc:  # delivery failed for good: log, never raise
@@ -99,7 +114,7 @@ class Alerts:
                 log.warning("budget webhook to %s://%s failed after %d attempts: %s",
                             where.scheme, where.netloc, self.attempts, exc)
             finally:
-                self._queue.task_done()
+                q.task_done()
 
     def _deliver(self, payload: dict[str, Any]) -> None:
         import tenacity

@@ -51,6 +51,20 @@ class Heartbeat:
         with self._lock:
             self._live.pop(hold_id, None)
 
+    def stop(self) -> None:
+        """Stop renewing and join the thread (holds of calls still in flight then lapse and
+        are counted at their worst case, as a process that died); a later hold starts it again."""
+        with self._lock:
+            self._live = {}
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._wake.set()
+            thread.join()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def live(self) -> int:
         return len(self._live)
 
@@ -73,6 +87,8 @@ class Heartbeat:
         idle = False
         while True:
             with self._lock:
+                if self._thread is not threading.current_thread():  # stopped (`stop`)
+                    return
                 if not self._live and idle:
                     self._thread = None
                     return

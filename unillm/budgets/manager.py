@@ -99,6 +99,11 @@ class Budgets:
     def __bool__(self) -> bool:
         return bool(self.specs)
 
+    def close(self) -> None:
+        """Stop the heartbeat and webhook threads (webhooks queued are delivered first)."""
+        self._heartbeat.stop()
+        self.alerts.close()
+
     def add(self, spec: BudgetSpec | Mapping[str, Any]) -> BudgetSpec:
         """Add a budget at run time (a gateway key's budget, say)."""
         (parsed,) = parse_budgets([spec], source="budgets.add(...)")

@@ -14,9 +14,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from ..offload import Offload, Offloaded
 from .codec import CachedEntry
 
-__all__ = ["CacheBackend", "NullCache", "CacheWarning", "Warn", "warn_default", "Degrade", "configured_url"]
+__all__ = ["CacheBackend", "NullCache", "OffloadedCache", "InlineCache", "CacheWarning", "Warn", "warn_default", "Degrade", "configured_url"]
 
 #: how a backend reports that it degraded: called with one human sentence
 Warn = Callable[[str], None]
@@ -48,6 +49,12 @@ class CacheBackend(Protocol):
     def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
         """Store ``entry``; never raises for storage trouble (it degrades instead)."""
 
+    async def aget(self, key: str) -> CachedEntry | None:
+        """`get` for an async caller: never blocks its event loop."""
+
+    async def aset(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        """`set` for an async caller: never blocks its event loop."""
+
     def delete(self, key: str) -> None: ...
 
     def clear(self, namespace: str | None = None) -> int:
@@ -59,10 +66,45 @@ class CacheBackend(Protocol):
     def prune(self) -> int:
         """Remove expired entries; returns how many."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close files and connections (and stop the backend's threads)."""
 
 
-class NullCache:
+class OffloadedCache(Offloaded):
+    """``aget``/``aset`` of a backend whose I/O blocks: on the backend's own threads."""
+
+    io: Offload
+
+    def get(self, key: str) -> CachedEntry | None:
+        raise NotImplementedError
+
+    def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> CachedEntry | None:
+        return await self.io.run(self.get, key)
+
+    async def aset(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        await self.io.run(self.set, key, entry, ttl)
+
+
+class InlineCache:
+    """``aget``/``aset`` of a backend without I/O (memory, off): run as they are, no thread."""
+
+    def get(self, key: str) -> CachedEntry | None:
+        raise NotImplementedError
+
+    def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> CachedEntry | None:
+        return self.get(key)
+
+    async def aset(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
+        self.set(key, entry, ttl)
+
+
+class NullCache(InlineCache):
     """``cache = "off"``: every lookup misses, nothing is stored."""
 
     url = "off"

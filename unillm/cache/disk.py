@@ -23,11 +23,13 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 from ..adapters.base import require
-from .base import Degrade, Warn
+from ..offload import Offload
+from .base import Degrade, OffloadedCache, Warn
 from .codec import CachedEntry, CorruptEntry, decode_or_evict, encode
 
 __all__ = ["DiskCache"]
@@ -67,11 +69,60 @@ def _json_only_disk() -> type:
     return JSONOnlyDisk
 
 
+@functools.lru_cache(maxsize=1)
+def _closing_cache() -> type:
+    """diskcache's `Cache`, keeping every thread's connection so that `close` closes them all.
+
+    diskcache opens one connection per thread and closes only the calling thread's; the
+    others (an async caller's worker threads) would wait for the garbage collector. This
+    one opens them as diskcache does (its per-connection ``sqlite_*`` settings applied),
+    closable from any thread; a thread that uses the cache after `close` opens anew.
+    """
+    dc = require("diskcache")
+
+    class ClosingCache(dc.Cache):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._every: list[tuple[int, sqlite3.Connection]] = []
+            self._every_lock = threading.Lock()
+            self._generation = 0
+            super().__init__(*args, **kwargs)
+
+        @property
+        def _con(self) -> sqlite3.Connection:
+            local, pid = self._local, os.getpid()
+            con: sqlite3.Connection | None = getattr(local, "con", None)
+            if con is not None and getattr(local, "pid", None) == pid and local.generation == self._generation:
+                return con
+            con = sqlite3.connect(os.path.join(self._directory, DB_NAME), timeout=self._timeout,
+                                  isolation_level=None, check_same_thread=False)
+            local.con, local.pid, local.generation = con, pid, self._generation
+            with self._every_lock:
+                self._every.append((pid, con))
+            try:
+                settings = con.execute("SELECT key, value FROM Settings").fetchall()
+            except sqlite3.OperationalError:
+                settings = []  # a fresh cache: no Settings table yet
+            for key, value in settings:
+                if key.startswith("sqlite_"):
+                    self.reset(key, value, update=False)
+            return con
+
+        def close(self) -> None:
+            with self._every_lock:
+                every, self._every = self._every, []
+                self._generation += 1
+            for pid, con in every:
+                if pid == os.getpid():  # a parent's connections, seen after fork, are its own
+                    con.close()
+
+    return ClosingCache
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class DiskCache:
+class DiskCache(OffloadedCache):
     """A diskcache directory. ``size_limit`` in bytes (LRS eviction beyond it); ``ttl`` in
     seconds is the default expiry of entries stored without their own; a lookup or store
     that waits ``lock_timeout`` seconds for another process is a miss or is skipped."""
@@ -85,6 +136,7 @@ class DiskCache:
         self.default_ttl = ttl
         self.url = f"disk://{self.directory.as_posix() if self.directory.is_absolute() else self.directory}"
         self._degrade = Degrade(warn)
+        self.io = Offload("unillm-cache")  # async callers' lookups and stores run here
         self._dc = require("diskcache")
         self._cache: Any = None
         try:
@@ -112,7 +164,7 @@ class DiskCache:
                                     "statistics": False}
         if self.size_limit is not None:
             settings["size_limit"] = self.size_limit
-        return self._dc.Cache(str(self.directory), timeout=self.lock_timeout, disk=_json_only_disk(),
+        return _closing_cache()(str(self.directory), timeout=self.lock_timeout, disk=_json_only_disk(),
                               **settings)
 
     def _set_aside(self) -> None:
@@ -195,6 +247,7 @@ class DiskCache:
         return self._degrade.reason
 
     def close(self) -> None:
+        self.io.close()
         if self._cache is not None:
             self._cache.close()
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .base import InlineCache
 from .codec import CachedEntry, decode_or_evict, encode
 
 __all__ = ["MemoryCache"]
@@ -24,7 +25,7 @@ class _Slot(NamedTuple):
     expires_at: float | None
 
 
-class MemoryCache:
+class MemoryCache(InlineCache):
     """Least-recently-used eviction beyond ``max_entries``; expiry after ``ttl`` seconds."""
 
     def __init__(self, *, max_entries: int = 1024, ttl: float | None = None,

@@ -30,7 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import errors
-from .base import Warn, warn_default
+from ..offload import Offload
+from .base import OffloadedCache, Warn, warn_default
 from .codec import CachedEntry, decode_or_evict, encode
 
 __all__ = ["DEFAULT_PREFIX", "RedisCache"]
@@ -60,7 +61,7 @@ def _glob(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-class RedisCache:
+class RedisCache(OffloadedCache):
     """Entries in Redis. ``ttl`` (seconds) is the default expiry of entries stored without
     their own; ``timeout`` bounds every round trip, so a hung server costs a call at most
     that long; after a failure the server is tried again ``retry_after`` seconds later."""
@@ -80,6 +81,7 @@ class RedisCache:
         self._clock = clock
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._lock = threading.Lock()
+        self.io = Offload("unillm-cache")  # async callers' round trips run here
         self._warned = False
         self._down_until: float | None = None
         self.degraded: str | None = None
@@ -218,6 +220,7 @@ class RedisCache:
         return out
 
     def close(self) -> None:
+        self.io.close()
         try:
             self._r.close()
         except self._errors:

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .. import errors
+from ..offload import Offload, Offloaded
 from . import summary as summary_sql
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
 from .reads import SQLReads
@@ -142,7 +143,7 @@ class _Tx:
         self.connection.execute(pyformat(INSERT_SQL), to_row(rec))
 
 
-class PostgresStore(SQLReads):
+class PostgresStore(SQLReads, Offloaded):
     """`unillm.ledger.store.LedgerStore` on a PostgreSQL database."""
 
     dialect = PostgresDialect()
@@ -158,6 +159,7 @@ class PostgresStore(SQLReads):
         self._pool_obj: Any = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
+        self.io = Offload("unillm-ledger", max(pool_max, 1))  # async callers: a thread per connection
         self._local = threading.local()
         self._migrate(migrations)
 
@@ -309,7 +311,9 @@ class PostgresStore(SQLReads):
     # ── lifetime ─────────────────────────────────────────────────────────────
 
     def close(self) -> None:
-        """Close this process's pool (a parent's pool, seen after fork, is left alone)."""
+        """Finish async callers' work, stop their threads, close this process's pool (a
+        parent's pool, seen after fork, is left alone)."""
+        self.io.close()
         with self._pool_lock:
             if self._pool_obj is not None and self._pool_pid == os.getpid():
                 self._pool_obj.close()

@@ -8,7 +8,8 @@ nothing acknowledged. A power cut or OS crash may lose the last few commits;
 a cost of a disk flush per call.
 
 Concurrency: one connection per store (per process), serialised by a lock, so
-threads and ``asyncio.to_thread`` callers share it safely. Processes wait for
+threads share it safely; async callers ``await store.arun(fn)``, which runs ``fn`` on
+the store's own few threads (`unillm.offload`), never on their event loop. Processes wait for
 each other through SQLite's busy timeout; writes that still meet
 ``SQLITE_BUSY`` are retried until the timeout has passed.
 """
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .. import errors
+from ..offload import Offload, Offloaded
 from . import summary as summary_sql
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
 from .reads import SQLReads
@@ -74,7 +76,7 @@ class _Tx:
             self.connection.execute(INSERT_SQL, to_row(rec))
 
 
-class SQLiteStore(SQLReads):
+class SQLiteStore(SQLReads, Offloaded):
     """`unillm.ledger.store.LedgerStore` on an SQLite file (or ``:memory:``)."""
 
     dialect = SQLiteDialect()
@@ -93,6 +95,7 @@ class SQLiteStore(SQLReads):
         self.timeout = timeout
         self._lock = threading.RLock()
         self._tx_owner: int | None = None
+        self.io = Offload("unillm-ledger")  # async callers' commits run here, off their loop
         self._conn = self._connect()
         try:
             self._migrate(migrations)
@@ -276,6 +279,8 @@ class SQLiteStore(SQLReads):
             conn.close()
 
     def close(self) -> None:
+        """Finish the work of async callers, stop their threads, close the file."""
+        self.io.close()
         with self._lock:
             self._conn.close()
 

@@ -16,17 +16,19 @@ migrations, and settle a call as one transaction with its ledger row::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from .. import errors
+from ..offload import Offload, Offloaded
 from .records import CallRecord
 
 Where = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Dialect:
@@ -106,14 +108,23 @@ class LedgerStore(Protocol):
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
-    def close(self) -> None: ...
+    def arun(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """``await store.arun(fn, *args)``: ``fn(*args)`` (this store's blocking work, a
+        transaction say) on one of the store's threads, off the caller's event loop."""
+
+    def close(self) -> None:
+        """Close the database (and its pool) and stop the store's threads."""
 
 
-class NullStore:
-    """``ledger = "off"``: records nothing, answers every query with nothing."""
+class NullStore(Offloaded):
+    """``ledger = "off"``: records nothing, answers every query with nothing (its threads
+    still serve an async caller's other blocking steps, a cache store say)."""
 
     url = "off"
     dialect = Dialect()
+
+    def __init__(self) -> None:
+        self.io = Offload("unillm-io")
 
     def record(self, rec: CallRecord) -> None:
         return None
@@ -153,7 +164,7 @@ class NullStore:
                                  "write budgets to", key="ledger")
 
     def close(self) -> None:
-        return None
+        self.io.close()
 
 
 def default_path() -> Path:

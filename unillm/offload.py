@@ -1,0 +1,91 @@
+"""Blocking I/O off the event loop: a small, bounded pool of threads per store.
+
+An async caller never runs a store's blocking work (an SQLite commit fsynced with
+``synchronous=full``, a PostgreSQL round trip, a diskcache lookup) on its loop:
+``await store.arun(fn, *args)`` runs ``fn`` on one of the store's threads, with the
+caller's context variables, while the loop serves everything else. The sync path calls
+the same ``fn`` directly, so sync and async share every step; only the shell differs.
+
+Work that has started always runs to its end: cancelling the awaiting task (a deadline,
+a client gone) waits for the thread first, then raises ``CancelledError``, so a ledger
+row and its budget hold are never half settled, nor settled twice by whoever handles
+the cancellation. The threads start on first use (a sync-only program runs none) and
+`Offload.close` joins them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: threads per store by default: SQLite serialises its writers on one connection anyway,
+#: and a pool of 4 keeps a reader from waiting behind a commit
+WORKERS = 4
+
+
+class Offload:
+    """Runs blocking callables on up to ``workers`` threads named ``name``."""
+
+    def __init__(self, name: str, workers: int = WORKERS) -> None:
+        self.name, self.workers = name, workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():  # a forked child has no threads
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+                self._pid, self.closed = os.getpid(), False
+            return self._pool
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread; its result or its exception."""
+        import asyncio  # imported by whoever runs a loop already
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        fut = loop.run_in_executor(self._executor(), functools.partial(ctx.run, fn, *args))
+        cancelled = False
+        while not fut.done():
+            try:
+                await asyncio.wait((fut,))  # (wait never cancels fut: the work runs to its end)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return fut.result()
+
+    def close(self) -> None:
+        """Wait for work in progress and stop the threads; a later `run` starts them again."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self.closed = True
+        if pool is not None and self._pid == os.getpid():
+            pool.shutdown(wait=True)
+
+    @property
+    def threads(self) -> int:
+        """How many worker threads are running now."""
+        pool = self._pool
+        return 0 if pool is None else len(pool._threads)
+
+    def __repr__(self) -> str:
+        return f"Offload({self.name!r}, workers={self.workers})"
+
+
+class Offloaded:
+    """``await x.arun(fn, *args)`` for a store holding its `Offload` as ``io``."""
+
+    io: Offload
+
+    async def arun(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on one of this store's threads (see `Offload.run`)."""
+        return await self.io.run(fn, *args)
