@@ -640,7 +640,7 @@ class Client:
         except errors.UnillmError:
             raise
         except Exception as exc:
-            from .ledger.store import redact
+            from .ledger.urls import redact
             where = redact(getattr(self.ledger.store, "url", "") or "")
             raise errors.LedgerError(f"could not record the call in the ledger {where}: {exc}".replace(
                 "ledger :", "ledger:")) from exc

@@ -21,7 +21,8 @@ from ..ledger import export as exporter
 from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
 from ..ledger.rows import INSERT_SQL, SELECT_SQL, from_row, to_row
-from ..ledger.store import LedgerStore, open_store
+from ..ledger.store import LedgerStore
+from ..ledger.stores import open_store
 from ._common import (
     State,
     check_dimension,

@@ -47,7 +47,8 @@ from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
 from .reads import SQLReads
 from .records import CallRecord
 from .rows import INSERT_SQL, to_row
-from .store import Dialect, redact
+from .store import Dialect
+from .urls import redact
 
 #: key of the advisory lock serialising migrations (any fixed 64-bit number)
 MIGRATION_LOCK = 0x756E696C6C6D  # "unillm"
