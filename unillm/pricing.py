@@ -67,11 +67,21 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
-from .price_files import DEFAULT_SNAPSHOTS, TOKEN_KEYS, UNIT_KEYS, UNITS, Layer, Merged, merge, read_layer
+from .bundled import data_dir
+from .price_files import (
+    DEFAULT_SNAPSHOTS,
+    TOKEN_KEYS,
+    UNIT_KEYS,
+    UNITS,
+    Layer,
+    Merged,
+    merge,
+    read_layer,
+    read_price_file,
+)
 from .price_files import PRICE_KEYS as _PRICE_KEYS
 from .price_files import fail as _fail
 from .price_files import model_key as _key
-from .price_files import read_price_file
 from .types import Cost, Usage
 
 __all__ = ["TOKEN_KEYS", "UNITS", "UNIT_KEYS", "Price", "PriceBook", "PricedModel", "Resolution", "Tier",
@@ -84,7 +94,6 @@ _MILLION = 6
 
 def bundled_path() -> Path:
     """The bundled ``pricing.toml`` (inside the wheel, or at the repository root)."""
-    from .profiles import data_dir
     return data_dir() / "pricing.toml"
 
 

@@ -22,13 +22,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
+from .bundled import data_dir
 
 ADAPTERS: dict[str, str] = {
     "openai": "unillm.adapters.openai.adapter:OpenAIAdapter",
@@ -127,16 +127,7 @@ class ModelRef:
         return f"{self.provider}/{self.model}"
 
 
-def data_dir() -> Path:
-    """Where the bundled price book and profiles are: inside the wheel, or the repo root."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data"
-    if (packaged / "providers").is_dir():
-        return packaged
-    return here.parent
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bundled_profiles() -> dict[str, dict[str, Any]]:
     """Raw profile tables from ``providers/*.toml``, read once per process."""
     out: dict[str, dict[str, Any]] = {}
