@@ -20,6 +20,7 @@ from .. import errors
 from ..ledger.query import where_clause
 from ..ledger.rows import SELECT_SQL, from_row
 from ..ledger.when import parse_when
+from .periods import period_bounds
 from .wire import HTTPError, json_response
 
 if TYPE_CHECKING:
@@ -185,7 +186,6 @@ def budget_status(client: Any, keys: list[Any] | None = None) -> list[dict[str, 
     """The client's budgets (when it has them); else the keys' budgets from the ledger."""
     if hasattr(client, "budgets"):
         return list(client.budgets.status())
-    from .app import period_bounds
     out = []
     now = datetime.now(timezone.utc)
     for key in keys or []:

@@ -11,7 +11,7 @@ Routes::
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
 the dashboard also accepts ``?key=`` once, which opens a server-side session
-(`dashboard.Sessions`): the browser then holds a random session id, never the key.
+(`sessions.Sessions`): the browser then holds a random session id, never the key.
 
 What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings`):
 `limits.Limits` (body size and read time) wraps the app, `limits.parse_json` reads
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,9 +34,11 @@ from starlette.routing import Route
 
 from .. import errors
 from ..config import ServerSettings
-from .dashboard import SESSION_COOKIE, Sessions
 from .keys import ApiKey, KeyStore
-from .ratelimit import Limited, Limiter, ReleaseLeases, open_limiter
+from .limiters import open_limiter
+from .periods import period_bounds
+from .ratelimit import Limited, Limiter, ReleaseLeases
+from .sessions import SESSION_COOKIE, Sessions
 from .tenancy import TagPolicy
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
 
@@ -178,21 +180,6 @@ class Gateway:
                 seen.setdefault(alias, provider)
         return [{"id": mid, "object": "model", "created": 0, "owned_by": owner}
                 for mid, owner in sorted(seen.items())]
-
-
-def period_bounds(period: str, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """Start of the calendar period (UTC) containing ``now``, and when it resets."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "daily":
-        return day, day + timedelta(days=1)
-    if period == "weekly":
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(days=7)
-    if period == "monthly":
-        start = day.replace(day=1)
-        nxt = (start + timedelta(days=32)).replace(day=1)
-        return start, nxt
-    return None, None
 
 
 def _bearer(request: Request) -> str | None:
