@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..fake import Ctx, Reply
+from ..replies import Ctx, Reply
 from .base import Protocol
 
 _PATH = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(generateContent|streamGenerateContent)$")
