@@ -117,7 +117,7 @@ class Ledger:
                 param="usage_source")
         metered = parse_units(units)
         from ..types import Usage
-        usage = Usage(**counts, source=usage_source)  # type: ignore[arg-type]
+        usage = Usage(**counts, source=usage_source)
         cost = self._price(provider, model, usage, when, metered)
         if section is None:
             section = sections.current()

@@ -294,10 +294,13 @@ class PostgresStore(SQLReads):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         current = self._current()
+        rows: list[tuple[Any, ...]]
         if current is not None:
-            return current.execute(sql, params).fetchall()
+            rows = current.execute(sql, params).fetchall()
+            return rows
         with self._connection("cannot read") as conn:
-            return conn.execute(pyformat(sql), tuple(params)).fetchall()
+            rows = conn.execute(pyformat(sql), tuple(params)).fetchall()
+            return rows
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,

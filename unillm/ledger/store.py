@@ -64,7 +64,8 @@ class Dialect:
 class Transaction(Protocol):
     """One open transaction: ledger rows and any other statement commit together."""
 
-    dialect: Dialect
+    @property
+    def dialect(self) -> Dialect: ...  # read-only: a backend's is its own `Dialect` subclass
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
@@ -75,8 +76,11 @@ class Transaction(Protocol):
 class LedgerStore(Protocol):
     """Where records live. ``record`` is durable when it returns."""
 
-    url: str
-    dialect: Dialect
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def dialect(self) -> Dialect: ...  # read-only: a backend's is its own `Dialect` subclass
 
     def record(self, rec: CallRecord) -> None: ...
 
