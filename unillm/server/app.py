@@ -204,7 +204,7 @@ def _check_ledger(client: Any) -> dict[str, Any]:
     try:
         client.ledger.store.last_cursor()
         return {"ok": True}
-    except Exception as exc:  # report, never raise, from a health probe
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
         return {"ok": False, "error": type(exc).__name__}
 
 
@@ -215,7 +215,7 @@ def _check_cache(client: Any) -> dict[str, Any]:
     try:
         cache.get("unillm-health-probe")
         return {"ok": True, "backend": type(cache).__name__}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
         return {"ok": False, "error": type(exc).__name__}
 
 
