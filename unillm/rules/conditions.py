@@ -43,6 +43,9 @@ class RuleContext:
 
     __slots__ = ("request", "ref", "tags", "now", "requested", "qualified", "names", "_tokens", "_budget",
                  "_cost", "_tokens_v", "_budget_v", "_cost_v", "_texts", "_words", "_local", "_memo")
+    _tokens_v: int | None
+    _budget_v: float | None
+    _cost_v: Decimal | None
 
     def __init__(self, request: ChatRequest, ref: ModelRef, *, tags: Mapping[str, str] | None = None,
                  now: datetime, prompt_tokens: Callable[[], int] | None = None,
@@ -135,7 +138,7 @@ def _names(w: When) -> list[Condition]:
     if w.model is not None:
         out.append(Condition("model", w.model, _glob_test(w.model, w._model_re),
                              lambda c: c.requested if c.requested == c.ref.model else f"{c.requested} ({c.qualified})"))
-    if w._provider_re is not None:
+    if w._provider_re is not None and w.provider is not None:
         out.append(Condition("provider", w.provider, _provider_test(w.provider, w._provider_re),
                              lambda c: c.ref.provider))
     if w.tags:
@@ -189,12 +192,16 @@ def _flags(w: When) -> list[Condition]:
         "has_images": lambda c: c.request.has_images(),
         "json_output": _json_output,
     }
-    out = []
+    out: list[Condition] = []
     for name, probe in probes.items():
         want = getattr(w, name)
         if want is not None:
-            out.append(Condition(name, want, (lambda c, p=probe, v=want: p(c) is v), probe))
+            out.append(Condition(name, want, _is(probe, want), probe))
     return out
+
+
+def _is(probe: Callable[[RuleContext], bool], want: bool) -> Callable[[RuleContext], bool]:
+    return lambda c: probe(c) is want
 
 
 def _clock(w: When, zone: ZoneInfo) -> list[Condition]:
@@ -233,7 +240,7 @@ def _text(w: When) -> list[Condition]:
     if w._regex is not None:
         rx = w._regex
         out.append(Condition("regex", w.regex, lambda c: c.search(rx, on),
-                             lambda c: (lambda m: m.group(0) if m else None)(rx.search(c.text(on)))))
+                             lambda c: m.group(0) if (m := rx.search(c.text(on))) else None))
     return out
 
 
@@ -266,7 +273,7 @@ def _lazy(w: When) -> list[Condition]:
     if w.prompt_tokens_below is not None:
         n2 = w.prompt_tokens_below
         out.append(Condition("prompt_tokens_below", n2,
-                             lambda c: (lambda v: v is not None and v < n2)(c.prompt_tokens()),
+                             lambda c: (v := c.prompt_tokens()) is not None and v < n2,
                              lambda c: c.prompt_tokens()))
     if w.budget_used_above is not None:
         f = w.budget_used_above
