@@ -29,11 +29,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .replies import Ctx, Reply, ToolCallSpec
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["FakeProvider", "Reply", "Recorded", "ToolCallSpec"]
 
@@ -76,9 +78,9 @@ class FakeProvider:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
-    def start(self) -> FakeProvider:
+    def start(self) -> Self:
         if self._thread is None:
             self._thread = threading.Thread(target=self._server.serve_forever, name="FakeProvider",
                                             kwargs={"poll_interval": 0.05}, daemon=True)
@@ -92,16 +94,16 @@ class FakeProvider:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> FakeProvider:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> FakeProvider:
+    async def __aenter__(self) -> Self:
         return self.start()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.stop()
 
     # ── scripting ──
@@ -159,10 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle()
 
     def _handle(self) -> None:
