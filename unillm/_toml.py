@@ -56,10 +56,10 @@ def pydantic_error_to_config_error(exc: ValidationError, *, file: str | None,
         problems.append(f"{key}: {msg}" + (f" (got {_short(value)})" if show else ""))
         if first_key is None:
             first_key, first_value = key, (value if show else None)
-    err = errors.ConfigError("; ".join(problems) or str(exc), file=file, value=first_value)
-    err.key = first_key
-    err.lines = problems  # type: ignore[attr-defined]
-    return err
+    error = errors.ConfigError("; ".join(problems) or str(exc), file=file, value=first_value)
+    error.key = first_key
+    error.lines = problems  # type: ignore[attr-defined]
+    return error
 
 
 def combine_errors(problems: list[errors.ConfigError], *, file: str | None) -> errors.ConfigError:
@@ -67,7 +67,7 @@ def combine_errors(problems: list[errors.ConfigError], *, file: str | None) -> e
     if len(problems) == 1:
         problems[0].problems = list(problems)  # type: ignore[attr-defined]
         return problems[0]
-    lines = []
+    lines: list[str] = []
     for p in problems:
         text = str(p)
         if p.file and text.startswith(f"{p.file}: "):

@@ -317,7 +317,7 @@ def _rule_target_problems(data: Mapping[str, Any], providers: Any, ruleset: Any,
     aliases = data.get("aliases") or {}
     resolver = Resolver(providers, aliases if isinstance(aliases, Mapping) else {})
     if data.get("on_missing_price") == "record":
-        def price(ref: Any) -> None:
+        def price(ref: Any) -> Any:
             return None
     else:
         book = PriceBook.load(data.get("pricing"))

@@ -63,6 +63,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ def _build_model(provider: str, model: str, t: dict[str, Any], file: str,
     current = {k: v for k, v in t.items()
                if k not in ("history", "aliases", "note", "max_output_tokens", "snapshots")}
     entries = (*history, _build_price(provider, model, current, file, key, version, max_output))
-    for before, after in zip(entries, entries[1:]):
+    for before, after in pairwise(entries):
         start = after.since or before.until
         if before.until is not None and start is not None and start < before.until:
             raise _fail(f"price dates overlap: {before.source.split(': ', 1)[1]} runs until "

@@ -214,7 +214,7 @@ class Resolver:
         try:
             from .pricing import bundled_model_names
             names.update(bundled_model_names())
-        except Exception:  # the price book is optional for suggestions
+        except (errors.UnillmError, OSError):  # a broken price book only loses its suggestions
             pass
         return sorted(names)
 
@@ -222,4 +222,5 @@ class Resolver:
 def load_adapter_class(protocol: str) -> type:
     module, _, cls = ADAPTERS[protocol].partition(":")
     import importlib
-    return getattr(importlib.import_module(module), cls)
+    found: type = getattr(importlib.import_module(module), cls)
+    return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import errors
 from .config import RetrySettings
@@ -32,7 +32,8 @@ class Retrier:
         if retry_after is not None:
             return float(retry_after)
         p = self.policy
-        return min(p.initial * (2 ** (attempt - 1)), p.maximum) + random.uniform(0, p.jitter)
+        growth: float = 2 ** (attempt - 1)
+        return min(p.initial * growth, p.maximum) + random.uniform(0, p.jitter)
 
     def retryable(self, err: BaseException) -> bool:
         return (isinstance(err, errors.ProviderError) and err.retryable
@@ -44,7 +45,7 @@ class Retrier:
         is told of each failed attempt that will be tried again (before the backoff)."""
         try:
             return attempt()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
             first = _chained(translate(exc), exc)
             if not (max_retries and self.retryable(first)):
                 reraise(first, exc)
@@ -54,13 +55,13 @@ class Retrier:
         self.sleep(self.backoff(first, 1))
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max_retries), sleep=self.sleep, reraise=True,
-            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
+            wait=lambda rs: self.backoff(_failure(rs), rs.attempt_number + 1),
             retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
 
         def again() -> T:
             try:
                 return attempt()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - translated and re-raised, whatever its class
                 reraise(translate(exc), exc)
         return retrying(again)
 
@@ -68,7 +69,7 @@ class Retrier:
                    max_retries: int, on_retry: OnRetry | None = None) -> T:
         try:
             return await attempt()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
             first = _chained(translate(exc), exc)
             if not (max_retries and self.retryable(first)):
                 reraise(first, exc)
@@ -78,13 +79,13 @@ class Retrier:
         await self.asleep(self.backoff(first, 1))
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(max_retries), sleep=self.asleep, reraise=True,
-            wait=lambda rs: self.backoff(rs.outcome.exception(), rs.attempt_number + 1),
+            wait=lambda rs: self.backoff(_failure(rs), rs.attempt_number + 1),
             retry=tenacity.retry_if_exception(self.retryable), before_sleep=_told(on_retry))
 
         async def again() -> T:
             try:
                 return await attempt()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - translated and re-raised, whatever its class
                 reraise(translate(exc), exc)
         return await retrying(again)
 
@@ -103,8 +104,15 @@ def _told(on_retry: OnRetry | None) -> Callable[[Any], None] | None:
     return lambda rs: on_retry(rs.outcome.exception())
 
 
-def reraise(err: BaseException, cause: BaseException) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def reraise(err: BaseException, cause: BaseException) -> NoReturn:
     """Raise ``err`` chained to ``cause`` (or ``cause`` itself when nothing was translated)."""
     if err is cause:
         raise cause
     raise err from cause
+
+
+def _failure(state: Any) -> BaseException:
+    """The exception of a failed attempt, from tenacity's retry state (``wait`` runs only after one)."""
+    exc = state.outcome.exception()
+    assert isinstance(exc, BaseException)
+    return exc
