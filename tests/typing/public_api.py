@@ -48,3 +48,14 @@ def parts(client: Client) -> None:
     response = client.chat("gpt-4o-mini", MESSAGES)
     total: Decimal | None = response.cost.total_usd if response.cost else None
     del total
+
+
+def stores(path: str, url: str) -> None:
+    """Both backends satisfy the store protocol (each has its own Dialect subclass)."""
+    from unillm.ledger import LedgerStore, NullStore
+    from unillm.ledger.postgres import PostgresStore
+    from unillm.ledger.sqlite import SQLiteStore
+
+    for store in (SQLiteStore(path), PostgresStore.from_url(url), NullStore()):
+        as_protocol: LedgerStore = store
+        del as_protocol
