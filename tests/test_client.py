@@ -261,6 +261,7 @@ def test_wheel_ships_price_book_and_profiles(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("unillm-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "unillm/_data/pricing.toml" in names
+    assert "unillm/py.typed" in names  # PEP 561: type checkers read the package's own annotations
     assert {"unillm/_data/providers/openai.toml", "unillm/_data/providers/groq.toml"} <= set(names)
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "unillm = unillm.cli:main" in entry

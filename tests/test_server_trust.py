@@ -322,7 +322,7 @@ def test_unpriced_model_of_a_configured_provider_is_still_its_own_404(served):
 
 
 def test_sessions_expire_on_the_injected_clock_and_are_bounded():
-    from unillm.server.dashboard import Sessions
+    from unillm.server.sessions import Sessions
     now = [0.0]
     sessions = Sessions(60, limit=3, monotonic=lambda: now[0])
     first = sessions.start("key_a")

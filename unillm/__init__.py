@@ -23,10 +23,48 @@ _LAZY = {
 }
 _ERRORS = "unillm.errors"
 
+#: the public names: `_LAZY`'s and `unillm.errors.__all__` (tests/test_public_api.py keeps
+#: the three lists equal); spelled out so that type checkers and ``from unillm import *`` see them
+__all__ = [
+    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "StreamChunk", "Usage", "track",
+    # unillm.errors
+    "UnillmError", "ConfigError", "InvalidRequestError", "UnsupportedParamError", "UnknownModelError",
+    "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
+    "ProviderError", "AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError",
+    "ContextWindowExceededError", "RateLimitError", "ServerError", "TimeoutError", "ConnectionError",
+    "ResponseError", "UsageError", "did_you_mean",
+]
+
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these lazily
-    from .client import Client  # noqa: F401
-    from .errors import *  # noqa: F403
-    from .types import ChatResponse, Cost, StreamChunk, Usage  # noqa: F401
+    from .client import Client
+    from .errors import (
+        AuthenticationError,
+        BadRequestError,
+        BudgetExceededError,
+        ConfigError,
+        ConnectionError,  # noqa: A004 - deliberate, namespaced under unillm
+        ContextWindowExceededError,
+        InvalidRequestError,
+        LedgerError,
+        MissingDependencyError,
+        MissingPriceError,
+        NotFoundError,
+        PermissionDeniedError,
+        ProviderError,
+        RateLimitError,
+        ResponseError,
+        RuleDeniedError,
+        ServerError,
+        TimeoutError,  # noqa: A004 - deliberate, namespaced under unillm
+        UnillmError,
+        UnknownModelError,
+        UnsupportedParamError,
+        UsageError,
+        did_you_mean,
+    )
+    from .streaming import AsyncChatStream, ChatStream
+    from .tracking import track
+    from .types import ChatResponse, Cost, StreamChunk, Usage
 
 
 def __getattr__(name: str) -> Any:

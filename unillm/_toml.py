@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError

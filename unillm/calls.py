@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-
 from .types import ChatRequest, ChatResponse, Cost, Usage
 
 if TYPE_CHECKING:

@@ -1,17 +1,29 @@
 """`Client`: one call pipeline over every vendor, sync and async.
 
-``chat``/``achat`` follow DESIGN.md's steps; each is a call into the module that
+``chat``/``achat`` follow DESIGN.md's twelve steps; each is a call into the module that
 owns it, and every step that does no I/O is shared by both forms::
 
-    1 request   validate (types.ChatRequest)             _prepare
-    2 resolve   model string -> ModelRef (profiles)      _prepare
-    3 rules     swap / cap / set / deny (rules)          _apply_rules
-    4 price     the price in force, before sending       _prepare
-    7 call      adapter + retries (retry), fallbacks     _complete / _acomplete / _open_stream
-    8 usage     the vendor's, else counted (tokens)      _finish
-    9 cost      Price.cost -> itemized Decimal Cost      _finish
-   10 settle    ledger row (ledger)                      _record
-   12 return    ChatResponse, or a ChatStream that runs 8-10 when it ends
+    1 request   validate (types.ChatRequest)                    _prepare
+    2 resolve   model string -> ModelRef (profiles)             _prepare
+    3 rules     swap / cap / set / deny (rules)                 _apply_rules
+    4 estimate  the price in force, found before sending;       _price_of (in _prepare),
+                the worst case (prompt + output cap) when a      _worst (in _admit)
+                budget or a rule asks for it
+    5 cache     look up: a hit is replayed (streams too) at     _cache_get, _serve_hit
+                cost 0, its saving recorded; 6-11 are skipped
+    6 budget    hold the worst case in every matching budget    _admit
+                (written ahead), or refuse / downgrade / fall back
+    7 call      adapter + retries (retry), fallbacks            _complete / _acomplete / _open_stream
+    8 usage     the vendor's, else counted (tokens)             _finish
+    9 cost      Price.cost -> itemized Decimal Cost             _finish
+   11 store     cache write (complete answers only)             _cache_put, from _finish
+   10 settle    ledger row + budget hold, one transaction       _record
+   12 return    ChatResponse, or a ChatStream that runs 8-11 when it ends
+
+The cache is read before the budget on purpose: a hit costs nothing, so it holds nothing,
+and a spent budget never refuses an answer that is already paid for. The cache is written
+(11) just before the row is settled (10) so that the row says what became of the answer
+(its ``cache_status``: ``stored``, or why it was not).
 """
 
 from __future__ import annotations
@@ -23,8 +35,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -34,9 +47,29 @@ from .calls import Call, call_tags, deadline_error, failed_status, record_for
 from .config import Settings, fields_of, load_settings, naming_file
 from .profiles import ModelRef, ProviderSettings, Resolver, load_adapter_class
 from .retry import Retrier
-from .streaming import (ALL_BUCKETS, Accumulator, AsyncChatStream, ChatStream, afirst_chunk, aiter_list,
-                        aprepend, first_chunk, prepend)
+from .streaming import (
+    ALL_BUCKETS,
+    Accumulator,
+    AsyncChatStream,
+    ChatStream,
+    afirst_chunk,
+    aiter_list,
+    aprepend,
+    first_chunk,
+    prepend,
+)
 from .types import ChatResponse, Cost, Usage, build_request, describe_errors
+
+if TYPE_CHECKING:  # for the annotations only: each is imported when first used
+    from typing_extensions import Self
+
+    from .budgets import Budgets, Worst
+    from .cache import CacheBackend
+    from .cache.codec import CachedEntry
+    from .cache.policy import CachePolicy
+    from .ledger import Ledger
+    from .pricing import Price, PriceBook
+    from .rules import RuleContext, RuleSet
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -104,12 +137,12 @@ class Client:
                                 _asyncio_sleep if asleep is None else asleep)
         self.rules = _load_rules(s)
         self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
-        self._pricebook: Any = None
-        self._ledger: Any = None
-        self._cache: Any = None
-        self._cache_policy: Any = None
+        self._pricebook: PriceBook | None = None
+        self._ledger: Ledger | None = None
+        self._cache: CacheBackend | None = None
+        self._cache_policy: CachePolicy | None = None
         self._recording = s.ledger != "off"   # no ledger: no row is even built
-        self.budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
+        self.budgets: Budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -121,8 +154,22 @@ class Client:
 
     # ── public API ───────────────────────────────────────────────────────────
 
+    @overload
+    def chat(self, model: str, messages: Iterable[Any], *, stream: Literal[False] = False,
+             tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> ChatResponse: ...
+
+    @overload
+    def chat(self, model: str, messages: Iterable[Any], *, stream: Literal[True],
+             tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> ChatStream: ...
+
+    @overload
+    def chat(self, model: str, messages: Iterable[Any], *, stream: bool,
+             tags: Mapping[str, str] | None = None, cache: Any = None,
+             **params: Any) -> ChatResponse | ChatStream: ...
+
     def chat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
-             tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
+             tags: Mapping[str, str] | None = None, cache: Any = None,
+             **params: Any) -> ChatResponse | ChatStream:
         """Send a chat request; a `ChatResponse`, or a `ChatStream` when ``stream=True``.
 
         ``cache``: None (the configured policy), False (skip), "refresh" (call and
@@ -135,8 +182,24 @@ class Client:
         call = self._admit(call) if self.budgets else call
         return self._open_stream(call) if stream else self._complete(call)
 
+    @overload
+    async def achat(self, model: str, messages: Iterable[Any], *, stream: Literal[False] = False,
+                    tags: Mapping[str, str] | None = None, cache: Any = None,
+                    **params: Any) -> ChatResponse: ...
+
+    @overload
+    async def achat(self, model: str, messages: Iterable[Any], *, stream: Literal[True],
+                    tags: Mapping[str, str] | None = None, cache: Any = None,
+                    **params: Any) -> AsyncChatStream: ...
+
+    @overload
+    async def achat(self, model: str, messages: Iterable[Any], *, stream: bool,
+                    tags: Mapping[str, str] | None = None, cache: Any = None,
+                    **params: Any) -> ChatResponse | AsyncChatStream: ...
+
     async def achat(self, model: str, messages: Iterable[Any], *, stream: bool = False,
-                    tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> Any:
+                    tags: Mapping[str, str] | None = None, cache: Any = None,
+                    **params: Any) -> ChatResponse | AsyncChatStream:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
         call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
         hit = await self._acache_get(call)
@@ -173,7 +236,7 @@ class Client:
         return self._resolver.resolve(model)
 
     @property
-    def pricebook(self) -> Any:
+    def pricebook(self) -> PriceBook:
         """The price book in force: bundled pricing.toml merged with ``pricing=``."""
         if self._pricebook is None:
             from .pricing import PriceBook
@@ -181,7 +244,7 @@ class Client:
         return self._pricebook
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> CacheBackend:
         """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""
         if self._cache is None:
             from .cache import open_cache
@@ -189,14 +252,14 @@ class Client:
         return self._cache
 
     @property
-    def cache_policy(self) -> Any:
+    def cache_policy(self) -> CachePolicy:
         if self._cache_policy is None:
             from .cache.policy import CachePolicy
             self._cache_policy = CachePolicy.from_settings(self.settings)
         return self._cache_policy
 
     @property
-    def ledger(self) -> Any:
+    def ledger(self) -> Ledger:
         """The `unillm.ledger.Ledger` every call is recorded in (opened on first use)."""
         if self._ledger is None:
             from .ledger import Ledger, open_store
@@ -235,16 +298,16 @@ class Client:
         if cache is not None:
             cache.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     # ── steps 1-4 (no I/O but the ledger row of a refusal) ───────────────────
@@ -258,7 +321,7 @@ class Client:
         call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
                     sections.current())
         if self.rules:
-            self._apply_rules(call)
+            self._apply_rules(call, self.rules)
         call.price = self._price_of(call, call.ref)
         decision = call.cache = self.cache_policy.decide(call.request, cache)
         if call.rule_ttl is not None and decision.write:
@@ -269,16 +332,16 @@ class Client:
         call.t0 = call.begun = time.perf_counter()
         return call
 
-    def _rule_context(self, call: Call) -> Any:
+    def _rule_context(self, call: Call) -> RuleContext:
         from .rules import RuleContext
         return RuleContext(call.request, call.ref, tags=call.tags, now=call.at, stream=call.stream,
                            prompt_tokens=lambda: self._prompt_tokens(call),
                            estimated_cost=lambda: self._estimated_cost(call),
                            budget_used=lambda: self.budgets.used_fraction(call.tags) if self.budgets else None)
 
-    def _apply_rules(self, call: Call) -> None:
+    def _apply_rules(self, call: Call, rules: RuleSet) -> None:
         """Step 3: the first matching rule may swap the model, cap tokens, set params or deny."""
-        decision = self.rules.evaluate(self._rule_context(call))
+        decision = rules.evaluate(self._rule_context(call))
         if not decision:
             return
         if decision.shadow:
@@ -298,7 +361,7 @@ class Client:
                 call.swapped_from, call.ref, call.adapter = call.ref, ref, self._adapter(ref.provider)
         call.request = request
 
-    def _price_of(self, call: Call, ref: ModelRef) -> Any:
+    def _price_of(self, call: Call, ref: ModelRef) -> Price | None:
         """Step 4: the price in force, found before anything is sent (never a silent $0)."""
         try:
             return self.pricebook.price(ref.provider, ref.model, call.at)
@@ -309,7 +372,7 @@ class Client:
             raise
 
     def _admit(self, call: Call) -> Call:
-        """Step 5: hold the call's worst case in every matching budget, or refuse it.
+        """Step 6: hold the call's worst case in every matching budget, or refuse it.
 
         A refusal may downgrade (``on_exceed = "downgrade:MODEL"``) or move on to a
         fallback model that fits; the call that was admitted is returned.
@@ -336,7 +399,7 @@ class Client:
             call.budget_cap = adm.hold.cap if known is None or adm.hold.cap < known else None
         return call
 
-    def _worst(self, call: Call) -> Any:
+    def _worst(self, call: Call) -> Worst:
         from .budgets import Worst
         from .tokens import count_prompt
         tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
@@ -461,7 +524,7 @@ class Client:
         # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
         # as `unknown` at the hold's worst case (budgets.store.lock)
         adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
-                                 flight=lambda c=call: record_for(c, "in_flight"))
+                                 flight=partial(record_for, call, "in_flight"))
         for event in adm.events:
             self.budgets.alerts.emit(event)
         return adm
@@ -474,7 +537,7 @@ class Client:
         else:  # not ours (a bug, KeyboardInterrupt): record if we can, never mask it
             try:
                 self._record(record_for(call, failed_status(err), error=err), call)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - the caller re-raises `err`: a failed row must not mask it
                 pass
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
@@ -666,7 +729,16 @@ class Client:
         call.cache_key = cache_key(call.ref, call.request, namespace=call.cache.namespace)
         return call.cache_key
 
-    def _serve_hit(self, call: Call, entry: Any, asynchronous: bool = False) -> Any:
+    @overload
+    def _serve_hit(self, call: Call, entry: CachedEntry,
+                   asynchronous: Literal[False] = False) -> ChatResponse | ChatStream: ...
+
+    @overload
+    def _serve_hit(self, call: Call, entry: CachedEntry,
+                   asynchronous: Literal[True]) -> ChatResponse | AsyncChatStream: ...
+
+    def _serve_hit(self, call: Call, entry: CachedEntry,
+                   asynchronous: bool = False) -> ChatResponse | ChatStream | AsyncChatStream:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
         from .cache.codec import replay_chunks
         resp = entry.response.model_copy(update={
@@ -749,7 +821,7 @@ class Client:
         except errors.UnillmError:
             raise
         except Exception as exc:
-            from .ledger.store import redact
+            from .ledger.urls import redact
             where = redact(getattr(self.ledger.store, "url", "") or "")
             raise errors.LedgerError(f"could not record the call in the ledger {where}: {exc}".replace(
                 "ledger :", "ledger:")) from exc
@@ -769,7 +841,7 @@ def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
     return Budgets(s.budgets, store, clock, s.timezone, Alerts(s.alerts.webhook))
 
 
-def _load_rules(s: Settings) -> Any:
+def _load_rules(s: Settings) -> RuleSet | None:
     if not s.rules:
         return None
     from .rules import RuleSet

@@ -244,7 +244,7 @@ class Settings(BaseModel):
     @classmethod
     def _ledger_url(cls, v: str | None) -> str | None:
         if v is not None and v.strip().lower().startswith("sqlite:"):
-            from .ledger.store import sqlite_url
+            from .ledger.urls import sqlite_url
             _as_value_error(lambda u: sqlite_url(u, check=True), v)
         elif v is not None and "\x00" in v:
             raise ValueError("contains a NUL byte")

@@ -104,12 +104,12 @@ def _check_policy(value: Any, file: str, key: str) -> str:
 def _check_number(value: Any, file: str, key: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise fail(f"must be a number (USD), got {value!r}", file, key, value)
-    value = Decimal(value)
-    if not value.is_finite():
-        raise fail(f"must be a finite number, got {value}", file, key, value)
-    if value < 0:
-        raise fail(f"a price cannot be negative (got {value})", file, key, value)
-    return value
+    number = Decimal(value)
+    if not number.is_finite():
+        raise fail(f"must be a finite number, got {number}", file, key, number)
+    if number < 0:
+        raise fail(f"a price cannot be negative (got {number})", file, key, number)
+    return number
 
 
 def _check_date(value: Any, file: str, key: str) -> date:

@@ -63,15 +63,26 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from . import errors
-from .price_files import DEFAULT_SNAPSHOTS, TOKEN_KEYS, UNIT_KEYS, UNITS, Layer, Merged, merge, read_layer
+from .bundled import data_dir
+from .price_files import (
+    DEFAULT_SNAPSHOTS,
+    TOKEN_KEYS,
+    UNIT_KEYS,
+    UNITS,
+    Layer,
+    Merged,
+    merge,
+    read_layer,
+    read_price_file,
+)
 from .price_files import PRICE_KEYS as _PRICE_KEYS
 from .price_files import fail as _fail
 from .price_files import model_key as _key
-from .price_files import read_price_file
 from .types import Cost, Usage
 
 __all__ = ["TOKEN_KEYS", "UNITS", "UNIT_KEYS", "Price", "PriceBook", "PricedModel", "Resolution", "Tier",
@@ -84,7 +95,6 @@ _MILLION = 6
 
 def bundled_path() -> Path:
     """The bundled ``pricing.toml`` (inside the wheel, or at the repository root)."""
-    from .profiles import data_dir
     return data_dir() / "pricing.toml"
 
 
@@ -264,7 +274,7 @@ def _build_model(provider: str, model: str, t: dict[str, Any], file: str,
     current = {k: v for k, v in t.items()
                if k not in ("history", "aliases", "note", "max_output_tokens", "snapshots")}
     entries = (*history, _build_price(provider, model, current, file, key, version, max_output))
-    for before, after in zip(entries, entries[1:]):
+    for before, after in pairwise(entries):
         start = after.since or before.until
         if before.until is not None and start is not None and start < before.until:
             raise _fail(f"price dates overlap: {before.source.split(': ', 1)[1]} runs until "

@@ -22,7 +22,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import (
@@ -39,6 +38,7 @@ from pydantic import (
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
 from .adapters import registry
+from .bundled import data_dir
 
 if TYPE_CHECKING:
     from .adapters.base import Adapter
@@ -174,15 +174,6 @@ class ModelRef:
         return f"{self.provider}/{self.model}"
 
 
-def data_dir() -> Path:
-    """Where the bundled price book and profiles are: inside the wheel, or the repo root."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data"
-    if (packaged / "providers").is_dir():
-        return packaged
-    return here.parent
-
-
 @functools.cache
 def bundled_profiles() -> dict[str, dict[str, Any]]:
     """Raw profile tables from ``providers/*.toml``, read once per process."""
@@ -270,7 +261,7 @@ class Resolver:
         try:
             from .pricing import bundled_model_names
             names.update(bundled_model_names())
-        except Exception:  # the price book is optional for suggestions
+        except (errors.UnillmError, OSError):  # a broken price book only loses its suggestions
             pass
         return sorted(names)
 

@@ -33,7 +33,8 @@ class Retrier:
         if retry_after is not None:
             return float(retry_after)
         p = self.policy
-        return min(p.initial * (2 ** (attempt - 1)), p.maximum) + random.uniform(0, p.jitter)
+        growth: float = 2 ** (attempt - 1)
+        return min(p.initial * growth, p.maximum) + random.uniform(0, p.jitter)
 
     def retryable(self, err: BaseException) -> bool:
         return (isinstance(err, errors.ProviderError) and err.retryable
@@ -47,7 +48,7 @@ class Retrier:
         past it is not made, the last error is raised instead."""
         try:
             return attempt()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
             first = _chained(translate(exc), exc)
             wait = self._first_wait(first, max_retries, left)
             if wait is None:
@@ -61,7 +62,7 @@ class Retrier:
         def again() -> T:
             try:
                 return attempt()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - translated and re-raised, whatever its class
                 reraise(translate(exc), exc)
         return retrying(again)
 
@@ -69,7 +70,7 @@ class Retrier:
                    max_retries: int, on_retry: OnRetry | None = None, left: Left | None = None) -> T:
         try:
             return await attempt()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
             first = _chained(translate(exc), exc)
             wait = self._first_wait(first, max_retries, left)
             if wait is None:
@@ -83,7 +84,7 @@ class Retrier:
         async def again() -> T:
             try:
                 return await attempt()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - translated and re-raised, whatever its class
                 reraise(translate(exc), exc)
         return await retrying(again)
 
@@ -146,3 +147,10 @@ def reraise(err: BaseException, cause: BaseException) -> NoReturn:
     if err is cause:
         raise cause
     raise err from cause
+
+
+def _failure(state: Any) -> BaseException:
+    """The exception of a failed attempt, from tenacity's retry state (``wait`` runs only after one)."""
+    exc = state.outcome.exception()
+    assert isinstance(exc, BaseException)
+    return exc

@@ -10,7 +10,6 @@ Backed by a ContextVar, so threads and asyncio tasks each see their own path.
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import Any
 
 _PATH: ContextVar[str | None] = ContextVar("unillm_section", default=None)
 
@@ -37,11 +36,11 @@ class Section:
         self._tokens.append(_PATH.set(path))
         return path
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         _PATH.reset(self._tokens.pop())
 
     async def __aenter__(self) -> str:
         return self.__enter__()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.__exit__()

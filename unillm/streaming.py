@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
 from .types import BUCKETS, ChatResponse, Choice, FunctionCall, ResponseMessage, StreamChunk, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: what a vendor has reported so far: its usage figures, and which buckets of them are its own
 #: figures for the call (the rest are still to be counted)
 Reported = tuple[Usage | None, frozenset[str]]
 NOTHING_REPORTED: Reported = (None, frozenset())
 ALL_BUCKETS = frozenset(BUCKETS)
+
+
+class StreamReport(Protocol):
+    """What `VendorStream` needs of an adapter's stream state."""
+
+    def reported(self) -> Reported: ...
 
 
 class VendorStream:
@@ -35,7 +44,7 @@ class VendorStream:
 
     __slots__ = ("_chunks", "state")
 
-    def __init__(self, chunks: Iterator[StreamChunk], state: Any) -> None:
+    def __init__(self, chunks: Iterator[StreamChunk], state: StreamReport) -> None:
         self._chunks, self.state = chunks, state
 
     def __iter__(self) -> Iterator[StreamChunk]:
@@ -56,7 +65,7 @@ class AsyncVendorStream:
 
     __slots__ = ("_chunks", "state")
 
-    def __init__(self, chunks: AsyncIterator[StreamChunk], state: Any) -> None:
+    def __init__(self, chunks: AsyncIterator[StreamChunk], state: StreamReport) -> None:
         self._chunks, self.state = chunks, state
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
@@ -221,16 +230,16 @@ class ChatStream(_StreamBase):
             self._close_source()
             self._end(None)
 
-    def __enter__(self) -> ChatStream:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # a stream dropped mid-way is still recorded
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
             pass
 
 
@@ -289,7 +298,7 @@ class AsyncChatStream(_StreamBase):
             await self._close_source()
             await self._aend(None)
 
-    async def __aenter__(self) -> AsyncChatStream:
+    async def __aenter__(self) -> Self:
         return self
 
     def __del__(self) -> None:
@@ -297,10 +306,10 @@ class AsyncChatStream(_StreamBase):
         # hold released); the connection goes with the garbage-collected SDK stream
         try:
             self._end(None)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
             pass
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
 

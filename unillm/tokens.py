@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .types import BUCKETS, OUTPUT_BUCKETS, PROMPT_BUCKETS, ChatRequest, Message, Tool, Usage
+from .types import BUCKETS, OUTPUT_BUCKETS, PROMPT_BUCKETS, ChatRequest, Message, Tool, Usage, UsageSource
 
 if TYPE_CHECKING:
     from .profiles import ProviderSettings
@@ -130,7 +130,7 @@ def _encoder(name: str) -> Any:
         return None
     try:
         return tiktoken.get_encoding(name)
-    except Exception as exc:  # offline download, unknown name, corrupt cache: all mean "no encoder"
+    except Exception as exc:  # noqa: BLE001 - offline download, unknown name, corrupt cache: all mean "no encoder"
         _warn_once(f"{name}: {type(exc).__name__}")
         return None
 
@@ -305,7 +305,7 @@ def _messages_tokens(messages: list[Message], encoding: str) -> int:
 
 
 def _strip_period(text: str) -> str:
-    return text[:-1] if text.endswith(".") else text
+    return text.removesuffix(".")
 
 
 def _tools_tokens(tools: list[Tool], encoding: str) -> int:
@@ -378,7 +378,7 @@ def prompt_usage_estimate(request: ChatRequest, model: str,
                           settings: ProviderSettings | None = None) -> Usage:
     """The prompt as a `Usage` (all uncached input, no output) for worst-case pricing."""
     n, source = count_prompt(request, model, settings)
-    return Usage(input_tokens=n, source=source)  # type: ignore[arg-type]
+    return Usage(input_tokens=n, source=source)
 
 
 def count_usage(request: ChatRequest, completion_text: str, model: str,
@@ -400,7 +400,7 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     take_prompt = reported is not None and any(b in buckets for b in PROMPT_BUCKETS)
     take_output = reported is not None and any(b in buckets for b in OUTPUT_BUCKETS)
     values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    origin: dict[str, UsageSource] = {}
     if take_prompt:
         _take(values, origin, reported, PROMPT_BUCKETS)
     else:
@@ -419,15 +419,16 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     if not (take_prompt or take_output):  # nothing from the vendor: one source, as before
         origin = dict.fromkeys(BUCKETS, "estimate" if "estimate" in origin.values() else "tiktoken")
     kinds = set(origin.values())
-    source = next(k for k in ("estimate", "tiktoken", "provider") if k in kinds)
+    order: tuple[UsageSource, ...] = ("estimate", "tiktoken", "provider")
+    source = next(k for k in order if k in kinds)
     sources = origin if len(kinds) > 1 else {}
     problem = reported.problem if reported is not None and (take_prompt or take_output) else None
     if problem:
         return Usage.model_construct(**values, source=source, sources=sources, problem=problem)
-    return Usage(**values, source=source, sources=sources)  # type: ignore[arg-type]
+    return Usage(**values, source=source, sources=sources)
 
 
-def _take(values: dict[str, Any], origin: dict[str, str], reported: Usage | None,
+def _take(values: dict[str, Any], origin: dict[str, UsageSource], reported: Usage | None,
           names: Iterable[str]) -> None:
     for name in names:
         values[name] = getattr(reported, name)

@@ -14,10 +14,20 @@ import json
 import math
 import threading
 from decimal import Decimal
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo, computed_field,
-                      field_validator, model_serializer, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 UsageSource = Literal["provider", "tiktoken", "estimate"]
@@ -76,7 +86,7 @@ class ImagePart(_Model):
     image_url: ImageURL
 
 
-ContentPart = Union[TextPart, ImagePart]
+ContentPart = TextPart | ImagePart
 
 
 class FunctionCall(_Model):
@@ -109,9 +119,9 @@ class Message(_Model):
             raise ValueError("a 'tool' message needs 'tool_call_id'")
         if self.role != "assistant" and self.tool_calls:
             raise ValueError("only 'assistant' messages may carry 'tool_calls'")
-        if self.content is None or self.content == "" or self.content == []:
-            if not (self.role == "assistant" and self.tool_calls):
-                raise ValueError(f"a {self.role!r} message needs non-empty 'content'")
+        if (self.content is None or self.content == "" or self.content == []) and not (
+                self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role!r} message needs non-empty 'content'")
         return self
 
     def text(self) -> str:
@@ -139,7 +149,7 @@ class Tool(_Model):
     function: FunctionDef
 
 
-ToolChoice = Union[Literal["auto", "none", "required"], dict[str, Any]]
+ToolChoice = Literal["auto", "none", "required"] | dict[str, Any]
 
 
 class JSONSchemaFormat(_Model):
@@ -172,7 +182,7 @@ REQUEST_PARAMS = frozenset({
 
 #: ``drop_params``: "warn" (drop, warn once per parameter and provider), True (drop silently),
 #: False (an `UnsupportedParamError`)
-DropParams = Union[StrictBool, Literal["warn"]]
+DropParams = StrictBool | Literal["warn"]
 
 _WARNED_DROPS: set[tuple[str, str]] = set()
 
@@ -297,7 +307,7 @@ def build_request(model: str, messages: Any, params: dict[str, Any], *,
     from . import errors
     unknown = params.keys() - REQUEST_PARAMS
     if unknown:
-        name = sorted(unknown)[0]
+        name = min(unknown)
         close = errors.did_you_mean(name, REQUEST_PARAMS)
         raise errors.InvalidRequestError(
             f"unknown parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else
@@ -435,7 +445,7 @@ OUTPUT_BUCKETS = ("output_tokens", "reasoning_tokens")
 BUCKETS = PROMPT_BUCKETS + OUTPUT_BUCKETS
 
 
-def vendor_usage(*, prompt: Any = None, input: Any = None, cache_read: Any = None,
+def vendor_usage(*, prompt: Any = None, input: Any = None, cache_read: Any = None,  # noqa: A002 - a vendor's name
                  cache_write: Any = None, cache_write_1h: Any = None, output: Any = None,
                  reasoning: Any = None, reasoning_in_output: bool = True) -> Usage:
     """The one boundary where a vendor's token counts become a `Usage`; every converter calls it.
@@ -496,8 +506,9 @@ def _count(name: str, value: Any, problems: list[str]) -> int:
         problems.append(f"{name} is negative ({value})")
     if not whole:
         problems.append(f"{name} is fractional ({value})")
-        return math.ceil(value)
-    return value
+        ceiled: int = math.ceil(value)
+        return ceiled
+    return int(value)
 
 
 class Cost(_Model):

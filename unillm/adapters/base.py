@@ -16,7 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .. import errors
 from ..types import ChatRequest, ChatResponse, StreamChunk
@@ -43,6 +43,13 @@ def require(module: str) -> Any:
             raise errors.MissingDependencyError(spec.sdk_module, spec.extra, install=spec.requirement) from exc
         package, extra = _extra_of(module)
         raise errors.MissingDependencyError(package, extra) from exc
+
+
+class ErrorWhere(TypedDict):
+    """Where an error happened: the keyword arguments every `errors.ProviderError` takes."""
+
+    provider: str
+    model: str
 
 
 def _extra_of(module: str) -> tuple[str, str]:
@@ -293,13 +300,13 @@ def error_message(body: Any, fallback: str) -> str:
         inner = body.get("error", body)
         if isinstance(inner, dict):
             for key in ("message", "detail", "msg"):
-                if isinstance(inner.get(key), str):
-                    return inner[key]
+                if isinstance(message := inner.get(key), str):
+                    return message
         elif isinstance(inner, str):
             return inner
         for key in ("message", "detail"):
-            if isinstance(body.get(key), str):
-                return body[key]
+            if isinstance(message := body.get(key), str):
+                return message
     if isinstance(body, str) and body:
         return body
     return fallback

@@ -78,8 +78,12 @@ class Alerts:
         """Wait until queued webhooks are delivered or given up (for tests and shutdown)."""
         if self._queue is None:
             return True
-        done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()  # type: ignore[union-attr]
+        done, waiting = threading.Event(), self._queue
+
+        def drain() -> None:
+            waiting.join()
+            done.set()
+        threading.Thread(target=drain, daemon=True).start()
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -109,7 +113,7 @@ class Alerts:
                 return
             try:
                 self._deliver(payload)
-            except Exception as exc:  # delivery failed for good: log, never raise
+            except Exception as exc:  # noqa: BLE001 - delivery failed for good: logged; the thread lives on
                 where = urlsplit(self.webhook or "")
                 log.warning("budget webhook to %s://%s failed after %d attempts: %s",
                             where.scheme, where.netloc, self.attempts, exc)

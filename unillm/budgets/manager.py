@@ -325,6 +325,10 @@ def _share(affordable: int, others_in_flight: int, floor: int, model_max: int) -
 
 def _refusal(spec: BudgetSpec, slot: sql.Slot, resets: datetime | None, st: sql.State,
              usd: Decimal | None, tokens: int, now: datetime) -> errors.BudgetExceededError:
+    limit: Decimal | int | None
+    spent: Decimal | int
+    held: Decimal | int
+    est: Decimal | int | None
     if spec.limit_usd is not None:
         limit, spent, held, est, unit = spec.limit_usd, st.spent_usd, st.held_usd, usd, "usd"
     elif spec.limit_tokens is not None:

@@ -97,7 +97,7 @@ def _drop(tx: Any, slot: Slot, hold_id: str) -> bool:
     """Delete the hold; False when it was gone already (expired and counted at worst case)."""
     cur = tx.execute(f"DELETE FROM {HOLDS} WHERE id = ? AND budget = ? AND scope = ?",
                      (hold_id, slot.budget, slot.scope))
-    return cur.rowcount != 0
+    return bool(cur.rowcount != 0)
 
 
 def release(tx: Any, slot: Slot, hold_id: str, held_usd: Decimal = Decimal(0), held_tokens: int = 0) -> None:
@@ -160,7 +160,7 @@ def claim_alert(tx: Any, slot: Slot, threshold: str, now: datetime) -> bool:
     """True for exactly one caller per (slot, threshold), across threads, processes and hosts."""
     cur = tx.execute(f"INSERT INTO {ALERTS} (budget, scope, period, threshold, fired_at) "
                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (*slot.key, threshold, stamp(now)))
-    return cur.rowcount == 1
+    return bool(cur.rowcount == 1)
 
 
 def slots_of(tx: Any, budget: str, period: str) -> list[str]:

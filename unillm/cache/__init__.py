@@ -29,8 +29,15 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from .. import errors
 from .base import CacheBackend, CacheWarning, NullCache, Warn, configured_url
 from .codec import (
-    CachedEntry, CorruptEntry, chunks_from_response, decode, encode, is_storable, make_entry,
-    replay_chunks, response_from_chunks,
+    CachedEntry,
+    CorruptEntry,
+    chunks_from_response,
+    decode,
+    encode,
+    is_storable,
+    make_entry,
+    replay_chunks,
+    response_from_chunks,
 )
 from .key import KEY_SCHEMA_VERSION, cache_key
 from .policy import CacheDecision, CachePolicy, is_sampled

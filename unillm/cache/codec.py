@@ -16,7 +16,6 @@ non-stream call (it is stored for streams too).
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -25,22 +24,28 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import errors
 from ..types import (
-    ChatResponse, ChunkChoice, Delta, FinishReason, StreamChunk, ToolCallDelta, Usage,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    StreamChunk,
+    ToolCallDelta,
+    Usage,
 )
 
 __all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "CachedEntry", "CorruptEntry", "encode", "decode",
            "make_entry", "replay_chunks", "chunks_from_response", "response_from_chunks",
            "is_storable"]
 
-FORMAT = "unillm.cache"
-ENTRY_SCHEMA_VERSION = 1
+FORMAT: Literal["unillm.cache"] = "unillm.cache"
+ENTRY_SCHEMA_VERSION: Literal[1] = 1
 
 # fields of a ChatResponse that describe one call, not the answer
 _PER_CALL = {"cost": None, "cached": False, "rule": None, "requested_model": None, "ledger_id": None,
              "cache_status": None, "dropped_params": ()}
 _USAGE_DERIVED = {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
                   "completion_tokens_details"}
-_EXCLUDE = {
+_EXCLUDE: dict[str, Any] = {  # pydantic's ``exclude`` spec
     "response": {"usage": _USAGE_DERIVED, "cost": {"total_usd"}},
     "chunks": {"__all__": {"usage": _USAGE_DERIVED}},
 }
@@ -48,7 +53,7 @@ _EXCLUDE = {
 _STORABLE_FINISH = frozenset({None, "stop", "length", "tool_calls"})
 
 
-class CorruptEntry(errors.UnillmError, ValueError):
+class CorruptEntry(errors.UnillmError, ValueError):  # noqa: N818 - a cache miss, reported as such
     """Stored bytes that are not a readable entry of this schema version."""
 
 
@@ -89,7 +94,7 @@ def encode(entry: CachedEntry) -> bytes:
     return entry.model_dump_json(exclude=_EXCLUDE).encode("utf-8")
 
 
-def decode(data: bytes | bytearray | memoryview | str) -> CachedEntry:
+def decode(data: bytes | bytearray | str) -> CachedEntry:
     """Bytes -> `CachedEntry`, or `CorruptEntry` saying what is wrong with them."""
     try:
         return CachedEntry.model_validate_json(data)
@@ -99,7 +104,7 @@ def decode(data: bytes | bytearray | memoryview | str) -> CachedEntry:
         raise CorruptEntry(f"unreadable cache entry: {type(exc).__name__}") from None
 
 
-def decode_or_evict(data: bytes | bytearray | memoryview | str, evict: Callable[[], Any]) -> CachedEntry | None:
+def decode_or_evict(data: bytes | bytearray | str, evict: Callable[[], Any]) -> CachedEntry | None:
     """The entry in ``data``, or None once ``evict()`` has removed it: a corrupt, truncated
     or foreign entry is a miss, never an error (every backend's ``get`` ends here)."""
     try:
@@ -120,7 +125,7 @@ def _why(data: Any, exc: ValidationError) -> str:
     if ("v",) in by_loc:
         return (f"cache entry has schema version {by_loc[('v',)].get('input')!r}, "
                 f"expected {ENTRY_SCHEMA_VERSION}")
-    first = problems[0] if problems else {}
+    first: dict[str, Any] = dict(problems[0]) if problems else {}
     where = ".".join(map(str, first.get("loc") or ("?",)))
     return f"cache entry does not match the schema at {where}: {first.get('msg', '')}"
 
@@ -140,7 +145,7 @@ def replay_chunks(entry: CachedEntry) -> list[StreamChunk]:
 
 def chunks_from_response(response: ChatResponse) -> list[StreamChunk]:
     """Stream shapes for a non-stream answer: text, one delta per tool call, finish + usage."""
-    head = {"id": response.id, "created": response.created, "model": response.model,
+    head: dict[str, Any] = {"id": response.id, "created": response.created, "model": response.model,
             "provider": response.provider}
     choice = response.choices[0] if response.choices else None
     message = choice.message if choice else None

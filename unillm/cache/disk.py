@@ -141,7 +141,7 @@ class DiskCache(OffloadedCache):
         self._cache: Any = None
         try:
             self._cache = self._open()
-        except Exception as exc:  # a cache never breaks the client: run uncached instead
+        except Exception as exc:  # noqa: BLE001 - a cache never breaks the client: run uncached instead
             self._degrade.trip(f"response cache {self.url} cannot be opened ({_reason(exc)}); "
                                "continuing without caching", reads=True)
 
@@ -152,7 +152,7 @@ class DiskCache(OffloadedCache):
             return self._make()
         except (sqlite3.OperationalError, OSError):
             raise  # cannot open or create the files: nothing to repair
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - diskcache's failures on a foreign file are of any class
             # not a database at all (or malformed beyond opening): set it aside, start afresh
             self._set_aside()
             self._degrade.warn(f"response cache {self.url}: {DB_NAME} was unreadable ({_reason(exc)}); "
@@ -188,7 +188,7 @@ class DiskCache(OffloadedCache):
             return None
         except self._dc.Timeout:
             return None
-        except Exception as exc:  # malformed index, unreadable files: misses from now on
+        except Exception as exc:  # noqa: BLE001 - malformed index, unreadable files: misses from now on
             self._degrade.trip(f"response cache {self.url} cannot be read ({_reason(exc)}); "
                                "continuing without caching", reads=True)
             return None
@@ -205,7 +205,7 @@ class DiskCache(OffloadedCache):
             self._cache.set(key, data, expire=expire, tag=entry.namespace)
         except self._dc.Timeout:
             return  # busy: this answer is simply not stored
-        except Exception as exc:  # disk full, file too large, read-only: stop writing
+        except Exception as exc:  # noqa: BLE001 - disk full, file too large, read-only: stop writing
             self._degrade.trip(f"response cache {self.url} cannot store entries ({_reason(exc)}); "
                                "continuing without storing new answers")
 
@@ -214,8 +214,8 @@ class DiskCache(OffloadedCache):
             return
         try:
             self._cache.delete(key)
-        except Exception:
-            pass  # a read-only or full cache keeps the entry; reads will keep missing it
+        except Exception:  # noqa: BLE001, S110 - a read-only or full cache keeps the entry; reads keep missing it
+            pass
 
     def clear(self, namespace: str | None = None) -> int:
         if self._cache is None:
@@ -237,7 +237,7 @@ class DiskCache(OffloadedCache):
                 out["entries"] = len(self._cache)
                 out["size_bytes"] = int(self._cache.volume())
                 out["size_limit"] = int(self._cache.size_limit)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - statistics are reported, never raised
                 out["degraded"] = out["degraded"] or f"cannot read statistics ({_reason(exc)})"
         return out
 

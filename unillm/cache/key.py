@@ -34,7 +34,7 @@ __all__ = ["KEY_SCHEMA_VERSION", "cache_key", "canonical_payload"]
 KEY_SCHEMA_VERSION = 1
 
 # request fields that never change what the vendor answers
-_NOT_IN_KEY = frozenset({"model", "user", "drop_params", "response_model"})
+_NOT_IN_KEY: set[str] = {"model", "user", "drop_params", "response_model"}  # a set: pydantic's `exclude`
 
 _dumps = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(",", ":"),
                           allow_nan=True).encode

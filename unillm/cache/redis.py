@@ -194,8 +194,8 @@ class RedisCache(OffloadedCache):
         head = self._marker(namespace, "").encode()
         removed = 0
         for markers in self._scan(_glob(head.decode()) + "*"):
-            entries = [self._entry_key(m[len(head):].decode()) for m in markers]
-            removed += int(self._r.unlink(*entries))
+            keys = [self._entry_key(m[len(head):].decode()) for m in markers]
+            removed += int(self._r.unlink(*keys))
             self._r.unlink(*markers)
         return removed
 

@@ -31,7 +31,8 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in _GROUPS:
             try:
-                return importlib.import_module(_GROUPS[name]).group
+                group: click.Command = importlib.import_module(_GROUPS[name]).group
+                return group
             except ModuleNotFoundError:
                 return None
         return super().get_command(ctx, name)

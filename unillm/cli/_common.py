@@ -156,7 +156,7 @@ class State:
         if create:
             client = self.client()
             return guard(lambda: client.ledger.store)
-        from ..ledger.store import open_store
+        from ..ledger.stores import open_store
         return guard(lambda: open_store(self.ledger_url, create=False))
 
     def describe(self, *, ledger: bool = True, cache: bool = False) -> list[str]:
@@ -179,12 +179,12 @@ class State:
 
 
 def _redact(url: str) -> str:
-    from ..ledger.store import redact
+    from ..ledger.urls import redact
     return redact(url)
 
 
 def _default_ledger() -> str:
-    from ..ledger.store import default_path
+    from ..ledger.stores import default_path
     return f"sqlite:///{default_path().as_posix().lstrip('/')}"
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -59,7 +60,7 @@ def reconcile(state: State) -> None:
     click.echo(f"{n} lapsed call{'s' if n != 1 else ''} counted at worst case" if n else "no lapsed holds")
 
 
-def _other_limit(row: dict) -> str:
+def _other_limit(row: dict[str, Any]) -> str:
     if "limit_tokens" in row:
         return f"{row['tokens']}/{row['limit_tokens']} tokens"
     return f"{row['requests']}/{row['limit_requests']} calls"

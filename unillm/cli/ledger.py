@@ -20,7 +20,7 @@ import click
 from ..ledger import export as exporter
 from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
-from ..ledger.store import open_store
+from ..ledger.stores import open_store
 from ._common import (
     WHERE_OPTION,
     State,

@@ -191,7 +191,7 @@ _MAX_OUTPUT = "max_output_tokens"
 def per_million(per_token: Any) -> Decimal:
     """LiteLLM's per-token float as an exact per-1M Decimal (via its shortest repr)."""
     if isinstance(per_token, bool) or not isinstance(per_token, (int, float, str)):
-        raise ValueError(f"not a number: {per_token!r}")
+        raise ValueError(f"not a number: {per_token!r}")  # noqa: TRY004 - the import reports ValueErrors per entry
     value = Decimal(str(per_token)).scaleb(6)
     if not value.is_finite() or value < 0:
         raise ValueError(f"not a price: {per_token!r}")

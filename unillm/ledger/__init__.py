@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from .facade import Ledger, WhatIf
 from .records import STATUSES, CallRecord, new_id
-from .store import Dialect, LedgerStore, NullStore, Transaction, default_path, open_store
+from .store import Dialect, LedgerStore, NullStore, Transaction
+from .stores import default_path, open_store
 
 __all__ = ["CallRecord", "Dialect", "Ledger", "LedgerStore", "NullStore", "STATUSES",
            "Transaction", "WhatIf", "default_path", "new_id", "open_store"]

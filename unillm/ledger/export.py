@@ -54,7 +54,7 @@ def record_dict(rec: CallRecord) -> dict[str, Any]:
 def _open(target: str | Path | IO[Any], binary: bool = False) -> Iterator[IO[Any]]:
     if isinstance(target, (str, Path)):
         mode = "wb" if binary else "w"
-        kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
+        kwargs: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": ""}
         with open(target, mode, **kwargs) as f:
             yield f
     else:
@@ -82,7 +82,7 @@ def _csv(rows: Iterable[dict[str, Any]], f: IO[str], columns: list[str] | None) 
             columns = columns or list(row)
             writer = csv.writer(f)
             writer.writerow(columns)
-        cells = [safe_cell(_csv_text(row.get(c))) for c in columns]  # type: ignore[union-attr]
+        cells = [safe_cell(_csv_text(row.get(c))) for c in columns]
         writer.writerow(cells)
         n += 1
     if writer is None and columns:

@@ -20,7 +20,7 @@ def normalize(value: Decimal | int | str | None) -> Decimal | None:
     """``value`` as a finite Decimal with at most 18 decimal places (None stays None)."""
     if value is None:
         return None
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise TypeError(f"money must be Decimal, int or str, not {type(value).__name__}")
     try:
         d = value if isinstance(value, Decimal) else Decimal(value)

@@ -48,7 +48,8 @@ from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
 from .reads import SQLReads
 from .records import CallRecord
 from .rows import INSERT_SQL, to_row
-from .store import Dialect, redact
+from .store import Dialect
+from .urls import redact
 
 #: key of the advisory lock serialising migrations (any fixed 64-bit number)
 MIGRATION_LOCK = 0x756E696C6C6D  # "unillm"
@@ -295,10 +296,13 @@ class PostgresStore(SQLReads, Offloaded):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         current = self._current()
+        rows: list[tuple[Any, ...]]
         if current is not None:
-            return current.execute(sql, params).fetchall()
+            rows = current.execute(sql, params).fetchall()
+            return rows
         with self._connection("cannot read") as conn:
-            return conn.execute(pyformat(sql), tuple(params)).fetchall()
+            rows = conn.execute(pyformat(sql), tuple(params)).fetchall()
+            return rows
 
     def summary(self, by: Sequence[str] | str | None = (), since: datetime | None = None,
                 until: datetime | None = None,

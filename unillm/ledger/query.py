@@ -34,7 +34,7 @@ def dimension(name: str, dialect: Dialect) -> tuple[str, list[Any]]:
         return name, []
     if name in TIME_DIMENSIONS:
         return dialect.bucket(name, "started_at"), []
-    tag = name[4:] if name.startswith("tag:") else name
+    tag = name.removeprefix("tag:")
     if not tag or any(c in tag for c in '"\\') or not tag.isprintable():
         raise errors.InvalidRequestError(
             f"bad dimension {name!r}: use one of {', '.join(sorted(COLUMN_DIMENSIONS))}, "

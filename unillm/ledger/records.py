@@ -210,7 +210,7 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
 def _unit(value: Any) -> Decimal:
     """A metered quantity as an exact Decimal (a float through its shortest repr)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise ValueError(f"a unit count must be a number, got {value!r}")
+        raise ValueError(f"a unit count must be a number, got {value!r}")  # noqa: TRY004 - pydantic's error
     out = Decimal(repr(value) if isinstance(value, float) else value)
     if not out.is_finite() or out < 0:
         raise ValueError(f"a unit count must be a finite number >= 0, got {value!r}")

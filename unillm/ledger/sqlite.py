@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -158,7 +158,7 @@ class SQLiteStore(SQLReads, Offloaded):
         """Not a database, a corrupt one, or a failing disk: one error naming the file."""
         return errors.LedgerError(f"cannot use the ledger database {self.path}: {exc}")
 
-    def _retry(self, fn: Any) -> Any:
+    def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, retrying on SQLITE_BUSY/locked until the timeout has passed."""
         deadline = time.monotonic() + self.timeout
         delay = 0.001

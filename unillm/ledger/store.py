@@ -1,4 +1,4 @@
-"""The store protocol, the SQL dialect seam, and `open_store(url)`.
+"""The store protocol and the SQL dialect seam (`open_store(url)` lives in `stores`).
 
 A store keeps `CallRecord` rows durably and answers queries over them. SQL is
 written once, portably (``?`` placeholders, standard aggregates and window
@@ -15,13 +15,10 @@ migrations, and settle a call as one transaction with its ledger row::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-from urllib.parse import urlsplit
 
 from .. import errors
 from ..offload import Offload, Offloaded
@@ -69,7 +66,8 @@ class Dialect:
 class Transaction(Protocol):
     """One open transaction: ledger rows and any other statement commit together."""
 
-    dialect: Dialect
+    @property
+    def dialect(self) -> Dialect: ...  # read-only: a backend's is its own `Dialect` subclass
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
@@ -80,8 +78,11 @@ class Transaction(Protocol):
 class LedgerStore(Protocol):
     """Where records live. ``record`` is durable when it returns."""
 
-    url: str
-    dialect: Dialect
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def dialect(self) -> Dialect: ...  # read-only: a backend's is its own `Dialect` subclass
 
     def record(self, rec: CallRecord) -> None: ...
 
@@ -165,113 +166,3 @@ class NullStore(Offloaded):
 
     def close(self) -> None:
         self.io.close()
-
-
-def default_path() -> Path:
-    """``$UNILLM_HOME/ledger.db``, else ``ledger.db`` in the platform's user data dir."""
-    home = os.environ.get("UNILLM_HOME")
-    if home:
-        return Path(home) / "ledger.db"
-    import platformdirs
-    return Path(platformdirs.user_data_dir("unillm")) / "ledger.db"
-
-
-def open_store(url: str | None = None, *, create: bool = True) -> LedgerStore:
-    """The store a ledger URL names.
-
-    ``None`` → the default SQLite file (see `default_path`); ``"off"`` → `NullStore`;
-    ``sqlite:///ABSOLUTE/PATH.db`` (``sqlite:///:memory:`` for a private in-memory
-    ledger); query options ``?synchronous=full`` and ``?timeout=SECONDS``;
-    ``postgresql://USER@HOST:PORT/DB`` for a ledger shared by many hosts (see `postgres`).
-    ``create=False`` (readers: summaries, exports) refuses an SQLite file that does not
-    exist, so a mistyped path is an error rather than a new, empty ledger.
-    """
-    if url is None:
-        from .sqlite import SQLiteStore
-        if not create and not default_path().exists():
-            raise errors.ConfigError(f"no ledger yet at {default_path()} (nothing has been recorded)",
-                                     key="ledger")
-        return SQLiteStore(default_path())
-    if not isinstance(url, str) or not url.strip():
-        raise errors.ConfigError("ledger must be a URL such as sqlite:///path/ledger.db or \"off\"",
-                                 key="ledger")
-    if url.strip().lower() == "off":
-        return NullStore()
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite":
-        from .sqlite import SQLiteStore
-        url = sqlite_url(url, create=create)
-        if not create:
-            path = SQLiteStore.path_of(url)
-            if path != ":memory:" and not Path(path).exists():
-                raise errors.ConfigError(f"no ledger at {path}", key="ledger", value=redact(url))
-        return SQLiteStore.from_url(url)
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        from .postgres import PostgresStore
-        return PostgresStore.from_url(url.strip())
-    raise errors.ConfigError(
-        f"unknown ledger URL scheme {scheme!r}: use sqlite:///PATH.db, postgresql://USER@HOST/DB, "
-        f"\"off\", or omit it for the default file", key="ledger", value=redact(url))
-
-
-def sqlite_url(url: str, *, base: str | Path | None = None, create: bool = False, check: bool = False) -> str:
-    """``url`` as ``sqlite:///ABSOLUTE/PATH``: ``sqlite:relative/path`` is relative to ``base``
-    (the config file's directory; else the cwd). ``create`` makes missing directories and
-    ``check`` (at config load) only looks: a directory that cannot hold the file is a
-    `ConfigError` naming ``ledger``.
-
-    ``sqlite:/x`` (one slash) is refused rather than guessed: RFC 8089 reads it as the
-    absolute ``/x``, a newcomer as relative ``x``.
-    """
-    if "\x00" in url:
-        raise errors.ConfigError("the ledger URL contains a NUL byte", key="ledger", value=redact(url))
-    head, _, query = url.partition("?")
-    rest = head.split(":", 1)[1]
-    if rest.startswith("/") and not rest.startswith("//"):
-        raise errors.ConfigError(
-            f"ambiguous SQLite URL: write 'sqlite:///{rest.lstrip('/')}' for the absolute path "
-            f"{rest} or 'sqlite:{rest.lstrip('/')}' for a path relative to the config file",
-            key="ledger", value=redact(url))
-    if rest in (":memory:", "///:memory:"):
-        return "sqlite:///:memory:" + (f"?{query}" if query else "")
-    if rest.startswith("///") and rest.strip("/"):
-        path = "/" + rest.lstrip("/")            # absolute (a fourth slash tolerated)
-    elif rest.startswith("/") or not rest:
-        return url                               # a host, or no path: the store says what is wrong
-    else:
-        path = str(Path(base or ".").joinpath(rest).resolve())
-    target = Path(path).parent
-    try:
-        if create:
-            target.mkdir(parents=True, exist_ok=True)
-            _writable_dir(target)
-        elif check:
-            _writable_dir(target)
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot use {target} for the ledger: "
-                                 f"{exc.strerror or exc}", key="ledger", value=redact(url)) from None
-    return "sqlite:///" + path.lstrip("/") + (f"?{query}" if query else "")
-
-
-def _writable_dir(path: Path) -> None:
-    """``path``, or its nearest existing parent, is a directory this process may write in."""
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise NotADirectoryError(20, "Not a directory", str(probe))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(13, f"{probe} is not writable", str(probe))
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = f"{parts.username}:***" if parts.username else "***"
-    return parts._replace(netloc=f"{userinfo}@{netloc[-1]}").geturl()

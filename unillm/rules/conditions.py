@@ -63,6 +63,9 @@ class RuleContext:
         "stream",
         "tags",
     )
+    _tokens_v: int | None
+    _budget_v: float | None
+    _cost_v: Decimal | None
 
     def __init__(self, request: ChatRequest, ref: ModelRef, *, tags: Mapping[str, str] | None = None,
                  now: datetime, stream: bool = False, prompt_tokens: Callable[[], int] | None = None,

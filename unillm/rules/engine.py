@@ -73,7 +73,7 @@ class Decision:
         return request.model_copy(update=changes) if changes else request
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in (("rule", self.rule), ("mode", self.mode), ("use", self.use),
+        d: dict[str, Any] = {k: v for k, v in (("rule", self.rule), ("mode", self.mode), ("use", self.use),
                                ("max_tokens", self.max_tokens), ("set", dict(self.set) or None),
                                ("deny", self.deny), ("cache_ttl", self.cache_ttl)) if v is not None}
         if self.shadow:

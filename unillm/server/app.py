@@ -11,7 +11,7 @@ Routes::
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
 the dashboard also accepts ``?key=`` once, which opens a server-side session
-(`dashboard.Sessions`): the browser then holds a random session id, never the key.
+(`sessions.Sessions`): the browser then holds a random session id, never the key.
 
 What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings`):
 `limits.Limits` (body size and read time) wraps the app, `limits.parse_json` reads
@@ -40,9 +40,10 @@ from starlette.routing import Route
 
 from .. import errors
 from ..config import ServerSettings
-from .dashboard import SESSION_COOKIE, Sessions
 from .keys import ApiKey, KeyStore
-from .ratelimit import Limited, Limiter, ReleaseLeases, open_limiter
+from .limiters import open_limiter
+from .ratelimit import Limited, Limiter, ReleaseLeases
+from .sessions import SESSION_COOKIE, Sessions
 from .tenancy import TagPolicy
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
 
@@ -194,7 +195,7 @@ def _check_ledger(client: Any) -> dict[str, Any]:
     try:
         client.ledger.store.last_cursor()
         return {"ok": True}
-    except Exception as exc:  # report, never raise, from a health probe
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
         return {"ok": False, "error": type(exc).__name__}
 
 
@@ -205,7 +206,7 @@ def _check_cache(client: Any) -> dict[str, Any]:
     try:
         cache.get("unillm-health-probe")
         return {"ok": True, "backend": type(cache).__name__}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health probe
         return {"ok": False, "error": type(exc).__name__}
 
 

@@ -18,11 +18,7 @@ request. ``?logout=1`` ends the session. The page may not be framed
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from html import escape
@@ -30,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import svg
 from .analytics import budget_status, build, filters_from, parse_range
+from .sessions import SESSION_COOKIE
 from .svg import usd
 
 if TYPE_CHECKING:
@@ -227,7 +224,6 @@ def page(client: Any, *, since: str | None, until: str | None, where: Mapping[st
     return render(data, budgets, title=title, query=query, form=form)
 
 
-SESSION_COOKIE = "unillm_session"
 #: every dashboard page: no framing, no script, nothing fetched from elsewhere
 SECURITY_HEADERS = {
     "cache-control": "no-store",
@@ -237,56 +233,6 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
-
-
-class Sessions:
-    """Dashboard sessions of one gateway process: random id -> key id, until they expire.
-
-    Ids are stored hashed; at most ``limit`` live at once (the oldest go first).
-    """
-
-    def __init__(self, ttl: float, *, limit: int = 10_000,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.limit, self._now = ttl, limit, monotonic
-        self._by_hash: dict[str, tuple[float, str]] = {}
-        self._lock = threading.Lock()
-
-    def start(self, key_id: str) -> str:
-        sid = secrets.token_urlsafe(32)
-        with self._lock:
-            if len(self._by_hash) >= self.limit:
-                self._expire(force=True)
-            self._by_hash[_digest(sid)] = (self._now() + self.ttl, key_id)
-        return sid
-
-    def key_id(self, sid: str | None) -> str | None:
-        if not sid or len(sid) > 100:
-            return None
-        with self._lock:
-            hit = self._by_hash.get(_digest(sid))
-            if hit is None:
-                return None
-            if hit[0] <= self._now():
-                del self._by_hash[_digest(sid)]
-                return None
-            return hit[1]
-
-    def end(self, sid: str | None) -> None:
-        if sid:
-            with self._lock:
-                self._by_hash.pop(_digest(sid), None)
-
-    def _expire(self, force: bool) -> None:
-        now = self._now()
-        self._by_hash = {h: v for h, v in self._by_hash.items() if v[0] > now}
-        if force and len(self._by_hash) >= self.limit:
-            oldest = sorted(self._by_hash, key=lambda h: self._by_hash[h][0])
-            for h in oldest[: len(oldest) - self.limit + 1]:
-                del self._by_hash[h]
-
-
-def _digest(sid: str) -> str:
-    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def _focus(client: Any, data: dict[str, Any], end: datetime | None, where: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class GuardedH11Protocol(H11Protocol):
         self.header_timeout = float(getattr(config, "header_timeout", 10.0))
         self._head_timer: Any = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm()
 

@@ -37,7 +37,7 @@ _held: contextvars.ContextVar[list[tuple[Any, str]] | None] = contextvars.Contex
     "unillm_leases", default=None)
 
 
-class Limited(Exception):
+class Limited(Exception):  # noqa: N818 - a refusal carried to the handler, not a fault
     """Over a limit: which one, and how long until a request would be admitted."""
 
     def __init__(self, limit: str, value: int, retry_after: float) -> None:
@@ -196,22 +196,3 @@ class RateLimiter(Limiter):
                 return 0, 0
             self._prune(w, now)
             return len(w.requests), w.token_sum
-
-
-def open_limiter(client: Any) -> Limiter:
-    """The limiter ``[server] ratelimit`` names for ``client`` (default: its ledger's database)."""
-    from .. import errors
-    url = client.settings.server.ratelimit
-    store = client.ledger.store
-    if url is None:
-        if not hasattr(store, "transaction") or getattr(store, "url", "off") == "off":
-            return RateLimiter()  # no database to share counts through
-        from .ratelimit_shared import SQLRateLimiter
-        return SQLRateLimiter(store)
-    if url.strip().lower() == "memory":
-        return RateLimiter()
-    if url.split(":", 1)[0].lower() in ("redis", "rediss", "unix"):
-        from .ratelimit_shared import RedisRateLimiter
-        return RedisRateLimiter(url)
-    raise errors.ConfigError("ratelimit must be unset (the ledger's database), \"memory\" or a "
-                             "redis://HOST:PORT/DB URL", key="server.ratelimit", value=url)

@@ -63,7 +63,7 @@ class _Shared(Limiter):
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:  # a lost token count must not take a worker down
+        except Exception:  # noqa: BLE001, S110 - a lost token count must not take a worker down
             pass
 
     def _add_tokens(self, key_id: str, tokens: int, at: float) -> None:

@@ -55,7 +55,7 @@ def _nice_max(v: float) -> float:
     """A round number >= v for the top of an axis (1, 2, 2.5 or 5 times a power of ten)."""
     if v <= 0:
         return 1.0
-    exp = 10 ** math.floor(math.log10(v))
+    exp: float = 10 ** math.floor(math.log10(v))
     for step in (1, 2, 2.5, 5, 10):
         if v <= step * exp * (1 + 1e-9):
             return step * exp

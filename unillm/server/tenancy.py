@@ -55,12 +55,12 @@ class TagPolicy:
         for name in sorted(tags):
             value = tags[name]
             if name in reserved:
-                out.append((name, f"the tag {name!r} is reserved: it comes from the API key or the "
-                                  "operator's configuration and cannot be set by a caller"))
+                out.append((name, (f"the tag {name!r} is reserved: it comes from the API key or the "
+                                   "operator's configuration and cannot be set by a caller")))
             elif name not in self.allowed:
                 allowed = ", ".join(sorted(self.allowed - reserved)) or "none"
-                out.append((name, f"the tag {name!r} is not allowed by this gateway "
-                                  f"([server] allow_tags; allowed: {allowed})"))
+                out.append((name, (f"the tag {name!r} is not allowed by this gateway "
+                                   f"([server] allow_tags; allowed: {allowed})")))
             elif not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
                 out.append((name, f"the tag {name!r} must be a string of at most {MAX_TAG_VALUE} characters"))
         return out

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class HTTPError(Exception):
     """An error the gateway itself raises, already in OpenAI's terms."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field
                  code: str | None = None, param: str | None = None,
                  retry_after: float | None = None, extra: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None) -> None:

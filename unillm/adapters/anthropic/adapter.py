@@ -16,8 +16,16 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import (Adapter, check_complete, error_for_status, error_message, json_body, parse_retry_after,
-                    require)
+from ..base import (
+    Adapter,
+    ErrorWhere,
+    check_complete,
+    error_for_status,
+    error_message,
+    json_body,
+    parse_retry_after,
+    require,
+)
 from .convert import StreamState, from_response, to_request
 
 # status implied by an error event inside a 200 stream (``{"type": "error", "error": {"type": ...}}``)
@@ -118,7 +126,7 @@ class AnthropicAdapter(Adapter):
             return exc
         anthropic = require("anthropic")
         timeouts, transport = _http_errors()
-        where = {"provider": self.provider, "model": model}
+        where: ErrorWhere = {"provider": self.provider, "model": model}
         if isinstance(exc, (anthropic.APITimeoutError, *timeouts)):
             return errors.TimeoutError(f"no answer within {self.settings.timeout:g}s", **where)
         if isinstance(exc, anthropic.APIStatusError):

@@ -13,7 +13,7 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
+from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 
@@ -112,7 +112,7 @@ class CohereAdapter(Adapter):
         from cohere.core.api_error import ApiError
         from cohere.core.parse_error import ParsingError
 
-        where = {"provider": self.provider, "model": model}
+        where: ErrorWhere = {"provider": self.provider, "model": model}
         if isinstance(exc, ApiError):
             return self._api_error(exc, model)
         if isinstance(exc, ParsingError):

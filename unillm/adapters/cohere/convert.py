@@ -27,8 +27,8 @@ from ...types import (
     BUCKETS,
     ChatRequest,
     ChatResponse,
-    ChunkChoice,
     Choice,
+    ChunkChoice,
     Delta,
     FinishReason,
     FunctionCall,
@@ -137,7 +137,7 @@ def _user_content(msg: Message, p: _Params) -> str | list[dict[str, Any]]:
         p.unsupported("images", f"the {p.settings.name} profile has capabilities.images = false")
         return msg.text()
     parts: list[dict[str, Any]] = []
-    for part in msg.content or []:
+    for part in msg.content if isinstance(msg.content, list) else []:
         if isinstance(part, ImagePart):
             image = {"url": part.image_url.url}
             if part.image_url.detail:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
+from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 _RETRY_DELAY = re.compile(r"^\s*([0-9.]+)s\s*$")
@@ -148,7 +148,7 @@ class GoogleAdapter(Adapter):
         if isinstance(exc, errors.ProviderError):
             return exc
         sdk_errors = require("google.genai.errors")
-        where = {"provider": self.provider, "model": model}
+        where: ErrorWhere = {"provider": self.provider, "model": model}
         if isinstance(exc, sdk_errors.APIError):
             return self._api_error(exc, model)
         if isinstance(exc, (sdk_errors.UnknownApiResponseError, json.JSONDecodeError)):

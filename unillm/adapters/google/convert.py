@@ -183,7 +183,7 @@ def _response_format(request: ChatRequest, settings: ProviderSettings) -> dict[s
     return {"response_mime_type": "application/json", "response_json_schema": fmt.json_schema.schema_}
 
 
-def _contents(request: ChatRequest, settings: ProviderSettings) -> tuple[list[dict], list[dict]]:
+def _contents(request: ChatRequest, settings: ProviderSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """System parts and the conversation as Gemini contents (tool results merged per turn)."""
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
@@ -222,7 +222,7 @@ def _message(msg: Message, names: dict[str, str], request: ChatRequest,
     return "user", _content_parts(msg, request, settings)
 
 
-def _content_parts(msg: Message, request: ChatRequest, settings: ProviderSettings) -> list[dict]:
+def _content_parts(msg: Message, request: ChatRequest, settings: ProviderSettings) -> list[dict[str, Any]]:
     if isinstance(msg.content, str):
         return [{"text": msg.content}] if msg.content else []
     parts: list[dict[str, Any]] = []
@@ -322,7 +322,8 @@ def as_json(raw: Any) -> dict[str, Any]:
     if dump is None:
         raise errors.ResponseError(f"cannot read a Gemini response of type {type(raw).__name__}",
                                    provider=VENDOR)
-    return dump(mode="json", by_alias=True, exclude_none=True)
+    dumped: dict[str, Any] = dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
 
 
 def _pick(d: dict[str, Any], camel: str) -> Any:
@@ -361,7 +362,7 @@ def _parts(candidate: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tool_calls(parts: list[dict[str, Any]], response_id: str, start: int) -> list[ToolCall]:
-    calls = []
+    calls: list[ToolCall] = []
     for part in parts:
         call = _pick(part, "functionCall")
         if call is None:

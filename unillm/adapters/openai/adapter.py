@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
-from ..base import Adapter, check_complete, error_for_status, error_message, parse_retry_after, require
+from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
 
 # create()'s keyword arguments that are request options, not body fields
@@ -132,7 +132,7 @@ class OpenAIAdapter(Adapter):
         return None if openai is None else self._translate_sdk(openai, exc, model)
 
     def _translate_sdk(self, openai: Any, exc: BaseException, model: str) -> errors.ProviderError | None:
-        where = {"provider": self.provider, "model": model}
+        where: ErrorWhere = {"provider": self.provider, "model": model}
         if isinstance(exc, openai.APITimeoutError):
             return errors.TimeoutError(f"no answer within {self.settings.timeout:g}s", **where)
         if isinstance(exc, openai.APIConnectionError):

@@ -190,8 +190,8 @@ def from_response(raw: Any, provider: str) -> ChatResponse:
 
 def _choice(raw: Any, position: int) -> Choice:
     msg = field(raw, "message", {})
-    calls = [_tool_call(tc) for tc in field(msg, "tool_calls", [])]
-    calls = [tc for tc in calls if tc is not None]
+    found = [_tool_call(tc) for tc in field(msg, "tool_calls", [])]
+    calls = [tc for tc in found if tc is not None]
     return Choice(
         index=int(field(raw, "index", position)),
         message=ResponseMessage(content=field(msg, "content"), tool_calls=calls or None,

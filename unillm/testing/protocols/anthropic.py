@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..fake import Ctx, Reply, ToolCallSpec
+from ..replies import Ctx, Reply, ToolCallSpec
 from .base import Protocol
 
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",

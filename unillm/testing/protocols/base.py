@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..fake import Ctx, Reply
+from ..replies import Ctx, Reply
 
 
 class Protocol:

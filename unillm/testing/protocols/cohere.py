@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..fake import Ctx, Reply, ToolCallSpec
+from ..replies import Ctx, Reply, ToolCallSpec
 from .base import Protocol
 
 #: tokens Cohere adds around the prompt (the API reference example: 71 processed, 5 billed)

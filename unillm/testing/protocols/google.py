@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..fake import Ctx, Reply
+from ..replies import Ctx, Reply
 from .base import Protocol
 
 _PATH = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(generateContent|streamGenerateContent)$")
@@ -32,8 +32,8 @@ _STATUS = {400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
            403: ("PERMISSION_DENIED", "Permission denied on resource project."),
            404: ("NOT_FOUND", "models/{model} is not found for API version v1beta."),
            409: ("ABORTED", "The request was aborted."),
-           429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan "
-                                       "and billing details."),
+           429: ("RESOURCE_EXHAUSTED", ("You exceeded your current quota, please check your plan "
+                                        "and billing details.")),
            500: ("INTERNAL", "An internal error has occurred."),
            503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
            504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete.")}
@@ -88,7 +88,7 @@ class GoogleProtocol(Protocol):
         return {"error": error}
 
 
-def _envelope(reply: Reply, ctx: Ctx, parts: list[dict[str, Any]], finish: str | None) -> dict:
+def _envelope(reply: Reply, ctx: Ctx, parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     if finish:
         candidate["finishReason"] = finish

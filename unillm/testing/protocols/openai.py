@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
-from ..fake import Ctx, Reply, ToolCallSpec
+from ..replies import Ctx, Reply, ToolCallSpec
 from .base import Protocol
 
 _PATH = re.compile(r"^(/v1)?/chat/completions/?$")
