@@ -49,11 +49,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def guard(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; unillm errors become one clean ClickException line."""
+    """Run ``fn``; unillm errors, and a file the system refuses (a missing directory, no
+    permission), become one clean ClickException line."""
     try:
         return fn()
     except errors.UnillmError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 def pricebook(pricing: str | None) -> Any:
@@ -193,6 +197,20 @@ def _default_cache() -> str:
     return default_cache_url()
 
 
+
+class FilePath(click.Path):
+    """`click.Path` that refuses an empty path or a NUL byte with a usage error (click's own
+    check would raise a bare ``ValueError`` from ``os.stat``; an empty path, a
+    ``FileNotFoundError`` when written)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail("a path cannot contain a NUL byte", param, ctx)
+        if isinstance(value, str) and not value.strip():
+            self.fail("a path cannot be empty", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def state_options(*, ledger: bool = True, cache: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add ``--config``, ``-v`` (and ``--ledger``/``--cache``) to a command; it receives ``state``."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -201,7 +219,7 @@ def state_options(*, ledger: bool = True, cache: bool = False) -> Callable[[Call
                     cache_option: str | None = None, verbose: bool = False, **kwargs: Any) -> Any:
             return fn(*args, state=State(config, ledger_option, cache_option, verbose), **kwargs)
         opts = [click.option("--config", "config", metavar="PATH", default=None,
-                             type=click.Path(dir_okay=False), help=CONFIG_HELP)]
+                             type=FilePath(dir_okay=False), help=CONFIG_HELP)]
         if ledger:
             opts.append(click.option("--ledger", "ledger_option", metavar="URL", default=None,
                                      help=LEDGER_HELP))

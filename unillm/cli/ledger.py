@@ -23,6 +23,7 @@ from ..ledger.records import CallRecord
 from ..ledger.stores import open_store
 from ._common import (
     WHERE_OPTION,
+    FilePath,
     State,
     check_dimension,
     dimensions,
@@ -77,7 +78,7 @@ def summary(by: list[str], since: str | None, until: str | None, where: tuple[st
 @group.command(name="export")
 @click.option("--format", "fmt", type=click.Choice(list(exporter.FORMATS)), default="csv",
               show_default=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=FilePath(dir_okay=False),
               help="file to write ('-' for standard output; not for parquet)")
 @_SINCE
 @_UNTIL
@@ -128,7 +129,7 @@ def _print(recs: list[Any]) -> None:
 @click.option("--model", required=True,
               help="the model to compare with, named as in chat(): gpt-4o-mini, an alias, openai/gpt-4o-mini")
 @click.option("--provider", default=None, help="its provider, when the name alone does not say")
-@click.option("--pricing", default=None, type=click.Path(dir_okay=False),
+@click.option("--pricing", default=None, type=FilePath(dir_okay=False),
               help="a price file merged over the bundled one (default: the config's pricing)")
 @_SINCE
 @_UNTIL

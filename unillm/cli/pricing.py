@@ -17,7 +17,7 @@ from .. import errors
 from ..price_files import Layer, read_layer
 from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path
 from ..pricing import today as book_today
-from ._common import State, state_options, user_errors
+from ._common import FilePath, State, state_options, user_errors
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        show_default=True, help="table for people, json for machines")
@@ -65,7 +65,7 @@ def _locate(model: str, book: PriceBook) -> tuple[str, str]:
 
 @group.command()
 @click.argument("model")
-@click.option("--pricing", "pricing_file", type=click.Path(dir_okay=False),
+@click.option("--pricing", "pricing_file", type=FilePath(dir_okay=False),
               help="a price file merged over the bundled book")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%d"]), help="price in force on this date (UTC)")
 @_FORMAT
@@ -282,8 +282,8 @@ def render_toml(tables: dict[tuple[str, str], dict[str, Any]], header: str) -> s
 
 
 @group.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write here (default: stdout)")
+@click.argument("file", type=FilePath(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", type=FilePath(dir_okay=False), help="write here (default: stdout)")
 @click.option("--keep-unknown", is_flag=True, help="keep providers unillm has no profile for")
 @user_errors
 def import_(file: str, out: str | None, keep_unknown: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import WHERE_OPTION, State, guard, state_options, where_pairs
+from ._common import WHERE_OPTION, FilePath, State, guard, state_options, where_pairs
 
 
 @click.command("report")
@@ -13,7 +13,7 @@ from ._common import WHERE_OPTION, State, guard, state_options, where_pairs
 @click.option("--until", default=None, help="e.g. 1d, 2025-02-01 (default: now)")
 @WHERE_OPTION
 @click.option("--title", default="spend report", show_default=True)
-@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="report.html", show_default=True, type=FilePath(dir_okay=False))
 def group(state: State, since: str, until: str | None, where: tuple[str, ...], title: str,
           output: str) -> None:
     """Write spend charts, breakdowns, budgets and recent calls to one HTML file."""
