@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import open_files
 from unillm import Client, errors
 from unillm.offload import Offload
 from unillm.testing import FakeProvider, Reply
 
 from .servers import (  # noqa: F401  (fixtures)
+    open_files,
     pg_url,
     postgres_server,
     postgres_url,

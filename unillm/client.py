@@ -601,8 +601,7 @@ class Client:
         try:  # past the deadline the attempt is cancelled: recorded, its hold released
             call, resp = await _within(run, max(limit - (time.perf_counter() - call.begun), 0.0))
         except asyncio.TimeoutError as exc:
-            err = errors.TimeoutError(f"the call did not finish within call_deadline ({limit:g}s); "
-                                      "it was cancelled", provider=call.ref.provider, model=call.ref.model)
+            err = self._cut(call, sent=True)  # the sync path's error: named, never retried
             if call.reservation is not None:  # cancelled before it even started: nothing recorded it
                 self._record(record_for(call, "error", error=err), call)
             raise err from exc
