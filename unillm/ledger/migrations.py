@@ -160,6 +160,21 @@ def _m009_calls(tx: Transaction, d: Dialect) -> None:
     tx.execute(f"CREATE INDEX {TABLE}_call_id ON {TABLE} (call_id)")
 
 
+def _m010_webhook_outbox(tx: Transaction, d: Dialect) -> None:
+    """Webhook deliveries (`unillm.webhooks`): one row per event and endpoint, kept until it
+    is delivered (or given up), so a restart resumes what was not. ``hook`` names the
+    endpoint by a hash of its URL (neither the URL nor its secret is stored); ``id`` is the
+    idempotency id every attempt carries. Times are Unix seconds."""
+    f = d.float_type
+    tx.execute(f"""
+        CREATE TABLE unillm_webhook_outbox (
+            id TEXT PRIMARY KEY, hook TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            created_at {f} NOT NULL, next_at {f} NOT NULL, lease_until {f}, done_at {f},
+            last_error TEXT)""")
+    tx.execute("CREATE INDEX unillm_webhook_outbox_due ON unillm_webhook_outbox (state, hook, next_at)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -170,6 +185,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0007_round_two", _m007_round_two),
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
+    Migration("0010_webhook_outbox", _m010_webhook_outbox),
 ]
 
 
