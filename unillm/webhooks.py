@@ -140,7 +140,7 @@ class Outbox:
         else:
             try:
                 self._insert(rows, created)
-            except Exception:  # noqa: BLE001 - never into the call: the thread writes them later
+            except Exception:
                 log.exception("could not write webhook events to the outbox; retrying in the background")
                 self._queued.extend(rows)
         self.start()
@@ -186,7 +186,7 @@ class Outbox:
                 self._write_queued()
                 busy = self._deliver_due()
                 self._prune()
-            except Exception:  # noqa: BLE001 - a database hiccup: logged, tried again next round
+            except Exception:
                 log.exception("webhook outbox round failed")
                 busy = False
             if not busy:
@@ -219,7 +219,7 @@ class Outbox:
         now = self._clock()
         with self._store().transaction() as tx:
             cur = tx.execute(f"UPDATE {OUTBOX} SET lease_until = ? WHERE id = ? AND state = 'pending' "
-                             "AND (lease_until IS NULL OR lease_until < ?)", (now + hook.timeout + 30, rid, now))
+                             "AND (lease_until IS NULL OR lease_until < ?)", (now + 2 * hook.timeout + 5, rid, now))
             return bool(cur.rowcount == 1)
 
     def _post(self, hook: Any, rid: str, body: bytes) -> str | None:
@@ -231,7 +231,7 @@ class Outbox:
             headers[SIGNATURE_HEADER] = sign(hook.secret, ts, body)
         req = urllib.request.Request(hook.url, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=hook.timeout) as resp:  # noqa: S310 - http(s), checked at load
+            with urllib.request.urlopen(req, timeout=hook.timeout) as resp:
                 resp.read()
             return None
         except urllib.error.HTTPError as exc:
@@ -252,7 +252,7 @@ class Outbox:
                 tx.execute(f"UPDATE {OUTBOX} SET state = 'failed', attempts = ?, done_at = ?, "
                            "lease_until = NULL, last_error = ? WHERE id = ?", (attempts, now, error, rid))
                 return
-            wait = min(hook.retry_max, hook.retry_initial * 2 ** (attempts - 1)) * random.uniform(0.8, 1.0)  # noqa: S311
+            wait = min(hook.retry_max, hook.retry_initial * 2 ** (attempts - 1)) * random.uniform(0.8, 1.0)
             tx.execute(f"UPDATE {OUTBOX} SET attempts = ?, next_at = ?, lease_until = NULL, last_error = ? "
                        "WHERE id = ?", (attempts, now + wait, error, rid))
 
@@ -299,6 +299,6 @@ class Outbox:
         if self._queued and self._db is not None:
             try:
                 self._write_queued()
-            except Exception:  # noqa: BLE001 - at shutdown: logged, never raised
+            except Exception:
                 log.exception("could not write %d queued webhook events to the outbox", len(self._queued))
         self._db = None

@@ -148,7 +148,7 @@ class Metrics:
             return out
         from prometheus_client import multiprocess
         reg = pc.CollectorRegistry()
-        multiprocess.MultiProcessCollector(reg)
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
         reg.register(_Budgets(self._client, pc))
         out = pc.generate_latest(reg)
         return out
