@@ -4,10 +4,9 @@ sources, and processes killed mid-delivery."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,18 +24,42 @@ from tests.servers import free_port, pg_url, postgres_server, postgres_url  # no
 from unillm import Client, errors
 from unillm.config import load_settings
 from unillm.testing import FakeProvider, Reply
-from unillm.webhooks import OUTBOX
+from unillm.webhooks import OUTBOX, sign, verify
 
 SECRET = "whsec_0123456789abcdef"
 HERE = Path(__file__).parent
 USAGE = {"input_tokens": 1000, "output_tokens": 1000}
 
 
+README = (HERE.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_block(lang: str, marker: str) -> str:
+    (block,) = [b for b in re.findall(rf"```{lang}\n(.*?)```", README, re.DOTALL) if marker in b]
+    return block
+
+
+_snippet: dict[str, Any] = {}
+exec(_readme_block("python", "def verified("), _snippet)  # noqa: S102 - the README's own code, run as written
+
+
 def check_signature(secret: str, headers: Any, body: bytes) -> bool:
-    """The README's verification snippet."""
-    parts = dict(p.split("=", 1) for p in headers["unillm-signature"].split(","))
-    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) <= 300
+    """The README's verification snippet, run as written."""
+    ok: bool = _snippet["verified"](secret, headers["unillm-signature"], body)
+    return ok
+
+
+def test_the_readme_webhook_and_metrics_tables_are_valid_config() -> None:
+    from unillm._toml import tomllib
+    hooks = tomllib.loads(_readme_block("toml", "[[alerts.webhooks]]"))
+    metrics = tomllib.loads(_readme_block("toml", "allow_from = "))
+    s = load_settings(None, alerts=hooks["alerts"], server=metrics["server"])
+    assert s.alerts.webhooks[0].events == ["budget.alert", "budget.exceeded", "api_key.invalid"]
+    assert s.server.metrics.enabled and s.server.metrics.allow_from == ["10.0.0.0/8"]
+    header = sign(SECRET, int(time.time()), b"{}")
+    assert check_signature(SECRET, {"unillm-signature": header}, b"{}") and verify(SECRET, header, b"{}")
+    stale = sign(SECRET, int(time.time()) - 600, b"{}")
+    assert not check_signature(SECRET, {"unillm-signature": stale}, b"{}") and not verify(SECRET, stale, b"{}")
 
 
 class Receiver:
