@@ -65,6 +65,15 @@ def test_metrics_are_off_by_default_no_route_nothing_counted(upstream: FakeProvi
         assert r.status_code == 404
 
 
+def test_metrics_off_imports_nothing_of_prometheus(tmp_path: Path) -> None:
+    code = ("import sys; from unillm import Client; from unillm.server.app import create_app; "
+            f"app = create_app(Client(ledger={f'sqlite:///{tmp_path}/l.db'!r}, cache='off')); "
+            "assert app.state.gateway.metrics is None; print('prometheus_client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.stdout.strip() == "False"
+
+
 def test_a_scrape_needs_an_admin_key_unless_the_network_is_allowed(upstream: FakeProvider, tmp_path: Path) -> None:
     for s in served_with(upstream, tmp_path):
         user = s.key(user="ann")
@@ -162,13 +171,13 @@ def test_a_scrape_under_two_workers_sums_both(tmp_path: Path) -> None:
             wait_ready(f"http://127.0.0.1:{port}/health", proc)
 
             def call(_: int) -> None:  # a fresh connection each: the kernel spreads them over the workers
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                     r = http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG},
                                   headers={"authorization": f"Bearer {secret}"})
                     assert r.status_code == 200, r.text
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(call, range(40)))
-            scrapes = [samples(httpx.get(f"http://127.0.0.1:{port}/metrics",
+            scrapes = [samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=60,
                                          headers={"authorization": f"Bearer {secret}"}).text) for _ in range(6)]
             (shared,) = glob.glob(str(tmp_path / "unillm-metrics-*"))
             per_worker = _counts_per_worker(shared)

@@ -68,6 +68,7 @@ class Receiver:
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.got: list[tuple[dict[str, str], bytes]] = []
         self.statuses = list(statuses or [])
+        self.gets = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,7 +78,16 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("location", outer.url)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802 - what a followed redirect would turn the POST into
+                outer.gets += 1
+                self.send_response(200)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -204,6 +214,19 @@ def test_failed_deliveries_are_retried_with_the_same_id_then_given_up(fake: Fake
         failing.server.shutdown()
     assert len(failing.got) == 3 and {h["unillm-webhook-id"] for h, _ in failing.got} == {row[0]}
     assert row[1:] == ("failed", 3, "HTTP 500")
+
+
+def test_a_redirect_is_a_failed_attempt_never_followed(fake: FakeProvider, tmp_path: Path) -> None:
+    moved = Receiver([302])
+    try:
+        client = client_for(fake, tmp_path, [hook(moved.url)],
+                            rules=[{"name": "mini", "when": {"model": "gpt-4o"}, "use": "gpt-4o-mini"}])
+        client.chat(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert client.budgets.alerts.flush(10)
+        client.close()
+    finally:
+        moved.server.shutdown()
+    assert len(moved.got) == 2 and moved.gets == 0  # posted again, the body never lost to a GET
 
 
 def test_an_invalid_key_at_the_gateway_is_an_event_without_the_key(fake: FakeProvider, tmp_path: Path,

@@ -26,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import errors
 from ._toml import combine_errors, config_errors, load_toml
-from .budgets.alerts import EVENTS
+from .budgets.alerts import WEBHOOK_EVENTS
 from .budgets.spec import BudgetSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
 from .rules.spec import Rule, nested_rules, rule_label
@@ -70,7 +70,7 @@ class WebhookSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     url: WebhookURL
-    events: list[str] = Field(default_factory=lambda: list(EVENTS))  # default: every event
+    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))  # default: every event
     secret: str | None = Field(default=None, min_length=16, repr=False)  # HMAC-SHA256 key
     timeout: float = Field(default=5.0, gt=0)          # seconds per delivery attempt
     max_attempts: int = Field(default=12, gt=0)        # then the row is marked failed
@@ -81,12 +81,12 @@ class WebhookSettings(BaseModel):
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
         for name in names:
-            if name not in EVENTS:
-                close = errors.did_you_mean(name, EVENTS)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(EVENTS)}"
+            if name not in WEBHOOK_EVENTS:
+                close = errors.did_you_mean(name, WEBHOOK_EVENTS)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(WEBHOOK_EVENTS)}"
                 raise ValueError(f"unknown event {name!r}; {hint}")
         if not names:
-            raise ValueError(f"lists no event; known: {', '.join(EVENTS)}")
+            raise ValueError(f"lists no event; known: {', '.join(WEBHOOK_EVENTS)}")
         return names
 
 

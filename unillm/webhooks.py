@@ -47,7 +47,7 @@ OUTBOX = "unillm_webhook_outbox"
 ID_HEADER = "unillm-webhook-id"
 TIMESTAMP_HEADER = "unillm-webhook-timestamp"
 SIGNATURE_HEADER = "unillm-signature"
-#: delivered and failed rows are deleted after this many seconds
+#: delivered and failed rows are deleted after this many seconds (any row this old, too)
 KEEP_SECONDS = 7 * 86400
 
 __all__ = ["ID_HEADER", "OUTBOX", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Outbox", "hook_id", "sign",
@@ -84,6 +84,16 @@ def _where(url: str) -> str:
     """An endpoint for logs: scheme and host only (paths and queries often hold tokens)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer that is not 2xx (urllib would turn the POST into a GET)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _on_event_loop() -> bool:
@@ -133,7 +143,7 @@ class Outbox:
         rows = []
         for hid in hooks:
             rid = "evt_" + uuid.uuid4().hex
-            body = json.dumps({"id": rid, "created": int(created), **payload}, default=str, sort_keys=True)
+            body = json.dumps({**payload, "id": rid, "created": int(created)}, default=str, sort_keys=True)
             rows.append((rid, hid, payload["event"], body))
         if _on_event_loop():
             self._queued.extend(rows)
@@ -231,7 +241,7 @@ class Outbox:
             headers[SIGNATURE_HEADER] = sign(hook.secret, ts, body)
         req = urllib.request.Request(hook.url, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=hook.timeout) as resp:
+            with _OPENER.open(req, timeout=hook.timeout) as resp:
                 resp.read()
             return None
         except urllib.error.HTTPError as exc:
@@ -262,7 +272,9 @@ class Outbox:
             return
         self._pruned_at = now
         with self._store().transaction() as tx:
-            tx.execute(f"DELETE FROM {OUTBOX} WHERE state <> 'pending' AND done_at < ?", (now - KEEP_SECONDS,))
+            # a pending row that old belongs to an endpoint no longer configured
+            tx.execute(f"DELETE FROM {OUTBOX} WHERE (state <> 'pending' AND done_at < ?) OR created_at < ?",
+                       (now - KEEP_SECONDS, now - KEEP_SECONDS))
 
     # ── waiting and stopping ──
     def pending(self) -> int:

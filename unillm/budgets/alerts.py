@@ -23,9 +23,12 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("unillm.budgets")
 
-#: every event `Client.on` and ``[[alerts.webhooks]]`` know (``deployment.cooldown`` has no
-#: source yet: routing will emit it)
-EVENTS = ("budget.alert", "budget.exceeded", "optimization.applied", "api_key.invalid", "deployment.cooldown")
+#: what ``[[alerts.webhooks]] events`` may list; ``deployment.cooldown`` has no source yet
+#: (routing will emit it)
+WEBHOOK_EVENTS = ("budget.alert", "budget.exceeded", "optimization.applied", "api_key.invalid",
+                  "deployment.cooldown")
+#: every event `Client.on` knows (per-call events, when added, stay with callbacks)
+EVENTS = WEBHOOK_EVENTS
 Handler = Callable[[dict[str, Any]], None]
 _WARNED: set[tuple[str, ...]] = set()
 
