@@ -91,6 +91,7 @@ class Alerts:
     def wants(self, event: str) -> bool:
         """Whether anything listens for ``event`` (an emitter may skip building it)."""
         return bool(self._handlers.get(event) or self._handlers.get("*")) or (
+            bool(self.webhook) and event in ("budget.alert", "budget.exceeded")) or (
             self.outbox is not None and self.outbox.wants(event))
 
     def resume(self) -> None:
