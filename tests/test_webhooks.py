@@ -65,7 +65,7 @@ def test_the_readme_webhook_and_metrics_tables_are_valid_config() -> None:
 class Receiver:
     """A loopback endpoint recording each POST; ``statuses`` are answered in turn (then 200)."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
         self.got: list[tuple[dict[str, str], bytes]] = []
         self.statuses = list(statuses or [])
         self.gets = 0
@@ -91,7 +91,7 @@ class Receiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/unillm?token=t0ken"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -243,6 +243,47 @@ def test_an_invalid_key_at_the_gateway_is_an_event_without_the_key(fake: FakePro
     (event,) = receiver.events()  # the next two fall within the minute: counted in the next event
     assert event["event"] == "api_key.invalid" and event["count"] == 1 and event["key_prefix"] == secret[:10]
     assert forged not in receiver.got[0][1].decode() and forged[10:] not in receiver.got[0][1].decode()
+
+
+def test_invalid_keys_seen_within_the_minute_are_counted_in_the_next_event() -> None:
+    from unillm.budgets import Alerts
+    from unillm.server.alarms import InvalidKeys
+    now = [1000.0]
+    alerts, seen = Alerts(), []
+    alerts.on("api_key.invalid", seen.append)
+    keys = InvalidKeys(alerts, clock=lambda: now[0], every=60)
+    for t in (0, 10, 20, 59, 61, 62):
+        now[0] = 1000.0 + t
+        keys.seen("ulk_" + "x" * 40)
+    assert [e["count"] for e in seen] == [1, 4]  # at t=0, then at t=61: 10, 20, 59 and 61
+    assert {e["key_prefix"] for e in seen} == {"ulk_xxxxxx"}
+
+
+def test_the_gateway_resumes_at_startup_what_an_earlier_process_left(fake: FakeProvider, tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    import socket
+
+    import uvicorn
+
+    from tests.test_server_support import run_in_thread
+    from unillm.server.app import create_app
+    port = free_port()
+    hooks = [hook(f"http://127.0.0.1:{port}/hook", timeout=0.5)]
+    rules = [{"name": "mini", "when": {"model": "gpt-4o"}, "use": "gpt-4o-mini"}]
+    first = client_for(fake, tmp_path, hooks, rules=rules)
+    for _ in range(2):  # nobody listens yet: both rows stay pending
+        first.chat(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    first.close()
+    receiver = Receiver(port=port)
+    client = client_for(fake, tmp_path, hooks, rules=rules)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        for _ in run_in_thread(uvicorn.Config(create_app(client), log_level="warning", lifespan="on"), sock):
+            _wait(lambda: len(receiver.got) >= 2)  # no call made: startup resumed the outbox
+    finally:
+        receiver.server.shutdown()
+    assert len({e["id"] for e in receiver.events()}) == 2
 
 
 def test_the_outbox_works_on_postgresql(fake: FakeProvider, pg_url: str, receiver: Receiver,
