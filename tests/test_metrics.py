@@ -105,6 +105,9 @@ def test_calls_tokens_cost_latency_ttft_cache_refusals_and_budgets_are_scraped(
         upstream.queue(Reply(status=500, error="upstream broke"))
         with pytest.raises(openai.InternalServerError):
             admin.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        for i in range(3):  # models a caller makes up (unpriced: refused) never become series
+            with pytest.raises(openai.NotFoundError):
+                admin.chat.completions.create(model=f"openai/made-up-{i}", messages=MSG)
         httpx.get(s.url + "/v1/models", headers={"authorization": "Bearer ulk_not_a_real_key_at_all"})
         found = samples(httpx.get(s.url + "/metrics", headers={"authorization": f"Bearer {s.admin}"}).text)
         rows = list(s.client.ledger.records())
@@ -123,7 +126,9 @@ def test_calls_tokens_cost_latency_ttft_cache_refusals_and_budgets_are_scraped(
     assert total(found, "unillm_request_duration_seconds_count", model=model) == 3
     assert total(found, "unillm_time_to_first_token_seconds_count", model=model) == 1
     assert total(found, "unillm_request_errors_total", error="ServerError") == 1
-    assert total(found, "unillm_requests_total", status="error") == 1
+    assert total(found, "unillm_requests_total", status="error", model=model) == 1
+    assert total(found, "unillm_requests_total", status="error", model="other") == 3
+    assert not [k for k in found if "made-up" in str(k)]
     assert total(found, "unillm_invalid_api_keys_total") == 1
     budget = {k: v for k, v in found.items() if k[0] == "unillm_budget_spent_usd" and f"key_id={ann.id}" in
               dict(k[1])["scope"]}

@@ -108,12 +108,16 @@ class Metrics:
         self.ttft.labels(model, provider).observe(seconds)
 
     def failed(self, key: Any, model: str, exc: BaseException) -> None:
+        """A request that raised. The model is the caller's, so it is a label only when the
+        price book knows it (else ``other``): callers cannot mint series at will."""
         try:
-            provider = self._client.resolve(model).provider
+            ref = self._client.resolve(model)
+            provider = ref.provider
+            name = ref.model if self._client.pricebook.find(ref.provider, ref.model) is not None else "other"
         except errors.UnillmError:
-            provider = ""
-        self.requests.labels(model, provider, key.id, "error").inc()
-        self.errors.labels(model, provider, key.id, type(exc).__name__).inc()
+            provider, name = "", "other"
+        self.requests.labels(name, provider, key.id, "error").inc()
+        self.errors.labels(name, provider, key.id, type(exc).__name__).inc()
 
     def refused(self, key: Any, limit: str) -> None:
         self.refusals.labels(key.id, _LIMITS.get(limit, limit)).inc()
