@@ -111,10 +111,12 @@ class Outbox:
     """The endpoints of ``[[alerts.webhooks]]`` and the thread delivering their rows.
 
     ``store()`` is the ledger's store (opened on first use); ``clock`` gives Unix seconds.
+    The thread sleeps until its next row is due or a new event arrives, and looks for rows
+    other processes left at least every ``poll`` seconds.
     """
 
     def __init__(self, hooks: Sequence[Any], store: Callable[[], Any], *,
-                 clock: Callable[[], float] = time.time, poll: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.time, poll: float = 30.0) -> None:
         self.hooks = {hook_id(h.url): h for h in hooks}
         self._for: dict[str, list[str]] = {}
         for hid, h in self.hooks.items():
@@ -192,19 +194,22 @@ class Outbox:
 
     def _run(self) -> None:
         while not self._stopping:
+            wait = self._poll
             try:
                 self._write_queued()
-                busy = self._deliver_due()
+                busy, due = self._deliver_due()
                 self._prune()
+                if busy:
+                    continue
+                if due is not None:
+                    wait = min(wait, max(due - self._clock(), 0.01))
             except Exception:
                 log.exception("webhook outbox round failed")
-                busy = False
-            if not busy:
-                self._wake.wait(self._poll)
-                self._wake.clear()
+            self._wake.wait(wait)
+            self._wake.clear()
 
-    def _deliver_due(self) -> bool:
-        """Deliver the rows due now; True when any was tried (more may be due)."""
+    def _deliver_due(self) -> tuple[bool, float | None]:
+        """Deliver the rows due now: (whether any was tried, when the next one is due)."""
         now = self._clock()
         marks = ", ".join("?" * len(self.hooks))
         with self._store().transaction() as tx:
@@ -212,6 +217,9 @@ class Outbox:
                              f"AND hook IN ({marks}) AND next_at <= ? AND (lease_until IS NULL OR "
                              "lease_until < ?) ORDER BY created_at LIMIT 20",
                              (*self.hooks, now, now)).fetchall()
+            nxt = tx.execute(f"SELECT MIN(CASE WHEN lease_until > next_at THEN lease_until ELSE next_at END) "
+                             f"FROM {OUTBOX} WHERE state = 'pending' AND hook IN ({marks})",
+                             tuple(self.hooks)).fetchone()[0]
         tried = False
         for rid, hid, body, attempts in due:
             if self._stopping:
@@ -222,7 +230,7 @@ class Outbox:
             tried = True
             error = self._post(hook, rid, body.encode())
             self._settle(rid, hook, attempts + 1, error)
-        return tried
+        return tried, None if nxt is None else float(nxt)
 
     def _claim(self, rid: str, hook: Any) -> bool:
         """Lease the row to this process for one attempt (no other worker posts it meanwhile)."""
