@@ -314,7 +314,9 @@ def _start(args: list[str], log: Path | None = None) -> subprocess.Popen[str]:
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The receiver's complete lines (one still being written is left for the next read)."""
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.split("\n")[:-1]]
 
 
 def _wait(cond: Any, timeout: float = 30.0) -> None:
