@@ -26,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from . import errors
 from ._toml import combine_errors, config_errors, load_toml
 from .budgets.spec import BudgetSpec
+from .metering.apis import ApiSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
 from .rules.spec import Rule, nested_rules, rule_label
 
@@ -157,6 +158,8 @@ class Settings(BaseModel):
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
     # (``[[deployments]]`` will be a typed list here, validated in the same pass)
+    # ``[[apis]]``: non-LLM APIs `unillm.observe()` meters, with their prices (observe/apis.py)
+    apis: list[ApiSpec] = Field(default_factory=list)
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)
