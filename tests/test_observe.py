@@ -297,3 +297,32 @@ def test_apis_in_the_config_file_are_checked_at_load(tmp_path):
     with pytest.raises(errors.ConfigError) as info:
         Client.from_config(tmp_path / "unillm.toml")
     assert "apis[0]" in str(info.value) and "per_call" in str(info.value)
+
+
+def test_an_openai_stream_without_usage_is_counted_with_tiktoken_and_marked(client, fake, observed):
+    import openai
+    sdk = openai.OpenAI(base_url=fake.base_url("openai"), api_key="k", max_retries=0)
+    fake.queue(Reply(usage=None, text="Hello there, friend"))
+    for _ in sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+        pass
+    (row,) = rows(client)
+    assert row.usage_source == "tiktoken" and row.output_tokens == 4 and row.input_tokens > 0
+    assert row.total_usd > 0
+
+
+async def test_async_calls_under_a_budget_are_admitted_and_settled_off_the_loop(tmp_path, api):
+    import aiohttp
+    client = Client(ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                    budgets=[{"name": "all", "limit_usd": "0.005", "period": "total"}])
+    with unillm.observe(client, apis=[{"name": "search:query", "match": {"host": f"127.0.0.1:{api.port}"},
+                                       "per_call": "0.002"}]):
+        async with httpx.AsyncClient() as h:
+            await h.get(api.url + "/a")
+        async with aiohttp.ClientSession() as s:
+            async with s.get(api.url + "/b") as r:
+                await r.read()
+            with pytest.raises(errors.BudgetExceededError):
+                await s.get(api.url + "/c")
+    assert len(api.received) == 2
+    assert sorted(r.status for r in client.ledger.records()) == ["budget_denied", "ok", "ok"]
+    await client.aclose()

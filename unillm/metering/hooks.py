@@ -61,7 +61,7 @@ def _patch(owner: Any, attr: str, make: Callable[[Any], Any]) -> None:
 
 def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url: str,
            headers: Any, body: Any) -> tuple[Meter, Pending] | None:
-    """The pending row of a request to meter, or None. Admission happens here."""
+    """The pending row of a request to meter (not yet admitted), or None."""
     meter = _METER[0]
     if meter is None or OWN.get():
         return None
@@ -69,9 +69,20 @@ def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url
     if target is None:
         return None
     raw = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else b""
-    pending = meter.start(target, Exchange(method, url, host or "", port, path, dict(headers.items()), raw))
-    meter.admit(pending)
-    return meter, pending
+    return meter, meter.start(target, Exchange(method, url, host or "", port, path, dict(headers.items()), raw))
+
+
+def _admitted(begun: tuple[Meter, Pending] | None) -> tuple[Meter, Pending] | None:
+    if begun is not None:
+        begun[0].admit(begun[1])
+    return begun
+
+
+async def _aadmitted(begun: tuple[Meter, Pending] | None) -> tuple[Meter, Pending] | None:
+    """Admission off the event loop (a budget's transaction is blocking database work)."""
+    if begun is not None and begun[0].client.budgets:
+        await begun[0].client.ledger.store.arun(begun[0].admit, begun[1])
+    return begun
 
 
 class _Capture:
@@ -86,6 +97,11 @@ class _Capture:
         self.size += len(chunk)
         if self.size <= MAX_CAPTURE:
             self.parts.append(chunk)
+
+    async def aend(self, error: BaseException | None = None) -> None:
+        """`end` off the event loop: the row is a blocking database write."""
+        if not self.pending.done:
+            await self.meter.client.ledger.store.arun(self.end, error)
 
     def end(self, error: BaseException | None = None) -> None:
         if self.pending.done:
@@ -152,15 +168,15 @@ def _patch_httpx(name: str) -> None:
                     self.capture.keep(chunk)
                     yield chunk
             except BaseException as exc:
-                self.capture.end(exc)
+                await self.capture.aend(exc)
                 raise
-            self.capture.end()
+            await self.capture.aend()
 
         async def aclose(self) -> None:
             try:
                 await self.inner.aclose()
             finally:
-                self.capture.end()
+                await self.capture.aend()
 
     def wrap(response: Any, meter: Meter, pending: Pending, tee: Any) -> Any:
         ex = pending.exchange
@@ -172,7 +188,7 @@ def _patch_httpx(name: str) -> None:
     def sync(original: Any) -> Any:
         def handle_request(self: Any, request: Any) -> Any:
             try:
-                begun = _begin(*request_parts(request))
+                begun = _admitted(_begin(*request_parts(request)))
             except errors.BudgetExceededError as err:
                 return _refusal(httpx, request, err)
             if begun is None:
@@ -189,7 +205,7 @@ def _patch_httpx(name: str) -> None:
     def async_(original: Any) -> Any:
         async def handle_async_request(self: Any, request: Any) -> Any:
             try:
-                begun = _begin(*request_parts(request))
+                begun = await _aadmitted(_begin(*request_parts(request)))
             except errors.BudgetExceededError as err:
                 return _refusal(httpx, request, err)
             if begun is None:
@@ -198,7 +214,7 @@ def _patch_httpx(name: str) -> None:
             try:
                 response = await original(self, request)
             except BaseException as exc:
-                meter.finish(pending, exc)
+                await meter.client.ledger.store.arun(meter.finish, pending, exc)
                 raise
             return wrap(response, meter, pending, AsyncTee)
         return handle_async_request
@@ -229,8 +245,8 @@ def _patch_requests(_: str) -> None:
     def make(original: Any) -> Any:
         def send(self: Any, request: Any, stream: bool = False, *args: Any, **kwargs: Any) -> Any:
             parts = urlsplit(request.url)
-            begun = _begin(request.method or "GET", parts.scheme, parts.hostname or "", parts.port, parts.path,
-                           request.url, request.headers, request.body)
+            begun = _admitted(_begin(request.method or "GET", parts.scheme, parts.hostname or "", parts.port,
+                                     parts.path, request.url, request.headers, request.body))
             if begun is None:
                 return original(self, request, stream, *args, **kwargs)
             meter, pending = begun
@@ -288,16 +304,17 @@ def _patch_aiohttp(_: str) -> None:
             body = kwargs.get("data")
             if kwargs.get("json") is not None:
                 body = json.dumps(kwargs["json"]).encode()
-            begun = _begin(method.upper(), url.scheme, url.host or "", url.explicit_port, url.path, str(url),
-                           {**dict(self.headers), **dict(kwargs.get("headers") or {})},
-                           body if isinstance(body, (bytes, str)) else b"")
+            begun = await _aadmitted(_begin(
+                method.upper(), url.scheme, url.host or "", url.explicit_port, url.path, str(url),
+                {**dict(self.headers), **dict(kwargs.get("headers") or {})},
+                body if isinstance(body, (bytes, str)) else b""))
             if begun is None:
                 return await original(self, method, str_or_url, *args, **kwargs)
             meter, pending = begun
             try:
                 response = await original(self, method, str_or_url, *args, **kwargs)
             except BaseException as exc:
-                meter.finish(pending, exc)
+                await meter.client.ledger.store.arun(meter.finish, pending, exc)
                 raise
             ex = pending.exchange
             ex.status = response.status
@@ -309,10 +326,10 @@ def _patch_aiohttp(_: str) -> None:
                 try:
                     data: bytes = await read()
                 except BaseException as exc:
-                    capture.end(exc)
+                    await capture.aend(exc)
                     raise
                 capture.keep(data)
-                capture.end()
+                await capture.aend()
                 return data
 
             def release_all() -> Any:

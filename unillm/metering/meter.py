@@ -245,6 +245,8 @@ def vendor_usage(client: Any, vendor: Vendor, ex: Exchange) -> tuple[str, Any] |
             model = model or _event_model(event)
             state.feed(event)
         usage = state.reported()[0]
+        if usage is None and model and vendor.protocol == "openai":
+            usage = _counted(client, vendor, ex, model, state)
         return (model, usage) if usage is not None and model else None
     try:
         raw = json.loads(ex.response_body)
@@ -255,6 +257,35 @@ def vendor_usage(client: Any, vendor: Vendor, ex: Exchange) -> tuple[str, Any] |
     if resp.usage is None:
         return None
     return (resp.model or model, resp.usage) if (resp.model or model) else None
+
+
+def _counted(client: Any, vendor: Vendor, ex: Exchange, model: str, state: Any) -> Any:
+    """Usage counted with tiktoken for an OpenAI-protocol stream sent without
+    ``stream_options.include_usage`` (marked ``tiktoken`` or ``estimate``, as chat() marks it)."""
+    from ..tokens import count_usage
+    from ..types import build_request
+    body = ex.request_json()
+    if not isinstance(body, Mapping) or not isinstance(body.get("messages"), list):
+        return None
+    text = "".join(_delta_text(e) for e in sse_events(ex.response_body))
+    try:
+        request = build_request(model, body["messages"], {}, drop_params=True)
+    except errors.UnillmError:
+        return None
+    return count_usage(request, text, model, client.providers[vendor.provider])
+
+
+def _delta_text(event: Mapping[str, Any]) -> str:
+    out = []
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, Mapping) else None
+        if isinstance(delta, Mapping):
+            out.append(delta.get("content") or "")
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(fn, Mapping):
+                    out.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+    return "".join(x for x in out if isinstance(x, str))
 
 
 def vendor_worst(client: Any, vendor: Vendor, ex: Exchange) -> Any:
