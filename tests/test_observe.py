@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,45 +16,10 @@ import pytest
 
 import unillm
 from unillm import Client, errors
-from unillm.testing import FakeProvider, Reply
+from unillm.testing import FakeApi, FakeProvider, Reply
 
 USAGE = {"input_tokens": 1200, "cache_read_tokens": 800, "output_tokens": 300, "reasoning_tokens": 100}
 MESSAGES = [{"role": "user", "content": "Say hi"}]
-
-
-class Api:
-    """A loopback non-LLM API: answers JSON, records what it received."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.reply: dict[str, Any] = {"ok": True}
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self) -> None:
-                size = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(size) if size else b""
-                api.received.append({"method": self.command, "path": self.path, "body": body})
-                data = json.dumps(api.reply).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -66,10 +29,9 @@ def fake() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture
-def api() -> Iterator[Api]:
-    a = Api()
-    yield a
-    a.close()
+def api() -> Iterator[FakeApi]:
+    with FakeApi() as a:
+        yield a
 
 
 @pytest.fixture
@@ -81,7 +43,7 @@ def client(tmp_path: Path, fake: FakeProvider) -> Iterator[Client]:
 
 
 @pytest.fixture
-def observed(client: Client, api: Api) -> Iterator[Any]:
+def observed(client: Client, api: FakeApi) -> Iterator[Any]:
     handle = unillm.observe(client, apis=[
         {"name": "search:query", "match": {"host": f"127.0.0.1:{api.port}", "path": "/search"}, "per_call": 0.003},
         {"name": "voice:tts", "match": {"host": f"127.0.0.1:{api.port}", "method": "POST", "path": "/tts/*"},
@@ -125,40 +87,57 @@ def test_a_raw_openai_sdk_call_is_priced_exactly_as_chat_prices_it(client, fake,
     assert row.usage_source == "provider" and row.status == "ok"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("vendor", ["openai", "anthropic", "google", "cohere"])
-def test_every_vendor_sdk_stream_read_lazily_is_priced_when_it_ends(client, fake, observed, vendor):
+def test_every_vendor_sdk_is_priced_as_chat_prices_the_same_payload(client, fake, observed, vendor, stream):
+    """Streams are read lazily by the application: priced when they end."""
     model = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-20241022", "google": "gemini-2.5-flash",
              "cohere": "command-a-03-2025"}[vendor]
     fake.queue(Reply(usage=USAGE, text="a long enough answer to arrive in several chunks"))
     if vendor == "openai":
         import openai
         sdk = openai.OpenAI(base_url=fake.base_url("openai"), api_key="k", max_retries=0)
-        stream = sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True,
-                                             stream_options={"include_usage": True})
-        assert rows(client) == []  # nothing priced before the application reads it
-        for _ in stream:
-            pass
+        if stream:
+            s = sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True,
+                                            stream_options={"include_usage": True})
+            assert rows(client) == []  # nothing priced before the application reads it
+            for _ in s:
+                pass
+        else:
+            sdk.chat.completions.create(model=model, messages=MESSAGES)
     elif vendor == "anthropic":
         import anthropic
         sdk = anthropic.Anthropic(base_url=fake.base_url("anthropic"), api_key="k", max_retries=0)
-        with sdk.messages.stream(model=model, max_tokens=500, messages=MESSAGES) as s:
-            for _ in s.text_stream:
-                pass
+        if stream:
+            with sdk.messages.stream(model=model, max_tokens=500, messages=MESSAGES) as s:
+                for _ in s.text_stream:
+                    pass
+        else:
+            sdk.messages.create(model=model, max_tokens=500, messages=MESSAGES)
     elif vendor == "google":
         from google import genai
         g = genai.Client(api_key="k", http_options={"base_url": fake.base_url("google")})
-        for _ in g.models.generate_content_stream(model=model, contents="Say hi"):
-            pass
+        if stream:
+            for _ in g.models.generate_content_stream(model=model, contents="Say hi"):
+                pass
+        else:
+            g.models.generate_content(model=model, contents="Say hi")
     else:
         import cohere
         sdk = cohere.ClientV2(api_key="k", base_url=fake.base_url("cohere"))
-        for _ in sdk.chat_stream(model=model, messages=MESSAGES):
-            pass
+        if stream:
+            for _ in sdk.chat_stream(model=model, messages=MESSAGES):
+                pass
+        else:
+            sdk.chat(model=model, messages=MESSAGES)
     (row,) = rows(client)
-    cost = expected(client, fake, model, stream=True)
-    assert row.model.startswith(model) and row.stream
-    assert row.total_usd == cost.total_usd and row.total_usd > 0
+    cost = expected(client, fake, model, stream=stream)
+    assert row.model.startswith(model) and row.stream is stream
+    chat_row = next(r for r in rows(client) if r.id != row.id)
+    buckets = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+    assert [getattr(row, b) for b in buckets] == [getattr(chat_row, b) for b in buckets]
     assert row.output_tokens == 300
+    assert row.total_usd == cost.total_usd and row.total_usd > 0
 
 
 async def test_the_async_openai_sdk_is_metered_too(client, fake, observed):
@@ -326,3 +305,32 @@ async def test_async_calls_under_a_budget_are_admitted_and_settled_off_the_loop(
     assert len(api.received) == 2
     assert sorted(r.status for r in client.ledger.records()) == ["budget_denied", "ok", "ok"]
     await client.aclose()
+
+
+def test_a_registered_extractor_prices_a_shape_unillm_does_not_know(client, api, observed, tmp_path):
+    from unillm.metering.extractors import Extracted, unregister_extractor
+
+    def search(ex):
+        if ex.path != "/v2/answer":
+            return None
+        return Extracted(provider="openai", model="gpt-4o-mini", input_tokens=json.loads(ex.response_body)["in"])
+    unillm.register_extractor("answers", search)
+    try:
+        api.reply = {"in": 2000}
+        httpx.post(api.url + "/v2/answer", json={})
+        httpx.post(api.url + "/other", json={})  # the extractor says no: nothing recorded
+    finally:
+        unregister_extractor("answers")
+    (row,) = rows(client)
+    assert row.input_tokens == 2000 and row.total_usd == Decimal("0.0003")  # $0.15 / 1M
+
+
+def test_the_example_runs_offline_and_prints_the_section_tree():
+    import subprocess
+    import sys
+    example = Path(__file__).parent.parent / "examples" / "track_any_api.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[1:]}
+    assert lines["agent:research"][0] == "3" and lines["tool:search"] == ["2", "0.01"]
+    assert lines["agent:narrate"] == ["1", "0.168"]

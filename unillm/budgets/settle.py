@@ -15,10 +15,16 @@ from typing import Any
 from .. import errors
 
 
-def commit(ledger: Any, budgets: Any, rec: Any, hold: Any, cost_usd: Decimal | None, tokens: int) -> None:
+def commit(ledger: Any, budgets: Any, rec: Any, hold: Any, cost_usd: Decimal | None, tokens: int, *,
+           charge: Any = None) -> None:
+    """``charge``: tags whose budgets a row with no hold is charged to (spend that happened)."""
     events: list[dict[str, Any]] = []
     try:
-        if hold is None:
+        if hold is None and charge is not None and rec.status in ("ok", "unpriced", "partial"):
+            with ledger.store.transaction() as tx:
+                events = budgets.charge(tx, charge, cost_usd, tokens)
+                tx.record(rec)
+        elif hold is None:
             ledger.add(rec)
         else:
             with ledger.store.transaction() as tx:

@@ -55,6 +55,10 @@ class Vendor:
     protocol: str
 
 
+#: the target of a request only the registered extractors may know (`extractors.extract`)
+EXTRACT = Vendor("", "")
+
+
 @dataclass
 class Pending:
     """One metered request in flight."""
@@ -107,15 +111,14 @@ class Meter:
             if spec.matches(method, host, port, path):
                 return spec
         candidates = self._hosts.get((host, port or (443 if scheme == "https" else 80)))
-        if not candidates or method != "POST":
-            return None
-        for base, vendor in candidates:
+        for base, vendor in candidates or () if method == "POST" else ():
             if path.startswith(base + "/") or path == base:
                 rest = path[len(base):]
                 globs = CHAT_PATHS.get(vendor.protocol, ("*",))
                 if any(fnmatch.fnmatchcase(rest, g) for g in globs):
                     return vendor
-        return None
+        from .extractors import has_any
+        return EXTRACT if has_any() else None
 
     # ── before it is sent ───────────────────────────────────────────────────
 
@@ -141,6 +144,8 @@ class Meter:
     def _worst(self, pending: Pending) -> Any:
         from ..budgets import Worst
         target, ex = pending.target, pending.exchange
+        if target is EXTRACT:
+            return Worst(Decimal(0), Decimal(0), 0, 0, 0)  # known only after: charged then
         if isinstance(target, ApiSpec):
             usd, _, _ = target.cost(ex, request_only=True)
             known = usd if usd is not None else (target.per_call or Decimal(0))
@@ -191,6 +196,8 @@ class Meter:
             cost = Cost(other_usd=usd, price_version="[[apis]] " + target.name) if price is None else cost
             return CallRecord.from_parts(provider=target.provider, model=target.endpoint, cost=cost,
                                          units=units, **base), cost, 0
+        if target is EXTRACT:
+            return self._extracted(ex, base)
         resp = vendor_usage(self.client, target, ex)
         if resp is None:
             if not self.record_unknown:
@@ -209,6 +216,28 @@ class Meter:
                                      requested_model=_requested(ex) or model, stream=_is_sse(ex), **base), \
             cost, usage.total_tokens
 
+    def _extracted(self, ex: Exchange, base: dict[str, Any]) -> tuple[Any, Any, int]:
+        """A registered extractor's reading, priced by the book (else unpriced, never $0)."""
+        from ..ledger import CallRecord
+        from ..types import Usage
+        from .extractors import extract
+        found = extract(ex)
+        if found is None:
+            return None, None, 0
+        name, got = found
+        usage = Usage(input_tokens=got.input_tokens, output_tokens=got.output_tokens,
+                      cache_read_tokens=got.cache_read_tokens, cache_write_tokens=got.cache_write_tokens,
+                      reasoning_tokens=got.reasoning_tokens)
+        units = {k: Decimal(str(v)) for k, v in got.units.items()}
+        price = self._book_price(got.provider, got.model)
+        if price is None:
+            return CallRecord.from_parts(provider=got.provider, model=got.model, usage=usage, units=units,
+                                         status="unpriced", error_class=f"unpriced: extractor {name!r}: no price "
+                                         f"for {got.provider}/{got.model}", **base), None, usage.total_tokens
+        cost = price.cost(usage, units=_book_units(units))
+        return CallRecord.from_parts(provider=got.provider, model=got.model, usage=usage, cost=cost, units=units,
+                                     **base), cost, usage.total_tokens
+
     def _book_price(self, provider: str, model: str) -> Any:
         try:
             return self.client.pricebook.price(provider, model, _now())
@@ -222,9 +251,11 @@ class Meter:
                                      error_class=type(err).__name__, tags=pending.tags, section=pending.section)
 
     def _write(self, pending: Pending, rec: Any, cost: Any, hold: Any, tokens: int) -> None:
+        """The row, settled into the budgets: its hold's, or (nothing held: an extractor's
+        reading) charged like reported usage, since the money is spent."""
         from ..budgets.settle import commit
         commit(self.client.ledger, self.client.budgets, rec, hold, cost.total_usd if cost is not None else None,
-               tokens)
+               tokens, charge=pending.tags if self.client.budgets else None)
 
     def _release(self, hold: Any) -> None:
         with self.client.ledger.store.transaction() as tx:
