@@ -247,7 +247,7 @@ class Exchange:
     """One HTTP request and its response, as the meter sees them (headers lower-cased)."""
 
     __slots__ = ("method", "url", "host", "port", "path", "request_headers", "request_body",
-                 "status", "response_headers", "response_body")
+                 "status", "response_headers", "response_body", "_json")
 
     def __init__(self, method: str, url: str, host: str, port: int | None, path: str,
                  request_headers: Mapping[str, str], request_body: bytes) -> None:
@@ -257,9 +257,13 @@ class Exchange:
         self.status = 0
         self.response_headers: dict[str, str] = {}
         self.response_body = b""
+        self._json: Any = ...
 
     def request_json(self) -> Any:
-        try:
-            return json.loads(self.request_body) if self.request_body else None
-        except ValueError:
-            return None
+        """The request body as JSON (None when it is not), parsed once."""
+        if self._json is ...:
+            try:
+                self._json = json.loads(self.request_body) if self.request_body else None
+            except ValueError:
+                self._json = None
+        return self._json

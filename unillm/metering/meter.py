@@ -282,12 +282,22 @@ def vendor_usage(client: Any, vendor: Vendor, ex: Exchange) -> tuple[str, Any] |
     try:
         raw = json.loads(ex.response_body)
         convert = spec.converter_module()
-        resp = convert.from_response(raw, vendor.provider, **({} if spec.names_model else {"model": model}))
+        fast = _USAGE_AT.get(vendor.protocol)
+        if fast is not None and isinstance(raw, Mapping):  # the usage object alone, no full response
+            usage, named = convert.usage_from(raw.get(fast[0])), raw.get(fast[1]) if fast[1] else None
+            model = named if isinstance(named, str) and named else model
+        else:
+            resp = convert.from_response(raw, vendor.provider, **({} if spec.names_model else {"model": model}))
+            usage, model = resp.usage, resp.model or model
     except (ValueError, TypeError, KeyError, AttributeError, errors.UnillmError):
         return None
-    if resp.usage is None:
-        return None
-    return (resp.model or model, resp.usage) if (resp.model or model) else None
+    return (model, usage) if usage is not None and model else None
+
+
+#: where each built-in protocol's JSON answer keeps its usage object and its model name
+_USAGE_AT: Mapping[str, tuple[str, str | None]] = {
+    "openai": ("usage", "model"), "anthropic": ("usage", "model"), "google": ("usageMetadata", "modelVersion"),
+    "cohere": ("usage", None)}
 
 
 def _counted(client: Any, vendor: Vendor, ex: Exchange, model: str, state: Any) -> Any:
