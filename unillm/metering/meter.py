@@ -122,9 +122,10 @@ class Meter:
 
     # ── before it is sent ───────────────────────────────────────────────────
 
-    def start(self, target: Vendor | ApiSpec, exchange: Exchange) -> Pending:
-        tags = {**self.client.ledger.default_tags, **self.tags}
-        return Pending(target, exchange, tags, sections.current())
+    def start(self, target: Vendor | ApiSpec, exchange: Exchange, tags: Mapping[str, str] | None = None) -> Pending:
+        """``tags``: the row's own (the gateway's tenant tags), over the client's and observe()'s."""
+        return Pending(target, exchange, {**self.client.ledger.default_tags, **self.tags, **(tags or {})},
+                       sections.current())
 
     def admit(self, pending: Pending) -> None:
         """Hold the request's worst case in every matching budget (refused: raises
@@ -154,10 +155,10 @@ class Meter:
 
     # ── after the response ──────────────────────────────────────────────────
 
-    def finish(self, pending: Pending, error: BaseException | None = None) -> None:
-        """Price the exchange and write its row (once; never raises)."""
+    def finish(self, pending: Pending, error: BaseException | None = None) -> Any:
+        """Price the exchange and write its row (once; never raises); the row, or None."""
         if pending.done:
-            return
+            return None
         pending.done = True
         try:
             rec, cost, tokens = self._row(pending, error)
@@ -165,9 +166,11 @@ class Meter:
                 self._write(pending, rec, cost, pending.hold, tokens)
             elif pending.hold is not None:
                 self._release(pending.hold)
+            return rec
         except Exception:  # never break the application's call
             log.exception("unillm.observe: could not record %s %s", pending.exchange.method,
                           _safe_url(pending.exchange.url))
+            return None
 
     def _row(self, pending: Pending, error: BaseException | None) -> tuple[Any, Any, int]:
         from ..ledger import CallRecord
