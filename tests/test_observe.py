@@ -334,3 +334,11 @@ def test_the_example_runs_offline_and_prints_the_section_tree():
     lines = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[1:]}
     assert lines["agent:research"][0] == "3" and lines["tool:search"] == ["2", "0.01"]
     assert lines["agent:narrate"] == ["1", "0.168"]
+
+
+def test_record_unknown_records_every_other_host_unpriced(client, api):
+    with unillm.observe(client, record_unknown=True):
+        httpx.post(api.url + "/anything/here?secret=1", json={})
+    (row,) = rows(client)
+    assert (row.provider, row.model, row.status) == (f"127.0.0.1:{api.port}", "/anything/here", "unpriced")
+    assert row.total_usd is None and "no [[apis]] entry" in row.error_class

@@ -57,6 +57,8 @@ class Vendor:
 
 #: the target of a request only the registered extractors may know (`extractors.extract`)
 EXTRACT = Vendor("", "")
+#: a request nothing prices, recorded anyway (``observe(record_unknown=True)``)
+UNKNOWN = Vendor("", "*")
 
 
 @dataclass
@@ -118,7 +120,7 @@ class Meter:
                 if any(fnmatch.fnmatchcase(rest, g) for g in globs):
                     return vendor
         from .extractors import has_any
-        return EXTRACT if has_any() else None
+        return EXTRACT if has_any() or self.record_unknown else None
 
     # ── before it is sent ───────────────────────────────────────────────────
 
@@ -200,7 +202,12 @@ class Meter:
             return CallRecord.from_parts(provider=target.provider, model=target.endpoint, cost=cost,
                                          units=units, **base), cost, 0
         if target is EXTRACT:
-            return self._extracted(ex, base)
+            rec, cost, tokens = self._extracted(ex, base)
+            if rec is None and self.record_unknown:
+                rec = CallRecord.from_parts(provider=ex.host + (f":{ex.port}" if ex.port else ""), model=ex.path,
+                                            status="unpriced", error_class="unpriced: no [[apis]] entry, vendor "
+                                            "or extractor knows this API", **base)
+            return rec, cost, tokens
         resp = vendor_usage(self.client, target, ex)
         if resp is None:
             if not self.record_unknown:
