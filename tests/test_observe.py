@@ -342,3 +342,14 @@ def test_record_unknown_records_every_other_host_unpriced(client, api):
     (row,) = rows(client)
     assert (row.provider, row.model, row.status) == (f"127.0.0.1:{api.port}", "/anything/here", "unpriced")
     assert row.total_usd is None and "no [[apis]] entry" in row.error_class
+
+
+def test_a_requests_stream_is_metered_when_the_application_reads_it_to_the_end(client, api, observed):
+    import requests
+    api.reply = {"duration": 30}
+    r = requests.post(api.url + "/stt", data=b"audio", stream=True)
+    assert rows(client) == []  # not read yet
+    body = b"".join(r.iter_content(chunk_size=4))
+    assert json.loads(body) == {"duration": 30}
+    (row,) = rows(client)
+    assert row.total_usd == Decimal("0.003")  # half a minute at $0.006
