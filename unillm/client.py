@@ -43,8 +43,10 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
+from .budgets.settle import commit
 from .calls import Call, call_tags, deadline_error, failed_status, record_for
 from .config import Settings, fields_of, load_settings, naming_file
+from .metering.own import OWN
 from .profiles import ModelRef, ProviderSettings, Resolver, load_adapter_class
 from .retry import Retrier
 from .streaming import (
@@ -453,11 +455,14 @@ class Client:
         def once() -> Any:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
+            own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
             try:
                 return run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
+            finally:
+                OWN.reset(own)
         return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -465,11 +470,14 @@ class Client:
         async def once() -> Any:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
+            own = OWN.set(True)
             try:
                 return await run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
+            finally:
+                OWN.reset(own)
         return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -809,29 +817,9 @@ class Client:
         if not self._recording:
             return
         hold = call.reservation if call is not None else None
-        events: list[dict[str, Any]] = []
-        try:
-            if hold is None:
-                self.ledger.add(rec)
-            else:
-                call.reservation = None  # type: ignore[union-attr]
-                with self.ledger.store.transaction() as tx:
-                    if rec.status in ("ok", "unpriced", "partial"):
-                        events = self.budgets.settle(tx, hold, cost.total_usd if cost else None, tokens)
-                    elif rec.status == "unknown":  # sent, then timed out or cut: the vendor may bill
-                        events = self.budgets.settle(tx, hold, hold.usd, hold.tokens)  # it: worst case
-                    else:
-                        self.budgets.release(tx, hold)
-                    tx.record(rec)
-        except errors.UnillmError:
-            raise
-        except Exception as exc:
-            from .ledger.urls import redact
-            where = redact(getattr(self.ledger.store, "url", "") or "")
-            raise errors.LedgerError(f"could not record the call in the ledger {where}: {exc}".replace(
-                "ledger :", "ledger:")) from exc
-        for event in events:
-            self.budgets.alerts.emit(event)
+        if call is not None:
+            call.reservation = None
+        commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
 
 
 # ── small helpers ────────────────────────────────────────────────────────────

@@ -28,6 +28,7 @@ Client is closed (``await client.aclose()``: SDK connection pools, ledger connec
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,9 +73,24 @@ class Gateway:
             self.metrics = Metrics(self.server.metrics, client)
         from .alarms import InvalidKeys
         self.invalid_keys = InvalidKeys(client.budgets.alerts)
+        self._proxy_client: Any = None
         for key in self.keys.list():  # so /v1/budgets and the dashboard show every key's budget
             if key.budget_usd is not None:
                 self._register_budget(key)
+
+    @functools.cached_property
+    def meter(self) -> Any:
+        """Prices what ``/proxy`` forwards (vendor answers, ``[[apis]]``): `unillm.metering`."""
+        from ..metering.meter import Meter
+        return Meter(self.client, self.client.settings.apis)
+
+    def proxy_client(self) -> Any:
+        """The HTTP client ``/proxy`` forwards with (never follows a redirect)."""
+        if self._proxy_client is None:
+            import httpx
+            self._proxy_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(600, connect=10),
+                                                   trust_env=False)
+        return self._proxy_client
 
     # ── auth ──
     def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
@@ -265,6 +281,8 @@ def lifespan(gateway: Gateway) -> Any:
             yield
         finally:
             await asyncio.to_thread(gateway.limiter.flush)  # token counts still queued
+            if gateway._proxy_client is not None:
+                await gateway._proxy_client.aclose()
             await client.aclose()
     return span
 
@@ -274,7 +292,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, usage
+    from . import analytics, chat, dashboard, proxy, usage
     from .limits import Limits
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
@@ -308,6 +326,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/keys", admin_keys, methods=["GET", "POST"]),
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
+        Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     if gateway.metrics is not None:  # [server.metrics] enabled
         from . import metrics
