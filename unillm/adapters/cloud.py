@@ -89,8 +89,8 @@ def check(settings: ProviderSettings) -> None:
     for key in CLOUD_KEYS:
         if _is_set(settings, key) and key not in allowed:
             takers = [s.protocol for s in registry.BUILTIN if key in s.settings]
-            problems.append((key, f"is not a setting of adapter {settings.adapter!r}; "
-                                  f"it is for adapter {' or '.join(map(repr, takers))}", getattr(settings, key)))
+            problems.append((key, (f"is not a setting of adapter {settings.adapter!r}; "
+                                  f"it is for adapter {' or '.join(map(repr, takers))}"), getattr(settings, key)))
     if not problems:
         problems = list(_values(settings))
     _fail(problems)
@@ -100,8 +100,8 @@ def _values(s: ProviderSettings) -> Iterable[tuple[str, str, Any]]:
     if s.deployment is not None and not _NAME.match(s.deployment):
         yield "deployment", "must be an Azure deployment name (letters, digits, '.', '_', '-')", s.deployment
     if s.api_version is not None and not _API_VERSION.match(s.api_version):
-        yield ("api_version", 'must be an Azure OpenAI API version like "2024-10-21" or '
-               '"2025-04-01-preview"', s.api_version)
+        yield ("api_version", ('must be an Azure OpenAI API version like "2024-10-21" or '
+               '"2025-04-01-preview"'), s.api_version)
     if s.entra and s.token_provider is not None:
         yield "entra", "give entra = true or a token_provider, not both", True
     if (s.entra or s.token_provider is not None) and s.api_key is not None:
@@ -112,8 +112,8 @@ def _values(s: ProviderSettings) -> Iterable[tuple[str, str, Any]]:
         yield "region", 'must be an AWS region like "us-east-1" or "eu-west-3"', s.region
     yield from _aws_keys(s)
     if s.project is not None and not _GCP_PROJECT.match(s.project):
-        yield ("project", "must be a Google Cloud project id (6-30 lowercase letters, digits "
-               "and hyphens, starting with a letter)", s.project)
+        yield ("project", ("must be a Google Cloud project id (6-30 lowercase letters, digits "
+               "and hyphens, starting with a letter)"), s.project)
     if s.location is not None and not _GCP_LOCATION.match(s.location):
         yield "location", 'must be a Vertex AI location like "global", "us-east5" or "europe-west1"', s.location
     if s.access_token is not None and s.credentials is not None:
@@ -132,8 +132,8 @@ def _aws_keys(s: ProviderSettings) -> Iterable[tuple[str, str, Any]]:
     if s.aws_profile is not None and any(keys):
         yield "aws_profile", "give an aws_profile or AWS keys, not both", s.aws_profile
     if s.api_key is not None and (any(keys) or s.aws_profile is not None):
-        yield ("api_key", "Bedrock takes one credential: an api_key (a Bedrock API key) or AWS "
-               "credentials (aws_* keys, aws_profile)", "**********")
+        yield ("api_key", ("Bedrock takes one credential: an api_key (a Bedrock API key) or AWS "
+               "credentials (aws_* keys, aws_profile)"), "**********")
 
 
 def secrets(s: ProviderSettings) -> list[str]:
