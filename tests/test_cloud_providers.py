@@ -130,19 +130,34 @@ def test_azure_entra_token_provider_sends_a_bearer_token_not_a_key(fake) -> None
     assert headers["authorization"] == "Bearer entra-token-0123456789" and "api-key" not in headers
 
 
-def test_bedrock_signs_with_sigv4_and_never_sends_the_secret(fake) -> None:
-    settings = fake.client_settings("bedrock")
-    c = Client(providers={"bedrock": settings}, ledger="off")
-    c.chat(model="bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", messages=HI)
+SIGV4 = {"aws_access_key_id": "AKIAFAKEFAKEFAKEFAKE", "aws_secret_access_key": "fake-aws-secret-0123456789",
+         "aws_session_token": "fake-session-token-0123456789"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_bedrock_signs_with_sigv4_and_never_sends_the_secret(fake, tmp_path, stream) -> None:
+    settings = {**{k: v for k, v in fake.client_settings("bedrock").items() if k != "api_key"}, **SIGV4}
+    c = Client(providers={"bedrock": settings}, ledger=f"sqlite:///{tmp_path}/l.db", log_content=True)
+    fake.queue(Reply(text="signed", usage=USAGE))
+    resp = c.chat(model="bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", messages=HI, stream=stream)
+    if stream:
+        assert "".join(ch.choices[0].delta.content or "" for ch in resp if ch.choices) == "signed"
+        resp = resp.response
+    assert resp.cost.total_usd == D("0.0066")
     sent = fake.requests[-1]
     auth = sent.headers["authorization"]
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIAFAKEFAKEFAKEFAKE/")
     assert "/us-east-1/bedrock/aws4_request" in auth and "x-amz-date" in sent.headers
-    assert settings["aws_secret_access_key"] not in json.dumps(sent.headers)
+    assert sent.headers["x-amz-security-token"] == SIGV4["aws_session_token"]
+    assert SIGV4["aws_secret_access_key"] not in json.dumps(sent.headers)
     assert "model" not in sent.json and sent.json["anthropic_version"]  # the path names the model
+    c.close()
+    for f in tmp_path.glob("l.db*"):
+        for secret in (SIGV4["aws_secret_access_key"], SIGV4["aws_session_token"]):
+            assert secret.encode() not in f.read_bytes()
 
 
-def test_bedrock_api_key_is_a_bearer_token(fake) -> None:
+def test_bedrock_api_key_is_a_bearer_token_with_no_signature(fake) -> None:
     c = Client(providers={"bedrock": {"base_url": fake.url, "region": "eu-west-3", "api_key": "bedrock-key-0123456789"}},
                ledger="off")
     c.chat(model="bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0", messages=HI)
@@ -218,7 +233,7 @@ def test_unpriced_cloud_model_is_a_missing_price_naming_the_cloud(fake) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_cloud_429_is_a_rate_limit_error_and_secrets_never_show(fake, name) -> None:
     settings = fake.client_settings(name)
-    secret = settings.get("aws_secret_access_key") or settings.get("access_token") or settings["api_key"]
+    secret = settings.get("access_token") or settings["api_key"]
     c = Client(providers={name: settings}, ledger="off", retry={"initial": 0, "jitter": 0})
     fake.default = Reply(status=429, error=f"slow down, {secret}", headers={"retry-after": "0"})
     with pytest.raises(errors.RateLimitError) as info:
@@ -229,12 +244,23 @@ def test_cloud_429_is_a_rate_limit_error_and_secrets_never_show(fake, name) -> N
 
 def test_settings_reprs_and_dumps_hide_cloud_credentials(fake) -> None:
     from unillm.profiles import build_settings
-    for name in CASES:
-        s = build_settings({name: fake.client_settings(name)})[name]
+    tables = {name: fake.client_settings(name) for name in CASES}
+    tables["bedrock-sigv4"] = {"adapter": "bedrock", "region": "us-east-1", **SIGV4}
+    for name, table in tables.items():
+        s = build_settings({name: table})[name]
         shown = repr(s) + json.dumps(s.model_dump(mode="json"))
         for secret in s.secrets():
             assert secret not in shown
         assert s.secrets(), name
+
+
+def test_an_echoed_aws_secret_is_redacted_from_the_error(fake) -> None:
+    settings = {"base_url": fake.url, "region": "us-east-1", **SIGV4}
+    c = Client(providers={"bedrock": settings}, ledger="off")
+    fake.default = Reply(status=403, error=f"signature mismatch for {SIGV4['aws_secret_access_key']}")
+    with pytest.raises(errors.PermissionDeniedError) as info:
+        c.chat(model=CASES["bedrock"][0], messages=HI)
+    assert SIGV4["aws_secret_access_key"] not in str(info.value) + repr(info.value) + repr(info.value.body)
 
 
 def test_no_credentials_or_endpoint_fails_at_first_call_with_the_setting_to_give(fake, monkeypatch) -> None:

@@ -73,8 +73,9 @@ class BedrockProtocol(AnthropicProtocol):
         return {"message": reply.error if isinstance(reply.error, str) else default}
 
     def client_settings(self, fake: FakeProvider) -> dict[str, Any]:
-        return {"base_url": fake.url, "region": "us-east-1", "aws_access_key_id": "AKIAFAKEFAKEFAKEFAKE",
-                "aws_secret_access_key": f"{fake.api_key}-aws-secret-0123456789"}
+        """A Bedrock API key (a bearer token), as every protocol's ``api_key``; give
+        ``aws_access_key_id`` / ``aws_secret_access_key`` instead (no ``api_key``) for SigV4."""
+        return {"base_url": fake.url, "region": "us-east-1", "api_key": fake.api_key}
 
 
 def message(headers: dict[str, str], payload: bytes) -> bytes:
