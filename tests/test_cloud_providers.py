@@ -275,3 +275,20 @@ def test_no_credentials_or_endpoint_fails_at_first_call_with_the_setting_to_give
     c = Client(providers={"vertex-gemini": {"base_url": fake.url, "access_token": "t" * 20}}, ledger="off")
     with pytest.raises(errors.ConfigError, match=r"providers\.vertex-gemini\.project.*GOOGLE_CLOUD_PROJECT"):
         c.chat(model="vertex-gemini/gemini-2.5-flash", messages=HI)
+
+
+@pytest.mark.parametrize(("name", "extra", "param"), [
+    ("azure", {"extra_query": {"api-version": "2023-01-01"}}, "extra.extra_query"),
+    ("azure", {"extra_headers": {"api-key": "someone-elses"}}, "extra.extra_headers"),
+    ("azure", {"deployment": "other"}, "extra.deployment"),
+    ("bedrock", {"extra_body": {"model": "anthropic.claude-opus-4-1"}}, "extra.extra_body.model"),
+    ("bedrock", {"region": "eu-west-3"}, "extra.region"),
+    ("bedrock", {"anthropic_version": "bedrock-2023-05-31"}, "extra.anthropic_version"),
+    ("vertex-anthropic", {"project_id": "someone-else"}, "extra.project_id"),
+    ("vertex-gemini", {"http_options": {"base_url": "http://127.0.0.1:9/"}}, "extra.http_options"),
+    ("vertex-gemini", {"location": "us-central1"}, "extra.location"),
+])
+def test_extra_cannot_choose_a_clouds_place_or_credentials(client, fake, name, extra, param) -> None:
+    with pytest.raises(errors.InvalidRequestError, match=param.replace(".", r"\.")):
+        client.chat(model=CASES[name][0], messages=HI, extra=extra)
+    assert fake.requests == []
