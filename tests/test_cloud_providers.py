@@ -292,3 +292,18 @@ def test_extra_cannot_choose_a_clouds_place_or_credentials(client, fake, name, e
     with pytest.raises(errors.InvalidRequestError, match=param.replace(".", r"\.")):
         client.chat(model=CASES[name][0], messages=HI, extra=extra)
     assert fake.requests == []
+
+
+def test_a_bedrock_stream_that_fails_midway_is_a_rate_limit_error_and_recorded_partial(client, fake) -> None:
+    from unillm.testing.protocols.bedrock import BedrockProtocol
+    from unillm.testing.replies import Ctx
+    reply = Reply(text="half an answer", usage=USAGE)
+    events = list(BedrockProtocol().render_stream(reply, Ctx("bedrock", "", {}, "m", True, 1)))[:4]
+    fake.queue(Reply(events=[*events, ("exception", {"type": "throttlingException",
+                                                     "message": "Too many tokens, please wait."})]))
+    stream = client.chat(model=CASES["bedrock"][0], messages=HI, stream=True)
+    with pytest.raises(errors.RateLimitError, match="Too many tokens"):
+        for _ in stream:
+            pass
+    row = _row(client)
+    assert (row.status, row.error_class, row.input_tokens) == ("partial", "RateLimitError", 1000)

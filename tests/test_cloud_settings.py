@@ -81,3 +81,17 @@ def test_entra_without_azure_identity_names_the_install(monkeypatch, fake) -> No
     c = Client(providers={"azure": {"base_url": fake.url, "entra": True}}, ledger="off")
     with pytest.raises(errors.MissingDependencyError, match=r"unillm\[azure\]"):
         c.chat(model="azure/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_pricing_show_and_check_price_a_cloud_provider_by_its_clouds_table(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from unillm.cli import cli as main
+    out = CliRunner().invoke(main, ["pricing", "show", "vertex-anthropic/claude-sonnet-4-5@20250929"])
+    assert out.exit_code == 0, out.output
+    assert "vertex-anthropic has no entry of its own; vertex-anthropic-global's entries price it" in out.output
+    cfg = tmp_path / "unillm.toml"
+    cfg.write_text('[providers.azure-eastus]\nadapter = "azure"\nbase_url = "https://r.openai.azure.com"\n'
+                   '[aliases]\nfast = "azure-eastus/gpt-4o-mini"\n')
+    out = CliRunner().invoke(main, ["pricing", "check", "--config", str(cfg)])
+    assert out.exit_code == 0 and "UNPRICED" not in out.output, out.output

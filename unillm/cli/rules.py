@@ -87,9 +87,10 @@ def _cost_estimator(settings: Settings, ref: ModelRef, tokens: Callable[[], int]
             return given
         if max_tokens is None:
             return None  # no output bound, no worst case
+        from ..adapters.cloud import price_tables
         from ..pricing import PriceBook
         try:
-            book = PriceBook.load(settings.pricing)
+            book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
             usage = Usage(input_tokens=tokens(), output_tokens=max_tokens, source="estimate")
             return book.cost(ref.provider, ref.model, usage).total_usd
         except errors.MissingPriceError:

@@ -25,8 +25,13 @@ from typing import Any
 from ... import errors
 from ...types import ChatRequest, ChatResponse
 from ..anthropic.adapter import AnthropicAdapter
-from ..base import ErrorWhere, json_body, require
+from ..base import ErrorWhere, error_for_status, error_message, json_body, require
 from .convert import SentModelState, from_response
+
+#: the HTTP status of each exception Bedrock sends inside a stream (an ``exception`` frame)
+_STREAM_EXCEPTIONS = {"throttlingException": 429, "validationException": 400,
+                      "modelStreamErrorException": 500, "internalServerException": 500,
+                      "serviceUnavailableException": 503, "modelTimeoutException": 408}
 
 
 class BedrockAdapter(AnthropicAdapter):
@@ -63,6 +68,13 @@ class BedrockAdapter(AnthropicAdapter):
 
     def stream_state(self, model: str) -> Any:
         return SentModelState(self.provider, model)
+
+    def _status_error(self, exc: Any, model: str) -> errors.ProviderError:
+        status = _STREAM_EXCEPTIONS.get(exc.type or "") if exc.status_code < 400 else None
+        if status is None:
+            return super()._status_error(exc, model)
+        return error_for_status(status, error_message(exc.body, exc.message), provider=self.provider,
+                                model=model, body=exc.body)
 
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
         err = super().translate_error(exc, model)

@@ -60,7 +60,14 @@ class BedrockProtocol(AnthropicProtocol):
         return events
 
     def frames(self, events: list[Any]) -> Iterator[bytes]:
+        """Each event as a ``chunk`` frame; ``("exception", {"type": "throttlingException",
+        "message": ...})`` as the exception frame Bedrock sends when a stream fails midway."""
         for event in events:
+            if isinstance(event, tuple) and event[0] == "exception":
+                yield message({":message-type": "exception", ":exception-type": event[1]["type"],
+                               ":content-type": "application/json"},
+                              json.dumps({"message": event[1].get("message", "")}).encode())
+                continue
             data = event[1] if isinstance(event, tuple) else event.get("data", event) if isinstance(event, dict) \
                 else event
             raw = data.encode() if isinstance(data, str) else json.dumps(data).encode()
