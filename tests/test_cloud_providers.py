@@ -188,13 +188,33 @@ def test_vertex_sends_the_access_token_and_names_project_and_location(fake) -> N
         c.close()
 
 
-def test_vertex_gemini_takes_a_google_auth_credentials_object(fake) -> None:
+@pytest.mark.parametrize("name", ["vertex-anthropic", "vertex-gemini"])
+def test_vertex_takes_a_google_auth_credentials_object(fake, name) -> None:
     from google.oauth2.credentials import Credentials
-    settings = {k: v for k, v in fake.client_settings("vertex-gemini").items() if k != "access_token"}
+    settings = {k: v for k, v in fake.client_settings(name).items() if k != "access_token"}
     creds = Credentials(token="ya29.from-a-credentials-object")  # a token: no refresh, no network
-    c = Client(providers={"vertex-gemini": {**settings, "credentials": creds}}, ledger="off")
-    c.chat(model="vertex-gemini/gemini-2.5-flash", messages=HI)
+    c = Client(providers={name: {**settings, "credentials": creds}}, ledger="off")
+    c.chat(model=CASES[name][0], messages=HI)
     assert fake.requests[-1].headers["authorization"] == "Bearer ya29.from-a-credentials-object"
+
+
+@pytest.mark.parametrize("name", ["vertex-anthropic", "vertex-gemini"])
+def test_vertex_without_usable_google_credentials_is_an_authentication_error(fake, tmp_path, monkeypatch,
+                                                                             name) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))  # no network
+    settings = {k: v for k, v in fake.client_settings(name).items() if k != "access_token"}
+    c = Client(providers={name: settings}, ledger="off")
+    with pytest.raises(errors.AuthenticationError, match="Google credentials"):
+        c.chat(model=CASES[name][0], messages=HI)
+    assert fake.requests == []
+
+
+def test_bedrock_aws_keys_beside_a_bedrock_api_key_in_the_env_is_a_config_error(fake, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-env-key-0123456789")
+    c = Client(providers={"bedrock": {"base_url": fake.url, "region": "us-east-1", **SIGV4}}, ledger="off")
+    with pytest.raises(errors.ConfigError, match="providers.bedrock.api_key") as info:
+        c.chat(model=CASES["bedrock"][0], messages=HI)
+    assert "bedrock-env-key-0123456789" not in str(info.value) and fake.requests == []
 
 
 # ── prices key by the provider name used ─────────────────────────────────────

@@ -54,9 +54,10 @@ class BedrockAdapter(AnthropicAdapter):
         try:
             return cls(**aws, aws_region=s.region, base_url=s.base_url, timeout=s.timeout, max_retries=0,
                        default_headers=s.headers or None)
-        except ValueError as exc:  # no region found
-            raise errors.ConfigError(f"{exc} (providers.{self.provider}.region)",
-                                     key=f"providers.{self.provider}.region") from None
+        except ValueError as exc:  # no region found; or AWS keys beside AWS_BEARER_TOKEN_BEDROCK
+            key = "region" if "region" in str(exc) else "api_key"
+            raise errors.ConfigError(self.redactor().text(str(exc)),
+                                     key=f"providers.{self.provider}.{key}") from None
 
     def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
         raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
