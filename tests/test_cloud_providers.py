@@ -327,3 +327,29 @@ def test_a_bedrock_stream_that_fails_midway_is_a_rate_limit_error_and_recorded_p
             pass
     row = _row(client)
     assert (row.status, row.error_class, row.input_tokens) == ("partial", "RateLimitError", 1000)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("name", ["bedrock", "vertex-anthropic"])
+def test_claude_on_a_cloud_answers_with_anthropics_name_and_is_recorded_as_the_clouds_id(
+        client, fake, name, stream) -> None:
+    import warnings
+    fake.queue(Reply(usage=USAGE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.ModelMismatchWarning)
+        resp = client.chat(model=CASES[name][0], messages=HI, stream=stream)
+        if stream:
+            for _ in resp:
+                pass
+            resp = resp.response
+    assert resp.model == CASES[name][0].split("/", 1)[1] and not resp.model_mismatch
+    _check_priced(client, name, resp, stream=stream)
+
+
+def test_azure_answering_with_the_model_version_is_priced_as_its_model(client, fake) -> None:
+    import warnings
+    fake.queue(Reply(usage=USAGE, model="gpt-4o-2024-11-20"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.ModelMismatchWarning)
+        resp = client.chat(model="azure/gpt-4o", messages=HI)
+    assert resp.model == "gpt-4o-2024-11-20" and resp.cost.total_usd == D("0.0045")

@@ -1,7 +1,8 @@
 """FakeProvider: Anthropic on Amazon Bedrock (``/model/{id}/invoke``, ``invoke-with-response-stream``).
 
 The body is Anthropic's Messages body without ``model`` (the path names it) and with
-``anthropic_version``; answers are Anthropic's, rendered by `AnthropicProtocol`. A stream is
+``anthropic_version``; answers are Anthropic's, rendered by `AnthropicProtocol`, naming
+the model as Anthropic does (`anthropic_name`), as Bedrock's do. A stream is
 not server-sent events but AWS event-stream binary frames (``application/vnd.amazon.eventstream``):
 each frame a prelude (total and header lengths, CRC32), string headers (``:event-type: chunk``
 ...), a JSON payload ``{"bytes": base64(event)}`` and a CRC32 of the whole message. The last
@@ -49,7 +50,13 @@ class BedrockProtocol(AnthropicProtocol):
         match = _PATH.match(path)
         return unquote(match.group(1)) if match else ""
 
+    def render(self, reply: Reply, ctx: Ctx) -> Any:
+        return {**super().render(reply, ctx), "model": reply.model or anthropic_name(ctx.model)}
+
     def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
+        return with_model_name(self._stream(reply, ctx), reply.model or anthropic_name(ctx.model))
+
+    def _stream(self, reply: Reply, ctx: Ctx) -> list[Any]:
         events = list(super().render_stream(reply, ctx))
         usage = ctx.usage(reply)
         for i, (name, data) in enumerate(events):
@@ -83,6 +90,24 @@ class BedrockProtocol(AnthropicProtocol):
         """A Bedrock API key (a bearer token), as every protocol's ``api_key``; give
         ``aws_access_key_id`` / ``aws_secret_access_key`` instead (no ``api_key``) for SigV4."""
         return {"base_url": fake.url, "region": "us-east-1", "api_key": fake.api_key}
+
+
+def anthropic_name(model: str) -> str:
+    """Anthropic's name for a cloud model id, as the clouds answer with it:
+    ``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` and ``claude-sonnet-4-5@20250929`` are
+    ``claude-sonnet-4-5-20250929``."""
+    name = re.sub(r"^([a-z]+\.)?anthropic\.", "", model)
+    return re.sub(r"-v\d+(:\d+)?$", "", name).replace("@", "-")
+
+
+def with_model_name(events: Iterable[Any], name: str) -> list[Any]:
+    """``message_start`` naming the model as the cloud does."""
+    out = []
+    for event in events:
+        if isinstance(event, tuple) and event[0] == "message_start":
+            event = (event[0], {**event[1], "message": {**event[1]["message"], "model": name}})
+        out.append(event)
+    return out
 
 
 def message(headers: dict[str, str], payload: bytes) -> bytes:

@@ -12,9 +12,12 @@ The bearer token the SDKs send (``authorization``) is recorded, not verified.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..replies import Ctx, Reply
 from .anthropic import AnthropicProtocol
+from .bedrock import anthropic_name, with_model_name
 from .google import GoogleProtocol
 
 if TYPE_CHECKING:
@@ -44,6 +47,12 @@ class VertexAnthropicProtocol(AnthropicProtocol):
     def model(self, path: str, body: Any) -> str:
         match = _CLAUDE.match(path)
         return match.group(3) if match else ""
+
+    def render(self, reply: Reply, ctx: Ctx) -> Any:  # answered with Anthropic's name for it
+        return {**super().render(reply, ctx), "model": reply.model or anthropic_name(ctx.model)}
+
+    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
+        return with_model_name(super().render_stream(reply, ctx), reply.model or anthropic_name(ctx.model))
 
     def client_settings(self, fake: FakeProvider) -> dict[str, Any]:
         return _settings(fake, self.base_path)
