@@ -353,3 +353,15 @@ def test_azure_answering_with_the_model_version_is_priced_as_its_model(client, f
         warnings.simplefilter("error", errors.ModelMismatchWarning)
         resp = client.chat(model="azure/gpt-4o", messages=HI)
     assert resp.model == "gpt-4o-2024-11-20" and resp.cost.total_usd == D("0.0045")
+
+
+def test_azure_api_version_comes_from_the_setting_then_the_env_then_the_default(fake, monkeypatch) -> None:
+    table = {"adapter": "azure", "base_url": fake.url, "api_key": "k" * 20}
+    Client(providers={"az": table}, ledger="off", on_missing_price="record").chat(model="az/gpt-4o", messages=HI)
+    assert fake.requests[-1].query["api-version"] == ["2024-10-21"]
+    monkeypatch.setenv("OPENAI_API_VERSION", "2025-04-01-preview")
+    Client(providers={"az": table}, ledger="off", on_missing_price="record").chat(model="az/gpt-4o", messages=HI)
+    assert fake.requests[-1].query["api-version"] == ["2025-04-01-preview"]
+    Client(providers={"az": {**table, "api_version": "2024-06-01"}}, ledger="off",
+           on_missing_price="record").chat(model="az/gpt-4o", messages=HI)
+    assert fake.requests[-1].query["api-version"] == ["2024-06-01"]

@@ -7,7 +7,7 @@ paths, the ``api-version`` query and the ``api-key`` (or Entra ``Authorization``
 Settings (`unillm.adapters.cloud`): ``base_url`` is the resource endpoint
 (``https://RESOURCE.openai.azure.com``; default ``AZURE_OPENAI_ENDPOINT``), ``deployment``
 (default: the model id is the deployment name), ``api_version`` (default
-``OPENAI_API_VERSION``), and one credential: ``api_key`` (``AZURE_OPENAI_API_KEY``),
+``OPENAI_API_VERSION``, then `API_VERSION`), and one credential: ``api_key`` (``AZURE_OPENAI_API_KEY``),
 ``token_provider`` (a function returning an Entra ID token) or ``entra = true``
 (azure-identity's ``DefaultAzureCredential``).
 """
@@ -23,6 +23,9 @@ from ..openai.adapter import OpenAIAdapter
 
 #: the scope of Azure OpenAI's Entra ID tokens
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+#: the data-plane API version used when neither ``api_version`` nor OPENAI_API_VERSION says one
+#: (the latest GA data-plane version when this was written; set api_version for a newer one)
+API_VERSION = "2024-10-21"
 
 
 class AzureAdapter(OpenAIAdapter):
@@ -37,8 +40,7 @@ class AzureAdapter(OpenAIAdapter):
         client = cls(azure_endpoint=self._setting("base_url", s.base_url, "AZURE_OPENAI_ENDPOINT",
                                                   "the resource endpoint, https://RESOURCE.openai.azure.com"),
                      azure_deployment=s.deployment,
-                     api_version=self._setting("api_version", s.api_version, "OPENAI_API_VERSION",
-                                               'an API version like "2024-10-21"'),
+                     api_version=s.api_version or os.environ.get("OPENAI_API_VERSION") or API_VERSION,
                      timeout=s.timeout, max_retries=0, default_headers=dict(s.headers) or None,
                      **self._credential())
         client.organization = client.project = None  # OPENAI_ORG_ID is OpenAI's, not Azure's
