@@ -172,7 +172,9 @@ def lint_cmd(state: State, fmt: str) -> None:
     state.say(ledger=False)
     settings, rules = _as_written(state)
     resolver = Resolver(settings.providers, settings.aliases)
-    findings = lint(rules, settings.fallbacks, resolver, pricebook(settings.pricing),
+    from ..adapters.cloud import price_tables
+    book = pricebook(settings.pricing).priced_as(price_tables(settings.providers))
+    findings = lint(rules, settings.fallbacks, resolver, book,
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
     n_err = sum(f.level == "error" for f in findings)
