@@ -1,4 +1,6 @@
-"""FakeProvider: a real HTTP server on 127.0.0.1 speaking the four vendors' wire protocols.
+"""FakeProvider: a real HTTP server on 127.0.0.1 speaking the vendors' wire protocols (the four
+native ones, and Azure OpenAI's, Bedrock's and Vertex AI's), one module per protocol in
+`unillm.testing.protocols`.
 
 Point an official SDK at it through ``base_url`` and the SDK's real request and
 response code runs, offline. Script what it answers, request by request::
