@@ -240,10 +240,12 @@ class Client:
 
     @property
     def pricebook(self) -> PriceBook:
-        """The price book in force: bundled pricing.toml merged with ``pricing=``."""
+        """The price book in force: bundled pricing.toml merged with ``pricing=``; a cloud
+        provider without entries of its own priced by its cloud's (`cloud.price_tables`)."""
         if self._pricebook is None:
+            from .adapters.cloud import price_tables
             from .pricing import PriceBook
-            self._pricebook = PriceBook.load(self.settings.pricing)
+            self._pricebook = PriceBook.load(self.settings.pricing).priced_as(price_tables(self.settings.providers))
         return self._pricebook
 
     @property

@@ -500,7 +500,8 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
         def price(ref: Any) -> Any:
             return None
     else:
-        book = PriceBook.load(settings.pricing)
+        from .adapters.cloud import price_tables
+        book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
         def price(ref: Any) -> Any:
             return book.price(ref.provider, ref.model)
     return check_targets(settings.rules, resolver.resolve, price, source=source)

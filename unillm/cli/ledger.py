@@ -145,7 +145,9 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
     state.say()
     filters = where_pairs(where)
     client = state.client()
-    book = pricebook(pricing) if pricing else guard(lambda: client.pricebook)
+    from ..adapters.cloud import price_tables
+    book = pricebook(pricing).priced_as(price_tables(client.settings.providers)) if pricing \
+        else guard(lambda: client.pricebook)
     ledger = Ledger(state.open_ledger(), book, resolver=client.resolve)
     result = guard(lambda: ledger.whatif(model, provider=provider, since=since, until=until,
                                          where=filters))
