@@ -15,10 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_server_support import PROVIDER_SECRET, Served, serve_app
+from tests.test_server_support import PROVIDER_SECRET, Served, make_served
 from tests.test_server_trust import Listener
-from unillm import Client
-from unillm.server.app import create_app
 from unillm.testing import FakeApi, FakeProvider, Reply
 
 anthropic = pytest.importorskip("anthropic")
@@ -35,15 +33,8 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def _serve(fake: FakeProvider, tmp_path: Path, upstreams: list[dict[str, Any]], **settings: Any) -> Iterator[Served]:
-    client = Client(providers=fake.providers("openai", "anthropic"), ledger=f"sqlite:///{tmp_path}/l.db",
-                    server={"upstreams": upstreams, **settings.pop("server", {})}, **settings)
-    app = create_app(client)
-    admin, _ = app.state.gateway.keys.create(user="root", project="ops", admin=True)
-    try:
-        for url in serve_app(app):
-            yield Served(url, app, client, admin)
-    finally:
-        client.close()
+    """A gateway (every provider pointed at ``fake``) whose ``/proxy`` forwards to ``upstreams``."""
+    yield from make_served(fake, tmp_path, server={"upstreams": upstreams, **settings.pop("server", {})}, **settings)
 
 
 @pytest.fixture
