@@ -23,10 +23,8 @@ import sys
 from typing import Any
 
 from ... import errors
-from ...types import ChatRequest, ChatResponse
-from ..anthropic.adapter import AnthropicAdapter
-from ..base import ErrorWhere, error_for_status, error_message, json_body, require
-from .convert import SentModelState, from_response
+from ..anthropic.clouds import CloudAnthropicAdapter
+from ..base import ErrorWhere, error_for_status, error_message, require
 
 #: the HTTP status of each exception Bedrock sends inside a stream (an ``exception`` frame)
 _STREAM_EXCEPTIONS = {"throttlingException": 429, "validationException": 400,
@@ -34,7 +32,7 @@ _STREAM_EXCEPTIONS = {"throttlingException": 429, "validationException": 400,
                       "serviceUnavailableException": 503, "modelTimeoutException": 408}
 
 
-class BedrockAdapter(AnthropicAdapter):
+class BedrockAdapter(CloudAnthropicAdapter):
     """``messages.create`` on ``AnthropicBedrock``."""
 
     protocol = "bedrock"
@@ -58,17 +56,6 @@ class BedrockAdapter(AnthropicAdapter):
             key = "region" if "region" in str(exc) else "api_key"
             raise errors.ConfigError(self.redactor().text(str(exc)),
                                      key=f"providers.{self.provider}.{key}") from None
-
-    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
-        raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
-        return from_response(json_body(raw), self.provider, model)
-
-    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
-        raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
-        return from_response(json_body(raw), self.provider, model)
-
-    def stream_state(self, model: str) -> Any:
-        return SentModelState(self.provider, model)
 
     def _status_error(self, exc: Any, model: str) -> errors.ProviderError:
         status = _STREAM_EXCEPTIONS.get(exc.type or "") if exc.status_code < 400 else None

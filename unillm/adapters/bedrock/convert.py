@@ -30,3 +30,4 @@ class SentModelState(StreamState):
     def _chunk(self, *args: Any, **kwargs: Any) -> StreamChunk:
         self.model = self.sent
         return super()._chunk(*args, **kwargs)
+

@@ -54,21 +54,24 @@ class GoogleAdapter(Adapter):
     def _make_client(self, async_: bool) -> Any:
         """A ``genai.Client``; async calls go through its ``.aio`` side."""
         genai = require("google.genai")
-        types = require("google.genai.types")
         key = self.settings.resolved_api_key()
         if not key:
             env = self.settings.api_key_env or "api_key"
             raise errors.AuthenticationError(
                 f"no API key: set {env} or pass api_key for provider {self.provider!r}",
                 provider=self.provider)
-        options = types.HttpOptions(
+        return genai.Client(api_key=key, http_options=self._http_options(async_))
+
+    def _http_options(self, async_: bool) -> Any:
+        """The SDK's HttpOptions: our base URL, timeout and headers, no SDK retries, httpx."""
+        types = require("google.genai.types")
+        return types.HttpOptions(
             base_url=self.settings.base_url or None,
             timeout=int(self.settings.timeout * 1000),  # the SDK takes milliseconds
             headers=dict(self.settings.headers) or None,
             retry_options=types.HttpRetryOptions(attempts=1),
             async_client_args=_async_args() if async_ else None,
         )
-        return genai.Client(api_key=key, http_options=options)
 
     def _warm_client(self, client: Any, asynchronous: bool) -> None:
         (client.aio if asynchronous else client).models  # noqa: B018 - built, and imported, on first use

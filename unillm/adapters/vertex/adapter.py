@@ -18,11 +18,9 @@ import sys
 from typing import Any
 
 from ... import errors
-from ...types import ChatRequest, ChatResponse
-from ..anthropic.adapter import AnthropicAdapter
-from ..base import ErrorWhere, json_body, require
-from ..bedrock.convert import SentModelState, from_response
-from ..google.adapter import GoogleAdapter, _remember_response
+from ..anthropic.clouds import CloudAnthropicAdapter
+from ..base import ErrorWhere, require
+from ..google.adapter import GoogleAdapter
 
 
 def _where(adapter: Any) -> tuple[str, str]:
@@ -43,7 +41,7 @@ def _auth_error(exc: BaseException, where: ErrorWhere, scrub: Any) -> errors.Pro
     return None
 
 
-class VertexAnthropicAdapter(AnthropicAdapter):
+class VertexAnthropicAdapter(CloudAnthropicAdapter):
     """Claude's Messages API on Vertex AI (``:rawPredict`` / ``:streamRawPredict``)."""
 
     protocol = "vertex-anthropic"
@@ -58,17 +56,6 @@ class VertexAnthropicAdapter(AnthropicAdapter):
                    credentials=s.credentials, timeout=s.timeout, max_retries=0,
                    default_headers=s.headers or None)
 
-    def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
-        raw = self.sync_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
-        return from_response(json_body(raw), self.provider, model)
-
-    async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
-        raw = await self.async_client().messages.with_raw_response.create(**self._kwargs(request, model, timeout))
-        return from_response(json_body(raw), self.provider, model)
-
-    def stream_state(self, model: str) -> Any:
-        return SentModelState(self.provider, model)
-
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:
         return super().translate_error(exc, model) or _auth_error(
             exc, {"provider": self.provider, "model": model}, self.redactor().text)
@@ -81,18 +68,9 @@ class VertexGeminiAdapter(GoogleAdapter):
 
     def _make_client(self, async_: bool) -> Any:
         genai = require("google.genai")
-        types = require("google.genai.types")
-        s = self.settings
         project, location = _where(self)
-        options = types.HttpOptions(
-            base_url=s.base_url or None,
-            timeout=int(s.timeout * 1000),  # the SDK takes milliseconds
-            headers=dict(s.headers) or None,
-            retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"event_hooks": {"response": [_remember_response]}} if async_ else None,
-        )
         return genai.Client(vertexai=True, project=project, location=location,
-                            credentials=self._credentials(), http_options=options)
+                            credentials=self._credentials(), http_options=self._http_options(async_))
 
     def _credentials(self) -> Any:
         """The google-auth credentials: given, made of the access token, or None (ADC)."""
