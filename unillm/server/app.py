@@ -136,6 +136,9 @@ class Gateway:
         """A provider the operator configured: a ``[providers.X]`` table, or its API key set."""
         if provider in self._configured:
             return True
+        sealed = self.client.sealed_key(provider)  # `unillm secrets set`: used when the config has none
+        if sealed:
+            self.scrub.add(sealed)
         p = self.client.providers.get(provider)
         return p is not None and bool(p.resolved_api_key())
 
@@ -276,6 +279,10 @@ def lifespan(gateway: Gateway) -> Any:
     async def span(app: Starlette) -> AsyncIterator[None]:
         client = gateway.client
         await asyncio.to_thread(lambda: (client.ledger, client.cache))
+        for name in list(client.providers):  # sealed keys read now: a wrong master key stops the start
+            sealed = await asyncio.to_thread(client.sealed_key, name)
+            if sealed:
+                gateway.scrub.add(sealed)
         client.budgets.alerts.resume()  # webhook rows an earlier process left undelivered
         try:
             yield
@@ -292,7 +299,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, proxy, usage
+    from . import analytics, chat, dashboard, provider_keys, proxy, usage
     from .limits import Limits
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
@@ -325,6 +332,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/health", health, methods=["GET"]),
         Route("/admin/keys", admin_keys, methods=["GET", "POST"]),
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
+        Route("/admin/provider-keys/{provider}/test", provider_keys.test_key, methods=["POST"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
         Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
