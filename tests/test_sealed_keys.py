@@ -92,7 +92,10 @@ def test_client_uses_the_sealed_key_and_config_wins(tmp_path: Path, master: str)
         assert SEALED not in dump
 
 
-def test_gateway_serves_and_tests_with_the_sealed_key(tmp_path: Path, master: str) -> None:
+def test_gateway_serves_and_tests_with_the_sealed_key(tmp_path: Path, master: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    caplog.set_level(logging.INFO)
     with FakeProvider() as fake:
         store = open_store(f"sqlite:///{tmp_path}/l.db")
         SealedKeys(store, master).set("openai", SEALED)
@@ -130,6 +133,7 @@ def test_gateway_serves_and_tests_with_the_sealed_key(tmp_path: Path, master: st
         dump = subprocess.run(["sqlite3", f"{tmp_path}/l.db", ".dump"], capture_output=True,
                               text=True, check=True).stdout
         assert SEALED not in dump and "provider-key-test" in dump
+        assert SEALED not in caplog.text
 
 
 def test_gateway_start_fails_cleanly_with_a_wrong_master_key(tmp_path: Path, master: str,
