@@ -83,3 +83,20 @@ def test_another_process_sees_the_override(tmp_path: Path) -> None:
         assert again.cost is not None and again.cost.total_usd == resp.cost.total_usd
         fresh.close()
         client.close()
+
+
+def test_override_of_an_alias_and_of_its_model() -> None:
+    from unillm.pricing import PriceBook
+    book = PriceBook.load()
+    pm = book.find("openai", "gpt-4o-mini")
+    assert pm is not None
+    from unillm.price_overrides import check_entry
+    from unillm.pricing import _build_price
+    since, table = check_entry("openai", "gpt-4o-mini", {"input": "5", "output": "6", "since": "2020-01-01"})
+    price = _build_price("openai", "gpt-4o-mini", {**table, "since": since}, "t", "k", "override", None)
+    over = book.overlaid({("openai", "gpt-4o-mini"): (price,)})
+    assert over.price("openai", "gpt-4o-mini").input == Decimal(5)
+    assert book.price("openai", "gpt-4o-mini").input != Decimal(5)  # the base book is untouched
+    snapshot = "gpt-4o-mini-2024-07-18"
+    if book.find("openai", snapshot) is pm:  # a name resolving to the same entry is overridden too
+        assert over.price("openai", snapshot).input == Decimal(5)

@@ -448,10 +448,11 @@ class PriceBook:
         pm = self.find(provider, model)
         if self._overrides:
             day = _day(at)
-            key = (pm.provider, pm.name) if pm is not None else (provider, model)
-            live = [p for p in self._overrides.get(key, ()) if p.since is not None and p.since <= day]
-            if live:
-                return live[-1]
+            keys = [(provider, model)] + ([(pm.provider, pm.name)] if pm is not None else [])
+            for k in dict.fromkeys(keys):  # the name as asked, then the entry it resolves to
+                live = [p for p in self._overrides.get(k, ()) if p.since is not None and p.since <= day]
+                if live:
+                    return live[-1]
         if pm is None:
             raise errors.MissingPriceError(provider, model, self.suggest(provider, model))
         return pm.at(_day(at))
