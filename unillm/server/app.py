@@ -8,6 +8,8 @@ Routes::
     GET  /v1/models             chat.models             GET  /v1/budgets    analytics.budgets
     POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
+    POST /admin/keys/{id}/rotate                         GET|PUT /admin/prices/{p}/{m}  prices
+    POST /admin/provider-keys/{provider}/test  provider_keys.test_key (sealed keys: `unillm.sealed`)
     GET  /metrics  metrics.endpoint (only with [server.metrics] enabled)
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
