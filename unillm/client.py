@@ -145,6 +145,10 @@ class Client:
         self._cache_policy: CachePolicy | None = None
         self._recording = s.ledger != "off"   # no ledger: no row is even built
         self.budgets: Budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
+        from .sealed import SealedCache  # provider keys sealed in the ledger (`unillm secrets`)
+        self._sealed = SealedCache(lambda: self.ledger.store, s) if self._recording else None
+        from .price_overrides import OverrideCache
+        self._overrides = OverrideCache()
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -246,6 +250,10 @@ class Client:
             from .adapters.cloud import price_tables
             from .pricing import PriceBook
             self._pricebook = PriceBook.load(self.settings.pricing).priced_as(price_tables(self.settings.providers))
+        if self._ledger is not None and self._recording:  # `PUT /admin/prices` overrides, over the book
+            book: PriceBook = self._overrides.over(self._pricebook, self._ledger.store)
+            self._ledger.pricebook = book
+            return book
         return self._pricebook
 
     @property
@@ -373,6 +381,8 @@ class Client:
 
     def _price_of(self, call: Call, ref: ModelRef) -> Price | None:
         """Step 4: the price in force, found before anything is sent (never a silent $0)."""
+        if self._recording:
+            self.ledger  # noqa: B018 - opened first: its database holds the price overrides
         try:
             return self.pricebook.price(ref.provider, ref.model, call.at)
         except errors.MissingPriceError as err:
@@ -436,7 +446,14 @@ class Client:
         usage = Usage(input_tokens=self._prompt_tokens(call), output_tokens=call.request.max_tokens or 0)
         return price.cost(usage).total_usd
 
+    def sealed_key(self, provider: str) -> str | None:
+        """Apply ``provider``'s sealed key when its config gives none (`unillm.sealed`);
+        returns it (None: not sealed or not needed)."""
+        return self._sealed.apply(self.providers, self._adapters, provider) if self._sealed else None
+
     def _adapter(self, provider: str) -> Adapter:
+        if self._sealed is not None:
+            self.sealed_key(provider)
         adapter = self._adapters.get(provider)
         if adapter is None:
             settings = self.providers[provider]

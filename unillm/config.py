@@ -231,6 +231,7 @@ class Settings(BaseModel):
     cache_ttl: float | None = Field(default=None, gt=0)  # default lifetime of stored answers, seconds
     cache_namespace: str = "default"
     pricing: str | None = None           # a price file merged over the bundled pricing.toml
+    master_key_file: str | None = None   # the Fernet key of sealed provider keys (UNILLM_MASTER_KEY wins)
     on_missing_price: Literal["raise", "record"] = "raise"
     tags: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, Provider] = Field(default_factory=dict, validate_default=True)
@@ -483,6 +484,9 @@ def _relative_to(data: dict[str, Any], base: Path) -> None:
     pricing = data.get("pricing")
     if isinstance(pricing, str) and pricing.strip() and not Path(pricing).is_absolute():
         data["pricing"] = str(base / pricing)
+    master = data.get("master_key_file")
+    if isinstance(master, str) and master.strip() and not Path(master).is_absolute():
+        data["master_key_file"] = str(base / master)
     ledger = data.get("ledger")
     if isinstance(ledger, str) and ledger.lower().startswith("sqlite:") and not ledger[7:].startswith("/") \
             and ledger[7:].strip() and not ledger[7:].startswith(":memory:") and "\x00" not in ledger:

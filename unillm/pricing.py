@@ -322,6 +322,15 @@ class PriceBook:
         for (provider, alias), model in merged.aliases.items():
             self._aliases.setdefault(provider, {})[alias] = model
         self._priced_as: dict[str, str] = {}
+        self._overrides: Mapping[tuple[str, str], tuple[Price, ...]] = {}
+
+    def overlaid(self, overrides: Mapping[tuple[str, str], tuple[Price, ...]]) -> PriceBook:
+        """This book with ``overrides`` (`unillm.price_overrides`) on top: on and after an
+        override's ``since`` it prices its model, before it the book does."""
+        book = object.__new__(PriceBook)
+        book.__dict__.update(self.__dict__)
+        book._overrides = overrides
+        return book
 
     def priced_as(self, tables: Mapping[str, str]) -> PriceBook:
         """This book, where each ``provider`` in ``tables`` without an entry of its own for a
@@ -437,6 +446,13 @@ class PriceBook:
     def price(self, provider: str, model: str, at: datetime | date | None = None) -> Price:
         """The price of ``provider``/``model`` in force at ``at`` (default: now, UTC)."""
         pm = self.find(provider, model)
+        if self._overrides:
+            day = _day(at)
+            keys = [(provider, model)] + ([(pm.provider, pm.name)] if pm is not None else [])
+            for k in dict.fromkeys(keys):  # the name as asked, then the entry it resolves to
+                live = [p for p in self._overrides.get(k, ()) if p.since is not None and p.since <= day]
+                if live:
+                    return live[-1]
         if pm is None:
             raise errors.MissingPriceError(provider, model, self.suggest(provider, model))
         return pm.at(_day(at))
