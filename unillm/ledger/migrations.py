@@ -160,6 +160,12 @@ def _m009_calls(tx: Transaction, d: Dialect) -> None:
     tx.execute(f"CREATE INDEX {TABLE}_call_id ON {TABLE} (call_id)")
 
 
+def _m010_embeddings(tx: Transaction, d: Dialect) -> None:
+    """``kind`` (chat or embed) and ``inputs``: how many texts one embeddings request carried."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN kind TEXT")
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN inputs INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -170,6 +176,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0007_round_two", _m007_round_two),
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
+    Migration("0010_embeddings", _m010_embeddings),
 ]
 
 
