@@ -1,0 +1,114 @@
+"""``POST /v1/embeddings``: the unmodified openai SDK's ``embeddings.create`` against the gateway."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.test_server_support import PROVIDER_SECRET, make_served, served, upstream  # noqa: F401
+from unillm.testing import Reply
+from unillm.testing.protocols.embed import fake_tokens, fake_vector
+from unillm.types import Usage
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("google.genai")
+pytest.importorskip("cohere")
+
+TEXTS = ["a first passage", "and a second one"]
+VENDORS = [("text-embedding-3-small", "openai", {}),
+           ("gemini-embedding-001", "google", {"task_type": "RETRIEVAL_DOCUMENT"}),
+           ("embed-v4.0", "cohere", {"input_type": "search_document"})]
+
+
+@pytest.mark.parametrize(("model", "provider", "extra"), VENDORS)
+def test_sdk_embeddings_reach_every_vendor_with_cost_header_and_exact_row(served, upstream, model, provider,
+                                                                          extra):
+    raw = served.openai().embeddings.with_raw_response.create(model=model, input=TEXTS, extra_body=extra or None)
+    resp = raw.parse()
+    assert upstream.requests[-1].protocol == provider
+    assert [d.embedding for d in resp.data] == [fake_vector(model, t) for t in TEXTS]  # base64 on the wire
+    rec = list(served.client.ledger.records())[-1]
+    tokens = fake_tokens(TEXTS) if provider != "google" else rec.input_tokens  # Google reports none
+    assert resp.usage.prompt_tokens == rec.input_tokens == tokens > 0
+    expected = served.client.pricebook.cost(provider, model, Usage(input_tokens=tokens)).total_usd
+    assert Decimal(raw.headers["x-unillm-cost"]) == rec.total_usd == expected > 0
+    assert raw.headers["x-unillm-ledger-id"] == rec.id and raw.headers["x-unillm-model"] == f"{provider}/{model}"
+    assert rec.kind == "embed" and rec.inputs == 2
+    assert rec.tags["user"] == "root" and rec.tags["key_id"].startswith("key_")
+
+
+def test_float_format_and_dimensions(served):
+    resp = served.openai().embeddings.create(model="text-embedding-3-large", input="one", dimensions=4,
+                                             encoding_format="float")
+    assert resp.data[0].embedding == fake_vector("text-embedding-3-large", "one", 4)
+
+
+def test_batched_upstream_one_row_per_request(served, upstream):
+    texts = [f"t{i}" for i in range(250)]
+    raw = served.openai().embeddings.with_raw_response.create(model="gemini-embedding-001", input=texts)
+    assert len(raw.parse().data) == 250 and raw.headers["x-unillm-requests"] == "3"
+    rows = list(served.client.ledger.records())
+    assert [r.inputs for r in rows] == [100, 100, 50]
+    assert sum(r.total_usd for r in rows) == Decimal(raw.headers["x-unillm-cost"])
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"model": "text-embedding-3-small", "input": [[1, 2, 3]]}, "input"),
+    ({"model": "text-embedding-3-small", "input": []}, "input"),
+    ({"model": "text-embedding-3-small", "input": "x", "base_url": "http://evil"}, "base_url"),
+    ({"model": "text-embedding-3-small", "input": "x", "extra": {"api_key": "k"}}, "extra.api_key"),
+    ({"model": "text-embedding-3-small", "input": "x", "metadata": {"user": "mallory"}}, "metadata.user"),
+    ({"model": "text-embedding-3-small", "input": "x", "input_type": "search_query"}, "input_type"),
+    ({"input": "x"}, "model"),
+])
+def test_hostile_or_bad_bodies_are_400_naming_the_field(served, upstream, body, param):
+    r = httpx.post(served.url + "/v1/embeddings", json=body, headers={"authorization": f"Bearer {served.admin}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+    assert upstream.requests == []
+    assert PROVIDER_SECRET not in r.text
+
+
+def test_a_key_is_required_and_an_unknown_model_is_404(served, upstream):
+    r = httpx.post(served.url + "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "x"})
+    assert r.status_code == 401
+    r = httpx.post(served.url + "/v1/embeddings", json={"model": "no-such-embedder", "input": "x"},
+                   headers={"authorization": f"Bearer {served.admin}"})
+    assert r.status_code == 404 and upstream.requests == []
+
+
+def test_key_budget_holds_at_the_gateway(served, upstream):
+    key = served.key(user="u9", budget_usd=0.000001)
+    sdk = served.openai(key)
+    sdk.embeddings.create(model="text-embedding-3-small", input="small")
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.embeddings.create(model="text-embedding-3-large", input=["many words here"] * 3000)
+    assert info.value.status_code == 429 and info.value.body["code"] == "budget_exceeded"
+    assert len(upstream.requests) == 1
+    assert list(served.client.ledger.records())[-1].status == "budget_denied"
+
+
+def test_a_cache_hit_is_free_and_said_so(upstream, tmp_path):
+    for s in make_served(upstream, tmp_path, cache=f"disk://{tmp_path}/c"):
+        sdk = s.openai()
+        first = sdk.embeddings.with_raw_response.create(model="embed-v4.0", input=TEXTS,
+                                                        extra_body={"input_type": "search_query"})
+        again = sdk.embeddings.with_raw_response.create(model="embed-v4.0", input=TEXTS,
+                                                        extra_body={"input_type": "search_query"})
+        assert again.headers["x-unillm-cached"] == "true" and Decimal(again.headers["x-unillm-cost"]) == 0
+        assert [d.embedding for d in again.parse().data] == [d.embedding for d in first.parse().data]
+        assert len(upstream.requests) == 1
+
+
+async def test_async_sdk(served, upstream):
+    client = served.aopenai()
+    resp = await client.embeddings.create(model="mistral-embed", input=TEXTS)
+    assert [d.embedding for d in resp.data] == [fake_vector("mistral-embed", t) for t in TEXTS]
+    await client.close()
+
+
+def test_upstream_error_maps_to_the_sdks_error(served, upstream):
+    upstream.queue(Reply(status=400, error="bad embed"))
+    with pytest.raises(openai.BadRequestError):
+        served.openai().embeddings.create(model="text-embedding-3-small", input="x")
