@@ -247,3 +247,21 @@ def test_embed_and_aembed_share_a_signature():
     import inspect
     sync, asyn = inspect.signature(Client.embed), inspect.signature(Client.aembed)
     assert list(sync.parameters) == list(asyn.parameters)
+
+
+def test_openai_requests_stay_under_its_token_limit_per_request(fake, tmp_path):
+    client = make(fake, tmp_path)
+    long = "lorem ipsum dolor sit amet " * 2000           # ~10,000 tokens each
+    texts = [long + str(i) for i in range(40)]
+    resp = client.embed("text-embedding-3-small", texts)
+    per_request = [fake_tokens(r.json["input"]) for r in fake.requests]
+    assert len(per_request) > 1 and max(per_request) <= 300_000
+    assert sum(len(r.json["input"]) for r in fake.requests) == 40 == len(resp.data)
+    assert [r.inputs for r in client.ledger.records()] == [len(r.json["input"]) for r in fake.requests]
+
+
+def test_shadow_embed_rule_is_recorded_not_applied(fake, tmp_path):
+    client = make(fake, tmp_path, rules=[{"name": "try mistral", "mode": "shadow", "when": {"kind": "embed"},
+                                          "use": "mistral-embed"}])
+    resp = client.embed("text-embedding-3-small", "x")
+    assert resp.provider == "openai" and list(client.ledger.records())[-1].shadow_rule == "try mistral"

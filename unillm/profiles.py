@@ -87,6 +87,8 @@ class Capabilities(BaseModel):
     #: the vendor serves embeddings (`Client.embed`), at most ``embed_max_inputs`` inputs a request
     embeddings: bool = False
     embed_max_inputs: int = Field(default=2048, gt=0)
+    #: the most input tokens, all inputs together, one embeddings request may carry (None: no limit)
+    embed_max_tokens: int | None = Field(default=None, gt=0)
     #: the request field an output size goes in (OpenAI ``dimensions``); "" = none
     embed_dimensions: str = "dimensions"
 

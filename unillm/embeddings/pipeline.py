@@ -52,13 +52,14 @@ class _Plan:
     """What every batch of one embed call shares."""
 
     __slots__ = ("cache", "call_id", "price", "ref", "request", "requested", "rule", "rule_ttl",
-                 "swapped_from", "tags")
+                 "shadow", "swapped_from", "tags")
 
     def __init__(self, request: EmbedRequest, ref: ModelRef, tags: dict[str, str], requested: str) -> None:
         self.request, self.ref, self.tags, self.requested = request, ref, tags, requested
         self.price: Any = None
         self.rule: str | None = None
         self.rule_ttl: float | None = None
+        self.shadow: str | None = None
         self.swapped_from: ModelRef | None = None
         self.cache: Any = None
         self.call_id: str | None = None
@@ -177,7 +178,7 @@ def _apply_rules(client: Client, plan: _Plan, rules: RuleSet) -> None:
     if not decision:
         return
     if decision.shadow:
-        pass  # shadow rules of embeddings are evaluated but not recorded on rows
+        plan.shadow = ",".join(d.rule for d in decision.shadow if d.rule)
     if decision.rule is None:
         return
     plan.rule = call.rule = decision.rule
@@ -210,18 +211,38 @@ def _call(client: Client, plan: _Plan, request: EmbedRequest, inputs: int) -> Ca
                 plan.requested, client._clock(), False, sections.current())
     call.kind, call.inputs = "embed", inputs
     call.rule, call.swapped_from, call.price, call.call_id = plan.rule, plan.swapped_from, plan.price, plan.call_id
-    call.cache = plan.cache
+    call.cache, call.shadow_rule = plan.cache, plan.shadow
     call.cache_status = plan.cache.status if plan.cache is not None and client.cache_policy.enabled else None
     return call
+
+
+def _slices(client: Client, ref: ModelRef, inputs: list[str]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each vendor request: at most ``embed_max_inputs`` inputs and, where
+    the profile sets ``embed_max_tokens``, at most that many tokens together. A short input
+    is weighed by its UTF-8 length (never fewer bytes than tokens), a long one is counted."""
+    caps = client.providers[ref.provider].capabilities
+    size, limit = caps.embed_max_inputs, caps.embed_max_tokens
+    if limit is None:
+        return [(s, min(s + size, len(inputs))) for s in range(0, len(inputs), size)]
+    out: list[tuple[int, int]] = []
+    start, used = 0, 0
+    for i, text in enumerate(inputs):
+        weight = len(text.encode("utf-8"))
+        if weight > 256:
+            weight = min(weight, _tokens(client, ref, [text])[0])
+        if i > start and (i - start >= size or used + weight > limit):
+            out.append((start, i))
+            start, used = i, 0
+        used += weight
+    out.append((start, len(inputs)))
+    return out
 
 
 def _batches(client: Client, plan: _Plan) -> Any:
     """One `Call` per vendor request, made as it is needed (each has its own clock)."""
     import time
-    size = client.providers[plan.ref.provider].capabilities.embed_max_inputs
     inputs = plan.request.input
-    for start in range(0, len(inputs), size):
-        stop = min(start + size, len(inputs))
+    for start, stop in _slices(client, plan.ref, inputs):
         request = plan.request if start == 0 and stop == len(inputs) else plan.request.batch(start, stop)
         call = _call(client, plan, request, stop - start)
         call.adapter.warm(False)
