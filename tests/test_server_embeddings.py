@@ -112,3 +112,50 @@ def test_upstream_error_maps_to_the_sdks_error(served, upstream):
     upstream.queue(Reply(status=400, error="bad embed"))
     with pytest.raises(openai.BadRequestError):
         served.openai().embeddings.create(model="text-embedding-3-small", input="x")
+
+
+def test_unillm_serve_process_serves_the_sdks_embeddings_for_three_vendors(tmp_path):
+    """The bar as a user meets it: ``unillm keys create`` and ``unillm serve`` as processes."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.servers import free_port, wait_ready
+    from unillm import Client
+    from unillm.testing import FakeProvider
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNILLM_")}
+    env.update(PYTHONPATH=str(repo), UNILLM_HOME=str(tmp_path / "home"))
+    with FakeProvider() as fake:
+        lines = [f"ledger = {json.dumps(f'sqlite:///{tmp_path}/l.db')}", 'cache = "off"']
+        for name, table in fake.providers("openai", "google", "cohere").items():
+            lines += ["", f"[providers.{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items()),
+                      "max_retries = 0"]
+        (tmp_path / "unillm.toml").write_text("\n".join(lines) + "\n")
+        made = subprocess.run([sys.executable, "-m", "unillm", "keys", "create", "--user", "ann"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120, check=True)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "unillm", "serve", "--config", "unillm.toml", "--port",
+                                   str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/health", server)
+            sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=made.stdout.strip(), max_retries=0)
+            got = {}
+            for model, provider, extra in VENDORS:
+                raw = sdk.embeddings.with_raw_response.create(model=model, input=TEXTS, extra_body=extra or None)
+                assert [d.embedding for d in raw.parse().data] == [fake_vector(model, t) for t in TEXTS]
+                got[provider] = (Decimal(raw.headers["x-unillm-cost"]), raw.headers["x-unillm-ledger-id"])
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+    ledger = Client(ledger=f"sqlite:///{tmp_path}/l.db")
+    rows = {r.id: r for r in ledger.ledger.records()}
+    for model, provider, _ in VENDORS:
+        cost, row_id = got[provider]
+        row = rows[row_id]
+        assert row.provider == provider and row.kind == "embed" and row.tags["user"] == "ann"
+        assert row.total_usd == cost == ledger.pricebook.cost(provider, model,
+                                                              Usage(input_tokens=row.input_tokens)).total_usd > 0
