@@ -265,3 +265,24 @@ def test_shadow_embed_rule_is_recorded_not_applied(fake, tmp_path):
                                           "use": "mistral-embed"}])
     resp = client.embed("text-embedding-3-small", "x")
     assert resp.provider == "openai" and list(client.ledger.records())[-1].shadow_rule == "try mistral"
+
+
+def test_ledger_summary_splits_chat_from_embeddings(fake, tmp_path):
+    client = make(fake, tmp_path)
+    client.chat(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    resp = client.embed("gemini-embedding-001", [f"t{i}" for i in range(150)])
+    rows = {r["kind"]: r for r in client.ledger.summary(by=["kind"])}
+    assert set(rows) == {"chat", "embed"} and rows["embed"]["calls"] == 2
+    assert Decimal(rows["embed"]["cost_usd"]) == resp.cost.total_usd
+    (only,) = client.ledger.summary(by=["provider"], where={"kind": "embed"})
+    assert only["provider"] == "google"
+
+
+def test_a_vendor_answering_float_lists_is_replayed_exactly_from_the_cache(fake, tmp_path):
+    client = make(fake, tmp_path, cache=f"disk://{tmp_path}/cache")
+    floats = [0.1, 1 / 3, -2.5e-300, 123456.789012345]
+    fake.queue(Reply(body={"object": "list", "model": "mistral-embed", "usage": {"prompt_tokens": 2},
+                           "data": [{"object": "embedding", "index": 0, "embedding": floats}]}))
+    first = client.embed("mistral-embed", "exact")
+    again = client.embed("mistral-embed", "exact")
+    assert first.vectors == again.vectors == [floats] and again.cached and len(fake.requests) == 1

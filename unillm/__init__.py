@@ -19,6 +19,7 @@ _LAZY = {
     "StreamChunk": "unillm.types",
     "Usage": "unillm.types",
     "Cost": "unillm.types",
+    "EmbeddingResponse": "unillm.embeddings.types",
     "track": "unillm.tracking",
 }
 _ERRORS = "unillm.errors"
@@ -26,7 +27,8 @@ _ERRORS = "unillm.errors"
 #: the public names: `_LAZY`'s and `unillm.errors.__all__` (tests/test_public_api.py keeps
 #: the three lists equal); spelled out so that type checkers and ``from unillm import *`` see them
 __all__ = [
-    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "StreamChunk", "Usage", "track",
+    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "EmbeddingResponse", "StreamChunk",
+    "Usage", "track",
     # unillm.errors
     "UnillmError", "ConfigError", "InvalidRequestError", "UnsupportedParamError", "UnknownModelError",
     "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         UsageError,
         did_you_mean,
     )
+    from .embeddings.types import EmbeddingResponse
     from .streaming import AsyncChatStream, ChatStream
     from .tracking import track
     from .types import ChatResponse, Cost, StreamChunk, Usage
