@@ -39,6 +39,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these lazily
     from .client import Client
+    from .embeddings.types import EmbeddingResponse
     from .errors import (
         AuthenticationError,
         BadRequestError,
@@ -64,7 +65,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         UsageError,
         did_you_mean,
     )
-    from .embeddings.types import EmbeddingResponse
     from .streaming import AsyncChatStream, ChatStream
     from .tracking import track
     from .types import ChatResponse, Cost, StreamChunk, Usage
