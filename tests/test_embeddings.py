@@ -286,3 +286,19 @@ def test_a_vendor_answering_float_lists_is_replayed_exactly_from_the_cache(fake,
     first = client.embed("mistral-embed", "exact")
     again = client.embed("mistral-embed", "exact")
     assert first.vectors == again.vectors == [floats] and again.cached and len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"model": "text-embedding-3-large"}, "extra.model"), ({"input": ["other"]}, "extra.input"),
+    ({"extra_body": {"encoding_format": "float"}}, "extra.extra_body.encoding_format"),
+    ({"api_key": "sk-x"}, "extra.api_key"), ({"embedding_types": ["int8"]}, "extra.embedding_types"),
+])
+def test_extra_cannot_change_what_is_embedded_or_where(fake, tmp_path, extra, param):
+    with pytest.raises(errors.InvalidRequestError) as info:
+        make(fake, tmp_path).embed("text-embedding-3-small", "x", extra=extra)
+    assert info.value.param == param and fake.requests == []
+
+
+def test_extra_passes_vendor_parameters(fake, tmp_path):
+    make(fake, tmp_path).embed("embed-v4.0", "x", input_type="search_query", extra={"truncate": "END"})
+    assert fake.requests[-1].json["truncate"] == "END"

@@ -95,12 +95,38 @@ def build_embed_request(model: str, input: Any, params: dict[str, Any]) -> Embed
         raise errors.InvalidRequestError(
             f"input[{bad}] must be a string, not {type(input[bad]).__name__} (token arrays are not "
             "accepted: send text)", param="input")
+    _check_extra(params.get("extra"))
     try:
         return EmbedRequest(model=model, input=input, **{k: v for k, v in params.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         param = str(first["loc"][0]) if first.get("loc") else None
         raise errors.InvalidRequestError(describe_errors(exc), param=param) from None
+
+
+#: extra keys an embedding call refuses beside chat's (`unillm.extra.RESERVED`): what is embedded,
+#: and the options that have their own typed parameter (the vectors must be read as sent)
+_RESERVED = {"input": "pass input=", "texts": "pass input=", "inputs": "pass input=",
+             "images": "unillm embeds text", "requests": "pass input=",
+             "embedding_types": "unillm reads float vectors; pass encoding_format=",
+             "encoding_format": "pass encoding_format=", "input_type": "pass input_type=",
+             "task_type": "pass task_type=", "dimensions": "pass dimensions=",
+             "output_dimension": "pass dimensions=", "output_dimensionality": "pass dimensions="}
+
+
+def _check_extra(extra: Any) -> None:
+    """``extra`` passes vendor parameters; it may not change what is embedded, where, with
+    whose key, or how the answer is read (`unillm.extra.check_extra`, and `_RESERVED`)."""
+    from ..extra import NESTED, check_extra
+    check_extra(extra)
+    if not isinstance(extra, dict):
+        return
+    for key, value in extra.items():
+        inner = value if key in NESTED and isinstance(value, dict) else {}
+        for name, where in ((key, f"extra.{key}"), *((k, f"extra.{key}.{k}") for k in inner)):
+            if isinstance(name, str) and name in _RESERVED:
+                raise errors.InvalidRequestError(f"{where} is not allowed in extra: {_RESERVED[name]}",
+                                                 param=where)
 
 
 def unsupported(provider: str, param: str, hint: str) -> errors.UnsupportedParamError:
