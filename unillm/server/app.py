@@ -273,7 +273,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
                                         allow_methods=["GET", "POST", "DELETE"],
                                         allow_headers=["authorization", "content-type"],
                                         expose_headers=["x-unillm-cost", "x-unillm-tokens", "x-unillm-cached",
-                                                        "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id"]))
+                                                        "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id",
+                                                        "x-unillm-requests"]))
 
     async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
