@@ -153,6 +153,7 @@ def test_cache_stores_vectors_and_a_hit_replays_them_exactly(fake, tmp_path, mod
     assert len(fake.requests) == 1
     assert again.cached and again.vectors == first.vectors and again.cost.total_usd == 0
     assert again.requests == 0 and again.cache_status == "hit"
+    assert again.usage.prompt_tokens == first.usage.prompt_tokens  # what it was made with, as chat
     rows = list(client.ledger.records())
     assert [r.status for r in rows] == ["ok", "cache_hit"]
     assert rows[1].saved_usd == rows[0].total_usd > 0 and rows[0].cache_status == "stored"

@@ -17,8 +17,10 @@
     9 cost      Price.cost(usage): input tokens at the model's rate
    11 store     cache write (the vectors)
    10 settle    ledger row (kind "embed", inputs = the batch's size) + budget hold
-   12 return    one EmbeddingResponse for all batches: data in input order, usage and
-                cost summed over the rows, ``ledger_ids`` every row
+   12 return    one EmbeddingResponse for all batches: data in input order, cost summed
+                over the rows (a replayed batch costs 0), usage over the batches (a replayed
+                one reports the usage it was made with, as a chat cache hit does),
+                ``ledger_ids`` every row
 
 A batch that fails ends the call with its error; the batches before it were paid for and
 stay recorded. Batches are sent one after another (async too).
@@ -124,7 +126,7 @@ def _prepare(client: Client, model: str, input: Any, params: dict[str, Any],  # 
     if rules is not None:
         _apply_rules(client, plan, rules)
     _check_serves(client, plan.ref)
-    probe = _call(client, plan, plan.request, 0)
+    probe = _call(client, plan, plan.request, len(request.input))
     plan.price = client._price_of(probe, plan.ref)   # a missing price: recorded and raised here
     decision = client.cache_policy.decide(cast(ChatRequest, request), cache)
     if plan.rule_ttl is not None and decision.write:
@@ -363,8 +365,9 @@ def _finish(client: Client, call: Call, got: Vectors) -> _Done:
 def _response(plan: _Plan, done: list[_Done]) -> EmbeddingResponse:
     vectors = [v for d in done for v in d.vectors]
     paid = [d for d in done if not d.cached]
-    tokens = sum(d.usage.input_tokens for d in paid)
-    sources = {d.usage.source for d in paid}
+    # a replayed batch reports the usage it was made with, as a chat cache hit does (at cost 0)
+    tokens = sum(d.usage.input_tokens for d in done)
+    sources = {d.usage.source for d in done}
     source = "estimate" if "estimate" in sources else "tiktoken" if "tiktoken" in sources else "provider"
     costs = [d.cost for d in done]
     cost = None if any(c is None for c in costs) else _sum_costs([c for c in costs if c is not None])
