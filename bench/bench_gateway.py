@@ -16,7 +16,7 @@ A gateway spec is ``name:key=value,...`` with keys ``loop`` (auto|asyncio|uvloop
 ``http`` (auto|h11|httptools), ``workers``, ``access_log`` (0|1), ``bind=plain``
 (a socket without IPPROTO_TCP, as uvicorn's own ``--workers`` bind makes) and
 ``log`` (uvicorn's log level, default warning; ``log=info,access_log=1`` is uvicorn's
-default access log) and ``src=DIR`` (import unillm from another checkout, e.g. an
+default access log), ``metrics=1`` (``[server.metrics] enabled``) and ``src=DIR`` (import unillm from another checkout, e.g. an
 unpacked ``git archive``). Gateway logs go to a file in the temporary directory.
 
 Round two (issue 13 limits, tenancy, shared rate limits, in-flight rows) against the tree
@@ -76,6 +76,8 @@ def run_gateway(fake_url: str, ledger: str, spec: str) -> None:
     overrides: dict[str, Any] = {"providers": {"openai": {"base_url": fake_url + "/v1", "api_key": "k",
                                                           "max_retries": 0}},
                                  "ledger": ledger, "cache": "off"}
+    if opts.get("metrics") == "1":  # Prometheus /metrics on: every call counted
+        overrides["server"] = {"metrics": {"enabled": True}}
     secret, _ = KeyStore(Client(**overrides).ledger.store).create(user="bench", project="bench")
     if opts.get("bind") == "plain":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

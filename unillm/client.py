@@ -225,7 +225,8 @@ class Client:
         return await aembed(self, model, input, dict(params, dimensions=dimensions), tags, cache)
 
     def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        """Call ``fn(event)`` on ``"budget.alert"`` or ``"budget.exceeded"`` (see unillm.budgets.alerts)."""
+        """Call ``fn(event)`` on an event of `unillm.budgets.alerts.EVENTS` ("budget.alert",
+        "budget.exceeded", "optimization.applied", "api_key.invalid", ...) or "*"."""
         return self.budgets.on(event, fn)
 
     def section(self, name: str) -> sections.Section:
@@ -376,6 +377,11 @@ class Client:
             if ref != call.ref:
                 call.swapped_from, call.ref, call.adapter = call.ref, ref, self._adapter(ref.provider)
         call.request = request
+        if self.budgets.alerts.wants("optimization.applied"):
+            self.budgets.alerts.emit({"event": "optimization.applied", "rule": decision.rule,
+                                      "requested_model": call.requested_model, "model": str(call.ref),
+                                      "swapped_from": str(call.swapped_from) if call.swapped_from else None,
+                                      "tags": dict(call.tags), "at": call.at.isoformat()})
 
     def _price_of(self, call: Call, ref: ModelRef) -> Price | None:
         """Step 4: the price in force, found before anything is sent (never a silent $0)."""
@@ -857,7 +863,15 @@ def _seen(call: Call, entry: Any) -> Any:
 
 def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
     from .budgets import Alerts, Budgets
-    return Budgets(s.budgets, store, clock, s.timezone, Alerts(s.alerts.webhook))
+    outbox = None
+    if s.alerts.webhooks:
+        if s.ledger == "off":
+            raise errors.ConfigError("[[alerts.webhooks]] are delivered through an outbox in the ledger's "
+                                     'database; they need a ledger (ledger is "off")', file=s.source,
+                                     key="alerts.webhooks", value="off")
+        from .webhooks import Outbox
+        outbox = Outbox(s.alerts.webhooks, store)
+    return Budgets(s.budgets, store, clock, s.timezone, Alerts(s.alerts.webhook, outbox=outbox))
 
 
 def _load_rules(s: Settings) -> RuleSet | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import errors
 from ._toml import combine_errors, config_errors, load_toml
+from .budgets.alerts import WEBHOOK_EVENTS
 from .budgets.spec import BudgetSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
 from .rules.spec import Rule, nested_rules, rule_label
@@ -46,24 +48,72 @@ class FallbackSpec(BaseModel):
     then: list[str] = Field(min_length=1)
 
 
+def _webhook_url(v: str) -> str:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(v)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and v.isprintable()
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be an http:// or https:// URL with a host, like 'https://hooks.example/unillm'")
+    return v
+
+
+WebhookURL = Annotated[str, AfterValidator(_webhook_url)]
+
+
+class WebhookSettings(BaseModel):
+    """One ``[[alerts.webhooks]]``: signed POSTs of the ``events`` listed, through the outbox
+    in the ledger's database (`unillm.webhooks`)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    url: WebhookURL
+    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))  # default: every event
+    secret: str | None = Field(default=None, min_length=16, repr=False)  # HMAC-SHA256 key
+    timeout: float = Field(default=5.0, gt=0)          # seconds per delivery attempt
+    max_attempts: int = Field(default=12, gt=0)        # then the row is marked failed
+    retry_initial: float = Field(default=1.0, gt=0)    # first backoff, doubled each attempt
+    retry_max: float = Field(default=600.0, gt=0)      # cap of one backoff
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in WEBHOOK_EVENTS:
+                close = errors.did_you_mean(name, WEBHOOK_EVENTS)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(WEBHOOK_EVENTS)}"
+                raise ValueError(f"unknown event {name!r}; {hint}")
+        if not names:
+            raise ValueError(f"lists no event; known: {', '.join(WEBHOOK_EVENTS)}")
+        return names
+
+
 class AlertSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
-    webhook: str | None = None
+    webhook: WebhookURL | None = None   # budget events, unsigned, retried in memory (as before)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
 
-    @field_validator("webhook")
+
+class MetricsSettings(BaseModel):
+    """``[server.metrics]``: Prometheus ``GET /metrics`` (``pip install 'unillm[metrics]'``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    enabled: StrictBool = False                           # off: no route, nothing counted
+    allow_from: list[str] = Field(default_factory=list)  # networks scraping without a key (CIDR)
+
+    @field_validator("allow_from")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from urllib.parse import urlsplit
-        try:
-            parts = urlsplit(v)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and v.isprintable()
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError("must be an http:// or https:// URL with a host, like 'https://hooks.example/unillm'")
-        return v
+    def _networks(cls, nets: list[str]) -> list[str]:
+        import ipaddress
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network; use CIDR like '10.0.0.0/8' or "
+                                 "'127.0.0.1/32'") from None
+        return nets
 
 
 #: tags only the gateway sets (from the caller's key); never accepted from a caller
@@ -89,6 +139,7 @@ class ServerSettings(BaseModel):
     session_seconds: float = Field(default=8 * 3600, gt=0)  # a dashboard login lasts this long
     usage_window_seconds: float = Field(default=7 * 86400, gt=0)  # POST /v1/usage timestamps
     ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("allow_tags")
     @classmethod
@@ -422,9 +473,11 @@ __all__ = [
     "RESERVED_TAGS",
     "AlertSettings",
     "FallbackSpec",
+    "MetricsSettings",
     "RetrySettings",
     "ServerSettings",
     "Settings",
+    "WebhookSettings",
     "errors",
     "fields_of",
     "load_settings",

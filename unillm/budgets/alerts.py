@@ -1,11 +1,13 @@
-"""Budget events to Python callbacks and to a webhook, never on the call's path.
+"""Events to Python callbacks and to webhooks, never on the call's path.
 
-Events are dicts: ``{"event": "budget.alert" | "budget.exceeded", "budget", "scope",
-"period", "spent", "limit", "threshold", "resets_at"}`` (money as decimal text).
-Callbacks run inline and their exceptions are logged, never raised into the
-call. The webhook gets a JSON POST from a background thread, retried with
-exponential backoff; a failure is logged (without the URL's path or query,
-which often carry a token).
+Events are dicts with an ``"event"`` name from `EVENTS`. Budget events:
+``{"event": "budget.alert" | "budget.exceeded", "budget", "scope", "period", "spent",
+"limit", "threshold", "resets_at"}`` (money as decimal text); ``optimization.applied``
+and ``api_key.invalid``: see the README's "Webhooks". Callbacks run inline and their
+exceptions are logged, never raised into the call. The legacy ``[alerts] webhook`` gets
+budget events as a JSON POST from a background thread, retried with exponential backoff;
+a failure is logged (without the URL's path or query, which often carry a token). The
+signed ``[[alerts.webhooks]]`` go through a durable outbox (`unillm.webhooks`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("unillm.budgets")
 
-EVENTS = ("budget.alert", "budget.exceeded")
+#: what ``[[alerts.webhooks]] events`` may list; ``deployment.cooldown`` has no source yet
+#: (routing will emit it)
+WEBHOOK_EVENTS = ("budget.alert", "budget.exceeded", "optimization.applied", "api_key.invalid",
+                  "deployment.cooldown")
+#: every event `Client.on` knows (per-call events, when added, stay with callbacks)
+EVENTS = WEBHOOK_EVENTS
 Handler = Callable[[dict[str, Any]], None]
 _WARNED: set[tuple[str, ...]] = set()
 
@@ -48,9 +55,14 @@ def warn_over(spec: Any, slot: tuple[str, ...]) -> None:
 
 
 class Alerts:
+    """Callbacks (`on`), the legacy ``[alerts] webhook`` and the signed ``[[alerts.webhooks]]``
+    (``outbox``: a `unillm.webhooks.Outbox`) for every event in `EVENTS`."""
+
     def __init__(self, webhook: str | None = None, *, attempts: int = 5, backoff: float = 0.5,
-                 timeout: float = 5.0, sleep: Callable[[float], None] | None = None) -> None:
+                 timeout: float = 5.0, sleep: Callable[[float], None] | None = None,
+                 outbox: Any = None) -> None:
         self.webhook = webhook
+        self.outbox = outbox
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
         self._sleep = sleep
         self._handlers: dict[str, list[Handler]] = {}
@@ -59,7 +71,7 @@ class Alerts:
         self._lock = threading.Lock()
 
     def on(self, event: str, fn: Handler) -> Handler:
-        """Call ``fn(event_dict)`` on ``event`` ("budget.alert", "budget.exceeded" or "*")."""
+        """Call ``fn(event_dict)`` on ``event`` (one of `EVENTS`, or "*")."""
         if event not in (*EVENTS, "*"):
             raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
         self._handlers.setdefault(event, []).append(fn)
@@ -71,11 +83,26 @@ class Alerts:
                 fn(payload)
             except Exception:
                 log.exception("budget event handler %r failed", fn)
-        if self.webhook:
+        if self.webhook and payload["event"] in ("budget.alert", "budget.exceeded"):
             self._worker().put(payload)
+        if self.outbox is not None and self.outbox.wants(payload["event"]):
+            self.outbox.add(payload)
+
+    def wants(self, event: str) -> bool:
+        """Whether anything listens for ``event`` (an emitter may skip building it)."""
+        return bool(self._handlers.get(event) or self._handlers.get("*")) or (
+            bool(self.webhook) and event in ("budget.alert", "budget.exceeded")) or (
+            self.outbox is not None and self.outbox.wants(event))
+
+    def resume(self) -> None:
+        """Start delivering the outbox's rows now (those an earlier process left, too)."""
+        if self.outbox is not None:
+            self.outbox.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until queued webhooks are delivered or given up (for tests and shutdown)."""
+        if self.outbox is not None and not self.outbox.flush(timeout):
+            return False
         if self._queue is None:
             return True
         done, waiting = threading.Event(), self._queue
@@ -88,7 +115,9 @@ class Alerts:
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (waiting up to ``timeout`` seconds), then stop the webhook
-        thread; a later event starts it again."""
+        thread; a later event starts it again. Outbox rows not delivered stay for later."""
+        if self.outbox is not None:
+            self.outbox.close(timeout)
         with self._lock:
             q, thread, self._queue, self._thread = self._queue, self._thread, None, None
         if q is None or thread is None:

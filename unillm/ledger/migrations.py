@@ -160,7 +160,22 @@ def _m009_calls(tx: Transaction, d: Dialect) -> None:
     tx.execute(f"CREATE INDEX {TABLE}_call_id ON {TABLE} (call_id)")
 
 
-def _m010_embeddings(tx: Transaction, d: Dialect) -> None:
+def _m010_webhook_outbox(tx: Transaction, d: Dialect) -> None:
+    """Webhook deliveries (`unillm.webhooks`): one row per event and endpoint, kept until it
+    is delivered (or given up), so a restart resumes what was not. ``hook`` names the
+    endpoint by a hash of its URL (neither the URL nor its secret is stored); ``id`` is the
+    idempotency id every attempt carries. Times are Unix seconds."""
+    f = d.float_type
+    tx.execute(f"""
+        CREATE TABLE unillm_webhook_outbox (
+            id TEXT PRIMARY KEY, hook TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            created_at {f} NOT NULL, next_at {f} NOT NULL, lease_until {f}, done_at {f},
+            last_error TEXT)""")
+    tx.execute("CREATE INDEX unillm_webhook_outbox_due ON unillm_webhook_outbox (state, hook, next_at)")
+
+
+def _m011_embeddings(tx: Transaction, d: Dialect) -> None:
     """``kind`` (chat or embed) and ``inputs``: how many texts one embeddings request carried."""
     tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN kind TEXT")
     tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN inputs INTEGER")
@@ -176,7 +191,8 @@ MIGRATIONS: list[Migration] = [
     Migration("0007_round_two", _m007_round_two),
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
-    Migration("0010_embeddings", _m010_embeddings),
+    Migration("0010_webhook_outbox", _m010_webhook_outbox),
+    Migration("0011_embeddings", _m011_embeddings),
 ]
 
 

@@ -9,6 +9,7 @@ Routes::
     GET  /v1/models             chat.models             GET  /v1/budgets    analytics.budgets
     POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
+    GET  /metrics  metrics.endpoint (only with [server.metrics] enabled)
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
 the dashboard also accepts ``?key=`` once, which opens a server-side session
@@ -66,6 +67,12 @@ class Gateway:
         self.sessions = Sessions(self.server.session_seconds)
         self._configured = frozenset(getattr(settings, "configured_providers", None) or ())
         self._budgeted: set[str] = set()
+        self.metrics: Any = None  # `metrics.Metrics` when [server.metrics] enabled
+        if self.server.metrics.enabled:
+            from .metrics import Metrics
+            self.metrics = Metrics(self.server.metrics, client)
+        from .alarms import InvalidKeys
+        self.invalid_keys = InvalidKeys(client.budgets.alerts)
         for key in self.keys.list():  # so /v1/budgets and the dashboard show every key's budget
             if key.budget_usd is not None:
                 self._register_budget(key)
@@ -89,6 +96,9 @@ class Gateway:
                             "(create one with `unillm keys create`)", code="missing_api_key")
         key = self.keys.verify(secret)
         if key is None:
+            self.invalid_keys.seen(secret)
+            if self.metrics is not None:
+                self.metrics.invalid_keys.inc()
             raise HTTPError(401, "invalid or revoked API key", code="invalid_api_key")
         if admin and not key.admin:
             raise HTTPError(403, "this endpoint needs an admin key", type="permission_error",
@@ -129,6 +139,8 @@ class Gateway:
             await self.limiter.aadmit(key.id, key.rpm, key.tpm,
                                       self.client.settings.server.max_concurrent_per_key)
         except Limited as exc:
+            if self.metrics is not None:
+                self.metrics.refused(key, exc.limit)
             raise HTTPError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
                             retry_after=exc.retry_after) from None
         if key.budget_usd is not None:
@@ -249,6 +261,7 @@ def lifespan(gateway: Gateway) -> Any:
     async def span(app: Starlette) -> AsyncIterator[None]:
         client = gateway.client
         await asyncio.to_thread(lambda: (client.ledger, client.cache))
+        client.budgets.alerts.resume()  # webhook rows an earlier process left undelivered
         try:
             yield
         finally:
@@ -299,6 +312,9 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
     ]
+    if gateway.metrics is not None:  # [server.metrics] enabled
+        from . import metrics
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     handlers = {Exception: on_error, HTTPException: on_error, HTTPError: on_error,
                 errors.UnillmError: on_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,

@@ -13,6 +13,7 @@ sent. Streams are Server-Sent Events ending in ``data: [DONE]``; with
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -134,16 +135,30 @@ async def completions(request: Request) -> Response:
     tags = gw.tag_policy.merge(caller, key)  # the key's tenancy is authoritative
     gw.check_model(model)
     await gw.admit(key)
+    metrics = gw.metrics  # None unless [server.metrics] is enabled: then nothing is timed
+    t0 = time.perf_counter() if metrics is not None else 0.0
     if stream:
-        return await _stream(gw, key, model, messages, params, tags, include_usage)
-    resp = await gw.client.achat(model, messages, tags=tags, **params)
+        return await _stream(gw, key, model, messages, params, tags, include_usage, t0)
+    try:
+        resp = await gw.client.achat(model, messages, tags=tags, **params)
+    except Exception as exc:
+        if metrics is not None:
+            metrics.failed(key, model, exc)
+        raise
     gw.finished(key, resp)
+    if metrics is not None:
+        metrics.finished(key, resp, time.perf_counter() - t0)
     return json_response(completion_body(resp), headers=unillm_headers(resp))
 
 
 async def _stream(gw: Any, key: Any, model: str, messages: list[Any], params: dict[str, Any],
-                  tags: dict[str, str], include_usage: bool) -> Response:
-    chat_stream = await gw.client.achat(model, messages, stream=True, tags=tags, **params)
+                  tags: dict[str, str], include_usage: bool, t0: float = 0.0) -> Response:
+    try:
+        chat_stream = await gw.client.achat(model, messages, stream=True, tags=tags, **params)
+    except Exception as exc:
+        if gw.metrics is not None:
+            gw.metrics.failed(key, model, exc)
+        raise
     try:
         first = await chat_stream.__anext__()
     except StopAsyncIteration:
@@ -151,11 +166,13 @@ async def _stream(gw: Any, key: Any, model: str, messages: list[Any], params: di
     except BaseException:
         await chat_stream.aclose()
         raise
+    if gw.metrics is not None and first is not None:
+        gw.metrics.first_token(first.model, first.provider or "", time.perf_counter() - t0)
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     if first is not None and first.model:
         headers["x-unillm-model"] = header_value(f"{first.provider}/{first.model}" if first.provider
                                                  else first.model)
-    return StreamingResponse(_events(gw, key, chat_stream, first, include_usage),
+    return StreamingResponse(_events(gw, key, chat_stream, first, include_usage, t0),
                              media_type="text/event-stream", headers=headers)
 
 
@@ -164,7 +181,7 @@ def _sse(payload: Any) -> bytes:
 
 
 async def _events(gw: Any, key: Any, chat_stream: Any, first: Any,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool, t0: float = 0.0) -> AsyncIterator[bytes]:
     """SSE frames: the chunks, an error event if the stream breaks, usage, ``[DONE]``."""
     try:
         if first is not None and first.choices:
@@ -179,6 +196,8 @@ async def _events(gw: Any, key: Any, chat_stream: Any, first: Any,
         await chat_stream.aclose()  # a client that hung up still gets its partial call recorded
         if chat_stream.response is not None:
             gw.finished(key, chat_stream.response)
+            if gw.metrics is not None:
+                gw.metrics.finished(key, chat_stream.response, time.perf_counter() - t0)
     resp = chat_stream.response
     if include_usage and resp is not None:
         yield _sse({"id": resp.id, "object": "chat.completion.chunk", "created": resp.created,

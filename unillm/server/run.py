@@ -139,6 +139,9 @@ def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8080, workers: int =
     config = uvicorn_config(app, workers=workers, log_level=log_level, access_log=access_log, **options)
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
-        Multiprocess(config, sockets=[sock]).run()
+
+        from .metrics import shared_between_workers
+        with shared_between_workers(_server_settings(app)):  # one scrape sums every worker
+            Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])
