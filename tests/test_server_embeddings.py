@@ -159,3 +159,27 @@ def test_unillm_serve_process_serves_the_sdks_embeddings_for_three_vendors(tmp_p
         assert row.provider == provider and row.kind == "embed" and row.tags["user"] == "ann"
         assert row.total_usd == cost == ledger.pricebook.cost(provider, model,
                                                               Usage(input_tokens=row.input_tokens)).total_usd > 0
+
+
+def test_embeddings_are_counted_in_the_gateways_metrics(upstream, tmp_path):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+    for s in make_served(upstream, tmp_path, cache="memory", server={"metrics": {"enabled": True}}):
+        sdk = s.openai()
+        for _ in range(2):  # the second is a cache hit
+            sdk.embeddings.create(model="text-embedding-3-small", input=TEXTS)
+        upstream.queue(Reply(status=500))
+        with pytest.raises(openai.InternalServerError):
+            sdk.embeddings.create(model="text-embedding-3-small", input=["x"])
+        text = httpx.get(s.url + "/metrics", headers={"authorization": f"Bearer {s.admin}"}).text
+        rows = [r for r in s.client.ledger.records() if r.status == "ok"]
+    found = {(x.name, tuple(sorted(x.labels.items()))): x.value
+             for f in text_string_to_metric_families(text) for x in f.samples}
+
+    def total(name: str, **labels: str) -> float:
+        return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= set(ls))
+    assert total("unillm_requests_total", model="text-embedding-3-small", status="ok") == 1
+    assert total("unillm_requests_total", model="text-embedding-3-small", status="cache_hit") == 1
+    assert total("unillm_requests_total", model="text-embedding-3-small", status="error") == 1
+    assert total("unillm_tokens_total", model="text-embedding-3-small", type="input") == fake_tokens(TEXTS)
+    assert total("unillm_cost_usd_total", model="text-embedding-3-small") == float(rows[0].total_usd)

@@ -193,6 +193,11 @@ def _apply_rules(client: Client, plan: _Plan, rules: RuleSet) -> None:
         ref = client.resolve(decision.use)
         if ref != plan.ref:
             plan.swapped_from, plan.ref = plan.ref, ref
+    if client.budgets.alerts.wants("optimization.applied"):  # as a chat rule's (Client._apply_rules)
+        client.budgets.alerts.emit({"event": "optimization.applied", "rule": decision.rule, "kind": "embed",
+                                    "requested_model": plan.requested, "model": str(plan.ref),
+                                    "swapped_from": str(plan.swapped_from) if plan.swapped_from else None,
+                                    "tags": dict(plan.tags), "at": call.at.isoformat()})
 
 
 def _messages(text: str) -> list[Any]:

@@ -5,13 +5,14 @@ The body is OpenAI's (``model``, ``input``, ``dimensions``, ``encoding_format``,
 sends them through ``extra_body``), ``metadata`` becomes extra tags (each allowed by
 `tenancy.TagPolicy`), ``extra`` passes vendor parameters only for keys in ``[server]
 allow_extra``, and anything else is a 400 naming it. Keys, tenancy, rate limits, budgets,
-the cache and the ``x-unillm-*`` cost headers are the chat route's (`chat`, `Gateway`).
+the cache, metrics and the ``x-unillm-*`` cost headers are the chat route's (`chat`, `Gateway`).
 The openai SDK asks for ``encoding_format="base64"`` by default: vectors are then sent as
 base64 of little-endian float32, whichever vendor made them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -67,8 +68,17 @@ async def embeddings(request: Request) -> Response:
     tags = gw.tag_policy.merge(caller, key)  # the key's tenancy is authoritative
     gw.check_model(model)
     await gw.admit(key)
-    resp = await gw.client.aembed(model, texts, tags=tags, **params)
+    metrics = gw.metrics  # None unless [server.metrics] is enabled
+    t0 = time.perf_counter() if metrics is not None else 0.0
+    try:
+        resp = await gw.client.aembed(model, texts, tags=tags, **params)
+    except Exception as exc:
+        if metrics is not None:
+            metrics.failed(key, model, exc)
+        raise
     gw.finished(key, resp)
+    if metrics is not None:
+        metrics.finished(key, resp, time.perf_counter() - t0)
     headers = {**unillm_headers(resp), "x-unillm-requests": str(resp.requests)}
     return json_response(embedding_body(resp), headers=headers)
 
