@@ -26,7 +26,7 @@ SAMPLES: dict[str, Any] = {
     "has_images": False, "json_output": True, "stream": True, "time": "09:00-17:00",
     "weekdays": ["mon"], "keywords_any": ["code"], "keywords_none": ["secret"], "regex": r"\d+",
     "prompt_tokens_above": 10, "prompt_tokens_below": 100, "budget_used_above": 0.5,
-    "estimated_cost_above": "0.01",
+    "estimated_cost_above": "0.01", "kind": "embed",
 }
 
 

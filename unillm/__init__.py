@@ -19,6 +19,7 @@ _LAZY = {
     "StreamChunk": "unillm.types",
     "Usage": "unillm.types",
     "Cost": "unillm.types",
+    "EmbeddingResponse": "unillm.embeddings.types",
     "track": "unillm.tracking",
     "observe": "unillm.metering",
     "register_extractor": "unillm.metering.extractors",
@@ -28,7 +29,8 @@ _ERRORS = "unillm.errors"
 #: the public names: `_LAZY`'s and `unillm.errors.__all__` (tests/test_public_api.py keeps
 #: the three lists equal); spelled out so that type checkers and ``from unillm import *`` see them
 __all__ = [
-    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "StreamChunk", "Usage", "observe", "register_extractor", "track",
+    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "EmbeddingResponse", "StreamChunk",
+    "Usage", "observe", "register_extractor", "track",
     # unillm.errors
     "UnillmError", "ConfigError", "InvalidRequestError", "UnsupportedParamError", "UnknownModelError",
     "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
@@ -39,6 +41,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these lazily
     from .client import Client
+    from .embeddings.types import EmbeddingResponse
     from .errors import (
         AuthenticationError,
         BadRequestError,

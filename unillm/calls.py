@@ -28,7 +28,7 @@ class Call:
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
-                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun")
+                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -53,6 +53,8 @@ class Call:
         self.attempt = 0                         # HTTP attempts started, fallbacks included
         self.attempt_t0 = self.t0                # when the current attempt started
         self.budget_cap: int | None = None       # ... below the model's documented maximum
+        self.kind = "chat"                       # or "embed" (unillm.embeddings)
+        self.inputs: int | None = None           # embed: the inputs of this vendor request
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""
@@ -79,6 +81,7 @@ class Call:
         nxt.t0 = self.t0  # one clock for the whole call: its rows' started_at stay in order
         nxt.begun = self.begun
         nxt.cache_status = self.cache_status
+        nxt.kind, nxt.inputs = self.kind, self.inputs
         return nxt
 
 
@@ -103,7 +106,7 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
         tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
         usage_sources=dict(usage.sources) if usage is not None else {},
-        cache_status=call.cache_status, dropped_params=call.request.dropped,
+        cache_status=call.cache_status, dropped_params=call.request.dropped, kind=call.kind, inputs=call.inputs,
         prompt=_prompt_text(call.request) if log_content else None,
         response=(response.content if response is not None else None) if log_content else None)
 
@@ -156,5 +159,7 @@ def call_tags(tags: Any) -> dict[str, str]:
     return out
 
 
-def _prompt_text(request: ChatRequest) -> str:
+def _prompt_text(request: Any) -> str:
+    if not isinstance(request, ChatRequest):  # an EmbedRequest: its inputs
+        return str(request.prompt_text())
     return "\n".join(f"{m.role}: {m.text()}" for m in request.messages)

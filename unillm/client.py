@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # for the annotations only: each is imported when first used
     from .cache import CacheBackend
     from .cache.codec import CachedEntry
     from .cache.policy import CachePolicy
+    from .embeddings.types import EmbeddingResponse
     from .ledger import Ledger
     from .pricing import Price, PriceBook
     from .rules import RuleContext, RuleSet
@@ -213,6 +214,21 @@ class Client:
             return await self._io(self._serve_hit, call, hit, True)
         call = await self._io(self._admit, call) if self.budgets else call
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
+
+    def embed(self, model: str, input: str | list[str], *, dimensions: int | None = None,  # noqa: A002
+              tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> EmbeddingResponse:
+        """Embed ``input`` (a text or a list of texts): an OpenAI-shaped `EmbeddingResponse`.
+        Sent in batches of the vendor's most inputs a request, one ledger row each; params:
+        ``input_type`` (Cohere), ``task_type`` (Google), ``encoding_format``, ``user``, ``extra``."""
+        from .embeddings.pipeline import embed
+        return embed(self, model, input, dict(params, dimensions=dimensions), tags, cache)
+
+    async def aembed(self, model: str, input: str | list[str], *, dimensions: int | None = None,  # noqa: A002
+                     tags: Mapping[str, str] | None = None, cache: Any = None,
+                     **params: Any) -> EmbeddingResponse:
+        """Async `embed`."""
+        from .embeddings.pipeline import aembed
+        return await aembed(self, model, input, dict(params, dimensions=dimensions), tags, cache)
 
     def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         """Call ``fn(event)`` on an event of `unillm.budgets.alerts.EVENTS` ("budget.alert",
@@ -403,7 +419,8 @@ class Client:
             if adm.denied is None:
                 break
             spec = adm.denied_spec
-            if spec is not None and spec.downgrade_to and call.rule != f"budget:{spec.name}":
+            if spec is not None and spec.downgrade_to and call.rule != f"budget:{spec.name}" \
+                    and call.kind == "chat":  # a chat model cannot answer an embedding call
                 self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
                 continue
             self._record(record_for(call, "budget_denied", error=adm.denied))
@@ -412,7 +429,7 @@ class Client:
                 raise adm.denied
             call = nxt
         call.reservation = adm.hold
-        if adm.hold is not None and call.request.max_tokens is None:
+        if adm.hold is not None and call.request.max_tokens is None and call.kind == "chat":
             call.request = call.request.model_copy(update={"max_tokens": adm.hold.cap})
             call.capped = True
             known = call.price.max_output_tokens if call.price is not None else None
@@ -421,6 +438,9 @@ class Client:
 
     def _worst(self, call: Call) -> Worst:
         from .budgets import Worst
+        if call.kind == "embed":
+            from .embeddings.pipeline import worst
+            return worst(self, call)
         from .tokens import count_prompt
         tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
         model_max = (call.price.max_output_tokens if call.price is not None else None) or DEFAULT_MODEL_MAX

@@ -84,6 +84,13 @@ class Capabilities(BaseModel):
     max_completion_tokens: list[str] = Field(default_factory=list)
     #: the vendor is OpenAI itself: the SDK may send OPENAI_ORG_ID / OPENAI_PROJECT_ID from the env
     openai_organization: bool = False
+    #: the vendor serves embeddings (`Client.embed`), at most ``embed_max_inputs`` inputs a request
+    embeddings: bool = False
+    embed_max_inputs: int = Field(default=2048, gt=0)
+    #: the most input tokens, all inputs together, one embeddings request may carry (None: no limit)
+    embed_max_tokens: int | None = Field(default=None, gt=0)
+    #: the request field an output size goes in (OpenAI ``dimensions``); "" = none
+    embed_dimensions: str = "dimensions"
 
 
 class ProviderSettings(cloud.CloudFields):

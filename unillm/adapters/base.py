@@ -23,6 +23,7 @@ from ..types import ChatRequest, ChatResponse, StreamChunk
 from . import registry
 
 if TYPE_CHECKING:
+    from ..embeddings.types import EmbedRequest, Vectors
     from ..profiles import ProviderSettings
     from ..streaming import AsyncVendorStream, VendorStream
 
@@ -169,6 +170,14 @@ class Adapter(ABC):
     @abstractmethod
     def _astream(self, request: ChatRequest, model: str, state: Any,
                  timeout: float | None) -> AsyncIterator[StreamChunk]: ...
+
+    def embed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        """One embeddings attempt for ``request.input`` (at most the profile's
+        ``embed_max_inputs``): the vectors in input order (`unillm.embeddings`)."""
+        raise errors.InvalidRequestError(f"the {self.protocol} protocol has no embeddings", param="model")
+
+    async def aembed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        raise errors.InvalidRequestError(f"the {self.protocol} protocol has no embeddings", param="model")
 
     @abstractmethod
     def translate_error(self, exc: BaseException, model: str) -> errors.ProviderError | None:

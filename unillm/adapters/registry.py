@@ -100,8 +100,11 @@ BUILTIN: tuple[AdapterSpec, ...] = (
     _builtin("openai", "OpenAIAdapter", sdk="openai", extra="openai",
              capabilities={"top_k": False}),  # Chat Completions has no top_k
     _builtin("anthropic", "AnthropicAdapter", sdk="anthropic", extra="anthropic"),
-    _builtin("google", "GoogleAdapter", sdk="google.genai", extra="google"),
-    _builtin("cohere", "CohereAdapter", sdk="cohere", extra="cohere", names_model=False),
+    # batchEmbedContents takes at most 100 requests; Cohere's v2 embed at most 96 texts
+    _builtin("google", "GoogleAdapter", sdk="google.genai", extra="google",
+             capabilities={"embeddings": True, "embed_max_inputs": 100}),
+    _builtin("cohere", "CohereAdapter", sdk="cohere", extra="cohere", names_model=False,
+             capabilities={"embeddings": True, "embed_max_inputs": 96}),
     # the cloud variants: the vendors' own wire bodies (converters) through their SDKs' cloud clients
     AdapterSpec("azure", "unillm.adapters.azure.adapter:AzureAdapter", "unillm.adapters.openai.convert",
                 sdk_module="openai", extra="openai", fake="unillm.testing.protocols.azure:AzureProtocol",

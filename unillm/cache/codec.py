@@ -71,6 +71,9 @@ class CachedEntry(BaseModel):
     cost_usd: Decimal | None = None
     response: ChatResponse
     chunks: list[StreamChunk] | None = None
+    #: an embeddings entry (`unillm.embeddings`): the vectors, in input order; ``response``
+    #: then holds only the usage and the model (its ``choices`` are empty)
+    vectors: list[list[float]] | None = None
 
 
 def make_entry(response: ChatResponse, *, chunks: list[StreamChunk] | None = None,

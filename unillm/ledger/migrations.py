@@ -175,6 +175,12 @@ def _m010_webhook_outbox(tx: Transaction, d: Dialect) -> None:
     tx.execute("CREATE INDEX unillm_webhook_outbox_due ON unillm_webhook_outbox (state, hook, next_at)")
 
 
+def _m011_embeddings(tx: Transaction, d: Dialect) -> None:
+    """``kind`` (chat or embed) and ``inputs``: how many texts one embeddings request carried."""
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN kind TEXT")
+    tx.execute(f"ALTER TABLE {TABLE} ADD COLUMN inputs INTEGER")
+
+
 def _m012_issue22(tx: Transaction, d: Dialect) -> None:
     """Sealed provider keys (`unillm.sealed`: Fernet ciphertext only), gateway-key expiry,
     allowed models and rotation (the previous hash, valid until ``old_until``), and price
@@ -201,6 +207,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
     Migration("0010_webhook_outbox", _m010_webhook_outbox),
+    Migration("0011_embeddings", _m011_embeddings),
     Migration("0012_issue22", _m012_issue22),
 ]
 

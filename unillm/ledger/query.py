@@ -1,6 +1,6 @@
 """Names users group and filter by -> SQL expressions and a WHERE clause.
 
-Dimensions: the columns in `COLUMN_DIMENSIONS`, the time buckets ``hour``, ``day``,
+Dimensions: the columns in `COLUMN_DIMENSIONS`, ``kind`` (chat or embed), the time buckets ``hour``, ``day``,
 ``week`` (labelled by its Monday) and ``month`` (UTC), and any tag, as
 ``tag:NAME`` or the bare ``NAME`` when it is not one of the above. Filters take
 the same names; a value may be a string, a list (any of), or None (missing).
@@ -32,12 +32,14 @@ def dimension(name: str, dialect: Dialect) -> tuple[str, list[Any]]:
     name = name.strip()
     if name in COLUMN_DIMENSIONS:
         return name, []
+    if name == "kind":  # rows from before embeddings have none: they were all chat calls
+        return "COALESCE(kind, 'chat')", []
     if name in TIME_DIMENSIONS:
         return dialect.bucket(name, "started_at"), []
     tag = name.removeprefix("tag:")
     if not tag or any(c in tag for c in '"\\') or not tag.isprintable():
         raise errors.InvalidRequestError(
-            f"bad dimension {name!r}: use one of {', '.join(sorted(COLUMN_DIMENSIONS))}, "
+            f"bad dimension {name!r}: use one of {', '.join(sorted(COLUMN_DIMENSIONS | {'kind'}))}, "
             f"{', '.join(TIME_DIMENSIONS)}, or tag:NAME", param="by")
     return dialect.tag("tags"), [dialect.tag_param(tag)]
 

@@ -130,6 +130,8 @@ class CallRecord:
     # where each token bucket's number came from, when not all from ``usage_source``
     usage_sources: dict[str, str] = field(default_factory=dict)
     call_id: str | None = None            # shared by every row (attempt, fallback) of one chat()
+    kind: str | None = None               # "chat" or "embed" (None: a row from before embeddings)
+    inputs: int | None = None             # embed: how many inputs this vendor request carried
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -60,6 +60,7 @@ class RuleContext:
         "ref",
         "request",
         "requested",
+        "kind",
         "stream",
         "tags",
     )
@@ -70,11 +71,11 @@ class RuleContext:
     def __init__(self, request: ChatRequest, ref: ModelRef, *, tags: Mapping[str, str] | None = None,
                  now: datetime, stream: bool = False, prompt_tokens: Callable[[], int] | None = None,
                  budget_used: Callable[[], float | None] | None = None,
-                 estimated_cost: Callable[[], Decimal | None] | None = None) -> None:
+                 estimated_cost: Callable[[], Decimal | None] | None = None, kind: str = "chat") -> None:
         if now.tzinfo is None or now.utcoffset() is None:
             raise ValueError("RuleContext.now must be timezone-aware (use the client's clock)")
         self.request, self.ref, self.tags, self.now = request, ref, tags or {}, now
-        self.stream = stream
+        self.stream, self.kind = stream, kind
         self.requested = request.model
         self.qualified = f"{ref.provider}/{ref.model}"
         # what a model glob is matched against: the vendor's id, what was written, provider/model
@@ -223,6 +224,13 @@ def _flag(name: str, probe: Callable[[RuleContext], bool]) -> Builder:
     return build
 
 
+def _kind(w: When, zone: ZoneInfo) -> Condition | None:
+    want = w.kind
+    if want is None:
+        return None
+    return Condition("kind", want, lambda c: c.kind == want, lambda c: c.kind)
+
+
 def _time(w: When, zone: ZoneInfo) -> Condition | None:
     window = w._window
     if window is None:
@@ -331,6 +339,7 @@ CONDITIONS: dict[str, Builder] = {
     "has_images": _flag("has_images", lambda c: c.request.has_images()),
     "json_output": _flag("json_output", _json_output),
     "stream": _flag("stream", lambda c: c.stream),
+    "kind": _kind,
     "time": _time,
     "weekdays": _weekdays,
     "keywords_any": _keywords_any,

@@ -111,6 +111,9 @@ class When(BaseModel):
     has_images: bool | None = None
     json_output: bool | None = None
     stream: bool | None = None
+    #: what the call is: "chat" (chat/achat) or "embed" (embed/aembed); absent, a rule is
+    #: for chat calls only, so no chat rule ever swaps an embedding call onto a chat model
+    kind: Literal["chat", "embed"] | None = None
     budget_used_above: float | None = Field(default=None, ge=0)
     estimated_cost_above: Decimal | None = Field(default=None, ge=0)
 
@@ -302,6 +305,9 @@ class Rule(BaseModel):
             raise ValueError("a rule needs an action: use, max_tokens, set, deny or cache_ttl")
         if self.deny is not None and len(acts) > 1:
             raise ValueError("`deny` cannot be combined with other actions")
+        if self.when.kind == "embed" and (self.max_tokens is not None or self.set):
+            raise ValueError("an embed rule (when.kind = \"embed\") takes use, deny or cache_ttl: "
+                             "embeddings have no max_tokens or sampling parameters")
         return self
 
     def actions(self) -> dict[str, Any]:

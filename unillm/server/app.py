@@ -5,6 +5,7 @@ rate limiter and the scrubber that keeps provider API keys out of responses.
 Routes::
 
     POST /v1/chat/completions   chat.completions        GET  /v1/analytics  analytics.endpoint
+    POST /v1/embeddings         embeddings.embeddings
     GET  /v1/models             chat.models             GET  /v1/budgets    analytics.budgets
     POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
@@ -325,7 +326,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, prices, provider_keys, proxy, usage
+    from . import analytics, chat, dashboard, embeddings, prices, provider_keys, proxy, usage
     from .limits import Limits
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
@@ -336,7 +337,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
                                         allow_methods=["GET", "POST", "DELETE"],
                                         allow_headers=["authorization", "content-type"],
                                         expose_headers=["x-unillm-cost", "x-unillm-tokens", "x-unillm-cached",
-                                                        "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id"]))
+                                                        "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id",
+                                                        "x-unillm-requests"]))
 
     async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
@@ -351,6 +353,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     routes = [
         Route("/v1/chat/completions", chat.completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/usage", usage.ingest, methods=["POST"]),
         Route("/v1/usage/batch", usage.ingest_batch, methods=["POST"]),
         Route("/v1/analytics", analytics.endpoint, methods=["GET"]),

@@ -127,7 +127,7 @@ class Metrics:
         if resp.usage is None:
             return None
         try:
-            price = self._client.pricebook.price(resp.provider, resp.sent_model or resp.model)
+            price = self._client.pricebook.price(resp.provider, getattr(resp, "sent_model", None) or resp.model)
         except errors.UnillmError:
             return None
         total: Decimal = price.cost(resp.usage).total_usd
@@ -160,6 +160,8 @@ class Metrics:
 
 def _status(resp: Any) -> str:
     """ok, partial (a stream cut short) or unpriced: the ledger row's status."""
+    if not hasattr(resp, "choices"):  # an EmbeddingResponse: complete once it is returned
+        return "ok" if resp.cost is not None else "unpriced"
     finish = resp.choices[0].finish_reason if resp.choices else None
     if finish is None:
         return "partial"

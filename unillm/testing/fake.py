@@ -60,7 +60,9 @@ def _protocols() -> list[Any]:
     """The FakeProvider protocol of every registered adapter, in registry order (a request
     goes to the first that matches)."""
     from ..adapters import registry
-    return [p for p in (s.fake_protocol() for s in registry.specs()) if p is not None]
+    from .protocols.embed import EMBED_PROTOCOLS
+    chat = [p for p in (s.fake_protocol() for s in registry.specs()) if p is not None]
+    return chat + [cls() for cls in EMBED_PROTOCOLS]  # embeddings endpoints, after the chat ones
 
 
 class FakeProvider:

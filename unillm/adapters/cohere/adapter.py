@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
+
+if TYPE_CHECKING:
+    from ...embeddings.types import EmbedRequest, Vectors
 
 
 class CohereAdapter(Adapter):
@@ -58,6 +61,16 @@ class CohereAdapter(Adapter):
     async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
         raw = await self.async_client().chat(**self._kwargs(request, model, timeout))
         return self._response(raw, model)
+
+    def embed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        resp = self.sync_client().embed(**embed.to_kwargs(request, model, self.settings, timeout))
+        return embed.from_response(resp, self.provider, model, len(request.input))
+
+    async def aembed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        resp = await self.async_client().embed(**embed.to_kwargs(request, model, self.settings, timeout))
+        return embed.from_response(resp, self.provider, model, len(request.input))
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider, model)

@@ -13,12 +13,15 @@ import math
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
+
+if TYPE_CHECKING:
+    from ...embeddings.types import EmbedRequest, Vectors
 
 _RETRY_DELAY = re.compile(r"^\s*([0-9.]+)s\s*$")
 
@@ -117,6 +120,16 @@ class GoogleAdapter(Adapter):
         kwargs = self._kwargs(request, model, timeout, raw_http=True)
         raw = await self.async_client().aio.models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
+
+    def embed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        resp = self.sync_client().models.embed_content(**embed.to_kwargs(request, model, self.settings, timeout))
+        return embed.from_response(resp, self.provider, model, len(request.input))
+
+    async def aembed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        resp = await self.async_client().aio.models.embed_content(**embed.to_kwargs(request, model, self.settings, timeout))
+        return embed.from_response(resp, self.provider, model, len(request.input))
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider, model)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ... import errors
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
+
+if TYPE_CHECKING:
+    from ...embeddings.types import EmbedRequest, Vectors
 
 # create()'s keyword arguments that are request options, not body fields
 _OPTIONS = (("extra_headers", "headers"), ("extra_query", "params"), ("extra_body", "extra_json"),
@@ -86,6 +89,18 @@ class OpenAIAdapter(Adapter):
         body, options = _post_args(convert.to_request(request, model, self.settings), timeout)
         raw = await self.async_client().post("/chat/completions", body=body, options=options, cast_to=bytes)
         return convert.from_response(json.loads(raw), self.provider)
+
+    def embed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        body, options = _post_args(embed.to_body(request, model, self.settings), timeout)
+        raw = self.sync_client().post("/embeddings", body=body, options=options, cast_to=bytes)
+        return embed.from_body(json.loads(raw), self.provider, model, len(request.input))
+
+    async def aembed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
+        from . import embed
+        body, options = _post_args(embed.to_body(request, model, self.settings), timeout)
+        raw = await self.async_client().post("/embeddings", body=body, options=options, cast_to=bytes)
+        return embed.from_body(json.loads(raw), self.provider, model, len(request.input))
 
     def stream_state(self, model: str) -> Any:
         return convert.StreamState(self.provider)
