@@ -258,3 +258,99 @@ def test_admin_health_reports_latency_memory_and_errors(served, upstream):
     assert h["calls"]["count"] == 1 and h["calls"]["errors"] == 0 and h["calls"]["p50_ms"] is not None
     assert PROVIDER_SECRET not in r.text
     assert httpx.get(served.url + "/health").json()["status"] == "ok"
+
+
+# ── hot reload ───────────────────────────────────────────────────────────────
+
+RULE = '\n[[rules]]\nname = "file-rule"\nwhen = {{ model = "gpt-4o" }}\nuse = "{target}"\n'
+
+
+def test_reload_refuses_a_broken_file_and_applies_a_fixed_one(upstream, tmp_path):
+    from tests.test_server_support import serve_app
+    from unillm import Client
+    from unillm.server.app import create_app
+    config = write_config(upstream, tmp_path)
+    good = config.read_text()
+    config.write_text(good + RULE.format(target="gpt-4o-mini"))
+    client = Client(config)
+    app = create_app(client)
+    admin, _ = app.state.gateway.keys.create(admin=True)
+    h = {"authorization": f"Bearer {admin}"}
+    try:
+        for url in serve_app(app):
+            def names() -> list[tuple[str, str]]:
+                return [(r["name"], r["spec"].get("use")) for r in
+                        httpx.get(url + "/admin/rules", headers=h).json()["data"]]
+            assert names() == [("file-rule", "gpt-4o-mini")]
+            config.write_text(good + RULE.format(target="gpt-4o-mini") + "\n[[budgets]]\nname = 'b'\nlimit_usd = -1\n")
+            r = httpx.post(url + "/admin/reload", headers=h)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_config"
+            from unillm import errors
+            with pytest.raises(errors.ConfigError) as startup:
+                Client(config)
+            assert str(startup.value) in r.json()["error"]["message"]
+            assert names() == [("file-rule", "gpt-4o-mini")]
+            config.write_text(good + RULE.format(target="gpt-4.1-mini") + "\n[[budgets]]\nname = 'b'\nlimit_usd = 1\n")
+            r = httpx.post(url + "/admin/reload", headers=h)
+            assert r.status_code == 200, r.text
+            assert names() == [("file-rule", "gpt-4.1-mini")]
+            assert [b["name"] for b in httpx.get(url + "/admin/budgets", headers=h).json()["data"]] == ["b"]
+            assert _audit_at(url, h)[0]["action"] == "config.reload"
+    finally:
+        client.close()
+
+
+def _audit_at(url: str, h: dict[str, str]) -> list[dict]:
+    return httpx.get(url + "/admin/audit", headers=h).json()["data"]
+
+
+def test_sighup_reloads_every_worker_and_a_broken_file_keeps_serving(tmp_path):
+    import signal
+
+    from tests.servers import free_port, wait_ready
+    from unillm.server.keys import KeyStore
+    from unillm.server.run import AppFactory
+    from unillm.testing import FakeProvider
+    with FakeProvider() as fake:
+        config = write_config(fake, tmp_path)
+        good = config.read_text()
+        config.write_text(good + RULE.format(target="gpt-4o-mini"))
+        admin, _ = KeyStore(AppFactory(str(config)).client().ledger.store).create(admin=True)
+        h = {"authorization": f"Bearer {admin}"}
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        code = ("from unillm.server.run import AppFactory, serve; "
+                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning')")
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
+        conns: dict[int, httpx.Client] = {}
+        try:
+            wait_ready(base + "/health", proc)
+            for _ in range(60):
+                c = httpx.Client(timeout=60)
+                pid = c.get(base + "/admin/health", headers=h).json()["pid"]
+                if pid in conns:
+                    c.close()
+                else:
+                    conns[pid] = c
+                if len(conns) == 2:
+                    break
+            assert len(conns) == 2
+
+            def targets() -> list[object]:
+                return [[r["spec"].get("use") for r in c.get(base + "/admin/rules", headers=h).json()["data"]]
+                        for c in conns.values()]
+            assert targets() == [["gpt-4o-mini"]] * 2
+            config.write_text(good + RULE.format(target="no-such-model-xyz"))
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(3)
+            assert targets() == [["gpt-4o-mini"]] * 2  # same workers, old config
+            assert {c.get(base + "/admin/health", headers=h).json()["pid"] for c in conns.values()} == set(conns)
+            config.write_text(good + RULE.format(target="gpt-4.1-mini"))
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(3)
+            assert targets() == [["gpt-4.1-mini"]] * 2
+        finally:
+            for c in conns.values():
+                c.close()
+            proc.terminate()
+            proc.wait(20)

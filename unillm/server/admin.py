@@ -7,6 +7,7 @@ Routes (every one needs an admin key)::
     GET|POST /admin/rules                   PATCH|DELETE /admin/rules/{name}
     POST /admin/rules/test                  a chat request in, `Client.explain` out
     GET  /admin/health                      ledger/cache latency, RSS, error rate, p50/p95
+    POST /admin/reload (and SIGHUP)         re-read unillm.toml's rules and budgets
 
 Budgets and rules created over HTTP live in the ledger's database (``unillm_admin_objects``),
 each as the JSON it was validated from, with the same typed models as ``unillm.toml``
@@ -474,7 +475,69 @@ def routes() -> list[Any]:
         Route("/admin/rules/test", rules_test, methods=["POST"]),
         Route("/admin/rules/{name}", rule, methods=["PATCH", "DELETE"]),
         Route("/admin/health", health, methods=["GET"]),
+        Route("/admin/reload", reload, methods=["POST"]),
     ]
 
 
 __all__ = ["Managed", "managed", "refresh", "routes", "REFRESH_SECONDS"]
+
+
+# ── hot reload ───────────────────────────────────────────────────────────────
+
+def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
+    """Re-read the gateway's ``unillm.toml`` and apply its rules and budgets.
+
+    An invalid file raises the `ConfigError` startup would (the running config stays).
+    Providers, ledger, cache, pricing and ``[server]`` are not re-applied (restart for those).
+    Calls already admitted finish with the rules and budget holds they started with."""
+    from pathlib import Path
+
+    from ..config import load_settings
+    m = managed(gw)
+    source = gw.client.settings.source
+    if not source or not Path(source).is_file():
+        raise HTTPError(409, "this gateway was not started from a config file: nothing to reload",
+                        code="no_config_file")
+    new = load_settings(source, deep=True)  # ConfigError: the same message as at startup
+    before = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    with m._lock:
+        budgets = gw.client.budgets
+        kept = [s for s in budgets.specs if s.name not in m.file_budgets]
+        new_names = {b.name for b in new.budgets}
+        budgets.specs = list(new.budgets) + [s for s in kept if s.name not in new_names]
+        m.file_budgets = frozenset(new_names)
+        m.file_rules = list(new.rules)
+        m._seen = None  # rebuild the rule set (file rules first, HTTP rules the file now defines dropped)
+    m.refresh()
+    after = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    audit.record(m.store, actor, "config.reload", f"config:{source}", before, after)
+    return {"reloaded": source, **after}
+
+
+async def reload(request: Request) -> Response:
+    """``POST /admin/reload``: `reload_config`; a bad file is a 400 with the startup message."""
+    gw, key, _ = await _admin(request)
+    try:
+        answer = await asyncio.to_thread(reload_config, gw, key.id)
+    except errors.ConfigError as exc:
+        raise HTTPError(400, f"config not reloaded (the running one stays): {exc}",
+                        code="invalid_config") from None
+    return json_response(answer)
+
+
+def on_sighup(gw: Gateway) -> None:
+    """Reload on ``SIGHUP`` (where the event loop can take signals: the main thread, POSIX)."""
+    import logging
+    import signal
+    log = logging.getLogger("unillm.server")
+
+    def hup() -> None:
+        try:
+            done = reload_config(gw, "signal:SIGHUP")
+            log.warning("SIGHUP: reloaded %s", done["reloaded"])
+        except (errors.ConfigError, HTTPError) as exc:
+            log.error("SIGHUP: config not reloaded (the running one stays): %s", exc)
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hup)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        pass  # not the main thread, or no SIGHUP (Windows): POST /admin/reload still works

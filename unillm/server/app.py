@@ -287,6 +287,8 @@ def lifespan(gateway: Gateway) -> Any:
         client = gateway.client
         await asyncio.to_thread(lambda: (client.ledger, client.cache))
         client.budgets.alerts.resume()  # webhook rows an earlier process left undelivered
+        from .admin import on_sighup
+        on_sighup(gateway)  # SIGHUP re-reads unillm.toml, as POST /admin/reload does
         try:
             yield
         finally:
