@@ -354,3 +354,12 @@ def test_sighup_reloads_every_worker_and_a_broken_file_keeps_serving(tmp_path):
                 c.close()
             proc.terminate()
             proc.wait(20)
+
+
+def test_a_stored_object_this_version_refuses_is_left_out_not_fatal(served, upstream):
+    with served.client.ledger.store.transaction() as tx:
+        tx.execute("INSERT INTO unillm_admin_objects (kind, name, spec, updated_at) VALUES (?, ?, ?, ?)",
+                   ("budget", "odd", json.dumps({"name": "odd", "limit_usd": "1", "future_key": 1}), "x"))
+    upstream.queue(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}))
+    assert served.openai(served.key(user="bob")).chat.completions.create(**CHAT).choices
+    assert httpx.get(served.url + "/admin/budgets", headers=_h(served)).json()["data"] == []

@@ -79,8 +79,8 @@ class Managed:
             self._due = self._monotonic() + self.interval
             if found == self._seen:
                 return
-            budgets = [_budget(json.loads(spec), name) for kind, name, spec in found if kind == "budget"]
-            rules = [_rule(json.loads(spec), name) for kind, name, spec in found if kind == "rule"]
+            budgets = _valid(found, "budget", _budget)
+            rules = _valid(found, "rule", _rule)
             self._apply_budgets([b for b in budgets if b.name not in self.file_budgets])
             file_names = {r.name for r in self.file_rules}
             self._apply_rules([r for r in rules if r.name not in file_names])
@@ -102,6 +102,21 @@ class Managed:
         if name in self.file_budgets:
             return "file"
         return "key" if name.startswith(KEY_BUDGET_PREFIX) else "http"
+
+
+def _valid(found: tuple[Any, ...], kind: str, parse: Callable[..., Any]) -> list[Any]:
+    """The stored objects of ``kind`` that validate; one this version refuses (written by
+    another) is logged and left out, never a failure of every call."""
+    import logging
+    out = []
+    for k, name, spec in found:
+        if k != kind:
+            continue
+        try:
+            out.append(parse(json.loads(spec), source=f"{OBJECTS} ({kind} {name!r})"))
+        except (errors.ConfigError, ValueError) as exc:
+            logging.getLogger("unillm.server").error("ignored: %s", exc)
+    return out
 
 
 def managed(gw: Gateway) -> Managed:
