@@ -223,7 +223,9 @@ def test_rule_created_over_http_swaps_the_model_and_is_explained(served, upstrea
     assert r.status_code == 200, r.text
     text = json.dumps(r.json())
     assert "to-mini" in text and "gpt-4o-mini" in text
-    assert [x["name"] for x in httpx.get(served.url + "/admin/rules", headers=_h(served)).json()["data"]] == ["to-mini"]
+    (listed,) = httpx.get(served.url + "/admin/rules", headers=_h(served)).json()["data"]
+    assert listed["name"] == "to-mini" and listed["source"] == "http"
+    assert listed["metrics"]["applications"] == 1 and listed["metrics"]["saved_usd"] not in (None, "0")
     r = httpx.patch(served.url + "/admin/rules/to-mini", headers=_h(served), json={"when": {"model": "nothing*"}})
     assert r.status_code == 200, r.text
     upstream.queue(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}))

@@ -350,6 +350,20 @@ def _rule_view(m: Managed, rule: Any) -> dict[str, Any]:
             "spec": _jsonable(data)}
 
 
+_NO_METRICS: dict[str, Any] = {"applications": 0, "cost_usd": "0", "saved_usd": "0"}
+
+
+def _rule_metrics(gw: Gateway) -> dict[str, dict[str, Any]]:
+    """Per rule, from the ledger (every call ever recorded): calls it applied to, their cost
+    and what they saved against the model asked for."""
+    out = {}
+    for row in gw.client.ledger.summary(by=["rule"], retries=False):
+        if row.get("rule"):
+            out[row["rule"]] = {"applications": row["calls"], "cost_usd": row["cost_usd"],
+                                "saved_usd": row["saved_usd"]}
+    return out
+
+
 def _owned_rule(m: Managed, name: str) -> None:
     if any(r.name == name for r in m.file_rules):
         raise HTTPError(409, f"the rule {name!r} is defined in unillm.toml: change it there "
@@ -362,7 +376,9 @@ async def rules(request: Request) -> Response:
     if request.method == "GET":
         await asyncio.to_thread(m.refresh)
         ruleset = gw.client.rules
-        return json_response({"object": "list", "data": [_rule_view(m, r) for r in (ruleset or ())]})
+        metrics = await asyncio.to_thread(_rule_metrics, gw)
+        return json_response({"object": "list", "data": [
+            {**_rule_view(m, r), "metrics": metrics.get(r.name, _NO_METRICS)} for r in (ruleset or ())]})
     body = await _json(request)
     try:
         rule = _check_rule(gw, body, "POST /admin/rules")
