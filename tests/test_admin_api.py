@@ -172,7 +172,8 @@ def test_budget_created_over_http_holds_on_both_workers(tmp_path):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         code = ("from unillm.server.run import AppFactory, serve; "
-                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning')")
+                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning', "
+                "timeout_keep_alive=120)")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
         try:
             wait_ready(base + "/health", proc)
@@ -322,7 +323,8 @@ def test_sighup_reloads_every_worker_and_a_broken_file_keeps_serving(tmp_path):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         code = ("from unillm.server.run import AppFactory, serve; "
-                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning')")
+                f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning', "
+                "timeout_keep_alive=120)")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
         conns: dict[int, httpx.Client] = {}
         try:
