@@ -22,6 +22,7 @@ _GROUPS = {
     "keys": "unillm.cli.keys",
     "report": "unillm.cli.report",
     "secrets": "unillm.cli.secrets",
+    "audit": "unillm.cli.audit",
 }
 
 

@@ -196,6 +196,32 @@ def _m012_issue22(tx: Transaction, d: Dialect) -> None:
             set_at TEXT NOT NULL, PRIMARY KEY (provider, model, since))""")
 
 
+def _m013_admin(tx: Transaction, d: Dialect) -> None:
+    """The gateway's admin API (`unillm.server.admin`, `unillm.server.audit`).
+
+    ``unillm_audit``: one row per admin change (who: key id; what: action, object, before and
+    after as JSON with secrets redacted; when), append-only: a trigger refuses UPDATE and
+    DELETE on both backends. ``unillm_admin_objects``: budgets and rules created over HTTP,
+    each its validated input as JSON, read by every gateway process."""
+    tx.execute(f"""
+        CREATE TABLE unillm_audit (
+            seq {d.serial_pk}, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            object TEXT NOT NULL, before TEXT, after TEXT)""")
+    if d.name == "postgresql":
+        tx.execute("CREATE OR REPLACE FUNCTION unillm_audit_append_only() RETURNS trigger AS "
+                   "$$ BEGIN RAISE EXCEPTION 'unillm_audit is append-only'; END $$ LANGUAGE plpgsql")
+        tx.execute("CREATE TRIGGER unillm_audit_append_only BEFORE UPDATE OR DELETE ON unillm_audit "
+                   "FOR EACH ROW EXECUTE FUNCTION unillm_audit_append_only()")
+    else:
+        for op in ("UPDATE", "DELETE"):
+            tx.execute(f"CREATE TRIGGER unillm_audit_no_{op.lower()} BEFORE {op} ON unillm_audit "
+                       "BEGIN SELECT RAISE(ABORT, 'unillm_audit is append-only'); END")
+    tx.execute("""
+        CREATE TABLE unillm_admin_objects (
+            kind TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name))""")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -209,6 +235,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0010_webhook_outbox", _m010_webhook_outbox),
     Migration("0011_embeddings", _m011_embeddings),
     Migration("0012_issue22", _m012_issue22),
+    Migration("0013_admin", _m013_admin),
 ]
 
 

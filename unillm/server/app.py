@@ -163,6 +163,8 @@ class Gateway:
     # ── admission and accounting ──
     async def admit(self, key: ApiKey) -> None:
         """Rate limits, then the key's budget (registered with the client's budgets)."""
+        from .admin import refresh
+        await refresh(self)  # budgets and rules changed over HTTP (at most 2 s old)
         try:
             await self.limiter.aadmit(key.id, key.rpm, key.tpm,
                                       self.client.settings.server.max_concurrent_per_key)
@@ -254,7 +256,7 @@ def _check_cache(client: Any) -> dict[str, Any]:
 async def admin_keys(request: Request) -> Response:
     """``POST`` creates a key (shown once), ``GET`` lists keys."""
     gw: Gateway = request.app.state.gateway
-    gw.authenticate(request, admin=True)
+    actor = gw.authenticate(request, admin=True)
     if request.method == "GET":
         keys = await asyncio.to_thread(gw.keys.list, request.query_params.get("all") == "1")
         return json_response({"object": "list", "data": [k.public() for k in keys]})
@@ -267,6 +269,9 @@ async def admin_keys(request: Request) -> Response:
         raise HTTPError(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(allowed))}",
                         param=unknown[0])
     secret, key = await asyncio.to_thread(lambda: gw.keys.create(**body))
+    from . import audit
+    await asyncio.to_thread(audit.record, gw.client.ledger.store, actor.id, "keys.create", f"key:{key.id}",
+                            None, key.public())
     if key.budget_usd is not None:
         gw._register_budget(key)
     return json_response({**key.public(), "key": secret}, 201)
@@ -275,10 +280,15 @@ async def admin_keys(request: Request) -> Response:
 async def admin_key(request: Request) -> Response:
     """``DELETE /admin/keys/{id}`` revokes a key."""
     gw: Gateway = request.app.state.gateway
-    gw.authenticate(request, admin=True)
+    actor = gw.authenticate(request, admin=True)
     key_id = request.path_params["key_id"]
+    before = await asyncio.to_thread(gw.keys.get, key_id)
     if not await asyncio.to_thread(gw.keys.revoke, key_id):
         raise HTTPError(404, f"no active key {key_id!r}", code="key_not_found")
+    from . import audit
+    after = await asyncio.to_thread(gw.keys.get, key_id)
+    await asyncio.to_thread(audit.record, gw.client.ledger.store, actor.id, "keys.revoke", f"key:{key_id}",
+                            before.public() if before else None, after.public() if after else None)
     return json_response({"id": key_id, "revoked": True})
 
 
@@ -311,6 +321,8 @@ def lifespan(gateway: Gateway) -> Any:
             if sealed:
                 gateway.scrub.add(sealed)
         client.budgets.alerts.resume()  # webhook rows an earlier process left undelivered
+        from .admin import on_sighup
+        on_sighup(gateway)  # SIGHUP re-reads unillm.toml, as POST /admin/reload does
         try:
             yield
         finally:
@@ -326,7 +338,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, embeddings, prices, provider_keys, proxy, usage
+    from . import admin, analytics, chat, dashboard, embeddings, prices, provider_keys, proxy, usage
     from .limits import Limits
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
@@ -366,6 +378,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/provider-keys/{provider}/test", provider_keys.test_key, methods=["POST"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
         Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        *admin.routes(),  # /admin/audit, /admin/budgets, /admin/rules, /admin/health
     ]
     if gateway.metrics is not None:  # [server.metrics] enabled
         from . import metrics

@@ -25,6 +25,7 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -141,7 +142,14 @@ def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8080, workers: int =
         from uvicorn.supervisors import Multiprocess
 
         from .metrics import shared_between_workers
+        class Supervisor(Multiprocess):
+            def handle_hup(self) -> None:  # each worker re-reads unillm.toml in place (admin.on_sighup)
+                import signal
+                for p in self.processes:
+                    if p.pid is not None:
+                        os.kill(p.pid, signal.SIGHUP)
+
         with shared_between_workers(_server_settings(app)):  # one scrape sums every worker
-            Multiprocess(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])
