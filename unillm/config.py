@@ -89,6 +89,12 @@ class ServerSettings(BaseModel):
     session_seconds: float = Field(default=8 * 3600, gt=0)  # a dashboard login lasts this long
     usage_window_seconds: float = Field(default=7 * 86400, gt=0)  # POST /v1/usage timestamps
     ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
+    # a kept-alive connection idles this long: longer than client pools keep one (httpx 5 s,
+    # aiohttp 15 s, Go 90 s, load balancers 60 s), so the gateway never closes under a request
+    keep_alive_seconds: float = Field(default=120.0, gt=0)
+    max_concurrent_requests: int = Field(default=1024, gt=0)  # served at once per process; more wait
+    max_queued_requests: int = Field(default=1024, ge=0)      # waiting beyond that: 503 + Retry-After
+    queue_timeout: float = Field(default=30.0, gt=0)          # seconds one may wait: then 503
 
     @field_validator("allow_tags")
     @classmethod
