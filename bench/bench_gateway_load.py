@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import MESSAGES, _wait_up, parse_spec, pct, start  # noqa: E402
+from bench_gateway import MESSAGES, _wait_up, parse_spec, pct, start
 
 
 async def load(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:

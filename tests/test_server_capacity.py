@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Serve:
         return list(AppFactory(str(self.config)).client().ledger.records())
 
 
+@contextmanager
 def serve(fake: FakeProvider, tmp_path: Path, **server: Any) -> Iterator[Serve]:
     """``unillm serve --config unillm.toml`` with ``[server]`` = ``server``, on a free port."""
     table = fake.providers("openai")["openai"]
@@ -81,7 +83,7 @@ async def _warm(gw: Serve) -> None:
 def test_a_saturated_gateway_answers_503_with_retry_after_and_serves_what_it_admitted(tmp_path):
     """2 in flight, 1 waiting: of 6 concurrent calls 3 are answered, 3 get 503 at once."""
     with FakeProvider(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}, delay=3.0)) as fake:
-        for gw in serve(fake, tmp_path, max_concurrent_requests=2, max_queued_requests=1):
+        with serve(fake, tmp_path, max_concurrent_requests=2, max_queued_requests=1) as gw:
             async def call() -> Any:
                 try:
                     return await gw.sdk().chat.completions.create(model="gpt-4o-mini", messages=MSG)
@@ -115,7 +117,7 @@ def test_a_saturated_gateway_answers_503_with_retry_after_and_serves_what_it_adm
 
 def test_a_request_waits_at_most_queue_timeout_for_a_place(tmp_path):
     with FakeProvider(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}, delay=4.0)) as fake:
-        for gw in serve(fake, tmp_path, max_concurrent_requests=1, max_queued_requests=5, queue_timeout=0.5):
+        with serve(fake, tmp_path, max_concurrent_requests=1, max_queued_requests=5, queue_timeout=0.5) as gw:
             async def main() -> tuple[Any, Any, float, bool]:
                 await _warm(gw)
                 first = asyncio.ensure_future(gw.sdk().chat.completions.create(model="gpt-4o-mini", messages=MSG))
@@ -158,56 +160,53 @@ def _response(conn: socket.socket) -> bytes:
 def test_kept_alive_connection_lives_keep_alive_seconds_not_the_head_timeout(tmp_path):
     """Idle between requests longer than header_timeout: still served on the same connection;
     idle past keep_alive_seconds: closed by the gateway."""
-    with FakeProvider() as fake:
-        for gw in serve(fake, tmp_path, keep_alive_seconds=4, header_timeout=1):
-            host, port = gw.url.removeprefix("http://").split(":")
-            conn = socket.create_connection((host, int(port)), timeout=10)
-            conn.sendall(_request(gw.key))
-            assert _response(conn).startswith(b"HTTP/1.1 200")
-            time.sleep(2.0)  # past header_timeout, within keep_alive_seconds
-            conn.sendall(_request(gw.key))
-            assert _response(conn).startswith(b"HTTP/1.1 200")
-            idle = time.monotonic()
-            assert conn.recv(65536) == b""  # closed by the gateway after keep_alive_seconds
-            assert 3.0 < time.monotonic() - idle < 8.0
-            conn.close()
+    with FakeProvider() as fake, serve(fake, tmp_path, keep_alive_seconds=4, header_timeout=1) as gw:
+        host, port = gw.url.removeprefix("http://").split(":")
+        conn = socket.create_connection((host, int(port)), timeout=10)
+        conn.sendall(_request(gw.key))
+        assert _response(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(2.0)  # past header_timeout, within keep_alive_seconds
+        conn.sendall(_request(gw.key))
+        assert _response(conn).startswith(b"HTTP/1.1 200")
+        idle = time.monotonic()
+        assert conn.recv(65536) == b""  # closed by the gateway after keep_alive_seconds
+        assert 3.0 < time.monotonic() - idle < 8.0
+        conn.close()
 
 
 def test_a_slow_head_on_a_kept_alive_connection_still_gets_408(tmp_path):
-    with FakeProvider() as fake:
-        for gw in serve(fake, tmp_path, keep_alive_seconds=30, header_timeout=1):
-            host, port = gw.url.removeprefix("http://").split(":")
-            conn = socket.create_connection((host, int(port)), timeout=10)
-            conn.sendall(_request(gw.key))
-            assert _response(conn).startswith(b"HTTP/1.1 200")
-            started = time.monotonic()
-            conn.sendall(b"GET /v1/models HTTP/1.1\r\n")  # the head never ends
-            for _ in range(4):
-                time.sleep(0.3)
-                try:
-                    conn.sendall(b"x-slow: 1\r\n")  # trickling does not reset the clock
-                except OSError:
-                    break
-            head = _response(conn)
-            assert head.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
-            conn.close()
+    with FakeProvider() as fake, serve(fake, tmp_path, keep_alive_seconds=30, header_timeout=1) as gw:
+        host, port = gw.url.removeprefix("http://").split(":")
+        conn = socket.create_connection((host, int(port)), timeout=10)
+        conn.sendall(_request(gw.key))
+        assert _response(conn).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        conn.sendall(b"GET /v1/models HTTP/1.1\r\n")  # the head never ends
+        for _ in range(4):
+            time.sleep(0.3)
+            try:
+                conn.sendall(b"x-slow: 1\r\n")  # trickling does not reset the clock
+            except OSError:
+                break
+        head = _response(conn)
+        assert head.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
+        conn.close()
 
 
 # ── key lookups off the loop ────────────────────────────────────────────────
 
 def test_the_key_table_is_read_on_the_ledger_threads_never_the_loop(tmp_path):
-    with FakeProvider() as fake:
-        for s in make_served(fake, tmp_path):
-            key = s.key(user="ann")
-            threads: list[tuple[str, str]] = []
-            s.client.ledger.store._conn.set_trace_callback(
-                lambda sql: threads.append((threading.current_thread().name, sql)))
-            s.gateway.keys._cache.clear()  # a cold process: the key must be read from the table
-            import httpx
-            for _ in range(2):
-                assert httpx.get(s.url + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 200
-            bad = httpx.get(s.url + "/v1/models", headers={"authorization": "Bearer ulk_nope"})
-            s.client.ledger.store._conn.set_trace_callback(None)
+    with FakeProvider() as fake, contextmanager(make_served)(fake, tmp_path) as s:
+        key = s.key(user="ann")
+        threads: list[tuple[str, str]] = []
+        s.client.ledger.store._conn.set_trace_callback(
+            lambda sql: threads.append((threading.current_thread().name, sql)))
+        s.gateway.keys._cache.clear()  # a cold process: the key must be read from the table
+        import httpx
+        for _ in range(2):
+            assert httpx.get(s.url + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 200
+        bad = httpx.get(s.url + "/v1/models", headers={"authorization": "Bearer ulk_nope"})
+        s.client.ledger.store._conn.set_trace_callback(None)
     assert bad.status_code == 401
     lookups = [name for name, sql in threads if "unillm_keys" in sql]
     assert len(lookups) == 2  # the key once (then cached), the bad key once
