@@ -208,6 +208,8 @@ class Client:
                     tags: Mapping[str, str] | None = None, cache: Any = None,
                     **params: Any) -> ChatResponse | AsyncChatStream:
         """Async `chat`: a `ChatResponse`, or an `AsyncChatStream` when ``stream=True``."""
+        if self._stale_stores():
+            await self._io(self._refresh_stores)
         call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
         hit = await self._acache_get(call)
         if hit is not None:  # the steps that write to a store run on its threads, off the loop
@@ -465,6 +467,20 @@ class Client:
             return None
         usage = Usage(input_tokens=self._prompt_tokens(call), output_tokens=call.request.max_tokens or 0)
         return price.cost(usage).total_usd
+
+    def _stale_stores(self) -> bool:
+        """Something `_prepare` reads from the ledger's database is due: the store not yet
+        open, price overrides or sealed keys past their refresh (`achat` reads them first,
+        on the store's threads, so no query runs on the event loop)."""
+        if not self._recording:
+            return False
+        return self._ledger is None or self._overrides.stale() or (self._sealed is not None and self._sealed.stale())
+
+    def _refresh_stores(self) -> None:
+        self.ledger  # noqa: B018 - opened here, not on the loop
+        self.pricebook  # noqa: B018 - re-reads the price overrides
+        if self._sealed is not None:
+            self._sealed.keys()
 
     def sealed_key(self, provider: str) -> str | None:
         """Apply ``provider``'s sealed key when its config gives none (`unillm.sealed`);

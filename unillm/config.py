@@ -187,6 +187,12 @@ class ServerSettings(BaseModel):
     ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     upstreams: list[Upstream] = Field(default_factory=list)  # where /proxy may forward (none: off)
+    # a kept-alive connection idles this long: longer than client pools keep one (httpx 5 s,
+    # aiohttp 15 s, Go 90 s, load balancers 60 s), so the gateway never closes under a request
+    keep_alive_seconds: float = Field(default=120.0, gt=0)
+    max_concurrent_requests: int = Field(default=1024, gt=0)  # served at once per process; more wait
+    max_queued_requests: int = Field(default=1024, ge=0)      # waiting beyond that: 503 + Retry-After
+    queue_timeout: float = Field(default=30.0, gt=0)          # seconds one may wait: then 503
 
     @field_validator("allow_tags")
     @classmethod

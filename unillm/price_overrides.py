@@ -119,6 +119,10 @@ class OverrideCache:
         self._base: Any = None
         self._lock = threading.Lock()
 
+    def stale(self) -> bool:
+        """The next `over` reads the database (async callers do that off the loop first)."""
+        return self._at is None or self._monotonic() - self._at >= self.refresh
+
     def over(self, base: Any, store: Any) -> Any:
         now = self._monotonic()
         with self._lock:

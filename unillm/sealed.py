@@ -149,6 +149,10 @@ class SealedCache:
         base = self._base.get(provider)
         return base is not None and not base.resolved_api_key()
 
+    def stale(self) -> bool:
+        """The next `keys` reads the database (async callers do that off the loop first)."""
+        return self._at is None or self._monotonic() - self._at >= self.refresh
+
     def keys(self) -> dict[str, str]:
         """Sealed keys of the providers the config gives no key (re-read when stale)."""
         now = self._monotonic()

@@ -18,7 +18,8 @@ the dashboard also accepts ``?key=`` once, which opens a server-side session
 (`sessions.Sessions`): the browser then holds a random session id, never the key.
 
 What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings`):
-`limits.Limits` (body size and read time) wraps the app, `limits.parse_json` reads
+`capacity.Capacity` (requests served at once, a bounded queue, then 503) and
+`limits.Limits` (body size and read time) wrap the app, `limits.parse_json` reads
 bodies, `tenancy.TagPolicy` decides which tags a caller may set, and
 `Gateway.check_model` refuses models of providers the operator did not configure.
 
@@ -388,5 +389,9 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
                     lifespan=lifespan(gateway))
     app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
+    from .capacity import Capacity
+    app.add_middleware(Capacity, max_concurrent=limits.max_concurrent_requests,  # outermost
+                       max_queued=limits.max_queued_requests, queue_timeout=limits.queue_timeout,
+                       keys=gateway.keys)
     app.state.gateway = gateway
     return app

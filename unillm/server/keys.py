@@ -240,6 +240,14 @@ class KeyStore:
         self._forget(key_id)
         return done
 
+    def fresh(self, secret: str) -> bool:
+        """True when `verify` would answer ``secret`` from memory (no SQL): a cached answer
+        younger than ``ttl``, or a secret that is no key at all."""
+        if not secret.startswith(PREFIX) or len(secret) > 200:
+            return True
+        hit = self._cache.get(hash_key(secret))
+        return hit is not None and self._monotonic() - hit[0] < self.ttl
+
     def verify(self, secret: str) -> ApiKey | None:
         """The active key ``secret`` is, or None. Constant-time on the hash compare."""
         if not secret.startswith(PREFIX) or len(secret) > 200:

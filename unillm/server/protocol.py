@@ -3,10 +3,14 @@
 uvicorn bounds the *size* of request headers (h11: 16 KiB) and closes idle
 keep-alive connections, but a client that sends its headers one byte every few
 seconds keeps a connection (and its memory) forever: every byte resets the
-keep-alive timer. `GuardedH11Protocol` gives each connection ``header_timeout``
-seconds, from its opening or from the end of its previous response, to deliver a
-complete request head; then it answers ``408`` (when part of a request arrived)
-or simply closes (an idle keep-alive connection) and drops the connection.
+keep-alive timer. `GuardedH11Protocol` gives each request ``header_timeout`` seconds
+to deliver its complete head, counted from the connection's opening (its first request)
+or from the first byte of the head (on a kept-alive connection); then it answers ``408``
+(when part of a request arrived) or simply closes, and drops the connection. Between
+requests, a kept-alive connection idles as long as uvicorn's ``timeout_keep_alive``
+(``[server] keep_alive_seconds``), longer than any client pool keeps an idle connection,
+so a client never sends a request on a connection the gateway is closing. A head that
+arrives in one piece (the usual case) arms no timer at all.
 The body's own deadline is `unillm.server.limits.Limits`.
 
 It also sends each response's head and the start of its body in one write: uvicorn
@@ -93,16 +97,21 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # the head arrived: the body has its own deadline (limits.Limits)
+        elif self._head_timer is None and not self.transport.is_closing() and self._partial():
+            self._arm()  # the first bytes of a head: the rest within header_timeout
+
     def handle_events(self) -> None:
         super().handle_events()
         cycle = self.cycle  # a new request's cycle is made here; its task has not run yet
         if cycle is not None and not isinstance(cycle.transport, OneWrite):
             cycle.transport = cast("asyncio.Transport", OneWrite(cycle.transport, self.loop))
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request's head has header_timeout from now
+    def _partial(self) -> bool:
+        return bool(self.conn.trailing_data[0]) or self.conn.their_state is not h11.IDLE
 
     def _arm(self) -> None:
         self._disarm()
@@ -119,8 +128,7 @@ class GuardedH11Protocol(H11Protocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is in flight: its head arrived in time
-        partial = bool(self.conn.trailing_data[0]) or self.conn.their_state is not h11.IDLE
-        if partial:
+        if self._partial():
             self.transport.write(TIMEOUT_RESPONSE)
         self.transport.close()
 

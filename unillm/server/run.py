@@ -17,6 +17,9 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
   the ledger's database or Redis (see `unillm.server.ratelimit`).
 * **lifespan on**: the app opens its `Client` at startup and closes it at shutdown
   (`unillm.server.app.lifespan`), in each worker.
+* **Keep-alive longer than any client pool's** (``[server] keep_alive_seconds``, 120 s;
+  uvicorn's own default is 5 s): a client reusing an idle connection just as the server
+  closes it gets a reset (``httpx.ReadError``) for a request it never saw answered.
 * **A header read timeout** (``[server] header_timeout``): connections are served
   by `unillm.server.protocol.GuardedH11Protocol`, uvicorn's h11 protocol plus a
   timer that drops a client whose request head is late (uvicorn has none).
@@ -102,13 +105,16 @@ def uvicorn_config(app: Any, *, workers: int = 1, log_level: str = "info",
                    **options: Any) -> Any:
     """uvicorn's Config for the gateway: ``app`` is an ASGI app or an `AppFactory`.
 
-    ``header_timeout`` defaults to the app's ``[server] header_timeout``; ``options``
+    ``header_timeout`` and ``timeout_keep_alive`` default to the app's ``[server]
+    header_timeout`` and ``keep_alive_seconds``; ``options``
     go to uvicorn unchanged (e.g. ``loop="asyncio"``). ``http`` other than ``"h11"``
     or ``"auto"`` (i.e. httptools) serves without the header timeout.
     """
     from .protocol import GatewayConfig
+    server = _server_settings(app)
     if header_timeout is None:
-        header_timeout = _server_settings(app).header_timeout
+        header_timeout = server.header_timeout
+    options.setdefault("timeout_keep_alive", server.keep_alive_seconds)
     if options.get("http") in ("auto", "h11"):
         options.pop("http")
     settings: dict[str, Any] = {"log_level": log_level, "access_log": access_log,

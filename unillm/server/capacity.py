@@ -1,0 +1,129 @@
+"""How many requests one gateway process serves at once, and what the rest get.
+
+`Capacity` is a pure ASGI middleware around the whole app (the outermost of ours):
+
+* at most ``max_concurrent_requests`` requests run in the app at once (a stream holds its
+  place until its last byte is sent); the next ones wait in a FIFO queue, each handed the
+  place of a request that finished;
+* at most ``max_queued_requests`` wait, each at most ``queue_timeout`` seconds; beyond
+  either, the request gets ``503`` with ``Retry-After`` and OpenAI's error shape (code
+  ``gateway_saturated``), which the OpenAI SDKs retry after that delay, instead of a
+  connection reset or a request that waits forever;
+* ``/health`` is never queued: a busy gateway still answers its load balancer.
+
+Once admitted, the caller's API key is looked up on the ledger store's threads when this
+process has no fresh answer for it (`KeyStore.fresh`), so the handler's `Gateway.authenticate`
+finds it cached and no request waits on SQL run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from .wire import HTTPError, error_response
+
+#: paths that are served whatever the load
+EXEMPT = frozenset({"/health"})
+#: what a refused caller is told to wait, in seconds
+RETRY_AFTER = 1.0
+
+
+def saturated(active: int, queued: int, why: str) -> HTTPError:
+    return HTTPError(503, f"the gateway is at capacity ({active} requests in flight, {queued} "
+                     f"waiting): {why}; retry after {RETRY_AFTER:g} s ([server] "
+                     "max_concurrent_requests, max_queued_requests, queue_timeout)",
+                     type="server_error", code="gateway_saturated", retry_after=RETRY_AFTER)
+
+
+class Capacity:
+    """Bounded concurrency with a bounded, timed FIFO queue in front of ``app``."""
+
+    def __init__(self, app: Any, *, max_concurrent: int, max_queued: int, queue_timeout: float,
+                 keys: Any = None) -> None:
+        self.app, self.max_concurrent, self.max_queued = app, max_concurrent, max_queued
+        self.queue_timeout, self.keys = queue_timeout, keys
+        self.active = 0                               # requests in the app now
+        self._waiting: deque[asyncio.Future[bool]] = deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.active < self.max_concurrent and not self._waiting:
+            self.active += 1
+        else:
+            err = await self._wait()
+            if err is not None:
+                await error_response(err)(scope, receive, send)
+                return
+        try:
+            if self.keys is not None:
+                await self._prefetch(scope)
+            await self.app(scope, receive, send)
+        finally:
+            self._release()
+
+    async def _wait(self) -> HTTPError | None:
+        """Wait for a place (handed over by `_release`); the refusal when there is none."""
+        if len(self._waiting) >= self.max_queued:
+            return saturated(self.active, len(self._waiting), "the queue is full")
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[bool] = loop.create_future()
+        self._waiting.append(turn)
+        timer = loop.call_later(self.queue_timeout, self._expire, turn)
+        try:
+            admitted = await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.result():
+                self._release()  # handed a place just as it was cancelled: pass it on
+            else:
+                self._forget(turn)
+            raise
+        finally:
+            timer.cancel()
+        if not admitted:
+            return saturated(self.active, len(self._waiting),
+                             f"waited {self.queue_timeout:g} s for a place")
+        return None
+
+    def _expire(self, turn: asyncio.Future[bool]) -> None:
+        if not turn.done():
+            self._forget(turn)
+            turn.set_result(False)
+
+    def _forget(self, turn: asyncio.Future[bool]) -> None:
+        try:
+            self._waiting.remove(turn)
+        except ValueError:
+            pass
+
+    def _release(self) -> None:
+        """A request left the app: its place goes to the oldest waiter, else it is freed."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(True)
+                return
+        self.active -= 1
+
+    async def _prefetch(self, scope: dict[str, Any]) -> None:
+        """Look the bearer key up off the loop when this process has no fresh answer for it."""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                token = token.strip()
+                if scheme.lower() == "bearer" and token and not self.keys.fresh(token):
+                    try:
+                        await self.keys.store.arun(self.keys.verify, token)
+                    except Exception:  # noqa: BLE001, S110 - the handler's own lookup reports it
+                        pass
+                return
+
+
+__all__ = ["EXEMPT", "RETRY_AFTER", "Capacity", "saturated"]
