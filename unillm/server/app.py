@@ -9,6 +9,8 @@ Routes::
     POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
     GET  /metrics  metrics.endpoint (only with [server.metrics] enabled)
+    POST /v1/messages  messages.create (Anthropic wire)   POST /v1/responses  responses.create
+    GET  /v1/models/{id}  routes.model
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
 the dashboard also accepts ``?key=`` once, which opens a server-side session
@@ -274,8 +276,9 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, usage
+    from . import analytics, chat, dashboard, messages, responses, usage
     from .limits import Limits
+    from .routes import model as model_detail
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
     middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout)]
@@ -300,6 +303,9 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     routes = [
         Route("/v1/chat/completions", chat.completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", model_detail, methods=["GET"]),
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/responses", responses.create, methods=["POST"]),
         Route("/v1/usage", usage.ingest, methods=["POST"]),
         Route("/v1/usage/batch", usage.ingest_batch, methods=["POST"]),
         Route("/v1/analytics", analytics.endpoint, methods=["GET"]),
