@@ -191,3 +191,16 @@ def test_model_detail(served):
     assert client.models.retrieve(one).id == one
     r = httpx.get(served.url + "/v1/models/openai/not-a-model", headers={"authorization": f"Bearer {served.admin}"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_messages_and_responses_share_the_keys_limits(served, upstream):
+    key = served.key(user="ann", project="bot", rpm=1)
+    claude = _claude(served, ).with_options(api_key=key)
+    claude.messages.create(model="gpt-4o-mini", max_tokens=8, messages=MSG)
+    assert _last(served).tags["user"] == "ann"
+    with pytest.raises(anthropic.RateLimitError) as info:
+        claude.messages.create(model="gpt-4o-mini", max_tokens=8, messages=MSG)
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    assert info.value.response.headers["retry-after"]
+    with pytest.raises(openai.RateLimitError):
+        served.openai(key).responses.create(model="gpt-4o-mini", input="hi")
