@@ -204,3 +204,23 @@ def test_messages_and_responses_share_the_keys_limits(served, upstream):
     assert info.value.response.headers["retry-after"]
     with pytest.raises(openai.RateLimitError):
         served.openai(key).responses.create(model="gpt-4o-mini", input="hi")
+
+
+def test_stream_helpers_accumulate_tool_calls(served, upstream):
+    """The SDKs' own stream helpers (anthropic messages.stream, openai responses.stream)
+    rebuild tool calls from the gateway's events."""
+    call = Reply(text="let me look", tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}],
+                 usage={"input_tokens": 12, "output_tokens": 7})
+    upstream.queue(call, call)
+    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    with _claude(served).messages.stream(model="gemini-2.5-flash", max_tokens=64, tools=tools,
+                                         messages=MSG) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    assert final.content[1].input == {"q": "x"} and final.stop_reason == "tool_use"
+    fn = [{"type": "function", "name": "lookup", "parameters": tools[0]["input_schema"]}]
+    with served.openai().responses.stream(model="gpt-4o-mini", input="find x", tools=fn) as stream:
+        done = stream.get_final_response()
+    assert done.output_text == "let me look"
+    assert [(o.type, getattr(o, "arguments", None)) for o in done.output] == [
+        ("message", None), ("function_call", '{"q": "x"}')]
