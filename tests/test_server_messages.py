@@ -224,3 +224,24 @@ def test_stream_helpers_accumulate_tool_calls(served, upstream):
     assert done.output_text == "let me look"
     assert [(o.type, getattr(o, "arguments", None)) for o in done.output] == [
         ("message", None), ("function_call", '{"q": "x"}')]
+
+
+def test_document_and_image_blocks_convert_per_vendor(served, upstream):
+    pdf = "JVBERi0xLjQKJSVFT0YK"  # %PDF-1.4 %%EOF
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    content = [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                "title": "t.pdf", "cache_control": {"type": "ephemeral"}},
+               {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+               {"type": "text", "text": "what is this?"}]
+    client = _claude(served)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": content}])
+    sent = upstream.requests[-1].json["messages"][0]["content"]
+    assert sent[0] == {"type": "document", "title": "t.pdf", "cache_control": {"type": "ephemeral"},
+                       "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}
+    assert sent[1]["source"]["data"] == png
+    client.messages.create(model="gemini-2.5-flash", max_tokens=8, messages=[{"role": "user", "content": content}])
+    parts = upstream.requests[-1].json["contents"][0]["parts"]
+    assert "inlineData" in parts[0] and "inlineData" in parts[1] and parts[2] == {"text": "what is this?"}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model="gpt-4o-mini", max_tokens=8, messages=MSG, extra_body={"route_to": "x"})
+    assert "route_to" in info.value.body["error"]["message"]
