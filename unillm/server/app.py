@@ -286,7 +286,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         from starlette.middleware.cors import CORSMiddleware
         middleware.insert(0, Middleware(CORSMiddleware, allow_origins=limits.cors_origins,
                                         allow_methods=["GET", "POST", "DELETE"],
-                                        allow_headers=["authorization", "content-type"],
+                                        allow_headers=["authorization", "content-type", "x-api-key",
+                                                       "anthropic-version"],
                                         expose_headers=["x-unillm-cost", "x-unillm-tokens", "x-unillm-cached",
                                                         "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id"]))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -23,6 +24,8 @@ from starlette.responses import JSONResponse, Response
 from .chat import read_json
 from .routes import Call, api_key, summary
 from .wire import HTTPError, dumps, json_response, unillm_headers
+
+log = logging.getLogger("unillm.server")
 
 _PASSED = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
            "stop_sequences": "stop"}
@@ -330,6 +333,8 @@ async def create(request: Request) -> Response:
         resp = await call.complete(messages, params)
     except Exception as exc:  # noqa: BLE001 - every error leaves in Anthropic's shape
         err = gw.http_error(exc)
+        if err.status >= 500:
+            log.error("POST /v1/messages -> %s %s", err.status, err.message)
         headers = dict(err.headers)
         if err.retry_after is not None:
             headers["retry-after"] = str(max(1, int(err.retry_after + 0.999)))
