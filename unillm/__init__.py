@@ -20,13 +20,15 @@ _LAZY = {
     "Usage": "unillm.types",
     "Cost": "unillm.types",
     "track": "unillm.tracking",
+    "observe": "unillm.metering",
+    "register_extractor": "unillm.metering.extractors",
 }
 _ERRORS = "unillm.errors"
 
 #: the public names: `_LAZY`'s and `unillm.errors.__all__` (tests/test_public_api.py keeps
 #: the three lists equal); spelled out so that type checkers and ``from unillm import *`` see them
 __all__ = [
-    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "StreamChunk", "Usage", "track",
+    "AsyncChatStream", "ChatResponse", "ChatStream", "Client", "Cost", "StreamChunk", "Usage", "observe", "register_extractor", "track",
     # unillm.errors
     "UnillmError", "ConfigError", "InvalidRequestError", "UnsupportedParamError", "UnknownModelError",
     "UnsupportedPartError", "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
@@ -63,6 +65,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         UsageError,
         did_you_mean,
     )
+    from .metering import observe
+    from .metering.extractors import register_extractor
     from .streaming import AsyncChatStream, ChatStream
     from .tracking import track
     from .types import ChatResponse, Cost, StreamChunk, Usage

@@ -43,8 +43,10 @@ from pydantic import ValidationError
 
 from . import errors, sections
 from .adapters.base import Adapter
+from .budgets.settle import commit
 from .calls import Call, call_tags, deadline_error, failed_status, record_for
 from .config import Settings, fields_of, load_settings, naming_file
+from .metering.own import OWN
 from .profiles import ModelRef, ProviderSettings, Resolver, load_adapter_class
 from .retry import Retrier
 from .streaming import (
@@ -143,6 +145,10 @@ class Client:
         self._cache_policy: CachePolicy | None = None
         self._recording = s.ledger != "off"   # no ledger: no row is even built
         self.budgets: Budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
+        from .sealed import SealedCache  # provider keys sealed in the ledger (`unillm secrets`)
+        self._sealed = SealedCache(lambda: self.ledger.store, s) if self._recording else None
+        from .price_overrides import OverrideCache
+        self._overrides = OverrideCache()
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -238,10 +244,16 @@ class Client:
 
     @property
     def pricebook(self) -> PriceBook:
-        """The price book in force: bundled pricing.toml merged with ``pricing=``."""
+        """The price book in force: bundled pricing.toml merged with ``pricing=``; a cloud
+        provider without entries of its own priced by its cloud's (`cloud.price_tables`)."""
         if self._pricebook is None:
+            from .adapters.cloud import price_tables
             from .pricing import PriceBook
-            self._pricebook = PriceBook.load(self.settings.pricing)
+            self._pricebook = PriceBook.load(self.settings.pricing).priced_as(price_tables(self.settings.providers))
+        if self._ledger is not None and self._recording:  # `PUT /admin/prices` overrides, over the book
+            book: PriceBook = self._overrides.over(self._pricebook, self._ledger.store)
+            self._ledger.pricebook = book
+            return book
         return self._pricebook
 
     @property
@@ -369,6 +381,8 @@ class Client:
 
     def _price_of(self, call: Call, ref: ModelRef) -> Price | None:
         """Step 4: the price in force, found before anything is sent (never a silent $0)."""
+        if self._recording:
+            self.ledger  # noqa: B018 - opened first: its database holds the price overrides
         try:
             return self.pricebook.price(ref.provider, ref.model, call.at)
         except errors.MissingPriceError as err:
@@ -432,7 +446,14 @@ class Client:
         usage = Usage(input_tokens=self._prompt_tokens(call), output_tokens=call.request.max_tokens or 0)
         return price.cost(usage).total_usd
 
+    def sealed_key(self, provider: str) -> str | None:
+        """Apply ``provider``'s sealed key when its config gives none (`unillm.sealed`);
+        returns it (None: not sealed or not needed)."""
+        return self._sealed.apply(self.providers, self._adapters, provider) if self._sealed else None
+
     def _adapter(self, provider: str) -> Adapter:
+        if self._sealed is not None:
+            self.sealed_key(provider)
         adapter = self._adapters.get(provider)
         if adapter is None:
             settings = self.providers[provider]
@@ -453,11 +474,14 @@ class Client:
         def once() -> Any:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
+            own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
             try:
                 return run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
+            finally:
+                OWN.reset(own)
         return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -465,11 +489,14 @@ class Client:
         async def once() -> Any:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
+            own = OWN.set(True)
             try:
                 return await run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
+            finally:
+                OWN.reset(own)
         return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -809,29 +836,9 @@ class Client:
         if not self._recording:
             return
         hold = call.reservation if call is not None else None
-        events: list[dict[str, Any]] = []
-        try:
-            if hold is None:
-                self.ledger.add(rec)
-            else:
-                call.reservation = None  # type: ignore[union-attr]
-                with self.ledger.store.transaction() as tx:
-                    if rec.status in ("ok", "unpriced", "partial"):
-                        events = self.budgets.settle(tx, hold, cost.total_usd if cost else None, tokens)
-                    elif rec.status == "unknown":  # sent, then timed out or cut: the vendor may bill
-                        events = self.budgets.settle(tx, hold, hold.usd, hold.tokens)  # it: worst case
-                    else:
-                        self.budgets.release(tx, hold)
-                    tx.record(rec)
-        except errors.UnillmError:
-            raise
-        except Exception as exc:
-            from .ledger.urls import redact
-            where = redact(getattr(self.ledger.store, "url", "") or "")
-            raise errors.LedgerError(f"could not record the call in the ledger {where}: {exc}".replace(
-                "ledger :", "ledger:")) from exc
-        for event in events:
-            self.budgets.alerts.emit(event)
+        if call is not None:
+            call.reservation = None
+        commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
 
 
 # ── small helpers ────────────────────────────────────────────────────────────

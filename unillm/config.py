@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     StrictBool,
     ValidationError,
     field_validator,
@@ -28,6 +29,7 @@ from . import errors
 from ._toml import combine_errors, config_errors, load_toml
 from .budgets.alerts import WEBHOOK_EVENTS
 from .budgets.spec import BudgetSpec
+from .metering.apis import ApiSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
 from .rules.spec import Rule, nested_rules, rule_label
 
@@ -120,6 +122,50 @@ class MetricsSettings(BaseModel):
 RESERVED_TAGS = frozenset({"user", "project", "key_id"})
 
 
+class Upstream(BaseModel):
+    """``[[server.upstreams]]``: a base URL ``/proxy`` may forward to, and the credential it
+    injects (so tenants never hold the vendor's key). ``auth``: how the key is sent —
+    ``bearer`` (``Authorization: Bearer``), ``x-api-key`` (Anthropic), ``x-goog-api-key``
+    (Gemini), ``header:NAME``, or ``none``. A private or loopback address is reachable only
+    when the base URL names it (an IP literal or ``localhost``) or ``allow_private = true``."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    name: str = Field(min_length=1)
+    base_url: str
+    auth: str = "none"
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    allow_private: StrictBool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+        try:
+            parts = urlsplit(v)
+            ok = (parts.scheme in ("http", "https") and bool(parts.hostname) and v.isprintable()
+                  and not parts.query and not parts.fragment and "@" not in parts.netloc)
+            parts.port  # noqa: B018 - a bad port raises here
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http(s) URL with a host and no query, like 'https://api.anthropic.com'")
+        return v.rstrip("/")
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, v: str) -> str:
+        if v in ("none", "bearer", "x-api-key", "x-goog-api-key") or (v.startswith("header:") and v[7:].strip()):
+            return v
+        raise ValueError("must be none, bearer, x-api-key, x-goog-api-key or header:NAME")
+
+    def key(self) -> str | None:
+        import os
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
 class ServerSettings(BaseModel):
     """``[server]``: what ``unillm serve`` lets its callers do, and the limits it enforces.
 
@@ -140,6 +186,7 @@ class ServerSettings(BaseModel):
     usage_window_seconds: float = Field(default=7 * 86400, gt=0)  # POST /v1/usage timestamps
     ratelimit: str | None = None    # "redis://..." to share limits through Redis; default the ledger
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    upstreams: list[Upstream] = Field(default_factory=list)  # where /proxy may forward (none: off)
 
     @field_validator("allow_tags")
     @classmethod
@@ -184,6 +231,7 @@ class Settings(BaseModel):
     cache_ttl: float | None = Field(default=None, gt=0)  # default lifetime of stored answers, seconds
     cache_namespace: str = "default"
     pricing: str | None = None           # a price file merged over the bundled pricing.toml
+    master_key_file: str | None = None   # the Fernet key of sealed provider keys (UNILLM_MASTER_KEY wins)
     on_missing_price: Literal["raise", "record"] = "raise"
     tags: dict[str, str] = Field(default_factory=dict)
     providers: dict[str, Provider] = Field(default_factory=dict, validate_default=True)
@@ -208,6 +256,8 @@ class Settings(BaseModel):
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
     # (``[[deployments]]`` will be a typed list here, validated in the same pass)
+    # ``[[apis]]``: non-LLM APIs `unillm.observe()` meters, with their prices (observe/apis.py)
+    apis: list[ApiSpec] = Field(default_factory=list)
 
     # where the settings came from, for error messages and relative paths
     source: str = Field(default="Client(...)", exclude=True)
@@ -434,6 +484,9 @@ def _relative_to(data: dict[str, Any], base: Path) -> None:
     pricing = data.get("pricing")
     if isinstance(pricing, str) and pricing.strip() and not Path(pricing).is_absolute():
         data["pricing"] = str(base / pricing)
+    master = data.get("master_key_file")
+    if isinstance(master, str) and master.strip() and not Path(master).is_absolute():
+        data["master_key_file"] = str(base / master)
     ledger = data.get("ledger")
     if isinstance(ledger, str) and ledger.lower().startswith("sqlite:") and not ledger[7:].startswith("/") \
             and ledger[7:].strip() and not ledger[7:].startswith(":memory:") and "\x00" not in ledger:
@@ -451,7 +504,8 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
         def price(ref: Any) -> Any:
             return None
     else:
-        book = PriceBook.load(settings.pricing)
+        from .adapters.cloud import price_tables
+        book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
         def price(ref: Any) -> Any:
             return book.price(ref.provider, ref.model)
     return check_targets(settings.rules, resolver.resolve, price, source=source)

@@ -59,6 +59,10 @@ RESERVED: Mapping[str, str] = {
     "http_client": _WHERE, "httpx_client": _WHERE,
     "request_options": _WHERE,                                   # cohere
     "workspace_id": _WHERE, "user_profile_id": _WHERE,           # anthropic (sent as headers)
+    # the cloud clients' own settings (azure, bedrock, vertex): never a request's to choose
+    "deployment": _WHERE, "azure_deployment": _WHERE, "azure_endpoint": _WHERE, "region": _WHERE,
+    "aws_region": _WHERE, "location": _WHERE, "project_id": _WHERE, "access_token": _WHERE,
+    "anthropic_version": _WHERE,
     "timeout": "the transport's timeout is the provider's configuration (providers.NAME.timeout)",
     "max_retries": "retries are the provider's configuration (providers.NAME.max_retries)",
     # what a budget's hold covers

@@ -321,6 +321,27 @@ class PriceBook:
             self._models.setdefault(provider, {})[model] = pm
         for (provider, alias), model in merged.aliases.items():
             self._aliases.setdefault(provider, {})[alias] = model
+        self._priced_as: dict[str, str] = {}
+        self._overrides: Mapping[tuple[str, str], tuple[Price, ...]] = {}
+
+    def overlaid(self, overrides: Mapping[tuple[str, str], tuple[Price, ...]]) -> PriceBook:
+        """This book with ``overrides`` (`unillm.price_overrides`) on top: on and after an
+        override's ``since`` it prices its model, before it the book does."""
+        book = object.__new__(PriceBook)
+        book.__dict__.update(self.__dict__)
+        book._overrides = overrides
+        return book
+
+    def priced_as(self, tables: Mapping[str, str]) -> PriceBook:
+        """This book, where each ``provider`` in ``tables`` without an entry of its own for a
+        model is priced by the entries of ``tables[provider]`` (a cloud provider such as
+        ``azure-eastus`` by ``azure``'s; see `unillm.adapters.cloud.price_tables`)."""
+        if not tables:
+            return self
+        book = object.__new__(PriceBook)
+        book.__dict__.update(self.__dict__)
+        book._priced_as = {**self._priced_as, **tables}
+        return book
 
     # ── loading ──
     @classmethod
@@ -360,10 +381,16 @@ class PriceBook:
         value, file = self._settings.get(provider, {}).get("snapshots", (DEFAULT_SNAPSHOTS, None))
         return value, file
 
-    def _find(self, provider: str, model: str, path: list[str] | None) -> PricedModel | None:
+    def _find(self, provider: str, model: str, path: list[str] | None,
+              seen: tuple[str, ...] = ()) -> PricedModel | None:
         hit = self._direct(provider, model, path)
         if hit is None:
             hit = self._snapshot(provider, model, path)
+        table = self._priced_as.get(provider)
+        if hit is None and table is not None and table != provider and table not in seen:
+            if path is not None:
+                path.append(f"priced as: {provider} has no entry of its own; {table}'s entries price it")
+            hit = self._find(table, model, path, (*seen, provider))
         if hit is None and "/" in model:
             vendor, _, name = model.partition("/")
             if vendor in self._models and vendor != provider:
@@ -419,6 +446,13 @@ class PriceBook:
     def price(self, provider: str, model: str, at: datetime | date | None = None) -> Price:
         """The price of ``provider``/``model`` in force at ``at`` (default: now, UTC)."""
         pm = self.find(provider, model)
+        if self._overrides:
+            day = _day(at)
+            keys = [(provider, model)] + ([(pm.provider, pm.name)] if pm is not None else [])
+            for k in dict.fromkeys(keys):  # the name as asked, then the entry it resolves to
+                live = [p for p in self._overrides.get(k, ()) if p.since is not None and p.since <= day]
+                if live:
+                    return live[-1]
         if pm is None:
             raise errors.MissingPriceError(provider, model, self.suggest(provider, model))
         return pm.at(_day(at))
@@ -429,8 +463,9 @@ class PriceBook:
         return self.price(provider, model, at).cost(usage, units=units)
 
     def suggest(self, provider: str, model: str) -> list[str]:
-        own = [m for m in self._models.get(provider, {}) if m != "*"]
-        own += list(self._aliases.get(provider, {}))
+        tables = [provider] + ([self._priced_as[provider]] if provider in self._priced_as else [])
+        own = [m for p in tables for m in self._models.get(p, {}) if m != "*"]
+        own += [a for p in tables for a in self._aliases.get(p, {})]
         close = errors.did_you_mean(model, own)
         if not close:
             every = [f"{p}/{m}" for p, ms in self._models.items() for m in ms if m != "*"]

@@ -37,7 +37,7 @@ from pydantic import (
 
 from . import errors
 from ._toml import load_toml, pydantic_error_to_config_error
-from .adapters import registry
+from .adapters import cloud, registry
 from .bundled import data_dir
 
 if TYPE_CHECKING:
@@ -86,8 +86,10 @@ class Capabilities(BaseModel):
     openai_organization: bool = False
 
 
-class ProviderSettings(BaseModel):
-    """One provider, fully resolved: profile + config overrides + constructor overrides."""
+class ProviderSettings(cloud.CloudFields):
+    """One provider, fully resolved: profile + config overrides + constructor overrides.
+    The cloud protocols' keys (``deployment``, ``region``, ``project`` ...) come from
+    `unillm.adapters.cloud.CloudFields`, checked against the protocol by `cloud.check`."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -131,6 +133,11 @@ class ProviderSettings(BaseModel):
             raise ValueError(problem)
         return value
 
+    @model_validator(mode="after")
+    def _cloud_keys(self) -> ProviderSettings:
+        cloud.check(self)
+        return self
+
     @field_serializer("headers")
     def _masked(self, headers: dict[str, str]) -> dict[str, str]:
         """Dumps (``repr(settings.model_dump())``, JSON) never carry a credential header."""
@@ -151,7 +158,7 @@ class ProviderSettings(BaseModel):
         out += [v for k, v in self.headers.items() if is_secret_header(k)]
         for v in out[1:]:  # "Bearer sk-..." -> also the bare token
             out.append(v.partition(" ")[2])
-        return [s for s in out if s]
+        return [s for s in out + cloud.secrets(self) if s]
 
     def owns(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pat) for pat in self.models)

@@ -423,7 +423,7 @@ def count_usage(request: ChatRequest, completion_text: str, model: str,
     if not (take_prompt or take_output):  # nothing from the vendor: one source, as before
         origin = dict.fromkeys(BUCKETS, "estimate" if "estimate" in origin.values() else "tiktoken")
     kinds = set(origin.values())
-    order: tuple[UsageSource, ...] = ("estimate", "tiktoken", "provider")
+    order: tuple[UsageSource, ...] = ("estimate", "tiktoken", "reported", "provider")
     source = next(k for k in order if k in kinds)
     sources = origin if len(kinds) > 1 else {}
     problem = reported.problem if reported is not None and (take_prompt or take_output) else None

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
-UsageSource = Literal["provider", "tiktoken", "estimate"]
+UsageSource = Literal["provider", "reported", "tiktoken", "estimate"]  # reported: by the caller, not the vendor
 
 _FORBID = ConfigDict(extra="forbid")
 

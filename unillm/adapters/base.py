@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 # what to pip install for the optional modules that are not an adapter's SDK (those the
 # adapter registry knows)
 _EXTRAS = {"tiktoken": "tokens", "diskcache": "cache", "psycopg": "postgres", "psycopg_pool": "postgres",
-           "redis": "redis", "pyarrow": "parquet"}
+           "redis": "redis", "pyarrow": "parquet", "boto3": "bedrock", "botocore": "bedrock",
+           "google.auth": "vertex", "azure.identity": "azure"}
 
 
 def require(module: str) -> Any:

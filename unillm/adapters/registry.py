@@ -50,6 +50,9 @@ class AdapterSpec:
     fake: str = ""                    #: ``"module:Class"``, the FakeProvider protocol serving it
     names_model: bool = True          #: responses say which model answered (else track needs model=)
     capabilities: Mapping[str, Any] = field(default_factory=dict)  #: under a profile's [capabilities]
+    settings: tuple[str, ...] = ()    #: the `unillm.adapters.cloud` keys its providers take
+    prices: str = ""                  #: price-book provider (or ``"module:function"`` of the
+    #: settings) pricing its providers after their own entries (`unillm.adapters.cloud.price_table`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", MappingProxyType(dict(self.capabilities)))
@@ -99,6 +102,25 @@ BUILTIN: tuple[AdapterSpec, ...] = (
     _builtin("anthropic", "AnthropicAdapter", sdk="anthropic", extra="anthropic"),
     _builtin("google", "GoogleAdapter", sdk="google.genai", extra="google"),
     _builtin("cohere", "CohereAdapter", sdk="cohere", extra="cohere", names_model=False),
+    # the cloud variants: the vendors' own wire bodies (converters) through their SDKs' cloud clients
+    AdapterSpec("azure", "unillm.adapters.azure.adapter:AzureAdapter", "unillm.adapters.openai.convert",
+                sdk_module="openai", extra="openai", fake="unillm.testing.protocols.azure:AzureProtocol",
+                capabilities={"top_k": False}, prices="azure",
+                settings=("deployment", "api_version", "entra", "token_provider")),
+    AdapterSpec("bedrock", "unillm.adapters.bedrock.adapter:BedrockAdapter", "unillm.adapters.anthropic.convert",
+                sdk_module="anthropic", extra="bedrock", fake="unillm.testing.protocols.bedrock:BedrockProtocol",
+                prices="bedrock",
+                settings=("region", "aws_profile", "aws_access_key_id", "aws_secret_access_key",
+                          "aws_session_token")),
+    AdapterSpec("vertex-anthropic", "unillm.adapters.vertex.adapter:VertexAnthropicAdapter",
+                "unillm.adapters.anthropic.convert", sdk_module="anthropic", extra="vertex",
+                fake="unillm.testing.protocols.vertex:VertexAnthropicProtocol",
+                prices="unillm.adapters.cloud:vertex_anthropic_table",
+                settings=("project", "location", "access_token", "credentials")),
+    AdapterSpec("vertex-gemini", "unillm.adapters.vertex.adapter:VertexGeminiAdapter",
+                "unillm.adapters.google.convert", sdk_module="google.genai", extra="vertex",
+                fake="unillm.testing.protocols.vertex:VertexGeminiProtocol",
+                prices="vertex-gemini", settings=("project", "location", "access_token", "credentials")),
 )
 
 

@@ -36,6 +36,8 @@ def group() -> None:
 @click.option("--tpm", default=None, type=click.IntRange(min=1), help="tokens per minute")
 @click.option("--admin", is_flag=True, help="may manage keys and open the dashboard")
 @click.option("--note", default=None, help="free text shown in listings")
+@click.option("--expires-at", default=None, help="ISO 8601 date or time (UTC unless it says); refused after")
+@click.option("--models", default=None, help="comma-separated model names or globs the key may call")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]))
 def create(state: State, fmt: str, **fields: object) -> None:
     """Create a key and print it (once: only its hash is stored)."""
@@ -58,7 +60,8 @@ def list_keys(state: State, show_all: bool, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(keys))
         return
-    cols = ["id", "prefix", "user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "created_at"]
+    cols = ["id", "prefix", "user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "created_at",
+            "expires_at", "models"]
     if show_all:
         cols.append("revoked_at")
     click.echo(table(keys, cols) if keys else "no keys")
@@ -72,3 +75,23 @@ def revoke(state: State, key_id: str) -> None:
     if not _store(state).revoke(key_id):  # type: ignore[attr-defined]
         raise click.ClickException(f"no active key {key_id!r} (see `unillm keys list --all`)")
     click.echo(f"revoked {key_id}")
+
+
+@group.command("rotate")
+@state_options()
+@click.argument("key_id")
+@click.option("--grace", "grace", default=86_400, type=click.IntRange(min=0, max=366 * 86_400),
+              help="seconds the old key keeps working (default 86400: 24 hours)")
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]))
+def rotate(state: State, key_id: str, grace: int, fmt: str) -> None:
+    """Give KEY_ID a new secret (printed once); the old one works for --grace seconds."""
+    done = guard(lambda: _store(state).rotate(key_id, grace_seconds=grace))  # type: ignore[attr-defined]
+    if done is None:
+        raise click.ClickException(f"no active key {key_id!r} (see `unillm keys list`)")
+    secret, key = done
+    if fmt == "json":
+        click.echo(json.dumps({**key.public(), "key": secret}))
+        return
+    click.echo(secret)
+    click.echo(f"{key_id} rotated; the old key works until {key.old_until}. "
+               "This is the only time the new key is shown.", err=True)

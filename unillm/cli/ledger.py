@@ -59,14 +59,16 @@ def _by(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
               show_default=True)
 @click.option("--retries/--no-retries", default=True, show_default=True,
               help="count the HTTP attempts that were retried (the vendor may bill them)")
+@click.option("--rollup", is_flag=True, help="with --by section: each section counts its subsections")
 @state_options()
 def summary(by: list[str], since: str | None, until: str | None, where: tuple[str, ...], fmt: str,
-            retries: bool, state: State) -> None:
+            retries: bool, rollup: bool, state: State) -> None:
     """Calls, errors, tokens, cost (USD) and latency (ms) per group."""
     state.say()
     filters = where_pairs(where)
     ledger = Ledger(state.open_ledger())
-    rows = guard(lambda: ledger.summary(by=by, since=since, until=until, where=filters, retries=retries))
+    rows = guard(lambda: ledger.summary(by=by, since=since, until=until, where=filters, retries=retries,
+                                        rollup=rollup))
     if fmt == "table":
         cols = [*by, "calls", "errors", "cache_hits", "input_tokens", "output_tokens",
                 "cost_usd", "saved_usd", "p50_latency_ms", "p95_latency_ms"]
@@ -143,7 +145,9 @@ def whatif(model: str, provider: str | None, pricing: str | None, since: str | N
     state.say()
     filters = where_pairs(where)
     client = state.client()
-    book = pricebook(pricing) if pricing else guard(lambda: client.pricebook)
+    from ..adapters.cloud import price_tables
+    book = pricebook(pricing).priced_as(price_tables(client.settings.providers)) if pricing \
+        else guard(lambda: client.pricebook)
     ledger = Ledger(state.open_ledger(), book, resolver=client.resolve)
     result = guard(lambda: ledger.whatif(model, provider=provider, since=since, until=until,
                                          where=filters))

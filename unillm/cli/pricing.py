@@ -72,7 +72,9 @@ def _locate(model: str, book: PriceBook) -> tuple[str, str]:
 @user_errors
 def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     """Prices in force for MODEL ('provider/model' or a bare name) and where they come from."""
-    book = PriceBook.load(pricing_file)
+    from ..adapters.cloud import price_tables
+    from ..profiles import build_settings
+    book = PriceBook.load(pricing_file).priced_as(price_tables(build_settings()))
     provider, name = _locate(model, book)
     found = book.resolve(provider, name)
     pm = found.priced
@@ -140,8 +142,9 @@ def check(state: State, fmt: str) -> None:
     from ..profiles import Resolver
     state.say(ledger=False)
     settings, config = state.settings, str(state.config or "built-in defaults")
+    from ..adapters.cloud import price_tables
     resolver = Resolver(settings.providers, settings.aliases)
-    book = PriceBook.load(settings.pricing)
+    book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
     results = []
     for where, model in _targets(settings):
         try:

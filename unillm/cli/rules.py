@@ -87,9 +87,10 @@ def _cost_estimator(settings: Settings, ref: ModelRef, tokens: Callable[[], int]
             return given
         if max_tokens is None:
             return None  # no output bound, no worst case
+        from ..adapters.cloud import price_tables
         from ..pricing import PriceBook
         try:
-            book = PriceBook.load(settings.pricing)
+            book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
             usage = Usage(input_tokens=tokens(), output_tokens=max_tokens, source="estimate")
             return book.cost(ref.provider, ref.model, usage).total_usd
         except errors.MissingPriceError:
@@ -171,7 +172,9 @@ def lint_cmd(state: State, fmt: str) -> None:
     state.say(ledger=False)
     settings, rules = _as_written(state)
     resolver = Resolver(settings.providers, settings.aliases)
-    findings = lint(rules, settings.fallbacks, resolver, pricebook(settings.pricing),
+    from ..adapters.cloud import price_tables
+    book = pricebook(settings.pricing).priced_as(price_tables(settings.providers))
+    findings = lint(rules, settings.fallbacks, resolver, book,
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
     n_err = sum(f.level == "error" for f in findings)

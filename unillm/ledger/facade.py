@@ -135,12 +135,40 @@ class Ledger:
                                   parse_when(until, param="until"), where, limit)
 
     def summary(self, by: Sequence[str] | str | None = None, since: Any = None, until: Any = None,
-                where: Mapping[str, Any] | None = None, retries: bool = True) -> list[dict[str, Any]]:
+                where: Mapping[str, Any] | None = None, retries: bool = True,
+                rollup: bool = False) -> list[dict[str, Any]]:
         """One row per group: calls, errors, cache_hits, tokens, cost_usd, saved_usd, p50/p95.
 
-        Every HTTP attempt is a row; ``retries=False`` leaves out the attempts that were retried."""
-        return self.store.summary(by or [], parse_when(since, param="since"),
-                                  parse_when(until, param="until"), where, retries=retries)
+        Every HTTP attempt is a row; ``retries=False`` leaves out the attempts that were retried.
+        ``rollup=True`` (with ``section`` in ``by``): each section's row counts its whole
+        subtree, and every ancestor has a row, in tree order (``agent:research`` includes
+        ``agent:research/llm:query``); each row is its own query, so percentiles stay exact."""
+        keys = [by] if isinstance(by, str) else list(by or [])
+        start, end = parse_when(since, param="since"), parse_when(until, param="until")
+        if not rollup:
+            return self.store.summary(keys, start, end, where, retries=retries)
+        if "section" not in keys:
+            raise errors.InvalidRequestError("rollup=True needs 'section' in by", param="rollup")
+        rest = [k for k in keys if k != "section"]
+        leaves = self.store.summary(["section"], start, end, where, retries=retries)
+        scope = (where or {}).get("section")
+        nodes: set[str] = set()
+        for row in leaves:
+            path = row["section"]
+            if path is None:
+                continue
+            parts = path.split("/")
+            nodes.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        if isinstance(scope, str):  # ancestors above the filtered subtree are not in it
+            nodes = {n for n in nodes if n == scope or n.startswith(scope + "/")}
+        out: list[dict[str, Any]] = []
+        for node in sorted(nodes, key=lambda n: n.split("/")):
+            for row in self.store.summary(rest, start, end, {**(where or {}), "section": node}, retries=retries):
+                out.append({"section": node, **row})
+        if scope is None:
+            out += self.store.summary(keys, start, end, {**(where or {}), "section": None}, retries=retries)
+        order = [*keys]
+        return [{k: r[k] for k in order} | {k: v for k, v in r.items() if k not in order} for r in out]
 
     def export(self, fmt: str, path_or_file: str | Path | IO[Any], since: Any = None,
                until: Any = None, where: Mapping[str, Any] | None = None) -> int:

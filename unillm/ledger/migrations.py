@@ -175,6 +175,21 @@ def _m010_webhook_outbox(tx: Transaction, d: Dialect) -> None:
     tx.execute("CREATE INDEX unillm_webhook_outbox_due ON unillm_webhook_outbox (state, hook, next_at)")
 
 
+def _m012_issue22(tx: Transaction, d: Dialect) -> None:
+    """Sealed provider keys (`unillm.sealed`: Fernet ciphertext only), gateway-key expiry,
+    allowed models and rotation (the previous hash, valid until ``old_until``), and price
+    overrides set over ``/admin/prices`` (one pricing.toml entry as JSON, from ``since``)."""
+    tx.execute("CREATE TABLE unillm_provider_keys (provider TEXT PRIMARY KEY, token TEXT NOT NULL, "
+               "set_at TEXT NOT NULL)")
+    for column in ("expires_at TEXT", "models TEXT", "old_hash TEXT", "old_until TEXT"):
+        tx.execute(f"ALTER TABLE unillm_keys ADD COLUMN {column}")
+    tx.execute("CREATE INDEX unillm_keys_old_hash ON unillm_keys (old_hash)")
+    tx.execute("""
+        CREATE TABLE unillm_price_overrides (
+            provider TEXT NOT NULL, model TEXT NOT NULL, since TEXT NOT NULL, entry TEXT NOT NULL,
+            set_at TEXT NOT NULL, PRIMARY KEY (provider, model, since))""")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -186,6 +201,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
     Migration("0010_webhook_outbox", _m010_webhook_outbox),
+    Migration("0012_issue22", _m012_issue22),
 ]
 
 

@@ -32,7 +32,7 @@ Status = Literal["ok", "error", "cache_hit", "budget_denied", "rule_denied", "un
 STATUSES: frozenset[str] = frozenset(
     {"ok", "error", "cache_hit", "budget_denied", "rule_denied", "unpriced", "partial",
      "in_flight", "unknown"})
-USAGE_SOURCES: frozenset[str | None] = frozenset({"provider", "tiktoken", "estimate", None})
+USAGE_SOURCES: frozenset[str | None] = frozenset({"provider", "reported", "tiktoken", "estimate", None})
 
 #: token buckets, in the order they are stored and reported
 TOKEN_FIELDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
@@ -135,7 +135,7 @@ class CallRecord:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {sorted(STATUSES)}, got {self.status!r}")
         if self.usage_source not in USAGE_SOURCES:
-            raise ValueError(f"usage_source must be provider, tiktoken, estimate or None, "
+            raise ValueError(f"usage_source must be provider, reported, tiktoken, estimate or None, "
                              f"got {self.usage_source!r}")
         for name in (*COST_FIELDS, "total_usd", "saved_usd"):
             value = getattr(self, name)

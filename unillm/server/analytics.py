@@ -140,9 +140,26 @@ def build(client: Any, since: datetime | None = None, until: datetime | None = N
         "rules": {"saved_usd": (by_reason.get("rule") or {}).get("saved_usd") or ZERO,
                   "calls": (by_reason.get("rule") or {}).get("calls", 0),
                   "by_rule": _by_rule(_rows(ledger, ["rule", "saved_reason"], since, until, where))},
+        "by_section": _sections(ledger, since, until, where),
         "top_requests": _records(ledger.store, since, until, where, "cost", top),
         "recent": _records(ledger.store, since, until, where, "recent", recent),
     }
+
+
+#: more distinct sections than this: the dashboard lists them flat (a rolled-up tree is a
+#: query per node)
+MAX_TREE = 200
+
+
+def _sections(ledger: Any, since: datetime | None, until: datetime | None,
+              where: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Spend per section as a tree: each section counts its subsections (no section: left out)."""
+    flat = [r for r in ledger.summary(by=["section"], since=since, until=until, where=where or None)
+            if r["section"] is not None]
+    rows = flat if len(flat) > MAX_TREE else [
+        r for r in ledger.summary(by=["section"], since=since, until=until, where=where or None, rollup=True)
+        if r["section"] is not None]
+    return [_slim(r, ["section"]) for r in rows]
 
 
 def fill_series(points: list[dict[str, Any]], bucket: str, since: datetime | None,

@@ -8,6 +8,8 @@ Routes::
     GET  /v1/models             chat.models             GET  /v1/budgets    analytics.budgets
     POST /v1/usage[/batch]      usage.ingest/_batch     GET  /health        health
     POST|GET /admin/keys, DELETE /admin/keys/{id}       GET  /dashboard     dashboard.endpoint
+    POST /admin/keys/{id}/rotate                         GET|PUT /admin/prices/{p}/{m}  prices
+    POST /admin/provider-keys/{provider}/test  provider_keys.test_key (sealed keys: `unillm.sealed`)
     GET  /metrics  metrics.endpoint (only with [server.metrics] enabled)
     POST /v1/messages  messages.create (Anthropic wire)   POST /v1/responses  responses.create
     GET  /v1/models/{id}  routes.model
@@ -30,6 +32,7 @@ Client is closed (``await client.aclose()``: SDK connection pools, ledger connec
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,7 +46,7 @@ from starlette.routing import Route
 
 from .. import errors
 from ..config import ServerSettings
-from .keys import ApiKey, KeyStore
+from .keys import DEFAULT_GRACE_SECONDS, ApiKey, KeyStore
 from .limiters import open_limiter
 from .ratelimit import Limited, Limiter, ReleaseLeases
 from .sessions import SESSION_COOKIE, Sessions
@@ -74,9 +77,24 @@ class Gateway:
             self.metrics = Metrics(self.server.metrics, client)
         from .alarms import InvalidKeys
         self.invalid_keys = InvalidKeys(client.budgets.alerts)
+        self._proxy_client: Any = None
         for key in self.keys.list():  # so /v1/budgets and the dashboard show every key's budget
             if key.budget_usd is not None:
                 self._register_budget(key)
+
+    @functools.cached_property
+    def meter(self) -> Any:
+        """Prices what ``/proxy`` forwards (vendor answers, ``[[apis]]``): `unillm.metering`."""
+        from ..metering.meter import Meter
+        return Meter(self.client, self.client.settings.apis)
+
+    def proxy_client(self) -> Any:
+        """The HTTP client ``/proxy`` forwards with (never follows a redirect)."""
+        if self._proxy_client is None:
+            import httpx
+            self._proxy_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(600, connect=10),
+                                                   trust_env=False)
+        return self._proxy_client
 
     # ── auth ──
     def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
@@ -101,6 +119,8 @@ class Gateway:
             if self.metrics is not None:
                 self.metrics.invalid_keys.inc()
             raise HTTPError(401, "invalid or revoked API key", code="invalid_api_key")
+        if key.expired():
+            raise HTTPError(401, f"API key {key.id} expired at {key.expires_at}", code="expired_api_key")
         if admin and not key.admin:
             raise HTTPError(403, "this endpoint needs an admin key", type="permission_error",
                             code="admin_required")
@@ -122,12 +142,20 @@ class Gateway:
         """A provider the operator configured: a ``[providers.X]`` table, or its API key set."""
         if provider in self._configured:
             return True
+        sealed = self.client.sealed_key(provider)  # `unillm secrets set`: used when the config has none
+        if sealed:
+            self.scrub.add(sealed)
         p = self.client.providers.get(provider)
         return p is not None and bool(p.resolved_api_key())
 
-    def check_model(self, model: str) -> None:
-        """404 for a model of a provider the operator did not configure (nothing is sent)."""
+    def check_model(self, model: str, key: ApiKey | None = None) -> None:
+        """404 for a model of a provider the operator did not configure (nothing is sent);
+        403 for one ``key``'s allowed models do not match (as asked, or as provider/model)."""
         ref = self.client.resolve(model)  # an unknown name raises UnknownModelError (404)
+        if key is not None and not key.allows(model, f"{ref.provider}/{ref.model}"):
+            raise HTTPError(403, f"this key may not use the model {model!r} (allowed: "
+                            f"{', '.join(key.models or ())})", type="permission_error",
+                            code="model_not_allowed", param="model")
         if not self.reachable(ref.provider):
             raise HTTPError(404, f"the model {model!r} is not served by this gateway "
                             "(GET /v1/models lists the models it serves)",
@@ -233,7 +261,8 @@ async def admin_keys(request: Request) -> Response:
         return json_response({"object": "list", "data": [k.public() for k in keys]})
     from .chat import read_json
     body = await read_json(request) or {}
-    allowed = {"user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "note"}
+    allowed = {"user", "project", "admin", "budget_usd", "period", "rpm", "tpm", "note", "expires_at",
+               "models"}
     unknown = sorted(set(body) - allowed) if isinstance(body, dict) else ["<body>"]
     if unknown:
         raise HTTPError(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(allowed))}",
@@ -254,6 +283,22 @@ async def admin_key(request: Request) -> Response:
     return json_response({"id": key_id, "revoked": True})
 
 
+async def admin_key_rotate(request: Request) -> Response:
+    """``POST /admin/keys/{id}/rotate`` ``{"grace_seconds": 86400}``: a new secret, shown once."""
+    gw: Gateway = request.app.state.gateway
+    gw.authenticate(request, admin=True)
+    from .chat import read_json
+    body = await read_json(request) or {}
+    if not isinstance(body, dict) or set(body) - {"grace_seconds"}:
+        raise HTTPError(400, "the body may hold only grace_seconds", param="grace_seconds")
+    key_id = request.path_params["key_id"]
+    grace = body.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+    done = await asyncio.to_thread(lambda: gw.keys.rotate(key_id, grace_seconds=grace))
+    if done is None:
+        raise HTTPError(404, f"no active key {key_id!r}", code="key_not_found")
+    return json_response({**done[1].public(), "key": done[0]}, 201)
+
+
 # ── the app ──────────────────────────────────────────────────────────────────
 
 def lifespan(gateway: Gateway) -> Any:
@@ -262,11 +307,17 @@ def lifespan(gateway: Gateway) -> Any:
     async def span(app: Starlette) -> AsyncIterator[None]:
         client = gateway.client
         await asyncio.to_thread(lambda: (client.ledger, client.cache))
+        for name in list(client.providers):  # sealed keys read now: a wrong master key stops the start
+            sealed = await asyncio.to_thread(client.sealed_key, name)
+            if sealed:
+                gateway.scrub.add(sealed)
         client.budgets.alerts.resume()  # webhook rows an earlier process left undelivered
         try:
             yield
         finally:
             await asyncio.to_thread(gateway.limiter.flush)  # token counts still queued
+            if gateway._proxy_client is not None:
+                await gateway._proxy_client.aclose()
             await client.aclose()
     return span
 
@@ -276,7 +327,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import analytics, chat, dashboard, messages, responses, usage
+    from . import analytics, chat, dashboard, messages, prices, provider_keys, proxy, responses, usage
     from .limits import Limits
     from .routes import model as model_detail
     gateway = Gateway(client, keys=keys, limiter=limiter)
@@ -314,7 +365,11 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/health", health, methods=["GET"]),
         Route("/admin/keys", admin_keys, methods=["GET", "POST"]),
         Route("/admin/keys/{key_id}", admin_key, methods=["DELETE"]),
+        Route("/admin/keys/{key_id}/rotate", admin_key_rotate, methods=["POST"]),
+        Route("/admin/prices/{provider}/{model:path}", prices.endpoint, methods=["GET", "PUT"]),
+        Route("/admin/provider-keys/{provider}/test", provider_keys.test_key, methods=["POST"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
+        Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     if gateway.metrics is not None:  # [server.metrics] enabled
         from . import metrics

@@ -133,7 +133,7 @@ async def completions(request: Request) -> Response:
     model, messages, params, stream, include_usage, caller = to_call(
         await read_json(request), allow_extra=gw.server.allow_extra)
     tags = gw.tag_policy.merge(caller, key)  # the key's tenancy is authoritative
-    gw.check_model(model)
+    gw.check_model(model, key)
     await gw.admit(key)
     metrics = gw.metrics  # None unless [server.metrics] is enabled: then nothing is timed
     t0 = time.perf_counter() if metrics is not None else 0.0

@@ -61,6 +61,7 @@ tr:last-child td{border-bottom:0}.pill{display:inline-block;padding:1px 8px;bord
 .pill.error,.pill.budget_denied,.pill.rule_denied{background:#fff0f0;color:#c92a2a}.pill.cache_hit{background:#e6fcf5;color:#087f5b}
 .budget{margin-bottom:12px}.budget .t{display:flex;justify-content:space-between;gap:10px;font-size:12.5px;margin-bottom:4px}
 .budget .t>span:first-child{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.budget .t>span:last-child{white-space:nowrap}
+.d1{padding-left:22px}.d2{padding-left:38px}.d3{padding-left:54px}.d4{padding-left:70px}
 .muted{color:var(--muted)}footer{color:var(--muted);font-size:12px;margin-top:18px}
 """
 
@@ -117,6 +118,20 @@ def _calls_table(calls: Sequence[Mapping[str, Any]]) -> str:
             f"<td><span class='pill {escape(c['status'])}'>{escape(c['status'])}</span></td>"
             f"<td class='num'>{_int(c['tokens'])}</td><td class='num'>{_ms(c['latency_ms'])}</td>"
             f"<td class='num'>{escape(usd(c['cost_usd']))}</td></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _sections(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The section tree: each row indented by its depth, its cost including its subsections."""
+    head = "<tr><th>Section</th><th class='num'>Calls</th><th class='num'>Tokens</th><th class='num'>Cost</th></tr>"
+    body = []
+    for r in rows:
+        path = str(r["section"])
+        depth = min(path.count("/"), 4)
+        name = path.rsplit("/", 1)[-1]
+        body.append(f"<tr class='section'><td class='d{depth}' title='{escape(path, True)}'>{escape(name)}</td>"
+                    f"<td class='num'>{_int(r['calls'])}</td><td class='num'>{_int(r['tokens'])}</td>"
+                    f"<td class='num'>{escape(usd(r['cost_usd']))}</td></tr>")
     return f"<table>{head}{''.join(body)}</table>"
 
 
@@ -204,6 +219,7 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
         "</div><div class='grid3'>",
         _card("Cache", cache), _card("Rule savings", rules), _card("Budgets", _budgets(budgets)),
         "</div>",
+        _card("By section", _sections(data.get("by_section") or [])) if data.get("by_section") else "",
         _card("Most expensive requests", _calls_table(data["top_requests"])),
         _card("Recent calls", _calls_table(data["recent"])),
         (f"<footer>Generated {escape(_when(datetime.now(timezone.utc)))} UTC by unillm · amounts are "

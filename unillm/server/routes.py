@@ -42,7 +42,7 @@ class Call:
         self.t0 = time.perf_counter() if gw.metrics is not None else 0.0
 
     async def admit(self) -> None:
-        self.gw.check_model(self.model)
+        self.gw.check_model(self.model, self.key)  # the key's allowed models, too
         await self.gw.admit(self.key)
 
     def _failed(self, exc: BaseException) -> None:

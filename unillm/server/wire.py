@@ -58,6 +58,11 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str | None]) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
+    def add(self, secret: str) -> None:
+        """Scrub ``secret`` too (a sealed provider key the gateway started using)."""
+        if len(secret) >= 4 and secret not in self.secrets:
+            self.secrets = sorted({*self.secrets, secret}, key=len, reverse=True)
+
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:

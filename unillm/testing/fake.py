@@ -1,4 +1,6 @@
-"""FakeProvider: a real HTTP server on 127.0.0.1 speaking the four vendors' wire protocols.
+"""FakeProvider: a real HTTP server on 127.0.0.1 speaking the vendors' wire protocols (the four
+native ones, and Azure OpenAI's, Bedrock's and Vertex AI's), one module per protocol in
+`unillm.testing.protocols`.
 
 Point an official SDK at it through ``base_url`` and the SDK's real request and
 response code runs, offline. Script what it answers, request by request::
@@ -141,8 +143,14 @@ class FakeProvider:
         from ..profiles import bundled_profiles
         profiles = bundled_profiles()
         chosen = names or tuple(profiles)
-        return {n: {"base_url": self.base_url(profiles[n]["adapter"]), "api_key": self.api_key}
-                for n in chosen}
+        return {n: self.client_settings(profiles[n]["adapter"]) for n in chosen}
+
+    def client_settings(self, protocol: str) -> dict[str, Any]:
+        """The provider settings that point a ``protocol`` provider here (base_url, credentials;
+        a cloud protocol's region or project too)."""
+        self.base_url(protocol)  # a clear error for a protocol it does not serve
+        settings: dict[str, Any] = next(p for p in self.protocols if p.name == protocol).client_settings(self)
+        return settings
 
 
 class _Server(ThreadingHTTPServer):
@@ -205,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json", reply.headers)
         elif stream:
             events = reply.events if reply.events is not None else list(proto.render_stream(reply, ctx))
-            self._send_sse(events, reply)
+            self._send_sse(events, reply, proto)
         else:
             payload = reply.body if reply.body is not None else proto.render(reply, ctx)
             self._send_json(200, payload, reply.headers)
@@ -226,16 +234,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send_sse(self, events: list[Any], reply: Reply) -> None:
+    def _send_sse(self, events: list[Any], reply: Reply, proto: Any) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-type", proto.stream_content_type)
         self.send_header("transfer-encoding", "chunked")
         self.send_header("cache-control", "no-cache")
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.end_headers()
         try:
-            for i, event in enumerate(_sse_frames(events)):
+            for i, event in enumerate(proto.frames(events) or _sse_frames(events)):
                 if reply.cut_after is not None and i >= reply.cut_after:
                     # drop the connection without the terminating chunk: a truncated stream
                     self.wfile.flush()

@@ -7,6 +7,7 @@ Client retries. The SDK is imported on first use, never at ``import unillm``.
 from __future__ import annotations
 
 import contextvars
+import importlib
 import json
 import math
 import re
@@ -34,6 +35,16 @@ async def _remember_response(response: Any) -> None:
         bucket.append(response)
 
 
+def _async_args() -> dict[str, Any]:
+    """httpx for the async side too, whatever else is installed: with aiohttp present the SDK
+    would switch to it unless given a transport (its errors and stream closing are not the
+    ones handled here). The transport is of the httpx the SDK itself would pick."""
+    from google.genai import _api_client as sdk  # its backend choice (GOOGLE_GENAI_HTTP_CLIENT, installed)
+    backend = sdk._get_http_client_backend(None)
+    transport = importlib.import_module(backend).AsyncHTTPTransport()
+    return {"event_hooks": {"response": [_remember_response]}, "transport": transport}
+
+
 class GoogleAdapter(Adapter):
     """Gemini via ``google.genai.Client``: generateContent and streamGenerateContent (SSE)."""
 
@@ -43,21 +54,24 @@ class GoogleAdapter(Adapter):
     def _make_client(self, async_: bool) -> Any:
         """A ``genai.Client``; async calls go through its ``.aio`` side."""
         genai = require("google.genai")
-        types = require("google.genai.types")
         key = self.settings.resolved_api_key()
         if not key:
             env = self.settings.api_key_env or "api_key"
             raise errors.AuthenticationError(
                 f"no API key: set {env} or pass api_key for provider {self.provider!r}",
                 provider=self.provider)
-        options = types.HttpOptions(
+        return genai.Client(api_key=key, http_options=self._http_options(async_))
+
+    def _http_options(self, async_: bool) -> Any:
+        """The SDK's HttpOptions: our base URL, timeout and headers, no SDK retries, httpx."""
+        types = require("google.genai.types")
+        return types.HttpOptions(
             base_url=self.settings.base_url or None,
             timeout=int(self.settings.timeout * 1000),  # the SDK takes milliseconds
             headers=dict(self.settings.headers) or None,
             retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"event_hooks": {"response": [_remember_response]}} if async_ else None,
+            async_client_args=_async_args() if async_ else None,
         )
-        return genai.Client(api_key=key, http_options=options)
 
     def _warm_client(self, client: Any, asynchronous: bool) -> None:
         (client.aio if asynchronous else client).models  # noqa: B018 - built, and imported, on first use

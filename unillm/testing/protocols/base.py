@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..replies import Ctx, Reply
+
+if TYPE_CHECKING:
+    from ..fake import FakeProvider
 
 
 class Protocol:
@@ -36,3 +39,14 @@ class Protocol:
     def render_error(self, reply: Reply, ctx: Ctx) -> Any:
         """The vendor's error body for ``reply.status`` with message ``reply.error``."""
         raise NotImplementedError
+
+    #: the content type of a stream, and `frames` its wire framing (SSE unless a protocol differs)
+    stream_content_type: str = "text/event-stream"
+
+    def frames(self, events: list[Any]) -> Iterator[bytes] | None:
+        """The stream's events as bytes on the wire; None: server-sent events."""
+        return None
+
+    def client_settings(self, fake: FakeProvider) -> dict[str, Any]:
+        """What ``fake.providers()`` sets on a provider of this protocol to reach ``fake``."""
+        return {"base_url": fake.url + self.base_path, "api_key": fake.api_key}

@@ -1,0 +1,74 @@
+"""What `unillm.observe()` adds to a raw SDK call, against FakeProvider on loopback (in its
+own process, as a real vendor would be).
+
+The same raw ``openai`` call runs with the hooks out (the SDK as shipped), with the hooks in
+but nothing metered (``passthrough``: a request to a host no entry matches), and metered
+(the call priced and its row written), interleaved in a random order each round so drift
+hits all equally. Medians and ratios. Usage: python bench/bench_observe.py [N]
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+import openai
+
+import unillm
+from bench_overhead import MESSAGES, _server  # noqa: F401 - the same server and request
+from unillm import Client
+from unillm.metering import hooks
+
+
+def measure(n: int, ledger: str, label: str) -> None:
+    with _server() as url:
+        raw = openai.OpenAI(api_key="k", base_url=url + "/v1", max_retries=0)
+        client = Client(providers={"openai": {"base_url": url + "/v1", "api_key": "k"}}, ledger=ledger)
+        meter = unillm.observe(client).meter
+        other = unillm.observe(Client(ledger="off")).meter  # meters nothing on this host
+        hooks.uninstall()
+
+        def call() -> None:
+            raw.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+
+        modes = {"raw": lambda: hooks.uninstall(), "passthrough": lambda: hooks.install(other),
+                 "metered": lambda: hooks.install(meter)}
+        for mode in modes.values():  # warm: connections, lazy imports, the ledger file
+            mode()
+            for _ in range(30):
+                call()
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        order = list(modes)
+        for _ in range(n):
+            random.shuffle(order)
+            for name in order:
+                hooks.uninstall()
+                modes[name]()
+                t0, c0 = time.perf_counter(), time.process_time()
+                call()
+                cpu[name].append(time.process_time() - c0)
+                times[name].append(time.perf_counter() - t0)
+        hooks.uninstall()
+        client.close()
+    med = {m: statistics.median(t) * 1e6 for m, t in times.items()}
+    # CPU per call: a mean (process_time ticks are coarse), less disturbed by a busy machine
+    mcpu = {m: statistics.fmean(t) * 1e6 for m, t in cpu.items()}
+    print(f"{label:16} latency: raw {med['raw']:6.0f} µs, passthrough {med['passthrough'] / med['raw']:5.3f}x, "
+          f"metered {med['metered'] / med['raw']:5.3f}x (+{med['metered'] - med['raw']:.0f} µs)   "
+          f"CPU: raw {mcpu['raw']:6.0f} µs, passthrough {mcpu['passthrough'] / mcpu['raw']:5.3f}x, "
+          f"metered {mcpu['metered'] / mcpu['raw']:5.3f}x (+{mcpu['metered'] - mcpu['raw']:.0f} µs)")
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    measure(n, "off", "ledger off")
+    with tempfile.TemporaryDirectory() as d:
+        measure(n, f"sqlite:///{d}/ledger.db", "sqlite ledger")
+
+
+if __name__ == "__main__":
+    main()
