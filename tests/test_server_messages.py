@@ -245,3 +245,14 @@ def test_document_and_image_blocks_convert_per_vendor(served, upstream):
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model="gpt-4o-mini", max_tokens=8, messages=MSG, extra_body={"route_to": "x"})
     assert "route_to" in info.value.body["error"]["message"]
+
+
+def test_a_keys_allowed_models_hold_on_messages_and_responses(served, upstream):
+    key = served.key(user="ann", models=["gpt-4o-mini"])
+    claude = _claude(served).with_options(api_key=key)
+    claude.messages.create(model="gpt-4o-mini", max_tokens=8, messages=MSG)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=MSG)
+    with pytest.raises(openai.PermissionDeniedError):
+        served.openai(key).responses.create(model="claude-sonnet-4-5", input="hi")
+    assert len(upstream.requests) == 1
