@@ -33,7 +33,7 @@ __all__ = [
     "Usage", "observe", "register_extractor", "track",
     # unillm.errors
     "UnillmError", "ConfigError", "InvalidRequestError", "UnsupportedParamError", "UnknownModelError",
-    "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
+    "UnsupportedPartError", "MissingDependencyError", "MissingPriceError", "BudgetExceededError", "RuleDeniedError", "LedgerError",
     "ProviderError", "AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError",
     "ContextWindowExceededError", "RateLimitError", "ServerError", "TimeoutError", "ConnectionError",
     "ResponseError", "UsageError", "did_you_mean",
@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         UnillmError,
         UnknownModelError,
         UnsupportedParamError,
+        UnsupportedPartError,
         UsageError,
         did_you_mean,
     )

@@ -6,6 +6,7 @@
     ├── ConfigError                  bad unillm.toml / pricing / profile (file, key, value)
     ├── InvalidRequestError          bad messages or parameters, caught before any network call
     │   └── UnsupportedParamError    the vendor cannot honour a parameter (vendor, param)
+    │       └── UnsupportedPartError a content part (file, audio) the vendor cannot take
     ├── UnknownModelError            no provider serves this model (suggestions)
     ├── MissingDependencyError       an optional SDK is not installed (install hint)
     ├── MissingPriceError            the model has no price in the price book
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "InvalidRequestError",
     "UnsupportedParamError",
+    "UnsupportedPartError",
     "UnknownModelError",
     "MissingDependencyError",
     "MissingPriceError",
@@ -107,6 +109,15 @@ class UnsupportedParamError(InvalidRequestError):
         msg = f"{provider} does not support the parameter {param!r}"
         msg += f" ({hint})" if hint else ""
         super().__init__(msg + "; pass drop_params=True to drop it silently", param=param)
+
+
+class UnsupportedPartError(UnsupportedParamError):
+    """The vendor cannot take a content part (a file, audio): refused, never dropped."""
+
+    def __init__(self, provider: str, part: str, hint: str = "") -> None:
+        self.provider = provider
+        msg = f"{provider} does not support the content part {part!r}"
+        InvalidRequestError.__init__(self, msg + (f" ({hint})" if hint else ""), param=part)
 
 
 class UnknownModelError(UnillmError, LookupError):

@@ -361,6 +361,10 @@ def _prompt(request: ChatRequest, encoding: str, exact: bool, model: str,
     the vendor's rule and make the count an estimate (a bound, not the bill)."""
     exact = exact and _encoder(encoding) is not None
     n = _messages_tokens(request.messages, encoding) + _tools_tokens(list(request.tools or ()), encoding)
+    from .parts import media_tokens
+    media = media_tokens(request.messages, model, protocol)  # files and audio: an upper bound
+    if media is not None:
+        n, exact = n + media, False
     if request.has_images():
         return n + image_tokens(request.messages, model, protocol), False
     return n, exact

@@ -74,19 +74,63 @@ class ImageURL(_Model):
     detail: Literal["auto", "low", "high"] | None = None
 
 
+class CacheControl(_Model):
+    """Anthropic's prompt-caching marker; vendors that cache implicitly ignore it (`unillm.parts`)."""
+
+    model_config = _FORBID
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class TextPart(_Model):
     model_config = _FORBID
     type: Literal["text"] = "text"
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ImagePart(_Model):
     model_config = _FORBID
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
+    cache_control: CacheControl | None = None
 
 
-ContentPart = TextPart | ImagePart
+class FileRef(_Model):
+    model_config = _FORBID
+    file_data: str | None = None   # a data: URL (base64), as OpenAI defines it
+    file_id: str | None = None     # a vendor's uploaded-file id (OpenAI's Files API)
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileRef:
+        if (self.file_data is None) == (self.file_id is None):
+            raise ValueError("a file part needs exactly one of 'file_data' (a data: URL) or 'file_id'")
+        return self
+
+
+class FilePart(_Model):
+    """A file (PDF, text) in OpenAI's shape: ``{"type": "file", "file": {"file_data": ...}}``."""
+
+    model_config = _FORBID
+    type: Literal["file"] = "file"
+    file: FileRef
+    cache_control: CacheControl | None = None
+
+
+class InputAudio(_Model):
+    model_config = _FORBID
+    data: str                      # base64
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Model):
+    model_config = _FORBID
+    type: Literal["input_audio"] = "input_audio"
+    input_audio: InputAudio
+
+
+ContentPart = TextPart | ImagePart | FilePart | AudioPart
 
 
 class FunctionCall(_Model):
@@ -147,6 +191,7 @@ class Tool(_Model):
     model_config = _FORBID
     type: Literal["function"] = "function"
     function: FunctionDef
+    cache_control: CacheControl | None = None  # Anthropic: cache the tool definitions up to here
 
 
 ToolChoice = Literal["auto", "none", "required"] | dict[str, Any]

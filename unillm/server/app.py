@@ -12,6 +12,8 @@ Routes::
     POST /admin/keys/{id}/rotate                         GET|PUT /admin/prices/{p}/{m}  prices
     POST /admin/provider-keys/{provider}/test  provider_keys.test_key (sealed keys: `unillm.sealed`)
     GET  /metrics  metrics.endpoint (only with [server.metrics] enabled)
+    POST /v1/messages  messages.create (Anthropic wire)   POST /v1/responses  responses.create
+    GET  /v1/models/{id}  routes.model
 
 Every ``/v1/*`` and ``/admin/*`` request needs ``Authorization: Bearer <key>``;
 the dashboard also accepts ``?key=`` once, which opens a server-side session
@@ -339,8 +341,21 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
-    from . import admin, analytics, chat, dashboard, embeddings, prices, provider_keys, proxy, usage
+    from . import (
+        admin,
+        analytics,
+        chat,
+        dashboard,
+        embeddings,
+        messages,
+        prices,
+        provider_keys,
+        proxy,
+        responses,
+        usage,
+    )
     from .limits import Limits
+    from .routes import model as model_detail
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
     middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout)]
@@ -348,7 +363,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         from starlette.middleware.cors import CORSMiddleware
         middleware.insert(0, Middleware(CORSMiddleware, allow_origins=limits.cors_origins,
                                         allow_methods=["GET", "POST", "DELETE"],
-                                        allow_headers=["authorization", "content-type"],
+                                        allow_headers=["authorization", "content-type", "x-api-key",
+                                                       "anthropic-version"],
                                         expose_headers=["x-unillm-cost", "x-unillm-tokens", "x-unillm-cached",
                                                         "x-unillm-model", "x-unillm-rule", "x-unillm-ledger-id",
                                                         "x-unillm-requests"]))
@@ -367,6 +383,9 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/v1/chat/completions", chat.completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
+        Route("/v1/models/{model_id:path}", model_detail, methods=["GET"]),
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/responses", responses.create, methods=["POST"]),
         Route("/v1/usage", usage.ingest, methods=["POST"]),
         Route("/v1/usage/batch", usage.ingest_batch, methods=["POST"]),
         Route("/v1/analytics", analytics.endpoint, methods=["GET"]),

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidRequestError
 from ...extra import merge_extra
+from ...parts import anthropic_block, refuse_media
 from ...types import (
     BUCKETS,
     PROMPT_BUCKETS,
@@ -44,7 +45,6 @@ from ...types import (
     FinishReason,
     FunctionCall,
     FunctionDef,
-    ImagePart,
     Message,
     ResponseMessage,
     StreamChunk,
@@ -99,6 +99,7 @@ def to_request(request: ChatRequest, model: str, settings: ProviderSettings) -> 
             request.unsupported(provider, param, hint)
     if request.has_images() and not caps.images:
         request.unsupported(provider, "images")
+    refuse_media(request.messages, provider, ("file",), "the Messages API takes no audio input")
     system, messages = _messages(request.messages)
     kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
                               "messages": messages}
@@ -137,19 +138,24 @@ SDK_KWARGS = frozenset({
 
 
 
-def _messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
-    """Top-level system prompt, and user/assistant turns with same-role neighbours merged."""
+def _messages(messages: list[Message]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """Top-level system prompt (text blocks when one carries ``cache_control``), and
+    user/assistant turns with same-role neighbours merged."""
     system: list[str] = []
+    blocks: list[dict[str, Any]] = []  # the system prompt as text blocks, cache_control kept
     turns: list[dict[str, Any]] = []
     for m in messages:
         if m.role in ("system", "developer"):
             system.append(m.text())
+            blocks.extend(_as_blocks(_content(m)))
             continue
         role, content = _turn(m)
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] = _as_blocks(turns[-1]["content"]) + _as_blocks(content)
         else:
             turns.append({"role": role, "content": content})
+    if any("cache_control" in b for b in blocks):
+        return blocks, turns
     return "\n\n".join(system) or None, turns
 
 
@@ -163,11 +169,10 @@ def _turn(m: Message) -> tuple[str, Any]:
 
 
 def _content(m: Message) -> Any:
-    """A string stays a string; parts become text and image blocks."""
+    """A string stays a string; parts become text, image and document blocks (`unillm.parts`)."""
     if isinstance(m.content, str) or m.content is None:
         return m.content or ""
-    return [_image(p.image_url.url) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
-            for p in m.content]
+    return [anthropic_block(p, "anthropic") for p in m.content]
 
 
 def _as_blocks(content: Any) -> list[dict[str, Any]]:
@@ -188,18 +193,6 @@ def _tool_use(tc: ToolCall) -> dict[str, Any]:
     return {"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": args}
 
 
-def _image(url: str) -> dict[str, Any]:
-    """``data:`` URLs become base64 sources; anything else is fetched by Anthropic."""
-    if not url.startswith("data:"):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    header, sep, data = url[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    if not sep or encoding != "base64" or not media_type:
-        raise InvalidRequestError("image data URLs must look like 'data:image/png;base64,...'",
-                                  param="messages")
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-
-
 def _tools(request: ChatRequest, provider: str, tools_ok: bool, choice_ok: bool) -> dict[str, Any]:
     if not request.tools:
         return {}
@@ -207,6 +200,9 @@ def _tools(request: ChatRequest, provider: str, tools_ok: bool, choice_ok: bool)
         request.unsupported(provider, "tools")
         return {}
     out: dict[str, Any] = {"tools": [_tool(t.function) for t in request.tools]}
+    for tool, spec in zip(out["tools"], request.tools):
+        if spec.cache_control is not None:
+            tool["cache_control"] = spec.cache_control.model_dump(exclude_none=True)
     choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
     if choice is not None:
         if choice_ok:

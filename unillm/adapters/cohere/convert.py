@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
+from ...parts import refuse_media
 from ...types import (
     BUCKETS,
     ChatRequest,
@@ -36,6 +37,7 @@ from ...types import (
     Message,
     ResponseMessage,
     StreamChunk,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -131,6 +133,7 @@ def _message(msg: Message, p: _Params) -> dict[str, Any] | None:
 
 
 def _user_content(msg: Message, p: _Params) -> str | list[dict[str, Any]]:
+    refuse_media([msg], p.settings.name, (), "Cohere's Chat API takes text and images only")
     if not msg.has_images():
         return msg.text()
     if not p.settings.capabilities.images:
@@ -143,7 +146,7 @@ def _user_content(msg: Message, p: _Params) -> str | list[dict[str, Any]]:
             if part.image_url.detail:
                 image["detail"] = part.image_url.detail
             parts.append({"type": "image_url", "image_url": image})
-        else:
+        elif isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
     return parts
 

@@ -31,13 +31,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
+from ...parts import gemini_part
 from ...types import (
     BUCKETS,
+    AudioPart,
     ChatRequest,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    FilePart,
     FinishReason,
     FunctionCall,
     ImagePart,
@@ -232,7 +235,9 @@ def _content_parts(msg: Message, request: ChatRequest, settings: ProviderSetting
                 parts.append(_image(part.image_url.url))
             else:
                 _unsupported(request, "images")
-        else:
+        elif isinstance(part, (FilePart, AudioPart)):
+            parts.append(gemini_part(part, settings.name))
+        else:  # text; cache_control dropped: Gemini caches implicitly
             parts.append({"text": part.text})
     return parts
 

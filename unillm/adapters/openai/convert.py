@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import errors
 from ...extra import merge_extra
+from ...parts import openai_dump
 from ...types import (
     BUCKETS,
     ChatRequest,
@@ -131,7 +132,7 @@ class _Gate:
 
 
 def _message(m: Message, gate: _Gate, images: bool) -> dict[str, Any]:
-    out = m.model_dump(exclude_none=True)
+    out = openai_dump(m)  # files and input_audio as OpenAI defines them; cache_control dropped
     if m.has_images() and not gate.allows(images, "images", "image content parts in messages"):
         parts = [p for p in out["content"] if p.get("type") != "image_url"]
         out["content"] = parts if parts else ""
@@ -142,7 +143,7 @@ def _tools(request: ChatRequest, kwargs: dict[str, Any], gate: _Gate, tools_ok: 
            choice_ok: bool) -> None:
     if not request.tools or not gate.allows(tools_ok, "tools"):
         return
-    kwargs["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+    kwargs["tools"] = [t.model_dump(exclude_none=True, exclude={"cache_control"}) for t in request.tools]
     if request.tool_choice is not None and gate.allows(choice_ok, "tool_choice"):
         kwargs["tool_choice"] = request.tool_choice
     if request.parallel_tool_calls is not None:

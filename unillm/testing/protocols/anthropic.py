@@ -6,6 +6,12 @@ with a ``ping``, and ``{"type": "error", "error": {...}}`` bodies. Usage has the
 vendor's semantics: ``input_tokens`` is the uncached part only, cache reads and
 writes are separate, and a stream reports input at ``message_start`` and the
 cumulative output at ``message_delta``.
+
+Prompt caching as the vendor does it: with ``usage="auto"``, a request whose tools,
+system blocks or message blocks carry ``cache_control`` has the prefix up to the last
+marker (tools, then system, then messages) reported as ``cache_creation_input_tokens``
+the first time this server sees it (its 1-hour part when the marker says
+``"ttl": "1h"``) and as ``cache_read_input_tokens`` after that.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..replies import Ctx, Reply, ToolCallSpec
+from ..replies import AUTO, Ctx, Reply, ToolCallSpec
 from .base import Protocol
 
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -28,6 +34,26 @@ _ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "
 class AnthropicProtocol(Protocol):
     name = "anthropic"
 
+    def __init__(self) -> None:
+        self.cached: set[str] = set()  # cache prefixes written so far (served as reads)
+
+    def usage(self, reply: Reply, ctx: Ctx) -> dict[str, int] | None:
+        """``ctx.usage``, with the cache_control prefix written or read (see the module doc)."""
+        usage = ctx.usage(reply)
+        found = _cache_prefix(ctx.body) if usage is not None and reply.usage == AUTO else None
+        if usage is None or found is None:
+            return usage
+        prefix, whole, ttl = found
+        written = max(len(prefix) // 4, 1)
+        usage["input_tokens"] = max(len(whole) // 4 - written, 1)
+        if prefix in self.cached:
+            usage["cache_read_tokens"] = written
+        else:
+            self.cached.add(prefix)
+            usage["cache_write_tokens"] = written
+            usage["cache_write_1h_tokens"] = written if ttl == "1h" else 0
+        return usage
+
     def matches(self, method: str, path: str) -> bool:
         return method == "POST" and path.rstrip("/") == "/v1/messages"
 
@@ -39,14 +65,14 @@ class AnthropicProtocol(Protocol):
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
         content += [_tool_use(spec, _input(spec)) for spec in reply.tool_call_specs()]
         message = _message(reply, ctx, content, _stop_reason(reply))
-        usage = ctx.usage(reply)
+        usage = self.usage(reply, ctx)
         if usage is not None:
             message["usage"] = _usage(usage)
         return message
 
     # ── streaming ──
     def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
-        usage = ctx.usage(reply)
+        usage = self.usage(reply, ctx)
         start = _message(reply, ctx, [], None)
         if usage is not None:  # provisional output count, as the real API sends
             start["usage"] = {**_usage(usage), "output_tokens": min(usage["output_tokens"], 1)}
@@ -76,6 +102,24 @@ class AnthropicProtocol(Protocol):
         message = reply.error if isinstance(reply.error, str) else f"FakeProvider: scripted {status}"
         return {"type": "error", "error": {"type": kind, "message": message},
                 "request_id": f"req_fake{ctx.seq:06d}"}
+
+
+def _cache_prefix(body: Any) -> tuple[str, str, str | None] | None:
+    """(JSON of the blocks up to the last ``cache_control``, JSON of all, its ttl), or None."""
+    if not isinstance(body, dict):
+        return None
+    system = body.get("system")
+    items: list[Any] = list(body.get("tools") or [])
+    items += system if isinstance(system, list) else [system] if system else []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        items += content if isinstance(content, list) else [content]
+    marked = [i for i, item in enumerate(items) if isinstance(item, dict) and item.get("cache_control")]
+    if not marked:
+        return None
+    last = marked[-1]
+    ttl = items[last]["cache_control"].get("ttl")
+    return json.dumps(items[:last + 1]), json.dumps(items), ttl
 
 
 def _message(reply: Reply, ctx: Ctx, content: list[dict[str, Any]], stop: str | None) -> dict[str, Any]:
