@@ -42,3 +42,17 @@ def test_a_hundred_budgets_take_as_many_statements_as_one(fake: FakeProvider, tm
     spent = {row["spent_usd"] for row in status}
     assert len(spent) == 1 and spent.pop() > Decimal(0)             # every budget charged, equally
     assert all(row["requests"] == 2 and row["in_flight"] == 0 for row in status)
+
+
+def test_the_prompt_is_counted_once_per_call_for_rules_and_budget(fake: FakeProvider, tmp_path: Path) -> None:
+    """A rule reading the prompt's size and a budget holding its worst case share one count."""
+    from unillm.tokens import count_cache_clear, count_cache_info
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                    budgets=[{"name": "b", "limit_usd": 1}],
+                    rules=[{"name": "huge", "when": {"prompt_tokens_above": 10**6}, "use": "gpt-4o-mini"}])
+    count_cache_clear()
+    client.chat(model="gpt-4o", messages=[{"role": "user", "content": "a message never counted before " * 40}],
+                max_tokens=20)
+    info = count_cache_info()
+    assert (info.misses, info.hits) == (1, 0)   # counted by the rule; the budget reused it
