@@ -1,15 +1,19 @@
-"""What a budget adds to a call on SQLite: reservation (a hold committed before the call)
-plus settlement (in the ledger row's transaction).
+"""What budgets add to a call on SQLite: admission (a hold committed before the call) plus
+settlement (in the ledger row's transaction), for 1, 10 and 100 budgets that all match the
+call's tags.
 
 The vendor is an in-process stand-in that answers a canned completion, so the figure is
-unillm's own work, not network noise. `bench_overhead.py` shows the same case interleaved
-with real SDK calls against FakeProvider (where cold CPU caches after each HTTP call make
-every step slower). Usage: python bench/bench_budgets.py [N]
+unillm's own work, not network noise. Configurations run in interleaved, reshuffled rounds;
+each figure is the median over rounds of the per-round median CPU time of a call
+(``time.thread_time``: on a loaded machine wall time mostly measures the scheduler).
+`bench_overhead.py` shows the same case interleaved with real SDK calls against FakeProvider.
+Usage: python bench/bench_budgets.py [CALLS_PER_ROUND] [ROUNDS]
 """
 
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -27,37 +31,64 @@ BODY = {"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-m
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
+TAGS = {"project": "bench", "user": "u1"}
 
 
 class Canned(OpenAIAdapter):
     """Converts the request and a canned answer exactly as the real adapter does; no HTTP."""
 
-    def complete(self, request, model):  # type: ignore[no-untyped-def]
+    def complete(self, request, model, timeout=None):  # type: ignore[no-untyped-def]
         convert.to_request(request, model, self.settings)
         return convert.from_response(BODY, self.provider)
 
 
-def median_us(client: Client, n: int) -> float:
-    client._adapters["openai"] = Canned(client.providers["openai"])
-    for _ in range(300):
-        client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+def budgets(n: int) -> list[dict[str, object]]:
+    """``n`` budgets, every one matching TAGS (a tag scope, per-user or global)."""
+    scopes: list[dict[str, str]] = [{"project": "bench"}, {"user": "*"}, {}]
+    return [{"name": f"b{i}", "limit_usd": 10**6, "alert_at": [0.5], "scope": scopes[i % 3]} for i in range(n)]
+
+
+def client(d: str, name: str, n: int) -> Client:
+    c = Client(providers={"openai": {"api_key": "k"}}, ledger=f"sqlite:///{d}/{name}.db",
+               budgets=budgets(n) if n else None)
+    c._adapters["openai"] = Canned(c.providers["openai"])
+    return c
+
+
+def one_round(c: Client, calls: int) -> float:
     samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        client.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
-        samples.append(time.perf_counter() - t0)
+    for _ in range(calls):
+        t0 = time.thread_time()
+        c.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20, tags=TAGS)
+        samples.append(time.thread_time() - t0)
     return statistics.median(samples) * 1e6
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    counts = [0, 1, 10, 100]
     with tempfile.TemporaryDirectory() as d:
-        plain = median_us(Client(providers={"openai": {"api_key": "k"}}, ledger=f"sqlite:///{d}/a.db"), n)
-        budget = median_us(Client(providers={"openai": {"api_key": "k"}}, ledger=f"sqlite:///{d}/b.db",
-                                  budgets=[{"name": "bench", "limit_usd": 10**6, "alert_at": [0.5]}]), n)
-    print(f"call with SQLite ledger        {plain:7.1f} µs")
-    print(f"same with a budget             {budget:7.1f} µs")
-    print(f"reservation + settlement       {budget - plain:7.1f} µs   [target <= 150]")
+        clients = {n: client(d, f"b{n}", n) for n in counts}
+        for c in clients.values():
+            one_round(c, 100)  # warm up: encodings, prepared statements, pages
+        seen: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(rounds):
+            order = counts[:]
+            random.shuffle(order)
+            for n in order:
+                seen[n].append(one_round(clients[n], calls))
+        for c in clients.values():
+            c.close()
+    med = {n: statistics.median(v) for n, v in seen.items()}
+    plain = med[0]
+    print(f"call with SQLite ledger        {plain:8.1f} µs CPU")
+    for n in counts[1:]:
+        print(f"same with {n:3d} budget(s)       {med[n]:8.1f} µs CPU   adds {med[n] - plain:7.1f} µs")
+    one = med[1] - plain
+    print(f"1 budget adds                  {one:8.1f} µs   [bar <= 150]")
+    print(f"100 budgets / 1 budget (added) {(med[100] - plain) / one:8.2f}x   [bar <= 2.0]")
+    print(f"100 budgets / 1 budget (call)  {med[100] / med[1]:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class Call:
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
-                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs")
+                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs", "prompt")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -55,6 +55,7 @@ class Call:
         self.budget_cap: int | None = None       # ... below the model's documented maximum
         self.kind = "chat"                       # or "embed" (unillm.embeddings)
         self.inputs: int | None = None           # embed: the inputs of this vendor request
+        self.prompt: Any = None                  # (messages, tools, model ref, count): see Client._count
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""

@@ -443,8 +443,7 @@ class Client:
         if call.kind == "embed":
             from .embeddings.pipeline import worst
             return worst(self, call)
-        from .tokens import count_prompt
-        tokens, source = count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])
+        tokens, source = self._count(call)
         model_max = (call.price.max_output_tokens if call.price is not None else None) or DEFAULT_MODEL_MAX
         return Worst.of(call.price, tokens, exact=source == "tiktoken", max_tokens=call.request.max_tokens,
                         model_max=model_max)
@@ -456,8 +455,18 @@ class Client:
         call.price = self._price_of(call, ref)
 
     def _prompt_tokens(self, call: Call) -> int:
+        return self._count(call)[0]
+
+    def _count(self, call: Call) -> tuple[int, str]:
+        """The prompt's ``(tokens, source)``, counted once per call (rules, budget, estimates
+        share it) until a rule, downgrade or fallback changes the messages or the model."""
+        req, ref, memo = call.request, call.ref, call.prompt
+        if memo is not None and memo[0] is req.messages and memo[1] is req.tools and memo[2] == ref:
+            return memo[3]  # type: ignore[no-any-return]
         from .tokens import count_prompt
-        return count_prompt(call.request, call.ref.model, self.providers[call.ref.provider])[0]
+        got = count_prompt(req, ref.model, self.providers[ref.provider])
+        call.prompt = (req.messages, req.tools, ref, got)
+        return got
 
     def _estimated_cost(self, call: Call) -> Decimal | None:
         """Worst case: the prompt plus the output cap, at the model's prices."""

@@ -1,7 +1,7 @@
 """`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
 
-Admission is one transaction over every budget whose scope matches the call:
-lock each slot, count expired holds at their worst case, check settled spend + live
+Admission is one transaction over every budget whose scope matches the call, in a
+fixed number of statements whatever their number (`store.lock_all`): lock the slots, count expired holds at their worst case, check settled spend + live
 holds + this call's worst case against the limit, and write a hold (and, when
 given, the call's write-ahead ``in_flight`` ledger row). When the request has no
 ``max_tokens``, the cap is chosen here, inside the lock (see `Budgets._cap`), so the
@@ -117,11 +117,14 @@ class Budgets:
 
     def matching(self, tags: Mapping[str, str], now: datetime) -> list[tuple[BudgetSpec, sql.Slot, datetime | None]]:
         out = []
+        windows: dict[tuple[str, str | None], tuple[str, datetime | None]] = {}  # one per period and zone
         for spec in self.specs:
             scope = spec.scope_key(tags)
             if scope is not None:
-                period, resets = spec.window(now, self._tz)
-                out.append((spec, sql.Slot(spec.name, scope, period), resets))
+                w = windows.get((spec.period, spec.timezone))
+                if w is None:
+                    w = windows[(spec.period, spec.timezone)] = spec.window(now, self._tz)
+                out.append((spec, sql.Slot(spec.name, scope, w[0]), w[1]))
         return out
 
     # ── admission ────────────────────────────────────────────────────────────
@@ -139,7 +142,8 @@ class Budgets:
         if not slots:
             return Admission()
         with self._store().transaction() as tx:
-            states = [(spec, slot, resets, sql.lock(tx, slot, now)) for spec, slot, resets in slots]
+            locked = sql.lock_all(tx, [slot for _, slot, _ in slots], now)
+            states = [(spec, slot, resets, st) for (spec, slot, resets), st in zip(slots, locked)]
             cap = worst.max_tokens if worst.max_tokens is not None else self._cap(worst, states)
             usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
             adm = Admission()
@@ -159,8 +163,8 @@ class Budgets:
             lease = min(s.lease_seconds for s, *_ in states)
             record = flight() if flight is not None else None
             hold_id = record.id if record is not None else uuid.uuid4().hex
-            for _, slot, _, _ in states:
-                sql.hold(tx, slot, hold_id, usd or _ZERO, tokens, now + timedelta(seconds=lease))
+            sql.hold(tx, [slot for _, slot, _ in slots], hold_id, usd or _ZERO, tokens,
+                     now + timedelta(seconds=lease))
             if record is not None:
                 tx.record(record)
         adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap, lease,
@@ -204,8 +208,7 @@ class Budgets:
         with self._store().transaction() as tx:
             rows = tx.execute(f"SELECT DISTINCT id FROM {sql.HOLDS} WHERE expires_at < ?",
                               (sql.stamp(now),)).fetchall()
-            for slot in sql.expired_slots(tx, now):
-                sql.lock(tx, slot, now)
+            sql.lock_all(tx, sql.expired_slots(tx, now), now)
         return len(rows)
 
     # ── settlement (inside the ledger row's transaction) ─────────────────────
@@ -218,27 +221,32 @@ class Budgets:
         if hold.flight:
             sql.forget_flight(tx, hold.id)
         events = []
-        for spec, slot in hold.slots:
-            before, after = sql.settle(tx, slot, hold.id, cost or _ZERO, tokens, hold.usd, hold.tokens)
+        spent = sql.settle(tx, [slot for _, slot in hold.slots], hold.id, cost or _ZERO, tokens, hold.usd,
+                           hold.tokens)
+        for (spec, slot), (before, after) in zip(hold.slots, spent):
             if not spec.limit_usd:
                 continue
-            resets = spec.window(now, self._tz)[1] if slot.period != "total" else None
+            if before == after:
+                continue
             # a threshold is claimed by the settlement that crosses it, in the same transaction,
             # so it fires once even across processes (the claim's primary key makes sure)
             for frac in spec.alert_at:
                 line = spec.limit_usd * Decimal(str(frac))
                 if before < line <= after and sql.claim_alert(tx, slot, str(frac), now):
-                    events.append({**self._event("budget.alert", spec, slot, after, resets), "threshold": frac})
+                    events.append({**self._event("budget.alert", spec, slot, after, self._resets(spec, slot, now)),
+                                   "threshold": frac})
             if before <= spec.limit_usd < after and sql.claim_alert(tx, slot, "exceeded", now):
-                events.append(self._event("budget.exceeded", spec, slot, after, resets))
+                events.append(self._event("budget.exceeded", spec, slot, after, self._resets(spec, slot, now)))
         return events
+
+    def _resets(self, spec: BudgetSpec, slot: sql.Slot, now: datetime) -> datetime | None:
+        return spec.window(now, self._tz)[1] if slot.period != "total" else None
 
     def release(self, tx: Any, hold: Hold) -> None:
         self._heartbeat.forget(hold.id)
         if hold.flight:
             sql.forget_flight(tx, hold.id)
-        for _, slot in hold.slots:
-            sql.release(tx, slot, hold.id, hold.usd, hold.tokens)
+        sql.release(tx, [slot for _, slot in hold.slots], hold.id, hold.usd, hold.tokens)
 
     # ── visibility ───────────────────────────────────────────────────────────
 
@@ -266,8 +274,7 @@ class Budgets:
             return None
         worst = 0.0
         with self._store().transaction() as tx:
-            for spec, slot, _ in slots:
-                st = sql.lock(tx, slot, now)
+            for (spec, _, _), st in zip(slots, sql.lock_all(tx, [slot for _, slot, _ in slots], now)):
                 worst = max(worst, _fraction(spec, st))
         return worst
 
@@ -289,8 +296,7 @@ class Budgets:
         """
         at = at or self._clock()
         slots = [(spec, slot) for spec, slot, _ in self.matching(tags, at)]
-        for _, slot in slots:
-            sql.lock(tx, slot, at)  # creates the row; no admission interleaves from here
+        sql.lock_all(tx, [slot for _, slot in slots], at)  # creates the rows; no admission interleaves
         # settling a hold of nothing adds the spend and fires the thresholds it crosses
         return self.settle(tx, Hold("charge:" + uuid.uuid4().hex, slots, _ZERO, 0, 0), cost_usd, tokens, at)
 

@@ -1,0 +1,58 @@
+"""Budgets cost a fixed number of SQL statements per call, whatever the number that match.
+
+Statements are counted on the ledger's own SQLite connection (``set_trace_callback``) while a
+real call goes through the OpenAI SDK to FakeProvider; the spend each budget sees is checked
+too, so batching the statements cannot drop a budget.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from unillm import Client
+from unillm.testing import FakeProvider, Reply
+
+HI = [{"role": "user", "content": "hi"}]
+TAGS = {"project": "p", "user": "u1"}
+
+
+def statements(fake: FakeProvider, tmp_path: Path, n: int) -> tuple[int, Client]:
+    scopes: list[dict[str, str]] = [{"project": "p"}, {"user": "*"}, {}]
+    budgets = [{"name": f"b{i}", "limit_usd": 1, "scope": scopes[i % 3], "alert_at": [0.5]} for i in range(n)]
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / f'l{n}.db'}", budgets=budgets)
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20, tags=TAGS)   # creates the rows
+    seen: list[str] = []
+    conn = client.ledger.store._connection()
+    conn.set_trace_callback(seen.append)
+    try:
+        client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20, tags=TAGS)
+    finally:
+        conn.set_trace_callback(None)
+    return len(seen), client
+
+
+def test_a_hundred_budgets_take_as_many_statements_as_one(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    one, _ = statements(fake, tmp_path, 1)
+    many, client = statements(fake, tmp_path, 100)
+    assert many == one
+    status = client.budgets.status()
+    assert len(status) == 100
+    spent = {row["spent_usd"] for row in status}
+    assert len(spent) == 1 and spent.pop() > Decimal(0)             # every budget charged, equally
+    assert all(row["requests"] == 2 and row["in_flight"] == 0 for row in status)
+
+
+def test_the_prompt_is_counted_once_per_call_for_rules_and_budget(fake: FakeProvider, tmp_path: Path) -> None:
+    """A rule reading the prompt's size and a budget holding its worst case share one count."""
+    from unillm.tokens import count_cache_clear, count_cache_info
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                    budgets=[{"name": "b", "limit_usd": 1}],
+                    rules=[{"name": "huge", "when": {"prompt_tokens_above": 10**6}, "use": "gpt-4o-mini"}])
+    count_cache_clear()
+    client.chat(model="gpt-4o", messages=[{"role": "user", "content": "a message never counted before " * 40}],
+                max_tokens=20)
+    info = count_cache_info()
+    assert (info.misses, info.hits) == (1, 0)   # counted by the rule; the budget reused it
