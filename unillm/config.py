@@ -22,6 +22,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -31,6 +32,7 @@ from .budgets.alerts import WEBHOOK_EVENTS
 from .budgets.spec import BudgetSpec
 from .metering.apis import ApiSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
+from .routing.spec import DeploymentSpec, RoutingSettings
 from .rules.spec import Rule, nested_rules, rule_label
 
 
@@ -254,7 +256,9 @@ class Settings(BaseModel):
     # deadline no call's hold is renewed, so it is counted at its worst case until it settles.
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
-    # (``[[deployments]]`` will be a typed list here, validated in the same pass)
+    # ``[[deployments]]``: many places serving one model name; ``[routing]``: how one is picked
+    deployments: list[DeploymentSpec] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # ``[[apis]]``: non-LLM APIs `unillm.observe()` meters, with their prices (observe/apis.py)
     apis: list[ApiSpec] = Field(default_factory=list)
 
@@ -305,6 +309,23 @@ class Settings(BaseModel):
                 seen.append(name)
                 name = aliases[name]
         return aliases
+
+    @model_validator(mode="after")
+    def _deployment_providers(self) -> Settings:
+        seen: set[str] = set()
+        for i, d in enumerate(self.deployments):
+            if d.provider not in self.providers:
+                close = errors.did_you_mean(d.provider, sorted(self.providers))
+                hint = f"did you mean {close[0]!r}?" if close else "name a profile or a [providers.NAME] table"
+                raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                    type=PydanticCustomError("provider", "unknown provider; {hint}", {"hint": hint}),
+                    loc=("deployments", i, "provider"), input=d.provider)])
+            if d.label in seen:
+                raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                    type=PydanticCustomError("duplicate", "two deployments are named {n!r}; give one a 'name'",
+                                             {"n": d.label}), loc=("deployments", i, "name"), input=d.label)])
+            seen.add(d.label)
+        return self
 
     @field_validator("drop_params", mode="before")
     @classmethod

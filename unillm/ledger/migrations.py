@@ -175,6 +175,13 @@ def _m010_webhook_outbox(tx: Transaction, d: Dialect) -> None:
     tx.execute("CREATE INDEX unillm_webhook_outbox_due ON unillm_webhook_outbox (state, hook, next_at)")
 
 
+def _m011_route_state(tx: Transaction, d: Dialect) -> None:
+    """Deployment health, in-flight and per-minute usage (`unillm.routing.state`), shared by
+    every process routing through this database: one JSON row per deployment, locked while
+    a deployment is picked."""
+    tx.execute("CREATE TABLE unillm_route_state (deployment TEXT PRIMARY KEY, state TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -186,6 +193,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0008_ratelimits", _m008_ratelimits),
     Migration("0009_calls", _m009_calls),
     Migration("0010_webhook_outbox", _m010_webhook_outbox),
+    Migration("0011_route_state", _m011_route_state),
 ]
 
 

@@ -1,0 +1,57 @@
+"""``[[deployments]]`` and ``[routing]``: the typed settings of `unillm.routing`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost", "usage"]
+STRATEGIES: tuple[str, ...] = ("ordered", "weighted", "least-busy", "latency", "cost", "usage")
+
+
+class DeploymentSpec(BaseModel):
+    """One ``[[deployments]]``: a place that serves the name callers use (``model``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model: str = Field(min_length=1)       # the name callers use
+    provider: str = Field(min_length=1)    # a profile or a [providers.NAME] table
+    model_id: str | None = None            # what that vendor is asked for (default: model)
+    name: str | None = None                # its ledger value (default: "provider/model_id")
+    weight: float = Field(default=1.0, gt=0)
+    rpm: int | None = Field(default=None, gt=0)   # requests per minute, checked before sending
+    tpm: int | None = Field(default=None, gt=0)   # tokens per minute (counted when calls end)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> DeploymentSpec:
+        if self.model_id is None:
+            self.model_id = self.model
+        if self.name is None:
+            self.name = f"{self.provider}/{self.model_id}"
+        return self
+
+    @property
+    def label(self) -> str:
+        assert self.name is not None
+        return self.name
+
+    @property
+    def vendor_model(self) -> str:
+        assert self.model_id is not None
+        return self.model_id
+
+
+class RoutingSettings(BaseModel):
+    """``[routing]``: how a deployment is chosen and when one is taken out."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    strategy: Strategy = "weighted"
+    strategies: dict[str, Strategy] = Field(default_factory=dict)   # per model name
+    cooldown_after: int = Field(default=3, gt=0)        # retryable failures within the window
+    cooldown_window: float = Field(default=60.0, gt=0)  # seconds
+    cooldown_seconds: float = Field(default=30.0, gt=0)  # out for this long, then one probe
+    state: Literal["ledger", "memory"] | None = None    # default: the ledger's database when on
+    latency_alpha: float = Field(default=0.3, gt=0, le=1)  # EWMA weight of the newest call
+
+    def strategy_for(self, model: str) -> str:
+        return self.strategies.get(model, self.strategy)

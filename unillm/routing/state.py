@@ -1,0 +1,101 @@
+"""Per-deployment health, in-flight and usage state: in memory (one process) or in the
+ledger's database (every process and host using it).
+
+`RouteState.update(names, fn)` runs ``fn`` on the current `Health` of each named deployment
+under a lock (SQL: one write transaction, the rows locked), then stores what ``fn`` changed:
+the pick, its accounting and its RPM check are one atomic step across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+TABLE = "unillm_route_state"
+
+
+@dataclass
+class Health:
+    """One deployment's shared state. Times are seconds of the router's clock."""
+
+    cooling_until: float = 0.0     # > now: out; <= now and > 0: half-open
+    probe_until: float = 0.0       # a half-open probe is in flight until then
+    inflight: int = 0
+    ewma_ms: float | None = None   # latency EWMA
+    ok: int = 0
+    failed: int = 0
+    fails: list[float] = field(default_factory=list)           # retryable failures (times)
+    requests: list[float] = field(default_factory=list)        # sent in the last minute
+    tokens: list[list[float]] = field(default_factory=list)    # [time, tokens] in the last minute
+
+    def trim(self, now: float, window: float) -> None:
+        self.fails = [t for t in self.fails if t > now - window]
+        self.requests = [t for t in self.requests if t > now - 60.0]
+        self.tokens = [p for p in self.tokens if p[0] > now - 60.0]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Health:
+        return cls(**json.loads(text)) if text else cls()
+
+
+class RouteState(Protocol):
+    def update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T: ...
+
+    def read(self, names: Sequence[str]) -> dict[str, Health]: ...
+
+
+class MemoryState:
+    """This process only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, Health] = {}
+
+    def update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T:
+        with self._lock:
+            return fn({n: self._rows.setdefault(n, Health()) for n in names})
+
+    def read(self, names: Sequence[str]) -> dict[str, Health]:
+        with self._lock:
+            return {n: Health.from_json(self._rows.setdefault(n, Health()).to_json()) for n in names}
+
+
+class SQLState:
+    """In the ledger's database (SQLite or PostgreSQL), one JSON row per deployment."""
+
+    def __init__(self, store: Callable[[], Any]) -> None:
+        self._store = store
+
+    def update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T:
+        store = self._store()
+        with store.transaction() as tx:
+            rows = self._load(tx, names, lock=True)
+            before = {n: h.to_json() for n, h in rows.items()}
+            out = fn(rows)
+            for n, h in rows.items():
+                text = h.to_json()
+                if text != before[n]:
+                    tx.execute(f"UPDATE {TABLE} SET state = ? WHERE deployment = ?", (text, n))
+            return out
+
+    def read(self, names: Sequence[str]) -> dict[str, Health]:
+        with self._store().transaction() as tx:
+            return self._load(tx, names, lock=False)
+
+    @staticmethod
+    def _load(tx: Any, names: Sequence[str], lock: bool) -> dict[str, Health]:
+        for n in names:
+            tx.execute(f"INSERT INTO {TABLE} (deployment, state) VALUES (?, '') "
+                       "ON CONFLICT (deployment) DO NOTHING", (n,))
+        marks = ", ".join("?" for _ in names)
+        suffix = " FOR UPDATE" if lock and tx.dialect.name == "postgresql" else ""
+        got = dict(tx.execute(f"SELECT deployment, state FROM {TABLE} WHERE deployment IN ({marks})"
+                              f" ORDER BY deployment{suffix}", tuple(names)).fetchall())
+        return {n: Health.from_json(got.get(n)) for n in names}
