@@ -904,9 +904,11 @@ class Client:
         hold = call.reservation if call is not None else None
         if call is not None:
             call.reservation = None
-            if call.deployment is not None and rec.status not in ("in_flight", "error", "unknown",
-                                                                  "budget_denied"):
-                self._route_done(call, None, tokens)
+            if call.route_held and rec.status not in ("in_flight", "error", "unknown", "budget_denied"):
+                with self.ledger.store.transaction():  # the row and the deployment's health: one commit
+                    commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+                    self._route_done(call, None, tokens)
+                return
         commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
 
 

@@ -21,6 +21,7 @@ _GROUPS = {
     "serve": "unillm.cli.serve",
     "keys": "unillm.cli.keys",
     "report": "unillm.cli.report",
+    "routes": "unillm.cli.routes",
 }
 
 

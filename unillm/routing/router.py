@@ -69,7 +69,7 @@ class Router:
                                          retry_after=soonest)
             h = rows[pick.deployment.label]
             h.inflight += 1
-            h.requests.append(now)
+            h.add("requests", now, 1.0)
             if pick.probe:
                 h.probe_until = now + self.settings.cooldown_seconds
             return pick
@@ -163,7 +163,7 @@ class Router:
             if release:
                 h.inflight = max(h.inflight - 1, 0)
             if tokens:
-                h.tokens.append([now, float(tokens)])
+                h.add("tokens", now, float(tokens))
             if error is None:
                 h.ok += 1
                 h.cooling_until = h.probe_until = 0.0
@@ -206,7 +206,7 @@ class Router:
             calls = h.ok + h.failed
             out.append({"deployment": label, "model": d.model, "provider": d.provider, "model_id": d.model_id,
                         "state": state, "cooling_until": h.cooling_until if state == "cooling" else None,
-                        "in_flight": h.inflight, "rpm_used": len(h.requests), "rpm": d.rpm,
+                        "in_flight": h.inflight, "rpm_used": int(sum(p[1] for p in h.requests)), "rpm": d.rpm,
                         "tpm_used": int(sum(p[1] for p in h.tokens)), "tpm": d.tpm,
                         "latency_ewma_ms": h.ewma_ms, "error_rate": (h.failed / calls) if calls else None})
         return out
@@ -215,25 +215,24 @@ class Router:
 def _limit_wait(d: DeploymentSpec, h: Health, now: float) -> float | None:
     """Seconds until ``d`` has room under its RPM/TPM limits; None when it has room now."""
     wait: float | None = None
-    if d.rpm is not None and len(h.requests) >= d.rpm:
-        wait = h.requests[len(h.requests) - d.rpm] + 60.0 - now
-    if d.tpm is not None:
-        used = sum(p[1] for p in h.tokens)
-        if used >= d.tpm:
-            t_wait, left = 0.0, used
-            for at, n in h.tokens:
-                left -= n
-                t_wait = at + 60.0 - now
-                if left < d.tpm:
-                    break
-            wait = t_wait if wait is None else max(wait, t_wait)
+    for limit, buckets in ((d.rpm, h.requests), (d.tpm, h.tokens)):
+        used = sum(p[1] for p in buckets)
+        if limit is None or used < limit:
+            continue
+        t_wait = 0.0
+        for at, n in buckets:  # the oldest buckets lapse first
+            used -= n
+            t_wait = at + 61.0 - now
+            if used < limit:
+                break
+        wait = t_wait if wait is None else max(wait, t_wait)
     return wait
 
 
 def _headroom(d: DeploymentSpec, h: Health) -> float:
     room = 1.0
     if d.rpm is not None:
-        room = min(room, 1 - len(h.requests) / d.rpm)
+        room = min(room, 1 - sum(p[1] for p in h.requests) / d.rpm)
     if d.tpm is not None:
         room = min(room, 1 - sum(p[1] for p in h.tokens) / d.tpm)
     return room

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -29,20 +29,33 @@ class Health:
     ok: int = 0
     failed: int = 0
     fails: list[float] = field(default_factory=list)           # retryable failures (times)
-    requests: list[float] = field(default_factory=list)        # sent in the last minute
-    tokens: list[list[float]] = field(default_factory=list)    # [time, tokens] in the last minute
+    # the last minute's requests and tokens as [second, amount] buckets, each kept until 61 s
+    # after its second began: never dropped before its true 60 s are up (limits hold exactly)
+    requests: list[list[float]] = field(default_factory=list)
+    tokens: list[list[float]] = field(default_factory=list)
 
     def trim(self, now: float, window: float) -> None:
         self.fails = [t for t in self.fails if t > now - window]
-        self.requests = [t for t in self.requests if t > now - 60.0]
-        self.tokens = [p for p in self.tokens if p[0] > now - 60.0]
+        self.requests = [p for p in self.requests if p[0] + 61.0 > now]
+        self.tokens = [p for p in self.tokens if p[0] + 61.0 > now]
+
+    def add(self, kind: str, now: float, amount: float) -> None:
+        buckets: list[list[float]] = getattr(self, kind)
+        second = float(int(now))
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += amount
+        else:
+            buckets.append([second, amount])
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps({f: getattr(self, f) for f in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None) -> Health:
         return cls(**json.loads(text)) if text else cls()
+
+
+_FIELDS = tuple(f.name for f in fields(Health))
 
 
 class RouteState(Protocol):
@@ -91,11 +104,14 @@ class SQLState:
 
     @staticmethod
     def _load(tx: Any, names: Sequence[str], lock: bool) -> dict[str, Health]:
-        for n in names:
-            tx.execute(f"INSERT INTO {TABLE} (deployment, state) VALUES (?, '') "
-                       "ON CONFLICT (deployment) DO NOTHING", (n,))
         marks = ", ".join("?" for _ in names)
         suffix = " FOR UPDATE" if lock and tx.dialect.name == "postgresql" else ""
-        got = dict(tx.execute(f"SELECT deployment, state FROM {TABLE} WHERE deployment IN ({marks})"
-                              f" ORDER BY deployment{suffix}", tuple(names)).fetchall())
+        query = f"SELECT deployment, state FROM {TABLE} WHERE deployment IN ({marks}) ORDER BY deployment{suffix}"
+        got = dict(tx.execute(query, tuple(names)).fetchall())
+        if len(got) < len(names):  # first use of a deployment: its row, then locked like the rest
+            for n in names:
+                if n not in got:
+                    tx.execute(f"INSERT INTO {TABLE} (deployment, state) VALUES (?, '') "
+                               "ON CONFLICT (deployment) DO NOTHING", (n,))
+            got = dict(tx.execute(query, tuple(names)).fetchall())
         return {n: Health.from_json(got.get(n)) for n in names}
