@@ -933,14 +933,15 @@ def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
 
 
 def _load_router(client: Client) -> Any:
-    from .routing import MemoryState, Router, SQLState
+    from .routing import MemoryState, RedisState, Router, SQLState
     s = client.settings
     mode = s.routing.state or ("ledger" if s.ledger != "off" else "memory")
     if mode == "ledger" and s.ledger == "off":
         raise errors.ConfigError('routing state is kept in the ledger\'s database; it needs a ledger '
                                  '(ledger is "off"); set [routing] state = "memory"', file=s.source,
                                  key="routing.state", value="ledger")
-    state = SQLState(lambda: client.ledger.store) if mode == "ledger" else MemoryState()
+    state: Any = SQLState(lambda: client.ledger.store) if mode == "ledger" else \
+        MemoryState() if mode == "memory" else RedisState(mode)
 
     def price(d: Any) -> Decimal | None:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .router import Pick, Router
 from .spec import STRATEGIES, DeploymentSpec, RoutingSettings
-from .state import Health, MemoryState, RouteState, SQLState
+from .state import Health, MemoryState, RedisState, RouteState, SQLState
 
-__all__ = ["STRATEGIES", "DeploymentSpec", "Health", "MemoryState", "Pick", "RouteState", "Router",
+__all__ = ["STRATEGIES", "DeploymentSpec", "Health", "MemoryState", "Pick", "RedisState", "RouteState", "Router",
            "RoutingSettings", "SQLState"]

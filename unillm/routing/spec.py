@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost", "usage"]
 STRATEGIES: tuple[str, ...] = ("ordered", "weighted", "least-busy", "latency", "cost", "usage")
@@ -50,8 +50,15 @@ class RoutingSettings(BaseModel):
     cooldown_after: int = Field(default=3, gt=0)        # retryable failures within the window
     cooldown_window: float = Field(default=60.0, gt=0)  # seconds
     cooldown_seconds: float = Field(default=30.0, gt=0)  # out for this long, then one probe
-    state: Literal["ledger", "memory"] | None = None    # default: the ledger's database when on
+    state: str | None = None   # "ledger" (default when on), "memory", or "redis://..."
     latency_alpha: float = Field(default=0.3, gt=0, le=1)  # EWMA weight of the newest call
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v: str | None) -> str | None:
+        if v is None or v in ("ledger", "memory") or v.startswith(("redis://", "rediss://", "unix://")):
+            return v
+        raise ValueError('must be "ledger", "memory" or a redis:// URL')
 
     def strategy_for(self, model: str) -> str:
         return self.strategies.get(model, self.strategy)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
+from .. import errors
+
 T = TypeVar("T")
 TABLE = "unillm_route_state"
 
@@ -115,3 +117,67 @@ class SQLState:
                                "ON CONFLICT (deployment) DO NOTHING", (n,))
             got = dict(tx.execute(query, tuple(names)).fetchall())
         return {n: Health.from_json(got.get(n)) for n in names}
+
+
+class RedisState:
+    """In Redis (``[routing] state = "redis://..."``): one JSON value per deployment, updated
+    in a WATCH/MULTI transaction (retried when another process changed it meanwhile)."""
+
+    def __init__(self, url: str, prefix: str = "unillm:route:") -> None:
+        self.url, self.prefix = url, prefix
+        self._r: Any = None
+
+    def _client(self) -> Any:
+        if self._r is None:
+            try:
+                import redis
+            except ImportError as exc:
+                raise errors.MissingDependencyError("redis", "redis") from exc
+            try:
+                self._r = redis.Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=5.0)
+            except ValueError as exc:
+                raise errors.ConfigError(f"bad Redis URL: {exc}", key="routing.state") from None
+        return self._r
+
+    def update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T:
+        try:
+            return self._update(names, fn)
+        except errors.UnillmError:
+            raise
+        except Exception as exc:  # redis.RedisError, OSError: no deployment can be chosen safely
+            raise _unavailable(exc) from None
+
+    def _update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T:
+        import redis
+        keys = [self.prefix + n for n in names]
+        with self._client().pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)
+                    rows = {n: Health.from_json(v.decode() if v else None)
+                            for n, v in zip(names, pipe.mget(keys))}
+                    before = {n: h.to_json() for n, h in rows.items()}
+                    out = fn(rows)
+                    pipe.multi()
+                    for n, key in zip(names, keys):
+                        text = rows[n].to_json()
+                        if text != before[n]:
+                            pipe.set(key, text, ex=86400)
+                    pipe.execute()
+                    return out
+                except redis.WatchError:
+                    continue
+
+    def read(self, names: Sequence[str]) -> dict[str, Health]:
+        try:
+            values = self._client().mget([self.prefix + n for n in names])
+        except errors.UnillmError:
+            raise
+        except Exception as exc:
+            raise _unavailable(exc) from None
+        return {n: Health.from_json(v.decode() if v else None) for n, v in zip(names, values)}
+
+
+def _unavailable(exc: Exception) -> errors.ServerError:
+    return errors.ServerError(f"the routing state in Redis cannot be reached ({type(exc).__name__}); "
+                              "no deployment can be chosen", retry_after=1.0)
