@@ -144,7 +144,7 @@ class RedisState:
             return self._update(names, fn)
         except errors.UnillmError:
             raise
-        except Exception as exc:  # redis.RedisError, OSError: no deployment can be chosen safely
+        except Exception as exc:  # noqa: BLE001 - redis.RedisError, OSError: no deployment can be chosen
             raise _unavailable(exc) from None
 
     def _update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T:
@@ -173,7 +173,7 @@ class RedisState:
             values = self._client().mget([self.prefix + n for n in names])
         except errors.UnillmError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - redis.RedisError, OSError
             raise _unavailable(exc) from None
         return {n: Health.from_json(v.decode() if v else None) for n, v in zip(names, values)}
 
