@@ -261,3 +261,21 @@ provider = "west"
     lines = {line.split()[0]: line for line in out.output.splitlines() if "/gpt-4o" in line}
     assert "cooling until" in lines["east/gpt-4o"] and "1/100" in lines["east/gpt-4o"]
     assert "healthy" in lines["west/gpt-4o"]
+
+
+def test_streams_and_async_calls_are_routed_and_recorded(tmp_path, fakes):
+    fakes[0].default = Reply(status=503, error="down")
+    client = _client(tmp_path, fakes, TWO, routing={"strategy": "ordered"})
+    stream = client.chat("gpt-4o", MSG, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text and stream.response.provider == "west"
+
+    async def main():
+        return await client.achat("gpt-4o", MSG)
+    assert asyncio.run(main()).provider == "west"
+    rows = list(client.ledger.store.records())
+    assert [(r.status, r.deployment) for r in rows] == [
+        ("error", "east/gpt-4o"), ("ok", "west/gpt-4o"), ("error", "east/gpt-4o"), ("ok", "west/gpt-4o")]
+    flights = {s["deployment"]: s["in_flight"] for s in client.route_status()}
+    assert flights == {"east/gpt-4o": 0, "west/gpt-4o": 0}
+    client.close()

@@ -404,6 +404,7 @@ class Client:
             if spec is not None and spec.downgrade_to and call.rule != f"budget:{spec.name}":
                 self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
                 continue
+            self._route_done(call, None, sent=False)  # refused before sending: its pick is released
             self._record(record_for(call, "budget_denied", error=adm.denied))
             nxt = self._next_in_chain(call)  # a fallback model may fit where this one did not
             if nxt is None:
@@ -486,13 +487,13 @@ class Client:
         call.ref = ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
         call.adapter = self._adapter(d.provider)
 
-    def _route_done(self, call: Call, err: BaseException | None, tokens: int = 0) -> None:
+    def _route_done(self, call: Call, err: BaseException | None, tokens: int = 0, sent: bool = True) -> None:
         if self._router is None or call.deployment is None or not call.route_held:
             return
         call.route_held = False  # released once
         latency = call.ttft_ms if call.ttft_ms is not None else call.elapsed_ms()
         self._router.done(call.deployment, error=err, latency_ms=latency if err is None else None,
-                          tokens=tokens)
+                          tokens=tokens, sent=sent and call.attempt > 0)
 
     def _next_deployment(self, call: Call) -> Call | None:
         """The next healthy deployment of the same model, before any fallback model."""
@@ -700,6 +701,7 @@ class Client:
             call, resp = await _within(run, max(limit - (time.perf_counter() - call.begun), 0.0))
         except asyncio.TimeoutError as exc:
             err = self._cut(call, sent=True)  # the sync path's error: named, never retried
+            self._route_done(call, err)
             if call.reservation is not None:  # cancelled before it even started: nothing recorded it
                 self._record(record_for(call, "error", error=err), call)
             raise err from exc
@@ -841,7 +843,7 @@ class Client:
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
-        self._route_done(call, None)  # a hit sent nothing: its pick is released
+        self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released
         if self._recording:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)

@@ -151,8 +151,9 @@ class Router:
 
     # ── learning ──
     def done(self, label: str, *, error: BaseException | None = None, latency_ms: float | None = None,
-             tokens: int = 0, release: bool = True) -> None:
-        """An attempt on ``label`` ended: ``error`` None is a success."""
+             tokens: int = 0, release: bool = True, sent: bool = True) -> None:
+        """An attempt on ``label`` ended: ``error`` None is a success; ``sent=False``: nothing
+        was sent (a budget refused it), only its in-flight count is released."""
         d = self.by_name.get(label)
         if d is None:
             return
@@ -164,6 +165,8 @@ class Router:
                 h.inflight = max(h.inflight - 1, 0)
             if tokens:
                 h.add("tokens", now, float(tokens))
+            if not sent:
+                return
             if error is None:
                 h.ok += 1
                 h.cooling_until = h.probe_until = 0.0
