@@ -136,7 +136,8 @@ def test_all_deployments_down_falls_back_to_another_model(tmp_path, fakes):
     resp = client.chat("gpt-4o", MSG)
     assert resp.provider == "backup"
     # the next deployment before any retry; the last one retries (max_retries) before the fallback
-    assert len(east.requests) == 1 and len(west.requests) == 3
+    # (weighted: either may go first)
+    assert sorted([len(east.requests), len(west.requests)]) == [1, 3]
     client.close()
 
 
