@@ -280,3 +280,22 @@ def test_streams_and_async_calls_are_routed_and_recorded(tmp_path, fakes):
     flights = {s["deployment"]: s["in_flight"] for s in client.route_status()}
     assert flights == {"east/gpt-4o": 0, "west/gpt-4o": 0}
     client.close()
+
+
+def test_deployment_name_as_rule_target_and_fallback(tmp_path, fakes):
+    deps = [{"model": "smart", "provider": "east", "model_id": "gpt-4o"},
+            {"model": "smart", "provider": "west", "model_id": "gpt-4o"}]
+    client = _client(tmp_path, fakes, deps, routing={"strategy": "ordered"},
+                     rules=[{"name": "to-smart", "when": {"model": "backup/*"}, "use": "smart"}])
+    resp = client.chat("backup/gpt-4o-mini", MSG)
+    assert resp.provider == "east" and resp.rule == "to-smart"
+    assert client.explain("backup/gpt-4o-mini", MSG)["route"]["deployment"] == "east/gpt-4o"
+    client.close()
+    fakes[2].default = Reply(status=503, error="down")
+    client = _client(tmp_path, fakes, deps, routing={"strategy": "ordered"},
+                     fallbacks=[{"model": "backup/gpt-4o-mini", "then": ["smart"]}])
+    resp = client.chat("backup/gpt-4o-mini", MSG)
+    assert resp.provider == "east"
+    rows = list(client.ledger.store.records())
+    assert rows[-1].deployment == "east/gpt-4o" and rows[-1].fallback_from == "backup/gpt-4o-mini"
+    client.close()

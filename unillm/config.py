@@ -517,6 +517,10 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
     from .profiles import Resolver
     from .rules.spec import check_targets
     resolver = Resolver(settings.providers, settings.aliases)
+    resolve = resolver.resolve
+    if settings.deployments:  # a [[deployments]] model name is a target: its deployments are checked
+        from .routing.spec import target_resolver
+        resolve = target_resolver(settings, resolver.resolve)
     if settings.on_missing_price == "record":
         def price(ref: Any) -> Any:
             return None
@@ -524,7 +528,7 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
         book = PriceBook.load(settings.pricing)
         def price(ref: Any) -> Any:
             return book.price(ref.provider, ref.model)
-    return check_targets(settings.rules, resolver.resolve, price, source=source)
+    return check_targets(settings.rules, resolve, price, source=source)
 
 
 def naming_file(open_: Callable[[], Any], source: str) -> Any:

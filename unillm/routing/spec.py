@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -62,3 +63,22 @@ class RoutingSettings(BaseModel):
 
     def strategy_for(self, model: str) -> str:
         return self.strategies.get(model, self.strategy)
+
+
+def target_resolver(settings: Any, resolve: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``resolve``, with a ``[[deployments]]`` model name (aliases followed) leading to its
+    first deployment (what a rule target check prices)."""
+    from ..profiles import ModelRef
+    first: dict[str, DeploymentSpec] = {}
+    for d in settings.deployments:
+        first.setdefault(d.model, d)
+
+    def out(name: str) -> Any:
+        seen = 0
+        while name in settings.aliases and seen < 64:
+            name, seen = settings.aliases[name], seen + 1
+        d = first.get(name)
+        if d is None:
+            return resolve(name)
+        return ModelRef(d.provider, d.vendor_model, settings.providers[d.provider].adapter)
+    return out
