@@ -517,7 +517,7 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
     from .profiles import Resolver
     from .rules.spec import check_targets
     resolver = Resolver(settings.providers, settings.aliases)
-    resolve = resolver.resolve
+    resolve: Callable[[str], Any] = resolver.resolve
     if settings.deployments:  # a [[deployments]] model name is a target: its deployments are checked
         from .routing.spec import target_resolver
         resolve = target_resolver(settings, resolver.resolve)
