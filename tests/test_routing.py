@@ -299,3 +299,28 @@ def test_deployment_name_as_rule_target_and_fallback(tmp_path, fakes):
     rows = list(client.ledger.store.records())
     assert rows[-1].deployment == "east/gpt-4o" and rows[-1].fallback_from == "backup/gpt-4o-mini"
     client.close()
+
+
+def test_rules_lint_knows_deployment_names(tmp_path):
+    from click.testing import CliRunner
+
+    from unillm.cli import cli
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICES)
+    config = tmp_path / "unillm.toml"
+    config.write_text(f"""
+pricing = "{prices}"
+[providers.east]
+adapter = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[[deployments]]
+model = "smart"
+provider = "east"
+model_id = "gpt-4o"
+[[rules]]
+name = "big"
+when = {{ prompt_tokens_above = 1000 }}
+use = "smart"
+""")
+    out = CliRunner().invoke(cli, ["rules", "lint", "--config", str(config)])
+    assert out.exit_code == 0 and "smart" not in out.output, out.output

@@ -170,7 +170,12 @@ def lint_cmd(state: State, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
     state.say(ledger=False)
     settings, rules = _as_written(state)
-    resolver = Resolver(settings.providers, settings.aliases)
+    resolver: Any = Resolver(settings.providers, settings.aliases)
+    if settings.deployments:  # a [[deployments]] model name is a known target
+        from types import SimpleNamespace
+
+        from ..routing.spec import target_resolver
+        resolver = SimpleNamespace(resolve=target_resolver(settings, resolver.resolve))
     findings = lint(rules, settings.fallbacks, resolver, pricebook(settings.pricing),
                     source=settings.source, timezone=settings.timezone,
                     on_missing_price=settings.on_missing_price)
