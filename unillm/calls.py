@@ -28,7 +28,8 @@ class Call:
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
-                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs", "prompt")
+                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs", "prompt",
+                 "deployment", "route", "route_tried", "route_held")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -56,6 +57,10 @@ class Call:
         self.kind = "chat"                       # or "embed" (unillm.embeddings)
         self.inputs: int | None = None           # embed: the inputs of this vendor request
         self.prompt: Any = None                  # (messages, tools, model ref, count): see Client._count
+        self.deployment: str | None = None       # the [[deployments]] entry this attempt went to
+        self.route: str | None = None            # the routed model name (its deployments' group)
+        self.route_tried: frozenset[str] = frozenset()  # deployments this call already used
+        self.route_held = False                  # counted in flight on `deployment` until it ends
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""
@@ -83,6 +88,7 @@ class Call:
         nxt.begun = self.begun
         nxt.cache_status = self.cache_status
         nxt.kind, nxt.inputs = self.kind, self.inputs
+        nxt.route_tried = self.route_tried
         return nxt
 
 
@@ -106,6 +112,7 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
         error_class=type(error).__name__ if error is not None else None,
         saved_usd=saved or Decimal(0), saved_reason=saved_reason, fingerprint=call.cache_key,
         tags=call.tags, section=call.section, stream=call.stream, sent_model=call.ref.model,
+        deployment=call.deployment,
         usage_sources=dict(usage.sources) if usage is not None else {},
         cache_status=call.cache_status, dropped_params=call.request.dropped, kind=call.kind, inputs=call.inputs,
         prompt=_prompt_text(call.request) if log_content else None,

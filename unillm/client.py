@@ -140,6 +140,7 @@ class Client:
                                 _asyncio_sleep if asleep is None else asleep)
         self.rules = _load_rules(s)
         self._fallbacks = {spec.model: spec.then for spec in s.fallbacks}
+        self._router = _load_router(self) if s.deployments else None
         self._pricebook: PriceBook | None = None
         self._ledger: Ledger | None = None
         self._cache: CacheBackend | None = None
@@ -246,15 +247,21 @@ class Client:
                 **params: Any) -> dict[str, Any]:
         """What the rules would do with this call (``stream=True``: streamed), as data: each
         rule, each condition held or failed, and the resulting request. Nothing is sent or
-        recorded."""
+        recorded. A model with ``[[deployments]]`` adds ``route``: the deployment the strategy
+        would pick now, and why."""
         from .rules import RuleSet, explain_dict
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
-        ref = self._resolver.resolve(model)
+        ref = self._resolve(model)
         call = Call(request, ref, self._adapter(ref.provider), {**self.settings.tags, **(tags or {})}, model,
                     at or self._clock(), stream, sections.current())
         rules = self.rules or RuleSet()
         ctx = self._rule_context(call)
-        return explain_dict(rules.explain(ctx), rules.evaluate(ctx), request)
+        decision = rules.evaluate(ctx)
+        out = explain_dict(rules.explain(ctx), decision, request)
+        route = self._routed_name(decision.use if decision and decision.use else model)
+        if route is not None and self._router is not None:
+            out["route"] = self._router.preview(route)  # the deployment the strategy would pick
+        return out
 
     def resolve(self, model: str) -> ModelRef:
         """Where ``model`` leads (provider, vendor model id, wire protocol)."""
@@ -347,12 +354,14 @@ class Client:
                  tags: Mapping[str, str] | None, stream: bool, cache: Any = None,
                  asynchronous: bool = False) -> Call:
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
-        ref = self._resolver.resolve(model)
+        ref = self._resolve(model)
         all_tags = {**self.settings.tags, **call_tags(tags)} if tags is not None else dict(self.settings.tags)
         call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
                     sections.current())
         if self.rules:
             self._apply_rules(call, self.rules)
+        if self._router is not None:
+            self._route(call, call.route or self._routed_name(model))
         call.price = self._price_of(call, call.ref)
         decision = call.cache = self.cache_policy.decide(call.request, cache)
         if call.rule_ttl is not None and decision.write:
@@ -387,7 +396,8 @@ class Client:
         call.rule_ttl = decision.cache_ttl
         request = decision.apply(call.request)
         if decision.use is not None:
-            ref = self._resolver.resolve(decision.use)
+            ref = self._resolve(decision.use)
+            call.route = self._routed_name(decision.use)
             if ref != call.ref:
                 call.swapped_from, call.ref, call.adapter = call.ref, ref, self._adapter(ref.provider)
         call.request = request
@@ -425,6 +435,7 @@ class Client:
                     and call.kind == "chat":  # a chat model cannot answer an embedding call
                 self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
                 continue
+            self._route_done(call, None, sent=False)  # refused before sending: its pick is released
             self._record(record_for(call, "budget_denied", error=adm.denied))
             nxt = self._next_in_chain(call)  # a fallback model may fit where this one did not
             if nxt is None:
@@ -507,6 +518,74 @@ class Client:
             self._adapters[provider] = adapter
         return adapter
 
+    # ── deployments (unillm.routing) ────────────────────────────────────────
+
+    def _routed_name(self, model: str) -> str | None:
+        """The ``[[deployments]]`` model name ``model`` leads to (aliases followed), if any."""
+        if self._router is None:
+            return None
+        seen = 0
+        while model in self.settings.aliases and seen < 64:
+            model, seen = self.settings.aliases[model], seen + 1
+        return model if self._router.routes(model) else None
+
+    def _resolve(self, model: str) -> ModelRef:
+        name = self._routed_name(model)
+        if name is None or self._router is None:
+            return self._resolver.resolve(model)
+        d = self._router.groups[name][0]
+        return ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
+
+    def _route(self, call: Call, name: str | None) -> None:
+        """Send ``call`` to the deployment of ``name`` the strategy picks (counted in flight)."""
+        if name is None or self._router is None:
+            return
+        try:
+            pick = self._router.pick(name, call.route_tried)
+        except errors.ProviderError as err:
+            self._record(record_for(call, "error", error=err))
+            raise
+        d = pick.deployment
+        call.route, call.deployment, call.route_held = name, d.label, True
+        call.route_tried = call.route_tried | {d.label}
+        call.ref = ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
+        call.adapter = self._adapter(d.provider)
+
+    def _route_done(self, call: Call, err: BaseException | None, tokens: int = 0, sent: bool = True) -> None:
+        if self._router is None or call.deployment is None or not call.route_held:
+            return
+        call.route_held = False  # released once
+        latency = call.ttft_ms if call.ttft_ms is not None else call.elapsed_ms()
+        self._router.done(call.deployment, error=err, latency_ms=latency if err is None else None,
+                          tokens=tokens, sent=sent and call.attempt > 0)
+
+    def _next_deployment(self, call: Call) -> Call | None:
+        """The next healthy deployment of the same model, before any fallback model."""
+        if self._router is None or call.route is None:
+            return None
+        try:
+            pick = self._router.pick(call.route, call.route_tried)
+        except errors.ProviderError:
+            return None
+        d = pick.deployment
+        ref = ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
+        nxt = call.retarget(ref, self._adapter(d.provider), self._price_of(call, ref), call.deployment or str(call.ref))
+        nxt.route, nxt.deployment, nxt.route_tried = call.route, d.label, call.route_tried | {d.label}
+        nxt.route_held = True
+        nxt.remaining = call.remaining
+        return self._admit(nxt) if self.budgets else nxt
+
+    def _max_retries(self, call: Call) -> int:
+        """Retries on this deployment: none while the model has another one to try."""
+        if self._router is not None and call.route is not None and \
+                len(self._router.groups[call.route]) > len(call.route_tried):
+            return 0
+        return call.adapter.settings.max_retries
+
+    def route_status(self) -> list[dict[str, Any]]:
+        """Each deployment's health, in-flight count, RPM/TPM used, latency EWMA, error rate."""
+        return self._router.status() if self._router is not None else []
+
     # ── step 7: call, retries, fallbacks ─────────────────────────────────────
 
     def _translate(self, call: Call, exc: BaseException) -> BaseException:
@@ -527,7 +606,7 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
-        return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+        return self._retrier.run(once, lambda e: self._translate(call, e), self._max_retries(call),
                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
     def _aattempt(self, call: Call, run: Callable[[float | None], Awaitable[Any]]) -> Awaitable[Any]:
@@ -542,7 +621,7 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
-        return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
+        return self._retrier.arun(once, lambda e: self._translate(call, e), self._max_retries(call),
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
     def _deadline_of(self, call: Call) -> float | None:
@@ -580,6 +659,8 @@ class Client:
         ``unknown`` when the vendor may have billed it: then its budget hold is settled at its
         worst case now, and the retry needs a hold of its own (`_readmit`); else the hold stays
         with the call."""
+        if self._router is not None and call.deployment is not None:
+            self._router.done(call.deployment, error=err, release=False)
         if not self._recording:
             return
         status = failed_status(err)
@@ -617,21 +698,25 @@ class Client:
                 self._record(record_for(call, failed_status(err), error=err), call)
             except Exception:  # noqa: BLE001, S110 - the caller re-raises `err`: a failed row must not mask it
                 pass
+        self._route_done(call, err)
         if not isinstance(err, _FALLBACK_ON):
             return None  # auth and bad requests are not masked by a fallback
         if call.overdue(self._deadline_of(call)):
             return None  # past the call's deadline: no further model is tried
-        nxt = self._next_in_chain(call)
+        nxt = self._next_deployment(call) or self._next_in_chain(call)
         return self._admit(nxt) if nxt is not None and self.budgets else nxt
 
     def _next_in_chain(self, call: Call) -> Call | None:
         remaining = call.remaining if call.remaining is not None else self._chain_for(call)
         if not remaining:
             return None
-        ref = self._resolver.resolve(remaining[0])
+        ref = self._resolve(remaining[0])
         nxt = call.retarget(ref, self._adapter(ref.provider), self._price_of(call, ref),
                             call.fallback_from or str(call.ref))
         nxt.remaining = remaining[1:]
+        nxt.route, nxt.deployment, nxt.route_tried = None, None, frozenset()
+        if self._router is not None and self._routed_name(remaining[0]):
+            self._route(nxt, self._routed_name(remaining[0]))
         return nxt
 
     def _chain_for(self, call: Call) -> list[str]:
@@ -680,6 +765,7 @@ class Client:
             call, resp = await _within(run, max(limit - (time.perf_counter() - call.begun), 0.0))
         except asyncio.TimeoutError as exc:
             err = self._cut(call, sent=True)  # the sync path's error: named, never retried
+            self._route_done(call, err)
             if call.reservation is not None:  # cancelled before it even started: nothing recorded it
                 self._record(record_for(call, "error", error=err), call)
             raise err from exc
@@ -821,6 +907,7 @@ class Client:
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
+        self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released
         if self._recording:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)
@@ -883,6 +970,11 @@ class Client:
         hold = call.reservation if call is not None else None
         if call is not None:
             call.reservation = None
+            if call.route_held and rec.status not in ("in_flight", "error", "unknown", "budget_denied"):
+                with self.ledger.store.transaction():  # the row and the deployment's health: one commit
+                    commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+                    self._route_done(call, None, tokens)
+                return
         commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
 
 
@@ -904,6 +996,26 @@ def _load_budgets(s: Settings, store: Callable[[], Any], clock: Clock) -> Any:
         from .webhooks import Outbox
         outbox = Outbox(s.alerts.webhooks, store)
     return Budgets(s.budgets, store, clock, s.timezone, Alerts(s.alerts.webhook, outbox=outbox))
+
+
+def _load_router(client: Client) -> Any:
+    from .routing import MemoryState, RedisState, Router, SQLState
+    s = client.settings
+    mode = s.routing.state or ("ledger" if s.ledger != "off" else "memory")
+    if mode == "ledger" and s.ledger == "off":
+        raise errors.ConfigError('routing state is kept in the ledger\'s database; it needs a ledger '
+                                 '(ledger is "off"); set [routing] state = "memory"', file=s.source,
+                                 key="routing.state", value="ledger")
+    state: Any = SQLState(lambda: client.ledger.store) if mode == "ledger" else \
+        MemoryState() if mode == "memory" else RedisState(mode)
+
+    def price(d: Any) -> Decimal | None:
+        try:
+            p = client.pricebook.price(d.provider, d.vendor_model)
+        except errors.MissingPriceError:
+            return None
+        return p.cost(Usage(input_tokens=1000, output_tokens=1000)).total_usd
+    return Router(s.deployments, s.routing, state, lambda: client._clock().timestamp(), price)
 
 
 def _load_rules(s: Settings) -> RuleSet | None:

@@ -22,6 +22,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -31,6 +32,7 @@ from .budgets.alerts import WEBHOOK_EVENTS
 from .budgets.spec import BudgetSpec
 from .metering.apis import ApiSpec
 from .profiles import ProviderSettings, bundled_profiles, profile_fields
+from .routing.spec import DeploymentSpec, RoutingSettings
 from .rules.spec import Rule, nested_rules, rule_label
 
 
@@ -261,7 +263,9 @@ class Settings(BaseModel):
     # deadline no call's hold is renewed, so it is counted at its worst case until it settles.
     call_deadline: float | None = Field(default=1800.0, gt=0)
     stream_deadline: float | None = Field(default=3600.0, gt=0)
-    # (``[[deployments]]`` will be a typed list here, validated in the same pass)
+    # ``[[deployments]]``: many places serving one model name; ``[routing]``: how one is picked
+    deployments: list[DeploymentSpec] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # ``[[apis]]``: non-LLM APIs `unillm.observe()` meters, with their prices (observe/apis.py)
     apis: list[ApiSpec] = Field(default_factory=list)
 
@@ -312,6 +316,23 @@ class Settings(BaseModel):
                 seen.append(name)
                 name = aliases[name]
         return aliases
+
+    @model_validator(mode="after")
+    def _deployment_providers(self) -> Settings:
+        seen: set[str] = set()
+        for i, d in enumerate(self.deployments):
+            if d.provider not in self.providers:
+                close = errors.did_you_mean(d.provider, sorted(self.providers))
+                hint = f"did you mean {close[0]!r}?" if close else "name a profile or a [providers.NAME] table"
+                raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                    type=PydanticCustomError("provider", "unknown provider; {hint}", {"hint": hint}),
+                    loc=("deployments", i, "provider"), input=d.provider)])
+            if d.label in seen:
+                raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                    type=PydanticCustomError("duplicate", "two deployments are named {n!r}; give one a 'name'",
+                                             {"n": d.label}), loc=("deployments", i, "name"), input=d.label)])
+            seen.add(d.label)
+        return self
 
     @field_validator("drop_params", mode="before")
     @classmethod
@@ -506,6 +527,10 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
     from .profiles import Resolver
     from .rules.spec import check_targets
     resolver = Resolver(settings.providers, settings.aliases)
+    resolve: Callable[[str], Any] = resolver.resolve
+    if settings.deployments:  # a [[deployments]] model name is a target: its deployments are checked
+        from .routing.spec import target_resolver
+        resolve = target_resolver(settings, resolver.resolve)
     if settings.on_missing_price == "record":
         def price(ref: Any) -> Any:
             return None
@@ -514,7 +539,7 @@ def _rule_target_problems(settings: Settings, source: str) -> list[errors.Config
         book = PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
         def price(ref: Any) -> Any:
             return book.price(ref.provider, ref.model)
-    return check_targets(settings.rules, resolver.resolve, price, source=source)
+    return check_targets(settings.rules, resolve, price, source=source)
 
 
 def naming_file(open_: Callable[[], Any], source: str) -> Any:

@@ -23,6 +23,7 @@ _GROUPS = {
     "report": "unillm.cli.report",
     "secrets": "unillm.cli.secrets",
     "audit": "unillm.cli.audit",
+    "routes": "unillm.cli.routes",
 }
 
 

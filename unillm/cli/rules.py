@@ -171,7 +171,12 @@ def lint_cmd(state: State, fmt: str) -> None:
     """Find unknown or unpriced targets, invalid rules, shadowed rules, fallback cycles."""
     state.say(ledger=False)
     settings, rules = _as_written(state)
-    resolver = Resolver(settings.providers, settings.aliases)
+    resolver: Any = Resolver(settings.providers, settings.aliases)
+    if settings.deployments:  # a [[deployments]] model name is a known target
+        from types import SimpleNamespace
+
+        from ..routing.spec import target_resolver
+        resolver = SimpleNamespace(resolve=target_resolver(settings, resolver.resolve))
     from ..adapters.cloud import price_tables
     book = pricebook(settings.pricing).priced_as(price_tables(settings.providers))
     findings = lint(rules, settings.fallbacks, resolver, book,

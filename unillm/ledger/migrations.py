@@ -222,6 +222,13 @@ def _m013_admin(tx: Transaction, d: Dialect) -> None:
             PRIMARY KEY (kind, name))""")
 
 
+def _m014_route_state(tx: Transaction, d: Dialect) -> None:
+    """Deployment health, in-flight and per-minute usage (`unillm.routing.state`), shared by
+    every process routing through this database: one JSON row per deployment, locked while
+    a deployment is picked."""
+    tx.execute("CREATE TABLE unillm_route_state (deployment TEXT PRIMARY KEY, state TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -236,6 +243,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0011_embeddings", _m011_embeddings),
     Migration("0012_issue22", _m012_issue22),
     Migration("0013_admin", _m013_admin),
+    Migration("0014_route_state", _m014_route_state),
 ]
 
 

@@ -20,6 +20,7 @@ from .store import Dialect
 COLUMN_DIMENSIONS = frozenset({
     "provider", "model", "requested_model", "status", "section", "rule", "shadow_rule",
     "fallback_from", "error_class", "usage_source", "price_version", "saved_reason", "cache_status",
+    "deployment",
 })
 TIME_DIMENSIONS = ("hour", "day", "week", "month")
 

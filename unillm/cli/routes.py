@@ -1,0 +1,52 @@
+"""``unillm routes status``: each ``[[deployments]]`` entry's health, load and latency, read
+from the routing state shared in the ledger's database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import click
+
+from .. import errors
+from ._common import State, ms, state_options
+
+
+@click.group()
+def group() -> None:
+    """Deployments from unillm.toml and how each is doing."""
+
+
+@group.command()
+@state_options()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(state: State, fmt: str) -> None:
+    """Each deployment: healthy / cooling (until) / half-open, in flight, RPM and TPM used,
+    latency EWMA, error rate."""
+    state.say()
+    try:
+        rows = state.client().route_status()
+    except errors.UnillmError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no [[deployments]] configured")
+        return
+    header = ("deployment", "model", "state", "in flight", "rpm", "tpm", "latency", "errors")
+    table = [header] + [(
+        r["deployment"], r["model"], _state(r), str(r["in_flight"]),
+        f"{r['rpm_used']}/{r['rpm']}" if r["rpm"] else str(r["rpm_used"]),
+        f"{r['tpm_used']}/{r['tpm']}" if r["tpm"] else str(r["tpm_used"]),
+        ms(r["latency_ewma_ms"]), "-" if r["error_rate"] is None else f"{r['error_rate']:.0%}") for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _state(r: dict[str, object]) -> str:
+    until = r.get("cooling_until")
+    if r["state"] == "cooling" and isinstance(until, float):
+        return "cooling until " + datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
+    return str(r["state"])

@@ -1,0 +1,243 @@
+"""`Router`: which deployment of a model a call goes to, and what each attempt taught it.
+
+Per call: `pick` (skipping deployments cooling down, at their RPM/TPM limit or already
+tried by this call; a half-open one admits a single probe), then `done` when the attempt
+ends (in-flight released, health and latency updated). See README "Deployments".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .. import errors
+from .spec import DeploymentSpec, RoutingSettings
+from .state import Health, RouteState
+
+
+@dataclass(frozen=True)
+class Pick:
+    deployment: DeploymentSpec
+    strategy: str
+    reason: str
+    probe: bool = False
+
+
+class Router:
+    """Deployments grouped by the model name callers use."""
+
+    def __init__(self, deployments: Sequence[DeploymentSpec], settings: RoutingSettings,
+                 state: RouteState, clock: Callable[[], float],
+                 price: Callable[[DeploymentSpec], Decimal | None] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings, self.state, self.clock = settings, state, clock
+        self.groups: dict[str, list[DeploymentSpec]] = {}
+        for d in deployments:
+            self.groups.setdefault(d.model, []).append(d)
+        self.by_name = {d.label: d for d in deployments}
+        self._price = price or (lambda d: None)
+        self._rng = rng or random.Random()
+
+    def routes(self, model: str) -> bool:
+        return model in self.groups
+
+    def names(self, model: str) -> list[str]:
+        return [d.label for d in self.groups[model]]
+
+    # ── choosing ──
+    def pick(self, model: str, exclude: frozenset[str] = frozenset()) -> Pick:
+        """The deployment this call goes to, counted as sent (in flight, one request).
+        `RateLimitError` (earliest ``retry_after``) when every candidate is at its limit;
+        `ServerError` when every one is cooling down or was tried already."""
+        group = [d for d in self.groups[model] if d.label not in exclude]
+        if not group:
+            raise errors.ServerError(f"every deployment of {model!r} failed for this call", model=model)
+        now = self.clock()
+
+        def choose(rows: dict[str, Health]) -> Pick:
+            pick, waits, cooling = self._choose(model, group, rows, now)
+            if pick is None:
+                if waits and not cooling:
+                    raise errors.RateLimitError(
+                        f"every deployment of {model!r} is at its rpm/tpm limit", model=model,
+                        retry_after=max(min(waits), 0.0))
+                soonest = min([*waits, *cooling]) if waits or cooling else None
+                raise errors.ServerError(f"every deployment of {model!r} is cooling down", model=model,
+                                         retry_after=soonest)
+            h = rows[pick.deployment.label]
+            h.inflight += 1
+            h.add("requests", now, 1.0)
+            if pick.probe:
+                h.probe_until = now + self.settings.cooldown_seconds
+            return pick
+        return self.state.update([d.label for d in group], choose)
+
+    def _choose(self, model: str, group: list[DeploymentSpec], rows: dict[str, Health],
+                now: float) -> tuple[Pick | None, list[float], list[float]]:
+        s = self.settings
+        ready: list[tuple[DeploymentSpec, Health, bool]] = []
+        waits: list[float] = []    # seconds until a deployment at its limit has room
+        cooling: list[float] = []  # seconds until a cooling one may be probed
+        for d in group:
+            h = rows[d.label]
+            h.trim(now, s.cooldown_window)
+            if h.cooling_until > now:
+                cooling.append(h.cooling_until - now)
+                continue
+            probe = h.cooling_until > 0
+            if probe and h.probe_until > now:
+                cooling.append(h.probe_until - now)
+                continue
+            wait = _limit_wait(d, h, now)
+            if wait is not None:
+                waits.append(wait)
+                continue
+            ready.append((d, h, probe))
+        if not ready:
+            return None, waits, cooling
+        strategy = s.strategy_for(model)
+        probes = [r for r in ready if r[2]]
+        if probes:  # a half-open deployment gets its one probe first
+            d, _, _ = probes[0]
+            return Pick(d, strategy, f"half-open: one probe after {s.cooldown_seconds:g}s cooling", True), [], []
+        d, reason = self._by_strategy(strategy, ready)
+        skipped = len(group) - len(ready)
+        if skipped:
+            reason += f"; {skipped} skipped (cooling or at limit)"
+        return Pick(d, strategy, reason), [], []
+
+    def _by_strategy(self, strategy: str, ready: list[tuple[DeploymentSpec, Health, bool]]) \
+            -> tuple[DeploymentSpec, str]:
+        if strategy == "ordered" or len(ready) == 1:
+            return ready[0][0], "first healthy in order" if strategy == "ordered" else "only candidate"
+        if strategy == "weighted":
+            total = sum(d.weight for d, _, _ in ready)
+            d = self._rng.choices([r[0] for r in ready], [r[0].weight for r in ready])[0]
+            return d, f"weighted: {d.weight:g}/{total:g}"
+        if strategy == "least-busy":
+            low = min(h.inflight for _, h, _ in ready)
+            d = next(d for d, h, _ in ready if h.inflight == low)
+            return d, f"least-busy: {low} in flight"
+        if strategy == "latency":
+            d, h, _ = min(ready, key=lambda r: -1.0 if r[1].ewma_ms is None else r[1].ewma_ms)
+            return d, "latency: untried" if h.ewma_ms is None else f"latency: EWMA {h.ewma_ms:.1f} ms"
+        if strategy == "cost":
+            priced = [(self._price(d), d) for d, _, _ in ready]
+            known = [(p, d) for p, d in priced if p is not None]
+            if not known:
+                return ready[0][0], "cost: none priced, first in order"
+            p, d = min(known, key=lambda x: x[0])
+            return d, f"cost: cheapest (${p} per 1k in + 1k out)"
+        # usage: furthest from its limits
+        d, h, _ = max(ready, key=lambda r: _headroom(r[0], r[1]))
+        return d, f"usage: {_headroom(d, h):.0%} headroom"
+
+    def preview(self, model: str) -> dict[str, Any]:
+        """What `pick` would choose now, and why; nothing is counted (a weighted pick is one draw)."""
+        group = self.groups[model]
+        rows = self.state.read([d.label for d in group])
+        pick, waits, cooling = self._choose(model, group, rows, self.clock())
+        if pick is None:
+            why = "every deployment is at its rpm/tpm limit" if waits and not cooling else \
+                "every deployment is cooling down"
+            return {"model": model, "strategy": self.settings.strategy_for(model), "deployment": None,
+                    "reason": why}
+        return {"model": model, "strategy": pick.strategy, "deployment": pick.deployment.label,
+                "provider": pick.deployment.provider, "model_id": pick.deployment.model_id,
+                "reason": pick.reason, "probe": pick.probe}
+
+    # ── learning ──
+    def done(self, label: str, *, error: BaseException | None = None, latency_ms: float | None = None,
+             tokens: int = 0, release: bool = True, sent: bool = True) -> None:
+        """An attempt on ``label`` ended: ``error`` None is a success; ``sent=False``: nothing
+        was sent (a budget refused it), only its in-flight count is released."""
+        d = self.by_name.get(label)
+        if d is None:
+            return
+        now, s = self.clock(), self.settings
+
+        def apply(rows: dict[str, Health]) -> None:
+            h = rows[label]
+            if release:
+                h.inflight = max(h.inflight - 1, 0)
+            if tokens:
+                h.add("tokens", now, float(tokens))
+            if not sent:
+                return
+            if error is None:
+                h.ok += 1
+                h.cooling_until = h.probe_until = 0.0
+                h.fails = []
+                if latency_ms is not None:
+                    a = s.latency_alpha
+                    h.ewma_ms = latency_ms if h.ewma_ms is None else a * latency_ms + (1 - a) * h.ewma_ms
+                return
+            h.failed += 1
+            if not getattr(error, "retryable", False):
+                return
+            retry_after = getattr(error, "retry_after", None)
+            if isinstance(error, errors.RateLimitError) and retry_after:
+                h.cooling_until = max(h.cooling_until, now + float(retry_after))
+                h.probe_until = 0.0
+                return
+            if h.cooling_until > 0:  # the half-open probe failed: out again
+                h.cooling_until, h.probe_until, h.fails = now + s.cooldown_seconds, 0.0, []
+                return
+            h.fails = [t for t in h.fails if t > now - s.cooldown_window] + [now]
+            if len(h.fails) >= s.cooldown_after:
+                h.cooling_until, h.fails = now + s.cooldown_seconds, []
+        self.state.update([label], apply)
+
+    # ── visibility ──
+    def status(self) -> list[dict[str, Any]]:
+        """Each deployment: state (healthy, cooling, half-open), in flight, RPM/TPM used,
+        latency EWMA, error rate."""
+        now, out = self.clock(), []
+        rows = self.state.read(list(self.by_name))
+        for label, d in self.by_name.items():
+            h = rows[label]
+            h.trim(now, self.settings.cooldown_window)
+            if h.cooling_until > now:
+                state = "cooling"
+            elif h.cooling_until > 0:
+                state = "half-open"
+            else:
+                state = "healthy"
+            calls = h.ok + h.failed
+            out.append({"deployment": label, "model": d.model, "provider": d.provider, "model_id": d.model_id,
+                        "state": state, "cooling_until": h.cooling_until if state == "cooling" else None,
+                        "in_flight": h.inflight, "rpm_used": int(sum(p[1] for p in h.requests)), "rpm": d.rpm,
+                        "tpm_used": int(sum(p[1] for p in h.tokens)), "tpm": d.tpm,
+                        "latency_ewma_ms": h.ewma_ms, "error_rate": (h.failed / calls) if calls else None})
+        return out
+
+
+def _limit_wait(d: DeploymentSpec, h: Health, now: float) -> float | None:
+    """Seconds until ``d`` has room under its RPM/TPM limits; None when it has room now."""
+    wait: float | None = None
+    for limit, buckets in ((d.rpm, h.requests), (d.tpm, h.tokens)):
+        used = sum(p[1] for p in buckets)
+        if limit is None or used < limit:
+            continue
+        t_wait = 0.0
+        for at, n in buckets:  # the oldest buckets lapse first
+            used -= n
+            t_wait = at + 61.0 - now
+            if used < limit:
+                break
+        wait = t_wait if wait is None else max(wait, t_wait)
+    return wait
+
+
+def _headroom(d: DeploymentSpec, h: Health) -> float:
+    room = 1.0
+    if d.rpm is not None:
+        room = min(room, 1 - sum(p[1] for p in h.requests) / d.rpm)
+    if d.tpm is not None:
+        room = min(room, 1 - sum(p[1] for p in h.tokens) / d.tpm)
+    return room
+
+
