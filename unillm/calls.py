@@ -28,7 +28,7 @@ class Call:
     __slots__ = ("request", "ref", "adapter", "tags", "requested_model", "at", "t0", "stream",
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
-                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun")
+                 "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "obs")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -53,6 +53,7 @@ class Call:
         self.attempt = 0                         # HTTP attempts started, fallbacks included
         self.attempt_t0 = self.t0                # when the current attempt started
         self.budget_cap: int | None = None       # ... below the model's documented maximum
+        self.obs: Any = None                     # its spans (unillm.telemetry), when traced
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""
@@ -79,6 +80,7 @@ class Call:
         nxt.t0 = self.t0  # one clock for the whole call: its rows' started_at stay in order
         nxt.begun = self.begun
         nxt.cache_status = self.cache_status
+        nxt.obs = self.obs
         return nxt
 
 

@@ -60,6 +60,7 @@ from .streaming import (
     first_chunk,
     prepend,
 )
+from .telemetry import Observer
 from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 if TYPE_CHECKING:  # for the annotations only: each is imported when first used
@@ -145,6 +146,7 @@ class Client:
         self._cache_policy: CachePolicy | None = None
         self._recording = s.ledger != "off"   # no ledger: no row is even built
         self.budgets: Budgets = _load_budgets(s, lambda: self.ledger.store, self._clock)
+        self._obs = Observer(s.telemetry, s.log_format, s.log_content)  # events, spans, JSON logs
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -210,10 +212,20 @@ class Client:
         call = await self._io(self._admit, call) if self.budgets else call
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
 
-    def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        """Call ``fn(event)`` on an event of `unillm.budgets.alerts.EVENTS` ("budget.alert",
-        "budget.exceeded", "optimization.applied", "api_key.invalid", ...) or "*"."""
+    def on(self, event: str, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Call ``fn(record)`` on a per-call event of `unillm.events.CALL_EVENTS` ("call",
+        "call.error", "cache.hit", "rule.applied": the `CallRecord`, on a background thread),
+        or ``fn(event)`` on one of `unillm.budgets.alerts.EVENTS` ("budget.alert",
+        "budget.exceeded", "optimization.applied", "api_key.invalid", ...: a dict) or "*"."""
+        from .events import CALL_EVENTS
+        if event in CALL_EVENTS:
+            return self._obs.events.on(event, fn)
         return self.budgets.on(event, fn)
+
+    @property
+    def events(self) -> Any:
+        """The per-call `unillm.events.Events` (``client.events.flush()`` waits for callbacks)."""
+        return self._obs.events
 
     def section(self, name: str) -> sections.Section:
         """``with client.section("agent:research"):`` labels (and nests) every call inside."""
@@ -297,6 +309,7 @@ class Client:
 
     def _close_stores(self) -> None:
         ledger, cache, self._ledger, self._cache = self._ledger, self._cache, None, None
+        self._obs.close()
         self.budgets.close()
         if ledger is not None:
             ledger.close()
@@ -458,6 +471,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
+            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
             try:
                 return run(timeout)
             except Exception as exc:
@@ -465,6 +479,7 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
+                self._obs.sent(traced)
         return self._retrier.run(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -473,6 +488,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)
+            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
             try:
                 return await run(timeout)
             except Exception as exc:
@@ -480,8 +496,13 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
+                self._obs.sent(traced)
         return self._retrier.arun(once, lambda e: self._translate(call, e), call.adapter.settings.max_retries,
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
+
+    def _several(self, call: Call) -> bool:
+        """Whether ``call`` may make more than one attempt (then its spans get a parent)."""
+        return call.adapter.settings.max_retries > 0 or bool(self._fallbacks)
 
     def _deadline_of(self, call: Call) -> float | None:
         return self.settings.stream_deadline if call.stream else self.settings.call_deadline
@@ -518,11 +539,11 @@ class Client:
         ``unknown`` when the vendor may have billed it: then its budget hold is settled at its
         worst case now, and the retry needs a hold of its own (`_readmit`); else the hold stays
         with the call."""
-        if not self._recording:
+        if not self._recording and not self._obs.active:
             return
         status = failed_status(err)
         held = call if status == "unknown" and call.reservation is not None else None
-        self._record(record_for(call, status, error=err, retried=True), held)
+        self._record(record_for(call, status, error=err, retried=True), held, traced=call)
         if held is not None:
             self._readmit(call)
 
@@ -588,6 +609,8 @@ class Client:
             except BaseException as err:  # recorded whatever it was; only vendor failures fall back
                 nxt = self._fallback(call, err)
                 if nxt is None:
+                    if self._obs.tracer:
+                        self._obs.failed(call, err)
                     raise
                 call = nxt
 
@@ -598,6 +621,8 @@ class Client:
             except BaseException as err:
                 nxt = await self._io(self._fallback, call, err)
                 if nxt is None:
+                    if self._obs.tracer:
+                        self._obs.failed(call, err)
                     raise
                 call = nxt
 
@@ -665,16 +690,16 @@ class Client:
         status = ("ok" if cost is not None else "unpriced") if complete else "partial"
         resp.cache_status = call.cache_status = self._cache_put(call, resp, complete, chunks)
         resp.dropped_params = call.request.dropped
-        if self._recording:
+        if self._recording or self._obs.active:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
                              model=resp.model or call.ref.model)
             try:
-                self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
+                self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens, resp=resp)
             except errors.LedgerError as err:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
-            resp.ledger_id = rec.id
+            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
@@ -759,11 +784,11 @@ class Client:
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
-        if self._recording:
+        if self._recording or self._obs.active:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)
-            self._record(rec)
-            resp.ledger_id = rec.id
+            self._record(rec, None, resp=resp, traced=call)
+            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None:
             _parse_structured(call, resp)
         if not call.stream:
@@ -813,15 +838,18 @@ class Client:
             return None, None
         return original.cost(usage).total_usd - cost.total_usd, "rule"
 
-    def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0) -> None:
+    def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0,
+                resp: ChatResponse | None = None, traced: Call | None = None) -> None:
         """Step 10: the ledger row and the call's budget hold (settled into spend, or released
-        when nothing was spent) commit in one transaction; durable when this returns."""
-        if not self._recording:
-            return
+        when nothing was spent) commit in one transaction; durable when this returns. Then
+        the row goes to callbacks, spans and logs (`unillm.telemetry`), if any."""
         hold = call.reservation if call is not None else None
-        if call is not None:
-            call.reservation = None
-        commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+        if self._recording:
+            if call is not None:
+                call.reservation = None
+            commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+        if self._obs.active:
+            self._obs.recorded(rec, call or traced, resp, hold is not None)
 
 
 # ── small helpers ────────────────────────────────────────────────────────────
