@@ -5,7 +5,8 @@ Three calls interleaved in a random order each round: the raw openai SDK, unillm
 telemetry off, unillm with telemetry on (the real OpenTelemetry SDK: a TracerProvider with a
 BatchSpanProcessor and a MeterProvider with a periodic reader, both exporting to nothing, so
 what is measured is unillm's spans and metrics, not an exporter's network). Reports medians,
-each ratio to raw, and tracing's cost as ``(on - off) / raw``; then the cost of the hooks
+each ratio to raw, and tracing's cost as ``(on - off) / raw``, in wall time and in the
+calling thread's CPU time (steadier on a shared machine); then the cost of the hooks
 when everything is off (no telemetry, no callbacks, no JSON logs), per call.
 Usage: python bench/bench_telemetry.py [N] [ledger]   (ledger: "off" (default) or "sqlite")
 """
@@ -29,7 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from unillm import Client
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from bench_overhead import MESSAGES, _server  # noqa: E402
+from bench_overhead import MESSAGES, _server
 
 
 class _Drop(SpanExporter):
@@ -72,13 +73,15 @@ def main() -> None:
             for fn in calls.values():
                 fn()
         times: dict[str, list[float]] = {name: [] for name in calls}
+        cpu: dict[str, list[float]] = {name: [] for name in calls}
         order = list(calls)
         for _ in range(n):
             random.shuffle(order)
             for name in order:
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 calls[name]()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
         obs = off._obs
     med = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     print(f"ledger {ledger_kind}, {n} interleaved rounds (medians)")
@@ -86,6 +89,11 @@ def main() -> None:
         print(f"  {name:4} {med[name]:8.0f} µs   ratio to raw {med[name] / med['raw']:6.3f}")
     print(f"  tracing on adds {med['on'] - med['off']:6.0f} µs a call = "
           f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call")
+    # the calling thread's CPU time: what tracing costs the caller, robust to a busy machine
+    cmed = {name: statistics.median(t) * 1e6 for name, t in cpu.items()}
+    print(f"  CPU of the calling thread: raw {cmed['raw']:6.0f} µs, off {cmed['off']:6.0f} µs, "
+          f"on {cmed['on']:6.0f} µs; tracing {cmed['on'] - cmed['off']:5.0f} µs = "
+          f"{(cmed['on'] - cmed['off']) / med['raw'] * 100:5.2f}% of the raw call's wall time")
     # everything off: the client's hooks are these attribute checks (4 a call, retried attempts aside)
     k = 1_000_000
     t0 = time.perf_counter()
