@@ -29,7 +29,7 @@ class Call:
                  "price", "rule", "shadow_rule", "swapped_from", "fallback_from", "section",
                  "cache", "cache_key", "cache_status", "reservation", "ttft_ms", "remaining", "rule_ttl", "capped",
                  "call_id", "attempt", "attempt_t0", "budget_cap", "begun", "kind", "inputs", "prompt",
-                 "deployment", "route", "route_tried", "route_held")
+                 "deployment", "route", "route_tried", "route_held", "obs")
 
     def __init__(self, request: ChatRequest, ref: ModelRef, adapter: Adapter, tags: dict[str, str],
                  requested_model: str, at: datetime, stream: bool, section: str | None) -> None:
@@ -61,6 +61,7 @@ class Call:
         self.route: str | None = None            # the routed model name (its deployments' group)
         self.route_tried: frozenset[str] = frozenset()  # deployments this call already used
         self.route_held = False                  # counted in flight on `deployment` until it ends
+        self.obs: Any = None                     # its spans (unillm.telemetry), when traced
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the current attempt started (the call's start before any)."""
@@ -89,6 +90,7 @@ class Call:
         nxt.cache_status = self.cache_status
         nxt.kind, nxt.inputs = self.kind, self.inputs
         nxt.route_tried = self.route_tried
+        nxt.obs = self.obs
         return nxt
 
 

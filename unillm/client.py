@@ -60,6 +60,7 @@ from .streaming import (
     first_chunk,
     prepend,
 )
+from .telemetry import Observer
 from .types import ChatResponse, Cost, Usage, build_request, describe_errors
 
 if TYPE_CHECKING:  # for the annotations only: each is imported when first used
@@ -151,6 +152,7 @@ class Client:
         self._sealed = SealedCache(lambda: self.ledger.store, s) if self._recording else None
         from .price_overrides import OverrideCache
         self._overrides = OverrideCache()
+        self._obs = Observer(s.telemetry, s.log_format, s.log_content)  # events, spans, JSON logs
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -233,10 +235,20 @@ class Client:
         from .embeddings.pipeline import aembed
         return await aembed(self, model, input, dict(params, dimensions=dimensions), tags, cache)
 
-    def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        """Call ``fn(event)`` on an event of `unillm.budgets.alerts.EVENTS` ("budget.alert",
-        "budget.exceeded", "optimization.applied", "api_key.invalid", ...) or "*"."""
+    def on(self, event: str, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Call ``fn(record)`` on a per-call event of `unillm.events.CALL_EVENTS` ("call",
+        "call.error", "cache.hit", "rule.applied": the `CallRecord`, on a background thread),
+        or ``fn(event)`` on one of `unillm.budgets.alerts.EVENTS` ("budget.alert",
+        "budget.exceeded", "optimization.applied", "api_key.invalid", ...: a dict) or "*"."""
+        from .events import CALL_EVENTS
+        if event in CALL_EVENTS:
+            return self._obs.events.on(event, fn)
         return self.budgets.on(event, fn)
+
+    @property
+    def events(self) -> Any:
+        """The per-call `unillm.events.Events` (``client.events.flush()`` waits for callbacks)."""
+        return self._obs.events
 
     def section(self, name: str) -> sections.Section:
         """``with client.section("agent:research"):`` labels (and nests) every call inside."""
@@ -330,6 +342,7 @@ class Client:
 
     def _close_stores(self) -> None:
         ledger, cache, self._ledger, self._cache = self._ledger, self._cache, None, None
+        self._obs.close()
         self.budgets.close()
         if ledger is not None:
             ledger.close()
@@ -599,6 +612,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
+            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
             try:
                 return run(timeout)
             except Exception as exc:
@@ -606,6 +620,7 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
+                self._obs.sent(traced)
         return self._retrier.run(once, lambda e: self._translate(call, e), self._max_retries(call),
                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
@@ -614,6 +629,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)
+            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
             try:
                 return await run(timeout)
             except Exception as exc:
@@ -621,8 +637,13 @@ class Client:
                 raise
             finally:
                 OWN.reset(own)
+                self._obs.sent(traced)
         return self._retrier.arun(once, lambda e: self._translate(call, e), self._max_retries(call),
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
+
+    def _several(self, call: Call) -> bool:
+        """Whether ``call`` may make more than one attempt (then its spans get a parent)."""
+        return call.adapter.settings.max_retries > 0 or bool(self._fallbacks)
 
     def _deadline_of(self, call: Call) -> float | None:
         return self.settings.stream_deadline if call.stream else self.settings.call_deadline
@@ -661,11 +682,11 @@ class Client:
         with the call."""
         if self._router is not None and call.deployment is not None:
             self._router.done(call.deployment, error=err, release=False)
-        if not self._recording:
+        if not self._recording and not self._obs.active:
             return
         status = failed_status(err)
         held = call if status == "unknown" and call.reservation is not None else None
-        self._record(record_for(call, status, error=err, retried=True), held)
+        self._record(record_for(call, status, error=err, retried=True), held, traced=call)
         if held is not None:
             self._readmit(call)
 
@@ -735,6 +756,8 @@ class Client:
             except BaseException as err:  # recorded whatever it was; only vendor failures fall back
                 nxt = self._fallback(call, err)
                 if nxt is None:
+                    if self._obs.tracer:
+                        self._obs.failed(call, err)
                     raise
                 call = nxt
 
@@ -745,6 +768,8 @@ class Client:
             except BaseException as err:
                 nxt = await self._io(self._fallback, call, err)
                 if nxt is None:
+                    if self._obs.tracer:
+                        self._obs.failed(call, err)
                     raise
                 call = nxt
 
@@ -813,16 +838,16 @@ class Client:
         status = ("ok" if cost is not None else "unpriced") if complete else "partial"
         resp.cache_status = call.cache_status = self._cache_put(call, resp, complete, chunks)
         resp.dropped_params = call.request.dropped
-        if self._recording:
+        if self._recording or self._obs.active:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
                              model=resp.model or call.ref.model)
             try:
-                self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens)
+                self._record(rec, call, cost=cost, tokens=resp.usage.total_tokens, resp=resp)
             except errors.LedgerError as err:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
-            resp.ledger_id = rec.id
+            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp
@@ -908,11 +933,11 @@ class Client:
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
         self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released
-        if self._recording:
+        if self._recording or self._obs.active:
             rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
                              response=resp, log_content=self.settings.log_content, model=resp.model)
-            self._record(rec)
-            resp.ledger_id = rec.id
+            self._record(rec, None, resp=resp, traced=call)
+            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None:
             _parse_structured(call, resp)
         if not call.stream:
@@ -962,20 +987,24 @@ class Client:
             return None, None
         return original.cost(usage).total_usd - cost.total_usd, "rule"
 
-    def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0) -> None:
+    def _record(self, rec: Any, call: Call | None = None, cost: Any = None, tokens: int = 0,
+                resp: ChatResponse | None = None, traced: Call | None = None) -> None:
         """Step 10: the ledger row and the call's budget hold (settled into spend, or released
-        when nothing was spent) commit in one transaction; durable when this returns."""
-        if not self._recording:
-            return
+        when nothing was spent) commit in one transaction; durable when this returns. Then
+        the row goes to callbacks, spans and logs (`unillm.telemetry`), if any."""
         hold = call.reservation if call is not None else None
-        if call is not None:
-            call.reservation = None
-            if call.route_held and rec.status not in ("in_flight", "error", "unknown", "budget_denied"):
+        if self._recording:
+            if call is not None:
+                call.reservation = None
+            if call is not None and call.route_held and rec.status not in ("in_flight", "error", "unknown",
+                                                                             "budget_denied"):
                 with self.ledger.store.transaction():  # the row and the deployment's health: one commit
                     commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
                     self._route_done(call, None, tokens)
-                return
-        commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+            else:
+                commit(self.ledger, self.budgets, rec, hold, cost.total_usd if cost else None, tokens)
+        if self._obs.active:
+            self._obs.recorded(rec, call or traced, resp, hold is not None)
 
 
 # ── small helpers ────────────────────────────────────────────────────────────

@@ -251,6 +251,8 @@ class Settings(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     log_content: StrictBool = False
+    telemetry: Literal["off", "otel"] = "off"   # "otel": OpenTelemetry spans and metrics (unillm[otel])
+    log_format: Literal["text", "json"] = "text"  # "json": one JSON line per ledger row (logger unillm.calls)
     drop_params: StrictBool | Literal["warn"] = "warn"   # "warn": drop and warn once; true: silently
     timezone: str = "UTC"
     # hard overall limits, in seconds from when the call is sent, retries and fallbacks

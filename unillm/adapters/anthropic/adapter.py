@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ... import errors
+from ...telemetry import TRACE_HEADERS
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import (
     Adapter,
@@ -66,6 +67,9 @@ class AnthropicAdapter(Adapter):
         kwargs = to_request(request, model, self.settings)
         if timeout is not None:
             kwargs["timeout"] = timeout
+        traced = TRACE_HEADERS.get()
+        if traced:  # the attempt's span (telemetry = "otel"): W3C traceparent to the vendor
+            kwargs["extra_headers"] = {**traced, **kwargs.get("extra_headers", {})}
         fmt = kwargs.get("output_config", {}).get("format")
         if fmt is None:
             return kwargs

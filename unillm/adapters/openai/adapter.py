@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ... import errors
+from ...telemetry import TRACE_HEADERS
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
@@ -35,6 +36,9 @@ def _post_args(kwargs: dict[str, Any], timeout: float | None) -> tuple[dict[str,
             options[option] = kwargs.pop(name)
     if timeout is not None:
         options["timeout"] = timeout
+    traced = TRACE_HEADERS.get()
+    if traced:  # the attempt's span (telemetry = "otel"): W3C traceparent to the vendor
+        options["headers"] = {**traced, **options.get("headers", {})}
     return kwargs, options
 
 
