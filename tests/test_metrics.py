@@ -195,3 +195,37 @@ def test_a_scrape_under_two_workers_sums_both(tmp_path: Path) -> None:
         assert total(found, "unillm_tokens_total", key=key.id, type="input") == 40 * 3
         assert total(found, "unillm_request_duration_seconds_count", model="gpt-4o-mini") == 40
     assert not glob.glob(str(tmp_path / "unillm-metrics-*"))  # removed when the server stopped
+
+
+def test_deployment_health_is_scraped(tmp_path: Path) -> None:
+    """A dead deployment shows as cooling (0) beside a healthy one (1), with its error ratio."""
+    from unillm.testing import Reply
+    with FakeProvider() as dead, FakeProvider() as live:
+        dead.default = Reply(status=503, error="down")
+        providers = {"east": {"adapter": "openai", "base_url": dead.base_url("openai"), "api_key": "k", "price_as": "openai",
+                              "max_retries": 0},
+                     "west": {"adapter": "openai", "base_url": live.base_url("openai"), "api_key": "k", "price_as": "openai",
+                              "max_retries": 0}}
+        deployments = [{"model": "gpt-4o-mini", "provider": "east"}, {"model": "gpt-4o-mini", "provider": "west"}]
+        from unillm import Client
+        from unillm.server.app import create_app
+        from tests.test_server_support import serve_app
+        client = Client(providers=providers, ledger=f"sqlite:///{tmp_path}/l.db", deployments=deployments,
+                        routing={"strategy": "ordered", "cooldown_after": 2},
+                        server={"metrics": {"enabled": True, "allow_from": ["127.0.0.0/8"]}})
+        app = create_app(client)
+        admin, _ = app.state.gateway.keys.create(admin=True)
+        try:
+            for url in serve_app(app):
+                sdk = openai.OpenAI(base_url=url + "/v1", api_key=admin, max_retries=0)
+                for _ in range(4):
+                    sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                text = httpx.get(url + "/metrics").text
+        finally:
+            client.close()
+    up = {s.labels["deployment"]: s.value for f in text_string_to_metric_families(text)
+          if f.name == "unillm_deployment_up" for s in f.samples}
+    errors_ = {s.labels["deployment"]: s.value for f in text_string_to_metric_families(text)
+               if f.name == "unillm_deployment_error_ratio" for s in f.samples}
+    assert up == {"east/gpt-4o-mini": 0.0, "west/gpt-4o-mini": 1.0}
+    assert errors_["east/gpt-4o-mini"] == 1.0 and errors_["west/gpt-4o-mini"] == 0.0

@@ -324,3 +324,23 @@ use = "smart"
 """)
     out = CliRunner().invoke(cli, ["rules", "lint", "--config", str(config)])
     assert out.exit_code == 0 and "smart" not in out.output, out.output
+
+
+def test_a_deployment_taken_out_is_a_deployment_cooldown_event(tmp_path, fakes):
+    """To `client.on` (and so to `[[alerts.webhooks]]`): once per cooldown, with why and until when."""
+    dead, _, _ = fakes
+    dead.default = Reply(status=503, error="down")
+    clock = Clock()
+    client = _client(tmp_path, fakes, TWO, clock=clock,
+                     routing={"strategy": "ordered", "cooldown_after": 3, "cooldown_seconds": 30})
+    events: list[dict] = []
+    client.on("deployment.cooldown", events.append)
+    for _ in range(10):
+        client.chat("gpt-4o", MSG)
+    assert [(e["deployment"], e["reason"], e["seconds"]) for e in events] == [("east/gpt-4o", "failures", 30)]
+    assert events[0]["error"] == "ServerError" and events[0]["until"].startswith(
+        (clock.now + timedelta(seconds=30)).isoformat()[:16])
+    clock.advance(31)  # the half-open probe fails: out again, a second event
+    client.chat("gpt-4o", MSG)
+    assert [e["reason"] for e in events] == ["failures", "probe_failed"]
+    client.close()

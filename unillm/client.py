@@ -1044,7 +1044,8 @@ def _load_router(client: Client) -> Any:
         except errors.MissingPriceError:
             return None
         return p.cost(Usage(input_tokens=1000, output_tokens=1000)).total_usd
-    return Router(s.deployments, s.routing, state, lambda: client._clock().timestamp(), price)
+    return Router(s.deployments, s.routing, state, lambda: client._clock().timestamp(), price,
+                  on_cooldown=lambda event: client.budgets.alerts.emit(event))
 
 
 def _load_rules(s: Settings) -> RuleSet | None:

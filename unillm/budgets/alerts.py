@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("unillm.budgets")
 
-#: what ``[[alerts.webhooks]] events`` may list; ``deployment.cooldown`` has no source yet
+#: what ``[[alerts.webhooks]] events`` may list (``deployment.cooldown``: `unillm.routing`)
 #: (routing will emit it)
 WEBHOOK_EVENTS = ("budget.alert", "budget.exceeded", "optimization.applied", "api_key.invalid",
                   "deployment.cooldown")

@@ -32,8 +32,10 @@ class Router:
     def __init__(self, deployments: Sequence[DeploymentSpec], settings: RoutingSettings,
                  state: RouteState, clock: Callable[[], float],
                  price: Callable[[DeploymentSpec], Decimal | None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_cooldown: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.settings, self.state, self.clock = settings, state, clock
+        self.on_cooldown = on_cooldown  # gets a ``deployment.cooldown`` event when one is taken out
         self.groups: dict[str, list[DeploymentSpec]] = {}
         for d in deployments:
             self.groups.setdefault(d.model, []).append(d)
@@ -158,8 +160,10 @@ class Router:
         if d is None:
             return
         now, s = self.clock(), self.settings
+        cooled: list[str] = []  # why it was taken out, when this attempt did it
 
         def apply(rows: dict[str, Health]) -> None:
+            cooled.clear()  # (a store may run this again on a retried transaction)
             h = rows[label]
             if release:
                 h.inflight = max(h.inflight - 1, 0)
@@ -182,14 +186,36 @@ class Router:
             if isinstance(error, errors.RateLimitError) and retry_after:
                 h.cooling_until = max(h.cooling_until, now + float(retry_after))
                 h.probe_until = 0.0
+                cooled.append("rate_limited")
                 return
             if h.cooling_until > 0:  # the half-open probe failed: out again
                 h.cooling_until, h.probe_until, h.fails = now + s.cooldown_seconds, 0.0, []
+                cooled.append("probe_failed")
                 return
             h.fails = [t for t in h.fails if t > now - s.cooldown_window] + [now]
             if len(h.fails) >= s.cooldown_after:
                 h.cooling_until, h.fails = now + s.cooldown_seconds, []
+                cooled.append("failures")
         self.state.update([label], apply)
+        if cooled and self.on_cooldown is not None:
+            self._cooldown(d, cooled[0], error, now)
+
+    def _cooldown(self, d: DeploymentSpec, reason: str, error: BaseException | None, now: float) -> None:
+        """The ``deployment.cooldown`` event (to `client.on` and webhooks); never raises."""
+        from datetime import datetime, timezone
+        seconds = self.settings.cooldown_seconds
+        if reason == "rate_limited":
+            seconds = float(getattr(error, "retry_after", None) or seconds)
+        event = {"event": "deployment.cooldown", "deployment": d.label, "model": d.model, "provider": d.provider,
+                 "reason": reason, "error": type(error).__name__ if error is not None else None,
+                 "seconds": seconds,
+                 "until": datetime.fromtimestamp(now + seconds, timezone.utc).isoformat()}
+        try:
+            assert self.on_cooldown is not None
+            self.on_cooldown(event)
+        except Exception:
+            import logging
+            logging.getLogger("unillm.routing").exception("deployment.cooldown handler failed")
 
     # ── visibility ──
     def status(self) -> list[dict[str, Any]]:

@@ -158,7 +158,8 @@ class Gateway:
             raise HTTPError(403, f"this key may not use the model {model!r} (allowed: "
                             f"{', '.join(key.models or ())})", type="permission_error",
                             code="model_not_allowed", param="model")
-        if not self.reachable(ref.provider):
+        routed = any(d.model == model for d in self.client.settings.deployments)  # each names a provider set up
+        if not routed and not self.reachable(ref.provider):
             raise HTTPError(404, f"the model {model!r} is not served by this gateway "
                             "(GET /v1/models lists the models it serves)",
                             code="model_not_found", param="model")

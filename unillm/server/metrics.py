@@ -169,7 +169,8 @@ def _status(resp: Any) -> str:
 
 
 class _Budgets:
-    """Budget gauges read from the ledger's database when scraped (shared by every worker)."""
+    """Budget (and deployment health) gauges read from the ledger's database when scraped
+    (shared by every worker)."""
 
     def __init__(self, client: Any, pc: Any) -> None:
         self._client, self._pc = client, pc
@@ -193,6 +194,30 @@ class _Budgets:
             if row.get("limit_usd") is not None:
                 limit.add_metric(values, float(row["limit_usd"]))
         yield from (used, spent, held, limit)
+        yield from _deployments(self._client.route_status() if hasattr(self._client, "route_status") else [])
+
+
+def _deployments(rows: list[dict[str, Any]]) -> Iterator[Any]:
+    """Deployment health from the routing state (shared by every worker): 1 healthy, 0.5
+    half-open (one probe allowed), 0 cooling; in flight, RPM/TPM used, latency, errors."""
+    from prometheus_client.core import GaugeMetricFamily
+    labels = ["deployment", "model", "provider"]
+    families = {
+        "up": GaugeMetricFamily("unillm_deployment_up", "1 healthy, 0.5 half-open, 0 cooling down", labels=labels),
+        "in_flight": GaugeMetricFamily("unillm_deployment_in_flight", "Calls in flight", labels=labels),
+        "rpm_used": GaugeMetricFamily("unillm_deployment_rpm_used", "Requests in the last minute", labels=labels),
+        "tpm_used": GaugeMetricFamily("unillm_deployment_tpm_used", "Tokens in the last minute", labels=labels),
+        "latency_ewma_ms": GaugeMetricFamily("unillm_deployment_latency_ewma_ms", "Latency EWMA (ms)",
+                                             labels=labels),
+        "error_rate": GaugeMetricFamily("unillm_deployment_error_ratio", "Failed over all attempts", labels=labels),
+    }
+    for row in rows:
+        values = [row["deployment"], row["model"], row["provider"]]
+        families["up"].add_metric(values, {"healthy": 1.0, "half-open": 0.5}.get(row["state"], 0.0))
+        for key in ("in_flight", "rpm_used", "tpm_used", "latency_ewma_ms", "error_rate"):
+            if row.get(key) is not None:
+                families[key].add_metric(values, float(row[key]))
+    yield from families.values()
 
 
 async def endpoint(request: Request) -> Response:
