@@ -51,8 +51,19 @@ def _trace(client: Client) -> list[str]:
     return threads
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _threads_before() -> None:
+    """Threads other tests' clients left running are not this test's to close."""
+    _BEFORE.clear()
+    _BEFORE.update(id(t) for t in threading.enumerate())
+
+
 def _our_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(THREADS) and t.is_alive()]
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith(THREADS) and t.is_alive() and id(t) not in _BEFORE]
 
 
 # ── the async path runs its I/O off the loop ────────────────────────────────
