@@ -5,7 +5,8 @@ Routes (every one needs an admin key)::
     GET  /admin/audit                       newest first; ?limit (1-1000, default 100), ?after, ?before
     GET|POST /admin/budgets                 GET|PATCH|DELETE /admin/budgets/{name}
     GET|POST /admin/rules                   PATCH|DELETE /admin/rules/{name}
-    POST /admin/rules/test                  a chat request in, `Client.explain` out
+    POST /admin/rules/test                  a chat request in, `Client.explain` + cost estimate out
+                                            (`unillm.server.rule_test`)
     GET  /admin/health                      ledger/cache latency, RSS, error rate, p50/p95
     POST /admin/reload (and SIGHUP)         re-read unillm.toml's rules and budgets
 
@@ -438,21 +439,13 @@ async def rule(request: Request) -> Response:
 
 
 async def rules_test(request: Request) -> Response:
-    """``POST /admin/rules/test``: a chat request in, what the rules would do with it out
-    (`Client.explain`: every rule, every condition held or failed, the resulting request).
-    Nothing is sent or recorded. ``tags`` (optional object) stands for the caller's tags."""
-    from .chat import to_call
+    """``POST /admin/rules/test``: `Client.explain` for a chat body plus the estimated cost of
+    the original and resulting request and the saving (`unillm.server.rule_test`)."""
+    from . import rule_test
     gw, _, m = await _admin(request)
-    body = await _json(request)
-    tags = body.pop("tags", None) or {}
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise HTTPError(400, "tags must be an object of strings", param="tags")
-    model, messages, params, stream, _, _ = to_call(body)
-    gw.check_model(model)
+    model, messages, params, stream, tags = rule_test.parse(gw, await _json(request))
     await asyncio.to_thread(m.refresh)
-    answer = await asyncio.to_thread(lambda: gw.client.explain(model, messages, stream=stream, tags=tags,
-                                                               **params))
-    return json_response(answer)
+    return json_response(await asyncio.to_thread(rule_test.answer, gw, model, messages, params, stream, tags))
 
 
 # ── health ───────────────────────────────────────────────────────────────────
