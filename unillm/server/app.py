@@ -351,6 +351,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         analytics,
         chat,
         dashboard,
+        dashboard_pages,
         embeddings,
         messages,
         prices,
@@ -402,6 +403,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/prices/{provider}/{model:path}", prices.endpoint, methods=["GET", "PUT"]),
         Route("/admin/provider-keys/{provider}/test", provider_keys.test_key, methods=["POST"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
+        Route("/dashboard/{page}", dashboard_pages.endpoint, methods=["GET"]),  # budgets, rules
         Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         *admin.routes(),  # /admin/audit, /admin/budgets, /admin/rules, /admin/health
     ]
