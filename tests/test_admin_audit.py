@@ -18,7 +18,7 @@ from unillm.cli import cli
 from unillm.server import audit
 
 pytest.importorskip("cryptography")
-from cryptography.fernet import Fernet  # noqa: E402
+from cryptography.fernet import Fernet
 
 SECRET = "sk-provider-SEALED-in-audit-never-91"
 MASTER = Fernet.generate_key().decode()
@@ -33,9 +33,9 @@ def _ok(r: httpx.Response) -> str:
     return r.text
 
 
-def _cli(s: Served, *args: str, input: str | None = None) -> str:
+def _cli(s: Served, *args: str, stdin: str | None = None) -> str:
     ledger = str(s.client.settings.ledger)
-    r = CliRunner().invoke(cli, [*args, "--ledger", ledger], input=input)
+    r = CliRunner().invoke(cli, [*args, "--ledger", ledger], input=stdin)
     assert r.exit_code == 0, r.output
     return r.output
 
@@ -87,7 +87,7 @@ def http_rule(method: str) -> Callable[[Served], str]:
 
 
 def cli_secret_set(s: Served) -> str:
-    return _cli(s, "secrets", "set", "openai", input=SECRET + "\n")
+    return _cli(s, "secrets", "set", "openai", stdin=SECRET + "\n")
 
 
 def cli_secret_delete(s: Served) -> str:
@@ -153,6 +153,7 @@ def test_every_admin_change_is_one_audit_row(served: Served, monkeypatch: pytest
 def _secrets_in(answer: str) -> list[str]:
     """The gateway key secrets an answer showed (once), which no audit row may hold."""
     import re
+
     from unillm.server.keys import PREFIX
     found = re.findall(re.escape(PREFIX) + r"[A-Za-z0-9_-]{20,}", answer)
     return found

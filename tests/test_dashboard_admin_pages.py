@@ -13,7 +13,6 @@ import pytest
 from tests.test_server_dashboard import chromium, colour_pixels, read_png, run_chromium
 from tests.test_server_support import Served, served, upstream  # noqa: F401 - fixtures
 from unillm.server.dashboard import SECURITY_HEADERS
-from unillm.testing import Reply
 
 openai = pytest.importorskip("openai")
 MSG = [{"role": "user", "content": "hi"}]
