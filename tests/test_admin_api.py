@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -311,6 +312,9 @@ def test_admin_health_reports_latency_memory_and_errors(served, upstream):
     assert h["ledger"]["ok"] and h["ledger"]["latency_ms"] >= 0
     assert h["memory"]["rss_bytes"] > 1_000_000
     assert h["calls"]["count"] == 1 and h["calls"]["errors"] == 0 and h["calls"]["p50_ms"] is not None
+    assert h["pool"]["threads"] >= 1 and h["pool"]["max_threads"] >= h["pool"]["threads"] and h["pool"]["queued"] == 0
+    assert h["queue"] == {"active": 1, "queued": 0, "max_concurrent": h["queue"]["max_concurrent"],
+                          "max_queued": h["queue"]["max_queued"]} and h["queue"]["max_concurrent"] > 1
     assert PROVIDER_SECRET not in r.text
     assert httpx.get(served.url + "/health").json()["status"] == "ok"
 
@@ -351,6 +355,44 @@ def test_reload_refuses_a_broken_file_and_applies_a_fixed_one(upstream, tmp_path
             assert names() == [("file-rule", "gpt-4.1-mini")]
             assert [b["name"] for b in httpx.get(url + "/admin/budgets", headers=h).json()["data"]] == ["b"]
             assert _audit_at(url, h)[0]["action"] == "config.reload"
+    finally:
+        client.close()
+
+
+PRICES = '[openai."gpt-4o-mini"]\ninput = {input}\noutput = 1.00\n'
+
+
+def test_reload_rereads_the_price_file_and_a_broken_one_keeps_the_running_prices(upstream, tmp_path):
+    from tests.test_server_support import serve_app
+    from unillm import Client
+    from unillm.server.app import create_app
+    config = write_config(upstream, tmp_path)
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICES.format(input="2.00"))
+    config.write_text('pricing = "prices.toml"\n' + config.read_text())
+    client = Client(config)
+    app = create_app(client)
+    admin, _ = app.state.gateway.keys.create(admin=True)
+    user, _ = app.state.gateway.keys.create(user="bob")
+    h = {"authorization": f"Bearer {admin}"}
+
+    def cost(url: str) -> Decimal:  # 1M uncached input tokens: the input price, exactly
+        upstream.queue(Reply(text="ok", usage={"input_tokens": 1_000_000, "output_tokens": 0}))
+        r = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {user}"},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        return Decimal(r.headers["x-unillm-cost"])
+    try:
+        for url in serve_app(app):
+            assert cost(url) == Decimal("2.00")
+            prices.write_text(PRICES.format(input='"two"'))
+            r = httpx.post(url + "/admin/reload", headers=h)
+            assert r.status_code == 400 and "prices.toml" in r.json()["error"]["message"], r.text
+            assert cost(url) == Decimal("2.00")
+            prices.write_text(PRICES.format(input="3.00"))
+            r = httpx.post(url + "/admin/reload", headers=h)
+            assert r.status_code == 200, r.text
+            assert cost(url) == Decimal("3.00")
     finally:
         client.close()
 

@@ -474,7 +474,29 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _health(gw: Gateway) -> dict[str, Any]:
+def _pool_use(store: Any) -> dict[str, Any]:
+    """The ledger's threads (and PostgreSQL connections) in use and waited for."""
+    io = getattr(store, "io", None)
+    use: dict[str, Any] = {} if io is None else {"threads": io.threads, "max_threads": io.workers,
+                                                 "queued": io.queued}
+    stats = getattr(store, "pool_stats", None)
+    return use | ({} if stats is None else stats())
+
+
+def _queue(app: Any) -> dict[str, Any] | None:
+    """The request queue in front of the gateway (`capacity.Capacity`), found in the app's
+    middleware stack (Starlette builds it on the first request)."""
+    from .capacity import Capacity
+    node = getattr(app, "middleware_stack", None)
+    while node is not None and not isinstance(node, Capacity):
+        node = getattr(node, "app", None)
+    if node is None:
+        return None
+    return {"active": node.active, "queued": node.queued, "max_concurrent": node.max_concurrent,
+            "max_queued": node.max_queued}
+
+
+def _health(gw: Gateway, app: Any = None) -> dict[str, Any]:
     client = gw.client
     ledger = _timed(lambda: client.ledger.store.last_cursor())
     cache = getattr(client, "cache", None)
@@ -494,13 +516,14 @@ def _health(gw: Gateway) -> dict[str, Any]:
     ok = ledger["ok"] and cache_probe["ok"] is not False
     return {"status": "ok" if ok else "degraded", "pid": os.getpid(), "ledger": ledger, "cache": cache_probe,
             "memory": {"rss_bytes": _rss_bytes()}, "calls": calls,
+            "pool": _pool_use(client.ledger.store), "queue": _queue(app),
             "budgets": len(client.budgets.specs), "rules": len(client.rules or ())}
 
 
 async def health(request: Request) -> Response:
     """``GET /admin/health``: what operators alert on (this process, and every process's calls)."""
     gw, _, _ = await _admin(request)
-    report = await asyncio.to_thread(_health, gw)
+    report = await asyncio.to_thread(_health, gw, request.app)
     return json_response(report, 200 if report["status"] == "ok" else 503)
 
 
@@ -524,12 +547,21 @@ __all__ = ["Managed", "managed", "refresh", "routes", "REFRESH_SECONDS"]
 
 # ── hot reload ───────────────────────────────────────────────────────────────
 
+def _price_book(settings: Any) -> Any:
+    """The price book ``settings`` name, built as the client builds its own."""
+    from ..adapters.cloud import price_tables
+    from ..pricing import PriceBook
+    return PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
+
+
 def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
     """Re-read the gateway's ``unillm.toml`` and apply its rules and budgets.
 
     An invalid file raises the `ConfigError` startup would (the running config stays).
-    Providers, ledger, cache, pricing and ``[server]`` are not re-applied (restart for those).
-    Calls already admitted finish with the rules and budget holds they started with."""
+    Price files are re-read too (the bundled book merged with the file's ``pricing``): calls
+    priced from then on use them. Providers, ledger, cache and ``[server]`` are not re-applied
+    (restart for those). Calls already admitted finish with the rules and budget holds they
+    started with."""
     from pathlib import Path
 
     from ..config import load_settings
@@ -539,7 +571,9 @@ def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
         raise HTTPError(409, "this gateway was not started from a config file: nothing to reload",
                         code="no_config_file")
     new = load_settings(source, deep=True)  # ConfigError: the same message as at startup
-    before = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    book = _price_book(new)                  # a broken price file: the same, and nothing changes
+    before = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets),
+              "pricing": gw.client.settings.pricing}
     with m._lock:
         budgets = gw.client.budgets
         kept = [s for s in budgets.specs if s.name not in m.file_budgets]
@@ -548,8 +582,9 @@ def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
         m.file_budgets = frozenset(new_names)
         m.file_rules = list(new.rules)
         m._seen = None  # rebuild the rule set (file rules first, HTTP rules the file now defines dropped)
+        gw.client.use_pricebook(book)
     m.refresh()
-    after = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    after = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets), "pricing": new.pricing}
     audit.record(m.store, actor, "config.reload", f"config:{source}", before, after)
     return {"reloaded": source, **after}
 
