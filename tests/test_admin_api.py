@@ -461,3 +461,13 @@ def test_a_stored_object_this_version_refuses_is_left_out_not_fatal(served, upst
     upstream.queue(Reply(text="ok", usage={"input_tokens": 3, "output_tokens": 1}))
     assert served.openai(served.key(user="bob")).chat.completions.create(**CHAT).choices
     assert httpx.get(served.url + "/admin/budgets", headers=_h(served)).json()["data"] == []
+
+
+def test_pool_use_reports_threads_and_postgres_connections(any_store):
+    from unillm.server.admin import _pool_use
+    any_store.last_cursor()  # the first use opens the pool
+    use = _pool_use(any_store)
+    assert use["max_threads"] >= 1 and use["queued"] == 0
+    assert ("connections" in use) == (type(any_store).__name__ == "PostgresStore")
+    if "connections" in use:
+        assert 1 <= use["connections"] <= use["max_connections"] and use["waiting"] == 0
