@@ -293,6 +293,10 @@ class Client:
             return book
         return self._pricebook
 
+    def use_pricebook(self, book: PriceBook) -> None:
+        """Price calls from now on with ``book`` (the gateway's hot reload of price files)."""
+        self._pricebook = book
+
     @property
     def cache(self) -> CacheBackend:
         """The response cache backend (opened on first use; `NullCache` when ``cache = "off"``)."""

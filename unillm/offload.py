@@ -79,6 +79,12 @@ class Offload:
         pool = self._pool
         return 0 if pool is None else len(pool._threads)
 
+    @property
+    def queued(self) -> int:
+        """How many pieces of work wait for a free thread."""
+        pool = self._pool
+        return 0 if pool is None else pool._work_queue.qsize()
+
     def __repr__(self) -> str:
         return f"Offload({self.name!r}, workers={self.workers})"
 

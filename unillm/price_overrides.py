@@ -71,15 +71,23 @@ class PriceOverrides:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def put(self, provider: str, model: str, body: Any) -> dict[str, Any]:
+    def put(self, provider: str, model: str, body: Any, *, actor: str = "python") -> dict[str, Any]:
+        """Store the override (replacing one with the same ``since``); one audit row by ``actor``
+        (an admin key id, or "cli") in the same transaction."""
+        from .server import audit
         since, table = check_entry(provider, model, body)
+        now = datetime.now(timezone.utc)
+        key = (provider, model, since.isoformat())
         with self.store.transaction() as tx:
-            tx.execute(f"DELETE FROM {TABLE} WHERE provider = ? AND model = ? AND since = ?",
-                       (provider, model, since.isoformat()))
+            old = tx.execute(f"SELECT entry FROM {TABLE} WHERE provider = ? AND model = ? AND since = ?",
+                             key).fetchone()
+            tx.execute(f"DELETE FROM {TABLE} WHERE provider = ? AND model = ? AND since = ?", key)
             tx.execute(f"INSERT INTO {TABLE} (provider, model, since, entry, set_at) VALUES (?, ?, ?, ?, ?)",
-                       (provider, model, since.isoformat(), _dumps(table),
-                        datetime.now(timezone.utc).isoformat()))
-        return {"provider": provider, "model": model, "since": since.isoformat(), **json.loads(_dumps(table))}
+                       (*key, _dumps(table), now.isoformat()))
+            saved = {"provider": provider, "model": model, "since": since.isoformat(), **json.loads(_dumps(table))}
+            before = None if old is None else {**saved, **json.loads(old[0])} | {"since": since.isoformat()}
+            audit.write(tx, actor, "prices.put", f"price:{provider}/{model}@{since.isoformat()}", before, saved, now)
+        return saved
 
     def rows(self, provider: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
         sql = f"SELECT provider, model, since, entry, set_at FROM {TABLE}"

@@ -83,25 +83,39 @@ class SealedKeys:
         with self.store.transaction() as tx:
             return list(tx.execute(sql, params).fetchall())
 
-    def set(self, provider: str, secret: str) -> None:
-        """Store (or replace) ``provider``'s key, encrypted."""
+    def set(self, provider: str, secret: str, *, actor: str = "python") -> None:
+        """Store (or replace) ``provider``'s key, encrypted; one audit row by ``actor`` (who
+        and when, never the key or its ciphertext) in the same transaction."""
+        from .server import audit
         if not provider or not secret or not secret.strip():
             raise errors.InvalidRequestError("a provider name and a non-empty key are needed")
         token = _fernet(self._key, self.source).encrypt(secret.strip().encode()).decode()
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(timezone.utc)
         with self.store.transaction() as tx:
+            old = tx.execute(f"SELECT set_at FROM {TABLE} WHERE provider = ?", (provider,)).fetchone()
             tx.execute(f"DELETE FROM {TABLE} WHERE provider = ?", (provider,))
             tx.execute(f"INSERT INTO {TABLE} (provider, token, set_at) VALUES (?, ?, ?)",
-                       (provider, token, now))
+                       (provider, token, now.isoformat()))
+            audit.write(tx, actor, "provider_keys.set", f"provider_key:{provider}",
+                        None if old is None else {"provider": provider, "set_at": old[0]},
+                        {"provider": provider, "set_at": now.isoformat()}, now)
 
     def list(self) -> list[dict[str, str]]:
         """Provider names and when each key was set (never a value)."""
         return [{"provider": p, "set_at": at}
                 for p, at in self._rows(f"SELECT provider, set_at FROM {TABLE} ORDER BY provider")]
 
-    def delete(self, provider: str) -> bool:
+    def delete(self, provider: str, *, actor: str = "python") -> bool:
+        """Delete ``provider``'s sealed key (audited like `set`); False when it has none."""
+        from .server import audit
         with self.store.transaction() as tx:
-            return bool(tx.execute(f"DELETE FROM {TABLE} WHERE provider = ?", (provider,)).rowcount)
+            old = tx.execute(f"SELECT set_at FROM {TABLE} WHERE provider = ?", (provider,)).fetchone()
+            if old is None:
+                return False
+            tx.execute(f"DELETE FROM {TABLE} WHERE provider = ?", (provider,))
+            audit.write(tx, actor, "provider_keys.delete", f"provider_key:{provider}",
+                        {"provider": provider, "set_at": old[0]}, None)
+        return True
 
     def all(self, only: Collection[str] | None = None) -> dict[str, str]:
         """Every sealed key (of ``only``), decrypted. ConfigError without the right master key."""

@@ -9,6 +9,13 @@ import click
 from ._common import State, guard, state_options, table
 
 
+def _audit(store: object, action: str, key_id: str, before: object, after: object) -> None:
+    """One audit row by "cli" (`unillm.server.audit`), as the admin API writes."""
+    from ..server import audit
+    audit.record(store.store, "cli", action, f"key:{key_id}",  # type: ignore[attr-defined]
+                 getattr(before, "public", lambda: None)(), getattr(after, "public", lambda: None)())
+
+
 def _store(state: State, create: bool = True) -> object:
     """The keys live in the ledger's database: the one `unillm serve` with the same config reads."""
     from ..server.keys import KeyStore
@@ -43,6 +50,7 @@ def create(state: State, fmt: str, **fields: object) -> None:
     """Create a key and print it (once: only its hash is stored)."""
     store = _store(state)
     secret, key = guard(lambda: store.create(**fields))  # type: ignore[attr-defined]
+    _audit(store, "keys.create", key.id, None, key)
     if fmt == "json":
         click.echo(json.dumps({**key.public(), "key": secret}))
         return
@@ -72,8 +80,11 @@ def list_keys(state: State, show_all: bool, fmt: str) -> None:
 @click.argument("key_id")
 def revoke(state: State, key_id: str) -> None:
     """Revoke KEY_ID (running gateways stop accepting it within 5 seconds)."""
-    if not _store(state).revoke(key_id):  # type: ignore[attr-defined]
+    store = _store(state)
+    before = store.get(key_id)  # type: ignore[attr-defined]
+    if not store.revoke(key_id):  # type: ignore[attr-defined]
         raise click.ClickException(f"no active key {key_id!r} (see `unillm keys list --all`)")
+    _audit(store, "keys.revoke", key_id, before, store.get(key_id))  # type: ignore[attr-defined]
     click.echo(f"revoked {key_id}")
 
 
@@ -85,10 +96,13 @@ def revoke(state: State, key_id: str) -> None:
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]))
 def rotate(state: State, key_id: str, grace: int, fmt: str) -> None:
     """Give KEY_ID a new secret (printed once); the old one works for --grace seconds."""
-    done = guard(lambda: _store(state).rotate(key_id, grace_seconds=grace))  # type: ignore[attr-defined]
+    store = _store(state)
+    before = store.get(key_id)  # type: ignore[attr-defined]
+    done = guard(lambda: store.rotate(key_id, grace_seconds=grace))  # type: ignore[attr-defined]
     if done is None:
         raise click.ClickException(f"no active key {key_id!r} (see `unillm keys list`)")
     secret, key = done
+    _audit(store, "keys.rotate", key_id, before, key)
     if fmt == "json":
         click.echo(json.dumps({**key.public(), "key": secret}))
         return

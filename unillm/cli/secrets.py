@@ -46,7 +46,7 @@ def set_key(state: State, provider: str, from_env: str | None) -> None:
             raise click.ClickException(f"the environment variable {from_env} is not set or empty")
     else:
         secret = click.prompt(f"{provider} API key", hide_input=True)
-    guard(lambda: sealed.set(provider, secret))  # type: ignore[attr-defined]
+    guard(lambda: sealed.set(provider, secret, actor="cli"))  # type: ignore[attr-defined]
     click.echo(f"sealed the {provider} key; running gateways use it within 30 seconds")
 
 
@@ -67,7 +67,7 @@ def list_keys(state: State, fmt: str) -> None:
 @click.argument("provider")
 def delete(state: State, provider: str) -> None:
     """Delete PROVIDER's sealed key."""
-    if not guard(lambda: _sealed(state).delete(provider)):  # type: ignore[attr-defined]
+    if not guard(lambda: _sealed(state).delete(provider, actor="cli")):  # type: ignore[attr-defined]
         raise click.ClickException(f"no sealed key for {provider!r} (see `unillm secrets list`)")
     click.echo(f"deleted the sealed {provider} key")
 

@@ -229,6 +229,14 @@ class PostgresStore(SQLReads, Offloaded):
                 self._local = threading.local()
             return self._pool_obj
 
+    def pool_stats(self) -> dict[str, int]:
+        """This process's connections: open, idle, the most allowed, and requests waiting for one
+        (``/admin/health``); all 0 before the first use."""
+        pool = self._pool_obj if self._pool_pid == os.getpid() else None
+        stats: dict[str, int] = {} if pool is None else pool.get_stats()
+        return {"connections": stats.get("pool_size", 0), "idle": stats.get("pool_available", 0),
+                "max_connections": self.pool_max, "waiting": stats.get("requests_waiting", 0)}
+
     def _current(self) -> _Tx | None:
         """The transaction this thread has open, if any."""
         if self._pool_pid != os.getpid():

@@ -5,7 +5,8 @@ Routes (every one needs an admin key)::
     GET  /admin/audit                       newest first; ?limit (1-1000, default 100), ?after, ?before
     GET|POST /admin/budgets                 GET|PATCH|DELETE /admin/budgets/{name}
     GET|POST /admin/rules                   PATCH|DELETE /admin/rules/{name}
-    POST /admin/rules/test                  a chat request in, `Client.explain` out
+    POST /admin/rules/test                  a chat request in, `Client.explain` + cost estimate out
+                                            (`unillm.server.rule_test`)
     GET  /admin/health                      ledger/cache latency, RSS, error rate, p50/p95
     POST /admin/reload (and SIGHUP)         re-read unillm.toml's rules and budgets
 
@@ -26,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -243,6 +245,70 @@ async def audit_log(request: Request) -> Response:
     return json_response({"object": "list", "data": [r.public() for r in found]})
 
 
+# ── budgets and rules: one create / change / delete for both ─────────────────
+
+@dataclass(frozen=True)
+class Kind:
+    """What the generic handlers need to know about one kind of HTTP-managed object."""
+    name: str                                           #: "budget" or "rule" (the table's kind)
+    check: Callable[[Gateway, dict[str, Any], str], Any]  #: validate as the file would (ConfigError)
+    owned: Callable[[Managed, str], None]               #: raise 409 unless the admin API manages it
+    view: Callable[[Gateway, Managed, Any], dict[str, Any]]  #: the answer for one (blocking: a thread)
+
+
+def _missing(kind: Kind, name: str) -> HTTPError:
+    return HTTPError(404, f"no {kind.name} {name!r} created over HTTP", code=f"{kind.name}_not_found")
+
+
+def _fresh_view(kind: Kind, gw: Gateway, m: Managed, obj: Any) -> dict[str, Any]:
+    m.refresh()  # this process applies its own change at once
+    return kind.view(gw, m, obj)
+
+
+async def _create(request: Request, kind: Kind) -> Response:
+    """``POST /admin/{kind}s``: validate, refuse a file-defined name, store (201)."""
+    gw, key, m = await _admin(request)
+    body = await _json(request)
+    try:
+        obj = kind.check(gw, body, f"POST /admin/{kind.name}s")
+    except errors.ConfigError as exc:
+        raise _invalid(exc, kind.name) from None
+    kind.owned(m, obj.name)
+    if not await asyncio.to_thread(_insert, m.store, key.id, kind.name, obj.name, body):
+        raise HTTPError(409, f"a {kind.name} named {obj.name!r} exists: PATCH /admin/{kind.name}s/{obj.name} "
+                        "changes it", code=f"{kind.name}_exists")
+    return json_response(await asyncio.to_thread(_fresh_view, kind, gw, m, obj), 201)
+
+
+async def _change(request: Request, kind: Kind) -> Response:
+    """``PATCH`` (fields merged, re-validated under the row's lock) or ``DELETE`` one object
+    created over HTTP."""
+    gw, key, m = await _admin(request)
+    name = request.path_params["name"]
+    kind.owned(m, name)
+    if request.method == "DELETE":
+        if not await asyncio.to_thread(_delete, m.store, key.id, kind.name, name):
+            raise _missing(kind, name)
+        await asyncio.to_thread(m.refresh)
+        return json_response({"name": name, "deleted": True})
+    patch = await _json(request)
+    if patch.get("name", name) != name:
+        raise HTTPError(400, f"a {kind.name} cannot be renamed: DELETE it and POST a new one", param="name")
+    checked: list[Any] = []
+
+    def change(before: dict[str, Any]) -> dict[str, Any]:
+        after = {**before, **patch}
+        checked.append(kind.check(gw, after, f"PATCH /admin/{kind.name}s/{name}"))  # ConfigError: no write
+        return after
+    try:
+        after = await asyncio.to_thread(_update, m.store, key.id, kind.name, name, change)
+    except errors.ConfigError as exc:
+        raise _invalid(exc, kind.name) from None
+    if after is None:
+        raise _missing(kind, name)
+    return json_response(await asyncio.to_thread(_fresh_view, kind, gw, m, checked[-1]))
+
+
 # ── budgets ──────────────────────────────────────────────────────────────────
 
 def _budget_view(m: Managed, spec: Any, status: list[dict[str, Any]]) -> dict[str, Any]:
@@ -267,58 +333,35 @@ def _owned_budget(m: Managed, name: str) -> None:
                         "(/admin/keys)", code="key_budget")
 
 
+BUDGET = Kind("budget", lambda gw, data, source: _budget(data, source=source), _owned_budget,
+              lambda gw, m, spec: _budget_view(m, spec, m.client.budgets.status()))
+
+
+def budget_views(m: Managed) -> list[dict[str, Any]]:
+    """Every budget (file, key and HTTP), its spec and status: what ``GET /admin/budgets``
+    and the dashboard's budget page show."""
+    specs, status = _budgets_now(m)
+    return [_budget_view(m, s, status) for s in specs]
+
+
 async def budgets(request: Request) -> Response:
     """``GET`` lists every budget with its status; ``POST`` creates one (201)."""
-    _, key, m = await _admin(request)
-    if request.method == "GET":
-        specs, status = await asyncio.to_thread(_budgets_now, m)
-        return json_response({"object": "list", "data": [_budget_view(m, s, status) for s in specs]})
-    body = await _json(request)
-    try:
-        spec = _budget(body, source="POST /admin/budgets")
-    except errors.ConfigError as exc:
-        raise _invalid(exc, "budget") from None
-    _owned_budget(m, spec.name)
-    if not await asyncio.to_thread(_insert, m.store, key.id, "budget", spec.name, body):
-        raise HTTPError(409, f"a budget named {spec.name!r} exists: PATCH /admin/budgets/{spec.name} "
-                        "changes it", code="budget_exists")
-    specs, status = await asyncio.to_thread(_budgets_now, m)
-    return json_response(_budget_view(m, spec, status), 201)
+    if request.method == "POST":
+        return await _create(request, BUDGET)
+    _, _, m = await _admin(request)
+    return json_response({"object": "list", "data": await asyncio.to_thread(budget_views, m)})
 
 
 async def budget(request: Request) -> Response:
     """``GET``, ``PATCH`` (fields merged, re-validated) or ``DELETE`` one budget."""
-    _, key, m = await _admin(request)
+    if request.method != "GET":
+        return await _change(request, BUDGET)
+    _, _, m = await _admin(request)
     name = request.path_params["name"]
-    if request.method == "GET":
-        specs, status = await asyncio.to_thread(_budgets_now, m)
-        spec = next((s for s in specs if s.name == name), None)
-        if spec is None:
-            raise HTTPError(404, f"no budget {name!r} (GET /admin/budgets lists them)", code="budget_not_found")
-        return json_response(_budget_view(m, spec, status))
-    _owned_budget(m, name)
-    if request.method == "DELETE":
-        if not await asyncio.to_thread(_delete, m.store, key.id, "budget", name):
-            raise HTTPError(404, f"no budget {name!r} created over HTTP", code="budget_not_found")
-        await asyncio.to_thread(m.refresh)
-        return json_response({"name": name, "deleted": True})
-    patch = await _json(request)
-    if patch.get("name", name) != name:
-        raise HTTPError(400, "a budget cannot be renamed: DELETE it and POST a new one", param="name")
-
-    def change(before: dict[str, Any]) -> dict[str, Any]:
-        after = {**before, **patch}
-        _budget(after, source=f"PATCH /admin/budgets/{name}")  # raises ConfigError: nothing written
-        return after
-    try:
-        after = await asyncio.to_thread(_update, m.store, key.id, "budget", name, change)
-    except errors.ConfigError as exc:
-        raise _invalid(exc, "budget") from None
-    if after is None:
-        raise HTTPError(404, f"no budget {name!r} created over HTTP", code="budget_not_found")
-    specs, status = await asyncio.to_thread(_budgets_now, m)
-    spec = next(s for s in specs if s.name == name)
-    return json_response(_budget_view(m, spec, status))
+    found = [v for v in await asyncio.to_thread(budget_views, m) if v["name"] == name]
+    if not found:
+        raise HTTPError(404, f"no budget {name!r} (GET /admin/budgets lists them)", code="budget_not_found")
+    return json_response(found[0])
 
 
 # ── rules ────────────────────────────────────────────────────────────────────
@@ -370,73 +413,39 @@ def _owned_rule(m: Managed, name: str) -> None:
                         "(then POST /admin/reload or restart)", code="defined_in_file")
 
 
+RULE = Kind("rule", _check_rule, _owned_rule, lambda gw, m, rule: _rule_view(m, rule))
+
+
+def rule_views(gw: Gateway) -> list[dict[str, Any]]:
+    """Every rule in evaluation order with its metrics: what ``GET /admin/rules`` and the
+    dashboard's rule page show."""
+    m = managed(gw)
+    m.refresh()
+    metrics = _rule_metrics(gw)
+    return [{**_rule_view(m, r), "metrics": metrics.get(r.name, _NO_METRICS)} for r in (gw.client.rules or ())]
+
+
 async def rules(request: Request) -> Response:
     """``GET`` lists every rule in evaluation order; ``POST`` creates one (201)."""
-    gw, key, m = await _admin(request)
-    if request.method == "GET":
-        await asyncio.to_thread(m.refresh)
-        ruleset = gw.client.rules
-        metrics = await asyncio.to_thread(_rule_metrics, gw)
-        return json_response({"object": "list", "data": [
-            {**_rule_view(m, r), "metrics": metrics.get(r.name, _NO_METRICS)} for r in (ruleset or ())]})
-    body = await _json(request)
-    try:
-        rule = _check_rule(gw, body, "POST /admin/rules")
-    except errors.ConfigError as exc:
-        raise _invalid(exc, "rule") from None
-    _owned_rule(m, rule.name)
-    if not await asyncio.to_thread(_insert, m.store, key.id, "rule", rule.name, body):
-        raise HTTPError(409, f"a rule named {rule.name!r} exists: PATCH /admin/rules/{rule.name} changes it",
-                        code="rule_exists")
-    await asyncio.to_thread(m.refresh)
-    return json_response(_rule_view(m, rule), 201)
+    if request.method == "POST":
+        return await _create(request, RULE)
+    gw, _, _ = await _admin(request)
+    return json_response({"object": "list", "data": await asyncio.to_thread(rule_views, gw)})
 
 
 async def rule(request: Request) -> Response:
     """``PATCH`` (fields merged, re-validated) or ``DELETE`` one rule created over HTTP."""
-    gw, key, m = await _admin(request)
-    name = request.path_params["name"]
-    _owned_rule(m, name)
-    if request.method == "DELETE":
-        if not await asyncio.to_thread(_delete, m.store, key.id, "rule", name):
-            raise HTTPError(404, f"no rule {name!r} created over HTTP", code="rule_not_found")
-        await asyncio.to_thread(m.refresh)
-        return json_response({"name": name, "deleted": True})
-    patch = await _json(request)
-    if patch.get("name", name) != name:
-        raise HTTPError(400, "a rule cannot be renamed: DELETE it and POST a new one", param="name")
-    checked: list[Any] = []
-
-    def change(before: dict[str, Any]) -> dict[str, Any]:
-        after = {**before, **patch}
-        checked.append(_check_rule(gw, after, f"PATCH /admin/rules/{name}"))
-        return after
-    try:
-        after = await asyncio.to_thread(_update, m.store, key.id, "rule", name, change)
-    except errors.ConfigError as exc:
-        raise _invalid(exc, "rule") from None
-    if after is None:
-        raise HTTPError(404, f"no rule {name!r} created over HTTP", code="rule_not_found")
-    await asyncio.to_thread(m.refresh)
-    return json_response(_rule_view(m, checked[-1]))
+    return await _change(request, RULE)
 
 
 async def rules_test(request: Request) -> Response:
-    """``POST /admin/rules/test``: a chat request in, what the rules would do with it out
-    (`Client.explain`: every rule, every condition held or failed, the resulting request).
-    Nothing is sent or recorded. ``tags`` (optional object) stands for the caller's tags."""
-    from .chat import to_call
+    """``POST /admin/rules/test``: `Client.explain` for a chat body plus the estimated cost of
+    the original and resulting request and the saving (`unillm.server.rule_test`)."""
+    from . import rule_test
     gw, _, m = await _admin(request)
-    body = await _json(request)
-    tags = body.pop("tags", None) or {}
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise HTTPError(400, "tags must be an object of strings", param="tags")
-    model, messages, params, stream, _, _ = to_call(body)
-    gw.check_model(model)
+    model, messages, params, stream, tags = rule_test.parse(gw, await _json(request))
     await asyncio.to_thread(m.refresh)
-    answer = await asyncio.to_thread(lambda: gw.client.explain(model, messages, stream=stream, tags=tags,
-                                                               **params))
-    return json_response(answer)
+    return json_response(await asyncio.to_thread(rule_test.answer, gw, model, messages, params, stream, tags))
 
 
 # ── health ───────────────────────────────────────────────────────────────────
@@ -465,7 +474,29 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _health(gw: Gateway) -> dict[str, Any]:
+def _pool_use(store: Any) -> dict[str, Any]:
+    """The ledger's threads (and PostgreSQL connections) in use and waited for."""
+    io = getattr(store, "io", None)
+    use: dict[str, Any] = {} if io is None else {"threads": io.threads, "max_threads": io.workers,
+                                                 "queued": io.queued}
+    stats = getattr(store, "pool_stats", None)
+    return use | ({} if stats is None else stats())
+
+
+def _queue(app: Any) -> dict[str, Any] | None:
+    """The request queue in front of the gateway (`capacity.Capacity`), found in the app's
+    middleware stack (Starlette builds it on the first request)."""
+    from .capacity import Capacity
+    node = getattr(app, "middleware_stack", None)
+    while node is not None and not isinstance(node, Capacity):
+        node = getattr(node, "app", None)
+    if node is None:
+        return None
+    return {"active": node.active, "queued": node.queued, "max_concurrent": node.max_concurrent,
+            "max_queued": node.max_queued}
+
+
+def _health(gw: Gateway, app: Any = None) -> dict[str, Any]:
     client = gw.client
     ledger = _timed(lambda: client.ledger.store.last_cursor())
     cache = getattr(client, "cache", None)
@@ -485,13 +516,14 @@ def _health(gw: Gateway) -> dict[str, Any]:
     ok = ledger["ok"] and cache_probe["ok"] is not False
     return {"status": "ok" if ok else "degraded", "pid": os.getpid(), "ledger": ledger, "cache": cache_probe,
             "memory": {"rss_bytes": _rss_bytes()}, "calls": calls,
+            "pool": _pool_use(client.ledger.store), "queue": _queue(app),
             "budgets": len(client.budgets.specs), "rules": len(client.rules or ())}
 
 
 async def health(request: Request) -> Response:
     """``GET /admin/health``: what operators alert on (this process, and every process's calls)."""
     gw, _, _ = await _admin(request)
-    report = await asyncio.to_thread(_health, gw)
+    report = await asyncio.to_thread(_health, gw, request.app)
     return json_response(report, 200 if report["status"] == "ok" else 503)
 
 
@@ -515,12 +547,21 @@ __all__ = ["Managed", "managed", "refresh", "routes", "REFRESH_SECONDS"]
 
 # ── hot reload ───────────────────────────────────────────────────────────────
 
+def _price_book(settings: Any) -> Any:
+    """The price book ``settings`` name, built as the client builds its own."""
+    from ..adapters.cloud import price_tables
+    from ..pricing import PriceBook
+    return PriceBook.load(settings.pricing).priced_as(price_tables(settings.providers))
+
+
 def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
     """Re-read the gateway's ``unillm.toml`` and apply its rules and budgets.
 
     An invalid file raises the `ConfigError` startup would (the running config stays).
-    Providers, ledger, cache, pricing and ``[server]`` are not re-applied (restart for those).
-    Calls already admitted finish with the rules and budget holds they started with."""
+    Price files are re-read too (the bundled book merged with the file's ``pricing``): calls
+    priced from then on use them. Providers, ledger, cache and ``[server]`` are not re-applied
+    (restart for those). Calls already admitted finish with the rules and budget holds they
+    started with."""
     from pathlib import Path
 
     from ..config import load_settings
@@ -530,7 +571,9 @@ def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
         raise HTTPError(409, "this gateway was not started from a config file: nothing to reload",
                         code="no_config_file")
     new = load_settings(source, deep=True)  # ConfigError: the same message as at startup
-    before = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    book = _price_book(new)                  # a broken price file: the same, and nothing changes
+    before = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets),
+              "pricing": gw.client.settings.pricing}
     with m._lock:
         budgets = gw.client.budgets
         kept = [s for s in budgets.specs if s.name not in m.file_budgets]
@@ -539,8 +582,9 @@ def reload_config(gw: Gateway, actor: str) -> dict[str, Any]:
         m.file_budgets = frozenset(new_names)
         m.file_rules = list(new.rules)
         m._seen = None  # rebuild the rule set (file rules first, HTTP rules the file now defines dropped)
+        gw.client.use_pricebook(book)
     m.refresh()
-    after = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets)}
+    after = {"rules": [r.name for r in m.file_rules], "budgets": sorted(m.file_budgets), "pricing": new.pricing}
     audit.record(m.store, actor, "config.reload", f"config:{source}", before, after)
     return {"reloaded": source, **after}
 

@@ -299,16 +299,20 @@ async def admin_key(request: Request) -> Response:
 async def admin_key_rotate(request: Request) -> Response:
     """``POST /admin/keys/{id}/rotate`` ``{"grace_seconds": 86400}``: a new secret, shown once."""
     gw: Gateway = request.app.state.gateway
-    gw.authenticate(request, admin=True)
+    actor = gw.authenticate(request, admin=True)
     from .chat import read_json
     body = await read_json(request) or {}
     if not isinstance(body, dict) or set(body) - {"grace_seconds"}:
         raise HTTPError(400, "the body may hold only grace_seconds", param="grace_seconds")
     key_id = request.path_params["key_id"]
     grace = body.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+    before = await asyncio.to_thread(gw.keys.get, key_id)
     done = await asyncio.to_thread(lambda: gw.keys.rotate(key_id, grace_seconds=grace))
     if done is None:
         raise HTTPError(404, f"no active key {key_id!r}", code="key_not_found")
+    from .audit import record
+    await asyncio.to_thread(record, gw.client.ledger.store, actor.id, "keys.rotate", f"key:{key_id}",
+                            before.public() if before else None, done[1].public())
     return json_response({**done[1].public(), "key": done[0]}, 201)
 
 
@@ -347,6 +351,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         analytics,
         chat,
         dashboard,
+        dashboard_pages,
         embeddings,
         messages,
         prices,
@@ -398,6 +403,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         Route("/admin/prices/{provider}/{model:path}", prices.endpoint, methods=["GET", "PUT"]),
         Route("/admin/provider-keys/{provider}/test", provider_keys.test_key, methods=["POST"]),
         Route("/dashboard", dashboard.endpoint, methods=["GET"]),
+        Route("/dashboard/{page}", dashboard_pages.endpoint, methods=["GET"]),  # budgets, rules
         Route("/proxy/{path:path}", proxy.endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         *admin.routes(),  # /admin/audit, /admin/budgets, /admin/rules, /admin/health
     ]

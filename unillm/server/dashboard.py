@@ -12,7 +12,9 @@ SameSite=Strict, scoped to ``/dashboard`` and ``Secure`` when the request came
 over https (as uvicorn sees it: TLS, or ``X-Forwarded-Proto`` from an address in
 its ``forwarded_allow_ips``). Revoking the key ends its sessions at the next
 request. ``?logout=1`` ends the session. The page may not be framed
-(``frame-ancestors 'none'``, ``X-Frame-Options: DENY``).
+(``frame-ancestors 'none'``, ``X-Frame-Options: DENY``). ``/dashboard/budgets`` and
+``/dashboard/rules`` (`dashboard_pages`) show the admin API's budgets and rules, under the
+same login, headers and CSP.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ tr:last-child td{border-bottom:0}.pill{display:inline-block;padding:1px 8px;bord
 .budget .t>span:first-child{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.budget .t>span:last-child{white-space:nowrap}
 .d1{padding-left:22px}.d2{padding-left:38px}.d3{padding-left:54px}.d4{padding-left:70px}
 .muted{color:var(--muted)}footer{color:var(--muted);font-size:12px;margin-top:18px}
+nav{display:flex;gap:16px;margin-bottom:14px;font-size:13px}nav a{color:var(--muted);text-decoration:none}
+nav a.on{color:var(--accent);font-weight:600}td.wrap{white-space:normal}.pill.http{background:#fff4e6;color:#d9480f}
 """
 
 
@@ -204,6 +208,7 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
     rules = _bars([(r["rule"], r["saved_usd"], _calls(r["calls"])) for r in data["rules"]["by_rule"]],
                   "savings by rule", "No rule has fired in this range.", width=300)
     body = "".join([
+        nav("spend") if form else "",
         (f"<header><div><h1><span>unillm</span> · {escape(title)}</h1><div class='sub'>{escape(span)}"
          f"{' · ' + escape(filt) if filt else ''}</div></div>"
          f"{_form(query or {}) if form else ''}</header>"),
@@ -225,6 +230,23 @@ def render(data: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]], *, tit
         (f"<footer>Generated {escape(_when(datetime.now(timezone.utc)))} UTC by unillm · amounts are "
          "exact USD from the ledger</footer>"),
     ])
+    return document(title, body)
+
+
+#: the gateway's dashboard pages, in the order the header links them
+PAGES = (("spend", "/dashboard", "Spend"), ("budgets", "/dashboard/budgets", "Budgets"),
+         ("rules", "/dashboard/rules", "Rules"))
+
+
+def nav(current: str) -> str:
+    """Links between the dashboard's pages (plain links: no script)."""
+    links = "".join(f"<a href='{href}'{' class=on' if name == current else ''}>{label}</a>"
+                    for name, href, label in PAGES)
+    return f"<nav>{links}</nav>"
+
+
+def document(title: str, body: str) -> str:
+    """The whole HTML page around ``body`` (already escaped): inline CSS, no script."""
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>unillm · {escape(title)}</title><style>{CSS}</style></head>"
@@ -267,24 +289,36 @@ def _focus(client: Any, data: dict[str, Any], end: datetime | None, where: Mappi
     return {**data, "series": series[first:]}
 
 
-async def endpoint(request: Request) -> Response:
-    from starlette.responses import HTMLResponse, RedirectResponse
+def login(request: Request) -> Response | None:
+    """``?key=ADMIN_KEY`` opens a session and redirects to the same page without the key;
+    ``?logout=1`` ends it. None: neither was asked (the caller authenticates the cookie)."""
+    from starlette.responses import RedirectResponse
     gw = request.app.state.gateway
     q = request.query_params
-    if q.get("key") or q.get("logout"):
-        rest = [(k, v) for k, v in q.multi_items() if k not in ("key", "logout")]
-        from urllib.parse import urlencode
-        resp: Response = RedirectResponse("/dashboard" + (f"?{urlencode(rest)}" if rest else ""), 303,
-                                          headers=SECURITY_HEADERS)
-        if q.get("logout"):
-            gw.sessions.end(request.cookies.get(SESSION_COOKIE))
-            resp.delete_cookie(SESSION_COOKIE, path="/dashboard")
-            return resp
-        key = gw.verify(q["key"], admin=True)
-        resp.set_cookie(SESSION_COOKIE, gw.sessions.start(key.id), max_age=int(gw.sessions.ttl),
-                        httponly=True, samesite="strict", path="/dashboard",
-                        secure=request.url.scheme == "https")
+    if not (q.get("key") or q.get("logout")):
+        return None
+    rest = [(k, v) for k, v in q.multi_items() if k not in ("key", "logout")]
+    from urllib.parse import urlencode
+    resp: Response = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), 303,
+                                      headers=SECURITY_HEADERS)
+    if q.get("logout"):
+        gw.sessions.end(request.cookies.get(SESSION_COOKIE))
+        resp.delete_cookie(SESSION_COOKIE, path="/dashboard")
         return resp
+    key = gw.verify(q["key"], admin=True)
+    resp.set_cookie(SESSION_COOKIE, gw.sessions.start(key.id), max_age=int(gw.sessions.ttl),
+                    httponly=True, samesite="strict", path="/dashboard",
+                    secure=request.url.scheme == "https")
+    return resp
+
+
+async def endpoint(request: Request) -> Response:
+    from starlette.responses import HTMLResponse
+    gw = request.app.state.gateway
+    q = request.query_params
+    redirect = login(request)
+    if redirect is not None:
+        return redirect
     gw.authenticate(request, admin=True, browser=True)
     where = filters_from(q, [w for w in q.getlist("where") if w])
     html = await asyncio.to_thread(page, gw.client, since=q.get("since") or None,

@@ -2,7 +2,8 @@
 
 ``GET`` answers the price in force now (with where it comes from) and the model's overrides;
 ``PUT`` takes one pricing.toml entry as JSON (prices as decimal strings, ``since`` a day) and
-stores it; this process prices the next call with it, other workers within 5 seconds.
+stores it (one audit row, `unillm.server.audit`); this process prices the next call with
+it, other workers within 5 seconds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _price_json(price: Any) -> dict[str, Any]:
 
 async def endpoint(request: Request) -> Response:
     gw = request.app.state.gateway
-    gw.authenticate(request, admin=True)
+    actor = gw.authenticate(request, admin=True)
     provider, model = request.path_params["provider"], request.path_params["model"]
     client = gw.client
     if provider not in client.providers:
@@ -38,7 +39,7 @@ async def endpoint(request: Request) -> Response:
         from .chat import read_json
         body = await read_json(request)
         try:
-            saved = await asyncio.to_thread(PriceOverrides(store).put, provider, model, body)
+            saved = await asyncio.to_thread(lambda: PriceOverrides(store).put(provider, model, body, actor=actor.id))
         except errors.ConfigError as exc:
             raise HTTPError(400, str(exc), code="invalid_price", param=exc.key) from None
         client._overrides.expire()  # the next call here is priced with it
