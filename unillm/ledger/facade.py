@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .. import errors, sections
+from . import batch, fields
 from . import export as exporter
-from . import fields
 from .fields import MAX_TOKENS, MAX_UNITS, parse_units
+from .reads import SQLReads
 from .records import TOKEN_FIELDS, CallRecord
 from .store import LedgerStore
 from .when import parse_when
@@ -68,8 +69,13 @@ class Ledger:
     # ── writing ──────────────────────────────────────────────────────────────
 
     def add(self, rec: CallRecord) -> CallRecord:
-        """Store a record the Client built; durable when this returns."""
-        self.store.record(rec)
+        """Store a record the Client built; durable when this returns. A ``cache_hit`` row
+        (money-free) is committed by group commit instead, within a second, and before any
+        read through this store: see `unillm.ledger.batch` for what that guarantees."""
+        if rec.status == "cache_hit" and isinstance(self.store, SQLReads):
+            batch.later(self.store, rec, owner=self)
+        else:
+            self.store.record(rec)
         return rec
 
     def record(self, *, provider: str, model: str, input_tokens: int, output_tokens: int,

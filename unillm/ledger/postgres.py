@@ -303,6 +303,8 @@ class PostgresStore(SQLReads, Offloaded):
     # ── reading ──────────────────────────────────────────────────────────────
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self.hits is not None:  # cache-hit rows still waiting for their batch: commit them first
+            self.hits.flush()
         current = self._current()
         rows: list[tuple[Any, ...]]
         if current is not None:
@@ -324,7 +326,9 @@ class PostgresStore(SQLReads, Offloaded):
 
     def close(self) -> None:
         """Finish async callers' work, stop their threads, close this process's pool (a
-        parent's pool, seen after fork, is left alone)."""
+        parent's pool, seen after fork, is left alone); waiting cache-hit rows are committed first."""
+        if self.hits is not None:
+            self.hits.close()
         self.io.close()
         with self._pool_lock:
             if self._pool_obj is not None and self._pool_pid == os.getpid():

@@ -20,11 +20,14 @@ from .rows import INSERT_SQL, SELECT_SQL, STARTED_AT, TABLE, from_row, to_row
 PAGE = 1000
 #: what `SQLReads.ranked` orders by, newest row first among equals
 ORDERS = {"cost": "total_nano DESC, total_atto DESC, seq DESC", "recent": "started_at DESC, seq DESC"}
-_INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
+INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-runs copy nothing
 
 
 class SQLReads:
     dialect: Any
+    #: the group-commit writer of this store's cache-hit rows (`batch`), opened by the first
+    #: hit; every read (``_query``) commits what it holds first, and ``close`` closes it
+    hits: Any = None
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -73,7 +76,7 @@ class SQLReads:
     def copy_in(self, recs: Sequence[CallRecord]) -> int:
         """Store the records whose id is not stored yet, in one transaction; how many were new."""
         with self.transaction() as tx:
-            return sum(max(tx.execute(_INSERT_NEW, to_row(r)).rowcount, 0) for r in recs)
+            return sum(max(tx.execute(INSERT_NEW, to_row(r)).rowcount, 0) for r in recs)
 
     def tail(self, after: int | None = None, limit: int = 1000) -> tuple[list[CallRecord], int]:
         """Records committed after cursor ``after`` (None: from the start), and the new cursor."""

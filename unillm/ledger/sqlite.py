@@ -227,6 +227,8 @@ class SQLiteStore(SQLReads, Offloaded):
     # ── reading ──────────────────────────────────────────────────────────────
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self.hits is not None:  # cache-hit rows still waiting for their batch: commit them first
+            self.hits.flush()
         with self._lock:
             return self._fetch(self._connection(), sql, params)
 
@@ -279,7 +281,10 @@ class SQLiteStore(SQLReads, Offloaded):
             conn.close()
 
     def close(self) -> None:
-        """Finish the work of async callers, stop their threads, close the file."""
+        """Commit waiting cache-hit rows, finish the work of async callers, stop their
+        threads, close the file."""
+        if self.hits is not None:
+            self.hits.close()
         self.io.close()
         with self._lock:
             self._conn.close()

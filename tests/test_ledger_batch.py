@@ -1,0 +1,192 @@
+"""Cache-hit rows by group commit (`unillm.ledger.batch`): the caller never waits for their
+INSERT, yet every read through the same client sees them, close and a normal exit write
+them, and a crash (SIGKILL) loses hit rows only, never a paid one.
+
+Where SQL runs is observed with SQLite's trace hook; threads with `threading.enumerate`;
+crashes with real subprocesses killed by a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from unillm import Client
+from unillm.ledger.batch import THREAD_NAME
+from unillm.testing import FakeProvider, Reply
+
+HI = [{"role": "user", "content": "What is 2 + 2?"}]
+USAGE = {"input_tokens": 1000, "output_tokens": 200}
+
+
+def _client(fake: FakeProvider, tmp_path: Path, cache: str = "memory") -> Client:
+    return Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/ledger.db", cache=cache)
+
+
+def _statuses(path: Path) -> list[str]:
+    """The rows another reader (a fresh connection on the file) sees."""
+    with sqlite3.connect(path) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT status FROM ledger_calls"))
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+
+
+def _trace(client: Client) -> list[tuple[str, str]]:
+    statements: list[tuple[str, str]] = []
+    client.ledger.store._conn.set_trace_callback(
+        lambda sql: statements.append((threading.current_thread().name, sql)))
+    return statements
+
+
+def test_a_hit_waits_for_no_insert_on_the_callers_thread(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.queue(Reply(text="4", usage=USAGE))
+    client = _client(fake, tmp_path)
+    client.chat(model="gpt-4o", messages=HI, temperature=0)  # the miss: its paid row, synchronously
+    statements = _trace(client)
+    again = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert again.cached
+    mine = threading.current_thread().name
+    assert not [sql for who, sql in statements if who == mine and "INSERT" in sql.upper()]
+    client.close()
+    assert [who for who, sql in statements if "INSERT" in sql.upper()] == [THREAD_NAME]  # by the writer
+
+
+def test_a_hit_is_in_the_summary_right_after_the_call(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.queue(Reply(text="4", usage=USAGE))
+    client = _client(fake, tmp_path)
+    first = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    again = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    (row,) = client.ledger.summary()
+    assert row["calls"] == 2 and row["cache_hits"] == 1 and row["saved_usd"] == first.cost.total_usd
+    assert client.ledger.store.by_ids([again.ledger_id])[again.ledger_id].status == "cache_hit"
+    client.close()
+
+
+def test_every_read_of_the_store_sees_the_hit(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    hit = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert [r.id for r in client.ledger.store.ranked("recent", limit=1)] == [hit.ledger_id]
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert [r.status for r in client.ledger.store.tail()[0]] == ["ok", "cache_hit", "cache_hit"]
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert sum(1 for r in client.ledger.records() if r.status == "cache_hit") == 3
+    client.close()
+
+
+def test_an_async_hit_is_in_the_summary_right_after_it(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path, cache=f"disk:///{tmp_path}/cache")
+
+    async def main() -> list[dict[str, object]]:
+        await client.achat(model="gpt-4o", messages=HI, temperature=0)
+        await client.achat(model="gpt-4o", messages=HI, temperature=0)
+        return client.ledger.summary(by="status")
+
+    rows = asyncio.run(main())
+    assert {r["status"]: r["calls"] for r in rows} == {"ok": 1, "cache_hit": 1}
+    client.close()
+
+
+def test_close_writes_the_waiting_hits_and_stops_the_thread(fake: FakeProvider, tmp_path: Path) -> None:
+    before = set(_writer_threads())
+    client = _client(fake, tmp_path)
+    for _ in range(4):
+        client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert len(set(_writer_threads()) - before) == 1
+    client.close()
+    assert set(_writer_threads()) - before == set()
+    assert _statuses(tmp_path / "ledger.db") == ["cache_hit"] * 3 + ["ok"]
+
+
+def test_aclose_writes_the_waiting_hits(fake: FakeProvider, tmp_path: Path) -> None:
+    client = _client(fake, tmp_path)
+
+    async def main() -> None:
+        for _ in range(3):
+            await client.achat(model="gpt-4o", messages=HI, temperature=0)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert _statuses(tmp_path / "ledger.db") == ["cache_hit", "cache_hit", "ok"]
+
+
+def test_a_client_dropped_unclosed_writes_its_hits_and_stops_its_thread(fake: FakeProvider,
+                                                                         tmp_path: Path) -> None:
+    before = set(_writer_threads())
+    client = _client(fake, tmp_path)
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    (thread,) = set(_writer_threads()) - before
+    del client
+    gc.collect()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert _statuses(tmp_path / "ledger.db") == ["cache_hit", "ok"]
+
+
+_SCRIPT = """
+import os, sys
+from unillm import Client
+client = Client(providers={providers!r}, ledger="sqlite:///{db}", cache="memory")
+for i in range(5):  # five paid calls, each followed by three hits of it
+    messages = [{{"role": "user", "content": f"question {{i}}"}}]
+    for _ in range(4):
+        client.chat(model="gpt-4o-mini", messages=messages, temperature=0)
+print("done", flush=True)
+if sys.argv[1] == "wait":
+    sys.stdin.read()  # until killed
+"""
+
+
+def _run(fake: FakeProvider, tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+    script = _SCRIPT.format(providers=fake.providers(), db=tmp_path / "ledger.db")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "UNILLM_HOME": str(tmp_path)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), mode], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_normal_exit_writes_the_waiting_hits(fake: FakeProvider, tmp_path: Path) -> None:
+    proc = _run(fake, tmp_path, "exit")  # never closes its client: atexit does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.strip() == "done"
+    assert _statuses(tmp_path / "ledger.db") == ["cache_hit"] * 15 + ["ok"] * 5
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_loses_hit_rows_only_never_a_paid_one(fake: FakeProvider, tmp_path: Path) -> None:
+    proc = _run(fake, tmp_path, "wait")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "done"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    statuses = _statuses(tmp_path / "ledger.db")
+    assert statuses.count("ok") == 5                        # every paid call is there
+    assert set(statuses) <= {"ok", "cache_hit"} and statuses.count("cache_hit") <= 15
+
+
+def test_a_row_given_twice_is_stored_once_and_blocks_nothing(tmp_path: Path) -> None:
+    """A batch retried after its commit went through (or a row handed over twice) must not
+    fail on the row's unique id forever and hold every later hit back."""
+    from unillm.ledger import CallRecord, open_store
+    from unillm.ledger.batch import later
+    store = open_store(f"sqlite:///{tmp_path}/ledger.db")
+    first = CallRecord(provider="openai", model="gpt-4o", status="cache_hit")
+    later(store, first)
+    assert len(list(store.records())) == 1
+    later(store, first)
+    later(store, CallRecord(provider="openai", model="gpt-4o", status="cache_hit"))
+    assert len(list(store.records())) == 2 and store.hits.waiting == 0
+    store.close()
