@@ -244,20 +244,67 @@ class ApiSpec(BaseModel):
 
 
 class Exchange:
-    """One HTTP request and its response, as the meter sees them (headers lower-cased)."""
+    """One HTTP request and its response, as the meter sees them (headers lower-cased).
 
-    __slots__ = ("method", "url", "host", "port", "path", "request_headers", "request_body",
-                 "status", "response_headers", "response_body", "_json")
+    What a request to price rarely needs is never made: the URL's text and each side's
+    lower-cased header dict are built on first use from what the HTTP library handed over
+    (its own case-insensitive headers object), and `header` reads one response header
+    without building the dict at all."""
 
-    def __init__(self, method: str, url: str, host: str, port: int | None, path: str,
+    __slots__ = ("method", "_url", "host", "port", "path", "_request_headers", "request_body",
+                 "status", "_response_headers", "response_body", "_json", "_lowered")
+
+    def __init__(self, method: str, url: object, host: str, port: int | None, path: str,
                  request_headers: Mapping[str, str], request_body: bytes) -> None:
-        self.method, self.url, self.host, self.port, self.path = method.upper(), url, host.lower(), port, path
-        self.request_headers = {k.lower(): v for k, v in request_headers.items()}
+        self.method, self._url, self.host, self.port, self.path = method.upper(), url, host.lower(), port, path
+        self._request_headers: Mapping[str, str] = request_headers
         self.request_body = request_body
         self.status = 0
-        self.response_headers: dict[str, str] = {}
+        self._response_headers: Mapping[str, str] = _NO_HEADERS
         self.response_body = b""
         self._json: Any = ...
+        self._lowered = 0  # bit 1: request headers lower-cased, bit 2: response headers
+
+    @property
+    def url(self) -> str:
+        url = self._url
+        if not isinstance(url, str):
+            url = self._url = str(url)
+        return url
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        if not self._lowered & 1:
+            self._request_headers = {k.lower(): v for k, v in self._request_headers.items()}
+            self._lowered |= 1
+        return self._request_headers  # type: ignore[return-value]
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        if not self._lowered & 2:
+            self._response_headers = {k.lower(): v for k, v in self._response_headers.items()}
+            self._lowered |= 2
+        return self._response_headers  # type: ignore[return-value]
+
+    @response_headers.setter
+    def response_headers(self, headers: Mapping[str, str]) -> None:
+        """The response's headers as the library has them (lower-cased on first use)."""
+        self._response_headers = headers
+        self._lowered &= ~2
+
+    def header(self, name: str) -> str:
+        """One response header (``name`` lower-case), "" when absent. A library's own headers
+        object answers case-insensitively; a plain mapping is lower-cased first."""
+        headers = self._response_headers
+        if not self._lowered & 2 and type(headers) is dict:
+            headers = self.response_headers
+        value = headers.get(name)
+        return value if isinstance(value, str) else ""
+
+    @property
+    def parsed(self) -> bool:
+        """True once `request_json` has parsed the request body."""
+        return self._json is not ...
 
     def request_json(self) -> Any:
         """The request body as JSON (None when it is not), parsed once."""
@@ -267,3 +314,6 @@ class Exchange:
             except ValueError:
                 self._json = None
         return self._json
+
+
+_NO_HEADERS: Mapping[str, str] = {}

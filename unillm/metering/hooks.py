@@ -59,9 +59,11 @@ def _patch(owner: Any, attr: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, attr, make(original))
 
 
-def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url: str,
+def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url: object,
            headers: Any, body: Any) -> tuple[Meter, Pending] | None:
-    """The pending row of a request to meter (not yet admitted), or None."""
+    """The pending row of a request to meter (not yet admitted), or None. ``url`` and
+    ``headers`` are the library's own objects: the exchange turns them into text only if
+    something reads them."""
     meter = _METER[0]
     if meter is None or OWN.get():
         return None
@@ -69,7 +71,7 @@ def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url
     if target is None:
         return None
     raw = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else b""
-    return meter, meter.start(target, Exchange(method, url, host or "", port, path, dict(headers.items()), raw))
+    return meter, meter.start(target, Exchange(method, url, host or "", port, path, headers, raw))
 
 
 def _admitted(begun: tuple[Meter, Pending] | None) -> tuple[Meter, Pending] | None:
@@ -135,8 +137,8 @@ def _patch_httpx(name: str) -> None:
             body = request.content
         except httpx.RequestNotRead:  # a streamed upload: not read here
             body = b""
-        return (request.method, url.scheme, url.host, url.port, url.raw_path.decode("ascii").split("?")[0],
-                str(url), request.headers, body)
+        return (request.method, url.scheme, url.host, url.port, url.raw_path.partition(b"?")[0].decode("ascii"),
+                url, request.headers, body)
 
     class SyncTee(httpx.SyncByteStream):  # type: ignore[name-defined,misc]
         def __init__(self, inner: Any, capture: _Capture) -> None:
@@ -181,7 +183,7 @@ def _patch_httpx(name: str) -> None:
     def wrap(response: Any, meter: Meter, pending: Pending, tee: Any) -> Any:
         ex = pending.exchange
         ex.status = response.status_code
-        ex.response_headers = {k.lower(): v for k, v in response.headers.items()}
+        ex.response_headers = response.headers
         response.stream = tee(response.stream, _Capture(meter, pending, decoder(response.headers)))
         return response
 
@@ -257,7 +259,7 @@ def _patch_requests(_: str) -> None:
                 raise
             ex = pending.exchange
             ex.status = response.status_code
-            ex.response_headers = {k.lower(): v for k, v in response.headers.items()}
+            ex.response_headers = response.headers
             capture = _Capture(meter, pending)
             if not stream:  # what Session.send does next anyway: read it all
                 try:
@@ -318,7 +320,7 @@ def _patch_aiohttp(_: str) -> None:
                 raise
             ex = pending.exchange
             ex.status = response.status
-            ex.response_headers = {k.lower(): v for k, v in response.headers.items()}
+            ex.response_headers = response.headers
             capture = _Capture(meter, pending)
             read, release = response.read, response.release
 

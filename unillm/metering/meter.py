@@ -18,8 +18,10 @@ Recording never breaks the application's call: a row that cannot be written is l
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ CHAT_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 #: the most of a response body kept to price it (an LLM answer is far smaller)
 MAX_CAPTURE = 32 * 2**20
+#: distinct request lines whose target `Meter.target` remembers
+_TARGETS_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ EXTRACT = Vendor("", "")
 UNKNOWN = Vendor("", "*")
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """One metered request in flight."""
 
@@ -83,8 +87,13 @@ class Meter:
         self.client = client
         self.apis = list(apis)
         self.record_unknown = record_unknown
-        self.tags = dict(tags or {})
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self._hosts = self._vendor_hosts()
+        #: (method, scheme, host, port, path) -> what `target` found (None: nothing matched)
+        self._targets: dict[tuple[str, str, str, int | None, str], Vendor | ApiSpec | None] = {}
+        self._adapters: dict[str, Any] = {}
+        from ..budgets.settle import commit
+        self._commit = commit
 
     def _vendor_hosts(self) -> dict[tuple[str, int], list[tuple[str, Vendor]]]:
         """(host, port) -> [(base path, vendor)], configured providers first."""
@@ -108,6 +117,22 @@ class Meter:
     # ── which requests ──────────────────────────────────────────────────────
 
     def target(self, method: str, scheme: str, host: str, port: int | None, path: str) -> Vendor | ApiSpec | None:
+        """What prices a request (an ``[[apis]]`` entry, a vendor, `EXTRACT`), or None. Matched
+        once per distinct request line: every later request to it is one dict lookup."""
+        key = (method, scheme, host, port, path)
+        try:
+            found = self._targets[key]
+        except KeyError:
+            found = self._match(*key)
+            if len(self._targets) >= _TARGETS_KEPT:  # paths with ids in them: never unbounded
+                self._targets.clear()
+            self._targets[key] = found
+        if found is not None:
+            return found
+        from .extractors import has_any
+        return EXTRACT if self.record_unknown or has_any() else None
+
+    def _match(self, method: str, scheme: str, host: str, port: int | None, path: str) -> Vendor | ApiSpec | None:
         host = host.lower()
         for spec in self.apis:
             if spec.matches(method, host, port, path):
@@ -119,8 +144,7 @@ class Meter:
                 globs = CHAT_PATHS.get(vendor.protocol, ("*",))
                 if any(fnmatch.fnmatchcase(rest, g) for g in globs):
                     return vendor
-        from .extractors import has_any
-        return EXTRACT if has_any() or self.record_unknown else None
+        return None
 
     # ── before it is sent ───────────────────────────────────────────────────
 
@@ -208,7 +232,7 @@ class Meter:
                                             status="unpriced", error_class="unpriced: no [[apis]] entry, vendor "
                                             "or extractor knows this API", **base)
             return rec, cost, tokens
-        resp = vendor_usage(self.client, target, ex)
+        resp = vendor_usage(self.client, target, ex, self._adapters)
         if resp is None:
             if not self.record_unknown:
                 return None, None, 0
@@ -274,34 +298,51 @@ class Meter:
 
 # ── vendors ──────────────────────────────────────────────────────────────────
 
-def vendor_usage(client: Any, vendor: Vendor, ex: Exchange) -> tuple[str, Any] | None:
-    """``(model, Usage)`` from a vendor's JSON or SSE response, or None when it has none."""
-    from ..adapters import registry
-    spec = registry.get(vendor.protocol)
-    model = _requested(ex) or ""
+def vendor_usage(client: Any, vendor: Vendor, ex: Exchange,
+                 adapters: dict[str, Any] | None = None) -> tuple[str, Any] | None:
+    """``(model, Usage)`` from a vendor's JSON or SSE response, or None when it has none.
+    ``adapters``: a cache of the adapters that read streams, by provider (the meter's)."""
     if _is_sse(ex):
-        adapter = spec.adapter_class()(client.providers[vendor.provider])
-        state = adapter.stream_state(model)
-        for event in sse_events(ex.response_body):
-            model = model or _event_model(event)
-            state.feed(event)
-        usage = state.reported()[0]
-        if usage is None and model and vendor.protocol == "openai":
-            usage = _counted(client, vendor, ex, model, state)
-        return (model, usage) if usage is not None and model else None
+        return _stream_usage(client, vendor, ex, {} if adapters is None else adapters)
+    spec, convert = _protocol(vendor.protocol)
     try:
         raw = json.loads(ex.response_body)
-        convert = spec.converter_module()
         fast = _USAGE_AT.get(vendor.protocol)
-        if fast is not None and isinstance(raw, Mapping):  # the usage object alone, no full response
+        if fast is not None and type(raw) is dict:  # the usage object alone, no full response
             usage, named = convert.usage_from(raw.get(fast[0])), raw.get(fast[1]) if fast[1] else None
-            model = named if isinstance(named, str) and named else model
+            # the answer names its model: the request is not parsed to find it
+            model = named if isinstance(named, str) and named else _requested(ex) or ""
         else:
+            model = _requested(ex) or ""
             resp = convert.from_response(raw, vendor.provider, **({} if spec.names_model else {"model": model}))
             usage, model = resp.usage, resp.model or model
     except (ValueError, TypeError, KeyError, AttributeError, errors.UnillmError):
         return None
     return (model, usage) if usage is not None and model else None
+
+
+def _stream_usage(client: Any, vendor: Vendor, ex: Exchange, adapters: dict[str, Any]) -> tuple[str, Any] | None:
+    adapter = adapters.get(vendor.provider)
+    if adapter is None:
+        adapter = adapters[vendor.provider] = _protocol(vendor.protocol)[0].adapter_class()(
+            client.providers[vendor.provider])
+    model = _requested(ex) or ""
+    state = adapter.stream_state(model)
+    for event in sse_events(ex.response_body):
+        model = model or _event_model(event)
+        state.feed(event)
+    usage = state.reported()[0]
+    if usage is None and model and vendor.protocol == "openai":
+        usage = _counted(client, vendor, ex, model, state)
+    return (model, usage) if usage is not None and model else None
+
+
+@functools.cache
+def _protocol(protocol: str) -> tuple[Any, Any]:
+    """A protocol's registered spec and its converter module (looked up once)."""
+    from ..adapters import registry
+    spec = registry.get(protocol)
+    return spec, spec.converter_module()
 
 
 #: where each built-in protocol's JSON answer keeps its usage object and its model name
@@ -375,17 +416,46 @@ def sse_events(body: bytes) -> Iterator[dict[str, Any]]:
 
 
 def _is_sse(ex: Exchange) -> bool:
-    return ex.response_headers.get("content-type", "").startswith("text/event-stream")
+    return ex.header("content-type").startswith("text/event-stream")
 
 
 def _requested(ex: Exchange) -> str | None:
-    body = ex.request_json()
-    model = body.get("model") if isinstance(body, Mapping) else None
+    """The model the request names: its body's top-level ``model``, else (Gemini) its path's."""
+    model = _body_model(ex.request_body) if not ex.parsed and "/models/" not in ex.path else ...
+    if model is ...:  # not found by the scan: the body parsed
+        body = ex.request_json()
+        model = body.get("model") if isinstance(body, Mapping) else None
     if isinstance(model, str) and model:
         return model
     if "/models/" in ex.path:  # Gemini: .../models/{model}:generateContent
         return ex.path.rsplit("/models/", 1)[1].split(":", 1)[0] or None
     return None
+
+
+_MODEL_KEY = b'"model"'
+_MODEL_VALUE = re.compile(rb'"model"[ \t\n\r]*:[ \t\n\r]*"((?:[^"\\]|\\.)*)"')
+_CLOSES = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
+
+
+def _body_model(body: bytes) -> Any:
+    """A JSON object's top-level ``"model": "..."`` read without parsing the body (a prompt
+    can be megabytes), or ``...`` when that cannot be told for sure (then it is parsed).
+
+    Sure means: ``"model"`` occurs once in the body (inside a JSON string a quote is
+    escaped, so this is a key), its value is a string, and the key is the top-level
+    object's: no other object opens before it, or the object ends right after its value
+    (an SDK that writes its keys in order puts ``model`` first or last)."""
+    at = body.find(_MODEL_KEY)
+    if at < 0 or body.find(_MODEL_KEY, at + 1) >= 0 or body[:1] != b"{":
+        return ...
+    m = _MODEL_VALUE.match(body, at)
+    if m is None or not (body.count(b"{", 0, at) == 1 or _CLOSES.fullmatch(body, m.end()) is not None):
+        return ...
+    value = m.group(1)
+    try:
+        return json.loads(b'"' + value + b'"') if b"\\" in value else value.decode("utf-8")
+    except ValueError:
+        return ...
 
 
 def _event_model(event: Mapping[str, Any]) -> str:
