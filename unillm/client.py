@@ -612,7 +612,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
-            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
+            traced = self._obs.attempt(call) if self._obs.tracer else None
             try:
                 return run(timeout)
             except Exception as exc:
@@ -629,7 +629,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)
-            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
+            traced = self._obs.attempt(call) if self._obs.tracer else None
             try:
                 return await run(timeout)
             except Exception as exc:
@@ -640,10 +640,6 @@ class Client:
                 self._obs.sent(traced)
         return self._retrier.arun(once, lambda e: self._translate(call, e), self._max_retries(call),
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
-
-    def _several(self, call: Call) -> bool:
-        """Whether ``call`` may make more than one attempt (then its spans get a parent)."""
-        return call.adapter.settings.max_retries > 0 or bool(self._fallbacks)
 
     def _deadline_of(self, call: Call) -> float | None:
         return self.settings.stream_deadline if call.stream else self.settings.call_deadline
