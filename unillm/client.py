@@ -449,7 +449,7 @@ class Client:
                 self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
                 continue
             self._route_done(call, None, sent=False)  # refused before sending: its pick is released
-            self._record(record_for(call, "budget_denied", error=adm.denied))
+            self._record(record_for(call, "budget_denied", error=adm.denied), traced=call)
             nxt = self._next_in_chain(call)  # a fallback model may fit where this one did not
             if nxt is None:
                 raise adm.denied
@@ -750,10 +750,13 @@ class Client:
             try:
                 return call, attempt(call)
             except BaseException as err:  # recorded whatever it was; only vendor failures fall back
-                nxt = self._fallback(call, err)
+                try:
+                    nxt = self._fallback(call, err)
+                except BaseException as refused:  # the next model's budget refused it: the call ends
+                    self._gave_up(call, refused)
+                    raise
                 if nxt is None:
-                    if self._obs.tracer:
-                        self._obs.failed(call, err)
+                    self._gave_up(call, err)
                     raise
                 call = nxt
 
@@ -762,12 +765,20 @@ class Client:
             try:
                 return call, await attempt(call)
             except BaseException as err:
-                nxt = await self._io(self._fallback, call, err)
+                try:
+                    nxt = await self._io(self._fallback, call, err)
+                except BaseException as refused:
+                    self._gave_up(call, refused)
+                    raise
                 if nxt is None:
-                    if self._obs.tracer:
-                        self._obs.failed(call, err)
+                    self._gave_up(call, err)
                     raise
                 call = nxt
+
+    def _gave_up(self, call: Call, err: BaseException) -> None:
+        """No further attempt: the call's spans end with ``err``."""
+        if self._obs.tracer:
+            self._obs.failed(call, err)
 
     def _complete(self, call: Call) -> ChatResponse:
         call, resp = self._with_fallbacks(

@@ -1,0 +1,33 @@
+"""Spans of a fallback chain that a budget stops (the real OpenTelemetry SDK; official SDKs
+talking to FakeProvider). Shares the SDK providers test_telemetry installs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry import trace
+
+from unillm import Client, errors
+from unillm.testing import Reply
+
+from .test_telemetry import EXPORTER, HI, INTERNAL, USAGE, _clear  # noqa: F401 - the autouse fixture
+
+
+def test_a_budget_refusal_in_the_fallback_loop_ends_the_parent(fake, tmp_path) -> None:
+    providers = fake.providers("openai", "anthropic")
+    providers["openai"] = {**providers["openai"], "max_retries": 1}
+    client = Client(providers=providers, ledger=f"sqlite:///{tmp_path}/l.db", telemetry="otel",
+                    fallbacks=[{"model": "gpt-4o-mini", "then": ["anthropic/claude-opus-4-1"]}],
+                    budgets=[{"name": "b", "limit_usd": "0.05", "period": "total"}], sleep=lambda s: None)
+    fake.queue(Reply(status=500, error="down"), Reply(status=500, error="down"), Reply(text="x", usage=USAGE))
+    with pytest.raises(errors.BudgetExceededError):
+        client.chat(model="gpt-4o-mini", messages=HI, max_tokens=2000)
+    spans = EXPORTER.get_finished_spans()
+    (parent,) = [s for s in spans if s.kind == INTERNAL]
+    assert parent.attributes["error.type"] == "BudgetExceededError"
+    assert parent.status.status_code == trace.StatusCode.ERROR
+    (refused,) = [s for s in spans if s.attributes.get("unillm.status") == "budget_denied"]
+    assert refused.parent.span_id == parent.context.span_id and refused.attributes["unillm.budget"] == "denied"
+    assert len(fake.requests) == 2  # the fallback model was never sent
