@@ -31,3 +31,27 @@ def test_a_budget_refusal_in_the_fallback_loop_ends_the_parent(fake, tmp_path) -
     (refused,) = [s for s in spans if s.attributes.get("unillm.status") == "budget_denied"]
     assert refused.parent.span_id == parent.context.span_id and refused.attributes["unillm.budget"] == "denied"
     assert len(fake.requests) == 2  # the fallback model was never sent
+
+
+def test_headers_written_directly_match_the_propagator(fake, tmp_path) -> None:
+    from opentelemetry import baggage, context, propagate
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    client = Client(providers={"openai": {**fake.providers("openai")["openai"], "max_retries": 0}},
+                    ledger=f"sqlite:///{tmp_path}/l.db", telemetry="otel")
+    caller = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1),
+                         trace_state=TraceState([("vendor", "v1")]))
+    ctx = trace.set_span_in_context(NonRecordingSpan(caller))
+    for extra in (ctx, baggage.set_baggage("team", "search", ctx)):
+        fake.queue(Reply(text="hi", usage=USAGE))
+        token = context.attach(extra)
+        try:
+            client.chat(model="gpt-4o-mini", messages=HI)
+        finally:
+            context.detach(token)
+        span = EXPORTER.get_finished_spans()[-1]
+        expected: dict[str, str] = {}
+        propagate.inject(expected, context=trace.set_span_in_context(NonRecordingSpan(span.context), extra))
+        sent = fake.requests[-1].headers
+        assert {k: sent[k] for k in expected} == expected and "tracestate" in expected
+    assert "team=search" in fake.requests[-1].headers["baggage"]
