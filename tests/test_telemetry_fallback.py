@@ -55,3 +55,15 @@ def test_headers_written_directly_match_the_propagator(fake, tmp_path) -> None:
         sent = fake.requests[-1].headers
         assert {k: sent[k] for k in expected} == expected and "tracestate" in expected
     assert "team=search" in fake.requests[-1].headers["baggage"]
+
+
+@pytest.mark.parametrize(("provider", "model"), [("google", "google/gemini-2.5-flash"),
+                                                 ("cohere", "cohere/command-a-03-2025")])
+def test_traceparent_to_google_and_cohere(fake, tmp_path, provider, model) -> None:
+    client = Client(providers={provider: {**fake.providers(provider)[provider], "max_retries": 0}},
+                    ledger=f"sqlite:///{tmp_path}/l.db", telemetry="otel")
+    fake.queue(Reply(text="hi", usage=USAGE))
+    client.chat(model=model, messages=HI)
+    (span,) = [s for s in EXPORTER.get_finished_spans() if s.name.startswith("chat ")]
+    sent = fake.requests[-1].headers["traceparent"]
+    assert sent.startswith(f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-")
