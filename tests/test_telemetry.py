@@ -77,9 +77,9 @@ def test_traceparent_reaches_the_vendor_and_caller_span_is_parent(fake, tmp_path
     with tracer.start_as_current_span("handler") as outer:
         client.chat(model="gpt-4o-mini", messages=HI)
     spans = _spans()
-    attempt, parent = spans["chat gpt-4o-mini"], spans["chat gpt-4o-mini/parent"]
-    assert parent.parent.span_id == outer.get_span_context().span_id
-    assert attempt.parent.span_id == parent.context.span_id
+    attempt = spans["chat gpt-4o-mini"]
+    assert "chat gpt-4o-mini/parent" not in spans  # one attempt (retries allowed, none made): one span
+    assert attempt.parent.span_id == outer.get_span_context().span_id
     tp = fake.requests[-1].headers["traceparent"]
     assert tp.startswith(f"00-{attempt.context.trace_id:032x}-{attempt.context.span_id:016x}-")
 
@@ -102,17 +102,24 @@ def test_no_traceparent_when_off(fake, tmp_path) -> None:
     assert "traceparent" not in fake.requests[-1].headers and not EXPORTER.get_finished_spans()
 
 
-def test_retry_attempts_are_children_of_one_parent(fake, tmp_path) -> None:
+def test_retry_attempts_get_one_parent_from_the_second(fake, tmp_path) -> None:
     client = _client(fake, tmp_path)
-    fake.queue(Reply(status=500, error="boom"), Reply(text="second", usage=USAGE))
-    client.chat(model="gpt-4o-mini", messages=HI)
-    spans = EXPORTER.get_finished_spans()
+    fake.queue(Reply(status=500, error="boom"), Reply(status=500, error="boom"), Reply(text="third", usage=USAGE))
+    with trace.get_tracer("app").start_as_current_span("handler") as outer:
+        client.chat(model="gpt-4o-mini", messages=HI)
+    spans = [s for s in EXPORTER.get_finished_spans() if s.name != "handler"]
     parent = next(s for s in spans if s.kind == INTERNAL)
     kids = sorted((s for s in spans if s.kind == CLIENT), key=lambda s: s.attributes["unillm.attempt"])
-    assert len(kids) == 2 and all(k.parent.span_id == parent.context.span_id for k in kids)
+    caller = outer.get_span_context().span_id
+    # the first attempt began as the caller's child; the parent starts with it and links to it
+    assert len(kids) == 3 and kids[0].parent.span_id == caller and parent.parent.span_id == caller
+    assert all(k.parent.span_id == parent.context.span_id for k in kids[1:])
+    assert [link.context.span_id for link in parent.links] == [kids[0].context.span_id]
+    assert parent.start_time == kids[0].start_time and parent.end_time >= kids[2].end_time
     assert kids[0].attributes["error.type"] == "ServerError" and kids[0].attributes["unillm.retried"]
     assert kids[0].status.status_code == trace.StatusCode.ERROR
-    assert "error.type" not in kids[1].attributes and parent.attributes["unillm.attempts"] == 2
+    assert "error.type" not in kids[2].attributes and parent.attributes["unillm.attempts"] == 3
+    assert "unillm.retried" not in kids[2].attributes
     heads = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
     assert heads == [f"{k.context.span_id:016x}" for k in kids]  # each attempt its own span id
 
@@ -127,7 +134,7 @@ async def test_fallback_chain_async(fake, tmp_path) -> None:
     (parent,) = [s for s in spans if s.kind == INTERNAL]
     kids = [s for s in spans if s.kind == CLIENT and s.name.startswith("chat ")]  # not the SDK's own
     assert [k.attributes["gen_ai.provider.name"] for k in kids] == ["openai"] * 3 + ["anthropic"]
-    assert {k.parent.span_id for k in kids} == {parent.context.span_id}
+    assert {k.parent.span_id for k in kids[1:]} == {parent.context.span_id} and kids[0].parent is None
     assert kids[3].attributes["unillm.fallback_from"] == "openai/gpt-4o-mini"
     assert parent.attributes["gen_ai.response.model"] == r.model
     assert Decimal(parent.attributes["unillm.cost_usd"]) == r.cost.total_usd
@@ -154,7 +161,7 @@ def test_stream_span_ends_when_the_stream_ends(fake, tmp_path) -> None:
         pass
     span = _spans()["chat gpt-4o-mini"]
     assert span.attributes["unillm.status"] == "ok" and span.attributes["gen_ai.usage.output_tokens"] == 10
-    assert "chat gpt-4o-mini/parent" in _spans()
+    assert "chat gpt-4o-mini/parent" not in _spans()
 
 
 def test_stream_span_ends_when_closed(fake, tmp_path) -> None:

@@ -453,7 +453,7 @@ class Client:
                 self._swap(call, spec.downgrade_to, rule=f"budget:{spec.name}")
                 continue
             self._route_done(call, None, sent=False)  # refused before sending: its pick is released
-            self._record(record_for(call, "budget_denied", error=adm.denied))
+            self._record(record_for(call, "budget_denied", error=adm.denied), traced=call)
             nxt = self._next_in_chain(call)  # a fallback model may fit where this one did not
             if nxt is None:
                 raise adm.denied
@@ -616,7 +616,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
-            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
+            traced = self._obs.attempt(call) if self._obs.tracer else None
             try:
                 return run(timeout)
             except Exception as exc:
@@ -633,7 +633,7 @@ class Client:
             timeout = self._attempt_timeout(call)
             call.next_attempt()
             own = OWN.set(True)
-            traced = self._obs.attempt(call, self._several(call)) if self._obs.tracer else None
+            traced = self._obs.attempt(call) if self._obs.tracer else None
             try:
                 return await run(timeout)
             except Exception as exc:
@@ -644,10 +644,6 @@ class Client:
                 self._obs.sent(traced)
         return self._retrier.arun(once, lambda e: self._translate(call, e), self._max_retries(call),
                                   lambda e: self._record_retried(call, e), lambda: self._time_left(call))
-
-    def _several(self, call: Call) -> bool:
-        """Whether ``call`` may make more than one attempt (then its spans get a parent)."""
-        return call.adapter.settings.max_retries > 0 or bool(self._fallbacks)
 
     def _deadline_of(self, call: Call) -> float | None:
         return self.settings.stream_deadline if call.stream else self.settings.call_deadline
@@ -758,10 +754,13 @@ class Client:
             try:
                 return call, attempt(call)
             except BaseException as err:  # recorded whatever it was; only vendor failures fall back
-                nxt = self._fallback(call, err)
+                try:
+                    nxt = self._fallback(call, err)
+                except BaseException as refused:  # the next model's budget refused it: the call ends
+                    self._gave_up(call, refused)
+                    raise
                 if nxt is None:
-                    if self._obs.tracer:
-                        self._obs.failed(call, err)
+                    self._gave_up(call, err)
                     raise
                 call = nxt
 
@@ -770,12 +769,20 @@ class Client:
             try:
                 return call, await attempt(call)
             except BaseException as err:
-                nxt = await self._io(self._fallback, call, err)
+                try:
+                    nxt = await self._io(self._fallback, call, err)
+                except BaseException as refused:
+                    self._gave_up(call, refused)
+                    raise
                 if nxt is None:
-                    if self._obs.tracer:
-                        self._obs.failed(call, err)
+                    self._gave_up(call, err)
                     raise
                 call = nxt
+
+    def _gave_up(self, call: Call, err: BaseException) -> None:
+        """No further attempt: the call's spans end with ``err``."""
+        if self._obs.tracer:
+            self._obs.failed(call, err)
 
     def _complete(self, call: Call) -> ChatResponse:
         call, resp = self._with_fallbacks(

@@ -42,11 +42,11 @@ class Observer:
         """Whether a written row has anywhere to go (else the client skips the hook)."""
         return self.tracer is not None or self.json_logs or bool(self.events)
 
-    def attempt(self, call: Any, several: bool) -> tuple[Token[dict[str, str] | None], object] | None:
+    def attempt(self, call: Any) -> tuple[Token[dict[str, str] | None], object] | None:
         """An HTTP attempt of ``call`` starts: its span, current, and the headers that carry it."""
         if self.tracer is None:
             return None
-        headers, current = self.tracer.attempt(call, several)
+        headers, current = self.tracer.attempt(call)
         return TRACE_HEADERS.set(headers), current
 
     def sent(self, tokens: tuple[Token[dict[str, str] | None], object] | None) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
+from ...telemetry import TRACE_HEADERS
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
@@ -49,6 +50,8 @@ class CohereAdapter(Adapter):
         kwargs = convert.to_request(request, model, self.settings)
         if timeout is not None:
             kwargs["request_options"] = {**kwargs.get("request_options", {}), "timeout_in_seconds": timeout}
+        if traced := TRACE_HEADERS.get():  # the attempt's span (telemetry = "otel"): W3C traceparent
+            kwargs["request_options"] = {**kwargs.get("request_options", {}), "additional_headers": traced}
         return kwargs
 
     def _response(self, raw: Any, model: str) -> ChatResponse:

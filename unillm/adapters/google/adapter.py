@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
+from ...telemetry import TRACE_HEADERS
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
 from . import convert
@@ -99,6 +100,8 @@ class GoogleAdapter(Adapter):
         kwargs = convert.to_request(request, model, self.settings)
         if timeout is not None:
             kwargs["config"]["http_options"] = {"timeout": max(math.ceil(timeout * 1000), 1)}
+        if traced := TRACE_HEADERS.get():  # the attempt's span (telemetry = "otel"): merged over the client's
+            kwargs["config"]["http_options"] = {**kwargs["config"].get("http_options", {}), "headers": traced}
         known = require("google.genai.types").GenerateContentConfig.model_fields
         if "automatic_continuation" not in known:
             kwargs["config"].pop("automatic_continuation", None)
