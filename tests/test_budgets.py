@@ -194,7 +194,9 @@ def test_a_killed_process_leaves_a_row_counted_at_its_worst_case(fake: FakeProvi
                 break
             time.sleep(0.05)
         held = client.budgets.status()[0]["reserved_usd"]
-        assert held > 0 and [r.status for r in client.ledger.records()] == ["in_flight"]
+        (flight,) = client.budgets.in_flight()              # written ahead, with its hold
+        assert held > 0 and flight["reserved_usd"] == held and flight["model"] == "gpt-4o-mini"
+        assert list(client.ledger.records()) == []
         time.sleep(3.5)                                   # the live worker's heartbeat keeps its hold
         assert client.budgets.status()[0]["in_flight"] == 1
         os.kill(proc.pid, signal.SIGKILL)

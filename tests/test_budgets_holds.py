@@ -133,7 +133,7 @@ def test_a_call_longer_than_the_lease_keeps_its_hold_injected_clock(fake: FakePr
     other = make(fake, tmp_path / "l.db", budget, clock=clock)      # another process, same ledger
     t, out = in_background(lambda: client.chat(model="gpt-4o-mini", messages=HI, max_tokens=100))
     wait_for(lambda: other.budgets.status()[0]["in_flight"] == 1)
-    (row,) = [r for r in client.ledger.records() if r.status == "in_flight"]   # written ahead
+    (row,) = other.budgets.in_flight()               # written ahead: the hold and its call, one row
     clock.advance(1.5)
     assert client.budgets.renew() == 1               # what the heartbeat does every lease / 3
     clock.advance(1.5)                               # 3 s: past the first lease, not the renewed one
@@ -145,7 +145,7 @@ def test_a_call_longer_than_the_lease_keeps_its_hold_injected_clock(fake: FakePr
     statuses = sorted(r.status for r in client.ledger.records())
     assert statuses == ["budget_denied", "ok"]       # the in_flight row was replaced by the outcome
     assert spent_ok(client) <= Decimal("0.0001") and len(fake.requests) == 1
-    assert row.id not in {r.id for r in client.ledger.records()}
+    assert row["id"] not in {r.id for r in client.ledger.records()} and other.budgets.in_flight() == []
 
 
 def test_a_call_longer_than_the_lease_keeps_its_hold_real_time(fake: FakeProvider, tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_the_heartbeat_thread_renews_and_then_stops(fake: FakeProvider, tmp_path
     seen = set()
     while t.is_alive():
         other.budgets.status()
-        seen |= {r.status for r in other.ledger.records()}
+        seen |= {r.status for r in other.ledger.records()} | {"in_flight" for _ in other.budgets.in_flight()}
         time.sleep(0.05)
     assert "unknown" not in seen and "in_flight" in seen and not isinstance(out[0], BaseException)
     (row,) = list(client.ledger.records())

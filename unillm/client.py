@@ -702,9 +702,9 @@ class Client:
         """Admission to every matching budget (the alerts it raises emitted); the `Admission`."""
         worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
         # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
-        # as `unknown` at the hold's worst case (budgets.store.lock)
-        adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline,
-                                 flight=partial(record_for, call, "in_flight"))
+        # as `unknown` at the hold's worst case (budgets.store.take_expired)
+        from .budgets.flight import in_flight
+        adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline, flight=partial(in_flight, call))
         for event in adm.events:
             self.budgets.alerts.emit(event)
         return adm

@@ -1,12 +1,14 @@
 """`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
 
-Admission is one transaction over every budget whose scope matches the call, in a
-fixed number of statements whatever their number (`store.lock_all`): lock the slots, count expired holds at their worst case, check settled spend + live
-holds + this call's worst case against the limit, and write a hold (and, when
-given, the call's write-ahead ``in_flight`` ledger row). When the request has no
-``max_tokens``, the cap is chosen here, inside the lock (see `Budgets._cap`), so the
-hold is a true upper bound. While the call lives, `Heartbeat` renews its hold, up
-to the call's deadline. Settlement happens in the ledger row's transaction.
+Admission is one transaction of a fixed number of statements whatever the number of
+budgets that match (`store`): lapsed holds counted at their worst case, the counters the
+matching budgets read locked and compared with their tightest limits (`plan.View`), one
+flight row written (the hold and the call's write-ahead description), the counters' held
+money raised. When the request has no ``max_tokens``, the cap is chosen here, inside the
+lock (see `_cap`), so the hold is a true upper bound. While the call lives, `Heartbeat`
+renews its hold, up to the call's deadline. Settlement happens in the ledger row's
+transaction: the flight row deleted, the counters moved from held to spent in one
+statement, the alert lines it crosses claimed.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
 from typing import Any
 
 from .. import errors
+from ..ledger.money import normalize
 from . import store as sql
 from .alerts import Alerts, warn_over
 from .heartbeat import Heartbeat
+from .plan import Plan, Planner, View
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
+_ATTO = Decimal("1e-18")
 
 #: a prompt count that is only an estimate (a vendor whose tokenizer is not tiktoken) is
 #: raised by this factor before it is held, so the hold stays an upper bound
@@ -67,16 +72,20 @@ class Worst:
 
 @dataclass
 class Hold:
-    """Money set aside for one call in every matching budget slot."""
+    """Money set aside for one call in every counter its budgets read: one flight row."""
 
     id: str
-    slots: list[tuple[BudgetSpec, sql.Slot]]
+    plan: Plan
     usd: Decimal
     tokens: int
     cap: int                          # the max_tokens the call must be sent with
     lease: float = 0.0                # seconds a renewal extends the hold by
     deadline: datetime | None = None  # renewed until then, no longer
-    flight: bool = False              # a write-ahead ledger row (id = this hold's id) exists
+    flight: bool = False              # the flight row carries the call's write-ahead description
+
+    @property
+    def slots(self) -> list[tuple[BudgetSpec, sql.Slot]]:
+        return [(e.spec, e.slot) for e in self.plan.entries]
 
 
 @dataclass
@@ -92,9 +101,19 @@ class Budgets:
 
     def __init__(self, specs: list[BudgetSpec], store: Callable[[], Any], clock: Callable[[], datetime],
                  timezone: str, alerts: Alerts) -> None:
-        self.specs = list(specs)
         self._store, self._clock, self._tz, self.alerts = store, clock, timezone, alerts
+        self._bases: dict[tuple[str, str, str], sql.Base] = {}  # written once in the database: kept
+        self._stale = False  # lapsed flights seen on counters not locked: reconciled after commit
+        self.specs = list(specs)
         self._heartbeat = Heartbeat(self._renew, clock)
+
+    @property
+    def specs(self) -> list[BudgetSpec]:
+        return self._planner.specs
+
+    @specs.setter
+    def specs(self, specs: list[BudgetSpec]) -> None:
+        self._planner = Planner(specs, self._tz)   # a new list: plans made for the old one are dropped
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -109,87 +128,106 @@ class Budgets:
         (parsed,) = parse_budgets([spec], source="budgets.add(...)")
         if any(s.name == parsed.name for s in self.specs):
             raise errors.ConfigError("a budget with this name exists", key="budgets", value=parsed.name)
-        self.specs.append(parsed)
+        self.specs = [*self.specs, parsed]
         return parsed
 
     def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         return self.alerts.on(event, fn)
 
     def matching(self, tags: Mapping[str, str], now: datetime) -> list[tuple[BudgetSpec, sql.Slot, datetime | None]]:
-        out = []
-        windows: dict[tuple[str, str | None], tuple[str, datetime | None]] = {}  # one per period and zone
-        for spec in self.specs:
-            scope = spec.scope_key(tags)
-            if scope is not None:
-                w = windows.get((spec.period, spec.timezone))
-                if w is None:
-                    w = windows[(spec.period, spec.timezone)] = spec.window(now, self._tz)
-                out.append((spec, sql.Slot(spec.name, scope, w[0]), w[1]))
-        return out
+        plan = self._planner.plan(tags, now)
+        return [(e.spec, e.slot, e.resets) for e in plan.entries] if plan is not None else []
 
     # ── admission ────────────────────────────────────────────────────────────
 
     def admit(self, tags: Mapping[str, str], worst: Worst, now: datetime | None = None, *,
-              flight: Callable[[], Any] | None = None, deadline: float | None = None) -> Admission:
+              flight: Callable[[], str | None] | None = None, deadline: float | None = None) -> Admission:
         """Hold ``worst`` in every matching budget, or say which one refuses.
 
-        ``flight``: makes the call's ``in_flight`` `CallRecord`, written in the hold's
-        transaction when the call is admitted (its id becomes the hold's id); ``deadline``:
-        seconds after which the hold is no longer renewed.
+        One transaction of a fixed number of statements whatever the number of budgets:
+        lapsed flights counted, the counters read (and locked), one flight row written —
+        the hold and, from ``flight`` (`unillm.budgets.flight.in_flight`), the call's
+        write-ahead description — and the counters' held money raised in one statement.
+        ``deadline``: seconds after which the hold is no longer renewed.
         """
         now = now or self._clock()
-        slots = self.matching(tags, now)
-        if not slots:
+        plan = self._planner.plan(tags, now)
+        if plan is None:
             return Admission()
         with self._store().transaction() as tx:
-            locked = sql.lock_all(tx, [slot for _, slot, _ in slots], now)
-            states = [(spec, slot, resets, st) for (spec, slot, resets), st in zip(slots, locked)]
-            cap = worst.max_tokens if worst.max_tokens is not None else self._cap(worst, states)
+            totals = self._lock(tx, plan.keys, now)
+            view, fresh = self._view(tx, plan, totals)
+            cap = worst.max_tokens if worst.max_tokens is not None else _cap(worst, plan, view, totals)
             usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
-            adm = Admission()
-            for spec, slot, resets, state in states:
-                if _fits(spec, state, usd, tokens):
-                    continue
-                event = self._event("budget.exceeded", spec, slot, state.spent_usd, resets)
-                if sql.claim_alert(tx, slot, "exceeded", now):
-                    adm.events.append(event)
-                if spec.on_exceed == "warn":
-                    warn_over(spec, slot.key)
-                elif adm.denied is None:
-                    adm.denied = _refusal(spec, slot, resets, state, usd, tokens, now)
-                    adm.denied_spec = spec
-            if adm.denied is not None:
-                return adm
-            lease = min(s.lease_seconds for s, *_ in states)
-            record = flight() if flight is not None else None
-            hold_id = record.id if record is not None else uuid.uuid4().hex
-            sql.hold(tx, [slot for _, slot, _ in slots], hold_id, usd or _ZERO, tokens,
-                     now + timedelta(seconds=lease))
-            if record is not None:
-                tx.record(record)
-        adm.hold = Hold(hold_id, [(s, slot) for s, slot, _ in slots], usd or _ZERO, tokens, cap, lease,
+            adm = Admission() if view.fits(totals, usd, tokens) else self._refuse(tx, plan, view, totals, usd,
+                                                                                  tokens, now)
+            if adm.denied is None:
+                hold_id = uuid.uuid4().hex
+                amount = _ceil18(usd or _ZERO)
+                sql.add_flight(tx, hold_id, plan.keys, amount, tokens, now + timedelta(seconds=plan.lease),
+                               flight() if flight is not None else None)
+                sql.bump(tx, plan.keys, sql.delta(held=amount, held_tokens=tokens, held_requests=1))
+        if fresh:
+            self._install(plan, view)
+        if self._stale:
+            self._stale = False
+            self.reconcile(now)
+        if adm.denied is not None:
+            return adm
+        adm.hold = Hold(hold_id, plan, amount, tokens, cap, plan.lease,
                         None if deadline is None else now + timedelta(seconds=deadline), flight is not None)
         self._heartbeat.watch(adm.hold)
         return adm
 
-    @staticmethod
-    def _cap(worst: Worst, states: list[tuple[BudgetSpec, sql.Slot, Any, sql.State]]) -> int:
-        """The output cap of a request that has none: the model's maximum whenever every
-        matching budget can pay for it. Otherwise what the budget can still pay for; and while
-        other calls hold money in it, half of that, so the calls of a burst share what is left
-        instead of the first taking it all. Never below the budgets' ``min_output_tokens``
-        (then the fit check refuses the call)."""
-        floor = min(worst.model_max, max(spec.min_output_tokens for spec, *_ in states))
-        cap = worst.model_max
-        for spec, _, _, st in states:
-            if spec.limit_usd is not None and worst.prompt_usd is not None and worst.per_output_usd > 0:
-                left = spec.limit_usd - st.spent_usd - st.held_usd - worst.prompt_usd
-                cap = min(cap, _share(int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)),
-                                      st.held_requests, floor, worst.model_max))
-            if spec.limit_tokens is not None:
-                left_tokens = spec.limit_tokens - st.tokens - st.held_tokens - worst.prompt_tokens
-                cap = min(cap, _share(left_tokens, st.held_requests, floor, worst.model_max))
-        return max(cap, floor)
+    def _lock(self, tx: Any, keys: list[sql.Key], now: datetime) -> dict[sql.Key, sql.Total]:
+        """Read (and lock) ``keys``' counters, counting lapsed flights at their worst case
+        first when the counters hold money (a lapsed hold is still counted as held: only what
+        it is called, and its call's ``unknown`` row, wait until it is found)."""
+        totals = sql.read(tx, keys)
+        if not any(t.held_requests for t in totals.values()):
+            return totals
+        lapsed = sql.expired(tx, now)
+        if not lapsed:
+            return totals
+        foreign = {k for f in lapsed for k in f.keys} - set(keys)
+        if foreign and tx.dialect.for_update:  # other counters: locked later in key order, their own tx
+            lapsed = [f for f in lapsed if set(f.keys) <= set(keys)]
+            self._stale = True
+        sql.take_expired(tx, lapsed, now)
+        return sql.read(tx, keys)
+
+    def _view(self, tx: Any, plan: Plan, totals: dict[sql.Key, sql.Total]) -> tuple[View, bool]:
+        """The plan's view; (view, True) when it was made in this transaction (its bases are
+        kept only once the transaction commits: `_install`)."""
+        if plan.view is not None:
+            return plan.view, False
+        missing = [e.base_id for e in plan.entries if e.base_id not in self._bases]
+        found = sql.bases(tx, missing, totals) if missing else {}
+        return plan.make_view({**self._bases, **found}), True
+
+    def _install(self, plan: Plan, view: View) -> None:
+        for e, base in zip(plan.entries, view.bases):
+            self._bases[e.base_id] = base
+        plan.view = view
+
+    def _refuse(self, tx: Any, plan: Plan, view: View, totals: dict[sql.Key, sql.Total], usd: Decimal | None,
+                tokens: int, now: datetime) -> Admission:
+        """Some budget cannot take the call: each budget looked at, in order (events claimed,
+        ``warn`` budgets warned); the first refusing one refuses it."""
+        adm = Admission()
+        for i, e in enumerate(plan.entries):
+            spec, state = e.spec, view.state(i, e, totals[e.key])
+            if _fits(spec, state, usd, tokens):
+                continue
+            event = self._event("budget.exceeded", spec, e.slot, state.spent_usd, e.resets)
+            if sql.claim_alert(tx, e.slot, "exceeded", now):
+                adm.events.append(event)
+            if spec.on_exceed == "warn":
+                warn_over(spec, e.slot.key)
+            elif adm.denied is None:
+                adm.denied = _refusal(spec, e.slot, e.resets, state, usd, tokens, now)
+                adm.denied_spec = spec
+        return adm
 
     def renew(self, now: datetime | None = None) -> int:
         """Renew the leases of this process's live holds now (the heartbeat does this every
@@ -198,85 +236,125 @@ class Budgets:
 
     def _renew(self, holds: list[Hold], now: datetime) -> None:
         with self._store().transaction() as tx:
-            for h in holds:
+            for h in sorted(holds, key=lambda h: h.id):
                 sql.renew(tx, h.id, now + timedelta(seconds=h.lease))
 
     def reconcile(self, now: datetime | None = None) -> int:
-        """Count every expired hold at its worst case (its ``in_flight`` row becomes
-        ``unknown``), whichever budget it is in, configured here or not; how many calls."""
+        """Count every lapsed hold at its worst case (its call's row becomes ``unknown``),
+        whichever budget it is in, configured here or not; how many calls."""
         now = now or self._clock()
         with self._store().transaction() as tx:
-            rows = tx.execute(f"SELECT DISTINCT id FROM {sql.HOLDS} WHERE expires_at < ?",
-                              (sql.stamp(now),)).fetchall()
-            sql.lock_all(tx, sql.expired_slots(tx, now), now)
-        return len(rows)
+            lapsed = sql.expired(tx, now)
+            sql.read(tx, [k for f in lapsed for k in f.keys])
+            sql.take_expired(tx, lapsed, now)
+        return len(lapsed)
 
     # ── settlement (inside the ledger row's transaction) ─────────────────────
 
     def settle(self, tx: Any, hold: Hold, cost: Decimal | None, tokens: int,
                now: datetime | None = None) -> list[dict[str, Any]]:
-        """Turn the hold into actual spend; returns the events to emit after commit."""
+        """Turn the hold into actual spend; returns the events to emit after commit. A hold
+        that lapsed was counted at its worst case: that count is replaced by the real one."""
         now = now or self._clock()
         self._heartbeat.forget(hold.id)
-        if hold.flight:
-            sql.forget_flight(tx, hold.id)
+        spent = normalize(cost or _ZERO) or _ZERO
+        if sql.drop_flight(tx, hold.id):
+            d = sql.delta(spent=spent, tokens=tokens, requests=1, unheld=hold.usd, held_tokens=-hold.tokens,
+                          held_requests=-1)
+        else:
+            if hold.flight:
+                sql.forget_unknown(tx, hold.id)
+            d = sql.delta(spent=spent, unspent=hold.usd, tokens=tokens - hold.tokens)
+        return self._apply(tx, hold.plan, d, now)
+
+    def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime) -> list[dict[str, Any]]:
+        """Add ``d`` to the plan's counters; the alert events of the lines it crosses, each
+        claimed in this transaction so it fires once even across processes."""
+        if tx.dialect.for_update:
+            sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
+        after = sql.bump(tx, plan.keys, d, returning=True)
+        view = plan.view
+        if view is None or not view.lines or (d[0] == 0 and d[1] == 0):
+            return []
+        crossed = []
+        for key, t in after.items():
+            crossed += view.crossed(key, t.minus(d).spent, t.spent)
         events = []
-        spent = sql.settle(tx, [slot for _, slot in hold.slots], hold.id, cost or _ZERO, tokens, hold.usd,
-                           hold.tokens)
-        for (spec, slot), (before, after) in zip(hold.slots, spent):
-            if not spec.limit_usd:
-                continue
-            if before == after:
-                continue
-            # a threshold is claimed by the settlement that crosses it, in the same transaction,
-            # so it fires once even across processes (the claim's primary key makes sure)
-            for frac in spec.alert_at:
-                line = spec.limit_usd * Decimal(str(frac))
-                if before < line <= after and sql.claim_alert(tx, slot, str(frac), now):
-                    events.append({**self._event("budget.alert", spec, slot, after, self._resets(spec, slot, now)),
-                                   "threshold": frac})
-            if before <= spec.limit_usd < after and sql.claim_alert(tx, slot, "exceeded", now):
-                events.append(self._event("budget.exceeded", spec, slot, after, self._resets(spec, slot, now)))
+        for i, _, frac in sorted(crossed, key=lambda c: (c[0], c[1])):
+            e = plan.entries[i]
+            spent = after[e.key].spent - view.bases[i][0]
+            if frac is not None and sql.claim_alert(tx, e.slot, str(frac), now):
+                events.append({**self._event("budget.alert", e.spec, e.slot, spent, e.resets), "threshold": frac})
+            elif frac is None and sql.claim_alert(tx, e.slot, "exceeded", now):
+                events.append(self._event("budget.exceeded", e.spec, e.slot, spent, e.resets))
         return events
 
-    def _resets(self, spec: BudgetSpec, slot: sql.Slot, now: datetime) -> datetime | None:
-        return spec.window(now, self._tz)[1] if slot.period != "total" else None
-
     def release(self, tx: Any, hold: Hold) -> None:
+        """Nothing was spent: give the hold back (and undo its worst case where it lapsed)."""
         self._heartbeat.forget(hold.id)
-        if hold.flight:
-            sql.forget_flight(tx, hold.id)
-        sql.release(tx, [slot for _, slot in hold.slots], hold.id, hold.usd, hold.tokens)
+        if sql.drop_flight(tx, hold.id):
+            d = sql.delta(unheld=hold.usd, held_tokens=-hold.tokens, held_requests=-1)
+        else:
+            if hold.flight:
+                sql.forget_unknown(tx, hold.id)
+            d = sql.delta(unspent=hold.usd, tokens=-hold.tokens, requests=-1)
+        if tx.dialect.for_update:
+            sql.read(tx, hold.plan.keys)
+        sql.bump(tx, hold.plan.keys, d)
 
     # ── visibility ───────────────────────────────────────────────────────────
 
     def status(self) -> list[dict[str, Any]]:
         """Spent, reserved, remaining and reset time per budget and scope."""
         now = self._clock()
-        out = []
+        wanted: list[tuple[BudgetSpec, str, str, str, datetime | None]] = []
         with self._store().transaction() as tx:
+            lapsed = sql.expired(tx, now)
+            sql.read(tx, [k for f in lapsed for k in f.keys])
+            sql.take_expired(tx, lapsed, now)
             for spec in self.specs:
-                period, resets = spec.window(now, self._tz)
+                label, window, resets = self._planner.window(spec, now)
                 if "*" in spec.scope.values():
-                    scopes = sql.slots_of(tx, spec.name, period)
+                    scopes = sql.scopes_of(tx, spec.name, window)
                 else:
                     scopes = [spec.scope_key(spec.scope) or ""]
-                for scope in scopes:
-                    st = sql.lock(tx, sql.Slot(spec.name, scope, period), now)
-                    out.append(_status_row(spec, scope, period, resets, st))
+                wanted += [(spec, scope, label, window, resets) for scope in scopes]
+            totals = sql.read(tx, [(scope, window) for _, scope, _, window, _ in wanted])
+            ids = [(spec.name, scope, window) for spec, scope, _, window, _ in wanted]
+            found = sql.bases(tx, [i for i in ids if i not in self._bases], totals)
+        self._bases.update(found)
+        out = []
+        for (spec, scope, label, window, resets), bid in zip(wanted, ids):
+            t, (b_usd, b_tok, b_req) = totals[(scope, window)], self._bases[bid]
+            st = sql.State(t.spent - b_usd, t.tokens - b_tok, t.requests - b_req, t.held, t.held_tokens,
+                           t.held_requests)
+            out.append(_status_row(spec, scope, label, resets, st))
         return out
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The calls holding money now, every process's: id, held USD and tokens, lease expiry
+        (UTC), and the call's provider, model, tags and start (their write-ahead description).
+        A call whose lease lapsed is listed until an admission, `status` or `reconcile` counts it."""
+        from datetime import timezone
+
+        from .flight import describe
+        with self._store().transaction() as tx:
+            rows = sql.flights(tx)
+        return [{"id": i, "reserved_usd": usd, "tokens": tok, "expires_at": datetime.fromtimestamp(exp, timezone.utc),
+                 **describe(call)} for i, usd, tok, exp, call in rows]
 
     def used_fraction(self, tags: Mapping[str, str]) -> float | None:
         """How full the tightest matching budget is (spent + held over limit), for rules."""
         now = self._clock()
-        slots = self.matching(tags, now)
-        if not slots:
+        plan = self._planner.plan(tags, now)
+        if plan is None:
             return None
-        worst = 0.0
         with self._store().transaction() as tx:
-            for (spec, _, _), st in zip(slots, sql.lock_all(tx, [slot for _, slot, _ in slots], now)):
-                worst = max(worst, _fraction(spec, st))
-        return worst
+            totals = self._lock(tx, plan.keys, now)
+            view, fresh = self._view(tx, plan, totals)
+        if fresh:
+            self._install(plan, view)
+        return max(_fraction(e.spec, view.state(i, e, totals[e.key])) for i, e in enumerate(plan.entries))
 
     def _event(self, name: str, spec: BudgetSpec, slot: sql.Slot, spent: Decimal,
                resets: datetime | None) -> dict[str, Any]:
@@ -295,10 +373,40 @@ class Budgets:
         calls admitted after it are refused. ``at`` picks the period charged (default now).
         """
         at = at or self._clock()
-        slots = [(spec, slot) for spec, slot, _ in self.matching(tags, at)]
-        sql.lock_all(tx, [slot for _, slot in slots], at)  # creates the rows; no admission interleaves
-        # settling a hold of nothing adds the spend and fires the thresholds it crosses
-        return self.settle(tx, Hold("charge:" + uuid.uuid4().hex, slots, _ZERO, 0, 0), cost_usd, tokens, at)
+        plan = self._planner.plan(tags, at)
+        if plan is None:
+            return []
+        totals = sql.read(tx, plan.keys)
+        if plan.view is None:  # (kept only by a transaction of our own: this one is the caller's)
+            plan = Plan(plan.entries, plan.keys, plan.floor, plan.lease, self._view(tx, plan, totals)[0])
+        return self._apply(tx, plan, sql.delta(spent=normalize(cost_usd or _ZERO) or _ZERO, tokens=tokens), at)
+
+
+def _ceil18(usd: Decimal) -> Decimal:
+    """A hold in whole 1e-18 USD, rounded up (it stays an upper bound)."""
+    exp = usd.as_tuple().exponent
+    return usd.quantize(_ATTO, rounding=ROUND_CEILING) if isinstance(exp, int) and exp < -18 else usd
+
+
+def _cap(worst: Worst, plan: Plan, view: View, totals: dict[sql.Key, sql.Total]) -> int:
+    """The output cap of a request that has none: the model's maximum whenever every
+    matching budget can pay for it. Otherwise what the budget can still pay for; and while
+    other calls hold money in it, half of that, so the calls of a burst share what is left
+    instead of the first taking it all. Never below the budgets' ``min_output_tokens``
+    (then the fit check refuses the call). Per counter its tightest budget decides
+    (`View.limits`): what a budget leaves grows with its limit, and `_share` with that."""
+    floor = min(worst.model_max, plan.floor)
+    cap = worst.model_max
+    for key, lim in view.limits.items():
+        t = totals[key]
+        if lim.usd is not None and worst.prompt_usd is not None and worst.per_output_usd > 0:
+            left = lim.usd - t.spent - t.held - worst.prompt_usd
+            cap = min(cap, _share(int((left / worst.per_output_usd).to_integral_value(ROUND_FLOOR)),
+                                  t.held_requests, floor, worst.model_max))
+        if lim.tokens is not None:
+            left_tokens = lim.tokens - t.tokens - t.held_tokens - worst.prompt_tokens
+            cap = min(cap, _share(left_tokens, t.held_requests, floor, worst.model_max))
+    return max(cap, floor)
 
 
 def _fits(spec: BudgetSpec, st: sql.State, usd: Decimal | None, tokens: int) -> bool:

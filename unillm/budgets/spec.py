@@ -98,8 +98,13 @@ class BudgetSpec(BaseModel):
 
     def window(self, now: datetime, default_tz: str) -> tuple[str, datetime | None]:
         """(period label, when it resets in UTC) for ``now``."""
+        label, _, resets = self.span(now, default_tz)
+        return label, resets
+
+    def span(self, now: datetime, default_tz: str) -> tuple[str, datetime | None, datetime | None]:
+        """(period label, when it began, when it resets) for ``now``, in UTC (None: ``total``)."""
         if self.period == "total":
-            return "total", None
+            return "total", None, None
         local = now.astimezone(ZoneInfo(self.timezone or default_tz))
         day = local.date()
         if self.period == "daily":
@@ -113,7 +118,7 @@ class BudgetSpec(BaseModel):
             start = day.replace(day=1)
             nxt = (start + timedelta(days=32)).replace(day=1)
             label = start.strftime("%Y-%m")
-        return label, _midnight(nxt, local.tzinfo)
+        return label, _midnight(start, local.tzinfo), _midnight(nxt, local.tzinfo)
 
 
 def _midnight(d: date, tz: Any) -> datetime:

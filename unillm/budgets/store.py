@@ -1,30 +1,51 @@
-"""Budget counters and holds in the ledger's database, in portable SQL.
+"""Budget totals, bases and in-flight calls in the ledger's database, in portable SQL.
 
-Every function here runs inside the caller's transaction, in a fixed number of
-statements whatever the number of slots (one multi-row statement per `CHUNK` slots).
-`lock_all` takes the (budget, scope, period) rows first — SQLite's ``BEGIN IMMEDIATE`` already
-serialises writers, PostgreSQL adds ``FOR UPDATE`` through the dialect — so the
-read of spent and held money and the write of a new hold cannot interleave with
-another process's: that is what makes a limit impossible to overshoot. A hold is
-never refunded just because it expired (see `lock`).
+Three tables (migration ``0015_budget_totals``), so a call costs the same few statements
+whatever the number of budgets it matches:
+
+* ``unillm_budget_totals``: one row per *counter*, a (scope, window) pair — the scope value
+  (``"user=u1"``, ``""`` for global) and the period in its timezone (``"2026-05|UTC"``,
+  ``"total"``). Every budget with that scope and period reads the same counter, so a call
+  under 100 budgets on 3 scopes touches 3 rows. Money is exact integer ``(nano, atto)`` pairs
+  (`unillm.ledger.money`), so settlement adds in SQL: one ``UPDATE ... RETURNING``.
+* ``unillm_budget_bases``: per budget instance, the counter's value when the budget first
+  saw it; the budget's spend is the counter minus its base. Written once, never changed,
+  so a process reads each base once and keeps it.
+* ``unillm_budget_flights``: one row per call in flight: its hold (worst case, lease) and
+  the write-ahead description of the call. A process killed mid-call leaves it; once its
+  lease lapses, the next admission moves its hold into spend at the worst case and writes
+  the call's ledger row as ``unknown`` (`take_expired`), never refunded.
+
+Every function runs inside the caller's transaction. SQLite's ``BEGIN IMMEDIATE`` serialises
+writers; PostgreSQL locks the counter rows (`read`, ``FOR UPDATE``, in key order everywhere:
+no lock-order deadlock), and skips flight rows another transaction holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-SPEND = "unillm_budget_spend"
-HOLDS = "unillm_budget_holds"
+from ..ledger.money import join, split
+
+TOTALS = "unillm_budget_totals"
+BASES = "unillm_budget_bases"
+FLIGHTS = "unillm_budget_flights"
 ALERTS = "unillm_budget_alerts"
-_KEY = "budget = ? AND scope = ? AND period = ?"
+#: the per-budget spend rows of schemas before 0015 (read once per budget instance: `_legacy`)
+LEGACY = "unillm_budget_spend"
+#: a counter: (scope value, window)
+Key = tuple[str, str]
+_ZERO = Decimal(0)
+_COLS = "spent_nano, spent_atto, tokens, requests, held_nano, held_atto, held_tokens, held_requests"
 
 
 class Slot(NamedTuple):
-    """One instance of a budget: a name, a scope value and a period (a tuple: its own key)."""
+    """One instance of a budget: a name, a scope value and a period label (alerts, events)."""
 
     budget: str
     scope: str
@@ -37,7 +58,7 @@ class Slot(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """What a slot has used: settled spend plus live holds."""
+    """What a budget instance has used: settled spend plus live holds."""
 
     spent_usd: Decimal
     tokens: int
@@ -47,207 +68,221 @@ class State:
     held_requests: int
 
 
-def stamp(at: datetime) -> str:
-    """A UTC timestamp that sorts as text."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+@dataclass(frozen=True, slots=True)
+class Total:
+    """A counter as stored: integer money pairs, so deltas are exact integer arithmetic."""
+
+    spent_nano: int
+    spent_atto: int
+    tokens: int
+    requests: int
+    held_nano: int
+    held_atto: int
+    held_tokens: int
+    held_requests: int
+
+    @property
+    def spent(self) -> Decimal:
+        return join(self.spent_nano, self.spent_atto)
+
+    @property
+    def held(self) -> Decimal:
+        return join(self.held_nano, self.held_atto)
+
+    def minus(self, d: Delta) -> Total:
+        return Total(*(a - b for a, b in zip(self.row(), d)))
+
+    def row(self) -> tuple[int, ...]:
+        return (self.spent_nano, self.spent_atto, self.tokens, self.requests, self.held_nano, self.held_atto,
+                self.held_tokens, self.held_requests)
 
 
-def lock(tx: Any, slot: Slot, now: datetime) -> State:
-    """`lock_all` for one slot."""
-    return lock_all(tx, [slot], now)[0]
+ZERO_TOTAL = Total(0, 0, 0, 0, 0, 0, 0, 0)
+
+#: what a statement adds to counters, in `_COLS` order
+Delta = tuple[int, int, int, int, int, int, int, int]
 
 
-def lock_all(tx: Any, slots: Sequence[Slot], now: datetime) -> list[State]:
-    """Lock the slots' rows (creating them), settle expired holds, and read their states, in
-    the order of ``slots``; three statements whatever their number (plus three per slot that
-    holds an expired hold, which is rare).
-
-    Rows are locked in key order everywhere (`_rows`), so two transactions over overlapping
-    slots cannot deadlock. A hold expires only when nothing renews it: its process died (or
-    its call outlived its deadline). The vendor may still bill that call, so the hold becomes
-    spend at its worst case, and the call's write-ahead ledger row becomes ``unknown`` at that
-    cost; if the call does settle later, `settle_all` corrects both to what it really cost.
-    """
-    ordered = sorted(set(slots))
-    for part in _chunks(ordered):
-        tx.execute(f"INSERT INTO {SPEND} (budget, scope, period) VALUES {_tuples(len(part), 3)} "
-                   "ON CONFLICT DO NOTHING", _keys(part))
-    rows = _rows(tx, ordered)
-    holds: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
-    for part in _chunks(ordered):
-        for h in tx.execute(f"{_wanted(len(part))} SELECT budget, scope, period, id, amount_usd, tokens, "
-                            f"expires_at FROM k JOIN {HOLDS} ON {_JOIN}", _keys(part)).fetchall():
-            holds.setdefault((h[0], h[1], h[2]), []).append(h)
-    cutoff = stamp(now)
-    states: dict[Slot, State] = {}
-    abandoned: set[str] = set()
-    for slot in ordered:
-        spent, tokens, requests = rows.get(slot.key, ("0", 0, 0))
-        mine = holds.get(slot.key, ())
-        live = [(a, t) for *_, a, t, exp in mine if exp >= cutoff]
-        spent_d, tokens_i, requests_i = Decimal(spent), int(tokens), int(requests)
-        if len(live) < len(mine):
-            dead = [(h[3], Decimal(h[4]), int(h[5])) for h in mine if h[6] < cutoff]
-            spent_d += sum((a for _, a, _ in dead), Decimal(0))
-            tokens_i += sum(t for _, _, t in dead)
-            requests_i += len(dead)
-            tx.execute(f"UPDATE {SPEND} SET spent_usd = ?, tokens = ?, requests = ? WHERE {_KEY}",
-                       (str(spent_d), tokens_i, requests_i, *slot.key))
-            tx.execute(f"DELETE FROM {HOLDS} WHERE {_KEY} AND expires_at < ?", (*slot.key, cutoff))
-            for hold_id, amount, _ in dead:
-                if hold_id not in abandoned:
-                    abandoned.add(hold_id)
-                    abandon(tx, hold_id, amount, now)
-        held = sum((Decimal(a) for a, _ in live), Decimal(0)) if live else Decimal(0)
-        states[slot] = State(spent_d, tokens_i, requests_i, held, sum(int(t) for _, t in live), len(live))
-    return [states[s] for s in slots]
+def pair(usd: Decimal) -> tuple[int, int]:
+    n, a = split(usd)
+    return n or 0, a or 0
 
 
-#: slots per statement (SQLite allows 32,766 parameters; PostgreSQL 65,535)
-CHUNK = 500
+def delta(spent: Decimal = _ZERO, tokens: int = 0, requests: int = 0, held: Decimal = _ZERO,
+          held_tokens: int = 0, held_requests: int = 0, *, unspent: Decimal = _ZERO,
+          unheld: Decimal = _ZERO) -> Delta:
+    """A `Delta`; amounts taken away are the negated pairs of positive amounts (``unspent``,
+    ``unheld``), so a hold given back leaves its counter's pair exactly as it was."""
+    sn, sa = pair(spent)
+    un, ua = pair(unspent)
+    hn, ha = pair(held)
+    rn, ra = pair(unheld)
+    return (sn - un, sa - ua, tokens, requests, hn - rn, ha - ra, held_tokens, held_requests)
 
 
-def _chunks(slots: Sequence[Slot]) -> list[Sequence[Slot]]:
-    return [slots[i:i + CHUNK] for i in range(0, len(slots), CHUNK)]
+def stamp(at: datetime) -> float:
+    """A lease expiry as Unix seconds."""
+    return at.timestamp()
 
 
-def _tuples(rows: int, width: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([one] * rows)
+# ── counters ─────────────────────────────────────────────────────────────────
+
+def _values(n: int) -> str:
+    return f"WITH k (s, p) AS (VALUES {', '.join(['(?, ?)'] * n)})"
 
 
-#: the slots wanted, as a table ``k`` joined on the primary key (or the holds' index): an index
-#: probe per slot, where ``(budget, scope, period) IN (VALUES ...)`` scans the whole table
-_JOIN = "budget = k.b AND scope = k.s AND period = k.p"
+def _flat(keys: Sequence[Key]) -> list[str]:
+    return [x for k in keys for x in k]
 
 
-def _wanted(n: int) -> str:
-    return f"WITH k (b, s, p) AS (VALUES {_tuples(n, 3)})"
-
-
-def _keys(slots: Sequence[Slot]) -> list[str]:
-    return [k for s in slots for k in s.key]
-
-
-def _rows(tx: Any, ordered: Sequence[Slot]) -> dict[tuple[str, str, str], tuple[Any, Any, Any]]:
-    """Lock and read the spend rows of ``ordered`` (sorted by key: one lock order for all)."""
-    out: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
-    for part in _chunks(ordered):
-        # PostgreSQL locks only the spend rows (not the VALUES list): FOR UPDATE OF the table
-        lock = f"{tx.dialect.for_update} OF {SPEND}" if tx.dialect.for_update else ""
-        for b, s, p, spent, tokens, requests in tx.execute(
-                f"{_wanted(len(part))} SELECT budget, scope, period, spent_usd, tokens, requests "
-                f"FROM k JOIN {SPEND} ON {_JOIN} ORDER BY budget, scope, period{lock}", _keys(part)).fetchall():
-            out[(b, s, p)] = (spent, tokens, requests)
+def read(tx: Any, keys: Iterable[Key]) -> dict[Key, Total]:
+    """Lock (PostgreSQL) and read the counters, creating the missing ones."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    out = _read(tx, ordered)
+    if len(out) < len(ordered):
+        missing = [k for k in ordered if k not in out]
+        tx.execute(f"INSERT INTO {TOTALS} (scope, period) VALUES {', '.join(['(?, ?)'] * len(missing))} "
+                   "ON CONFLICT DO NOTHING", _flat(missing))
+        out = _read(tx, ordered)
     return out
 
 
-def _write(tx: Any, values: list[tuple[Slot, Decimal, int, int]]) -> None:
-    """Set each slot's settled spend, tokens and requests: one upsert per `CHUNK` slots."""
-    for i in range(0, len(values), CHUNK):
-        part = values[i:i + CHUNK]
-        params = [x for slot, usd, tok, req in part for x in (*slot.key, str(usd), tok, req)]
-        tx.execute(f"INSERT INTO {SPEND} (budget, scope, period, spent_usd, tokens, requests) "
-                   f"VALUES {_tuples(len(part), 6)} ON CONFLICT (budget, scope, period) DO UPDATE SET "
-                   "spent_usd = excluded.spent_usd, tokens = excluded.tokens, requests = excluded.requests",
-                   params)
+def _read(tx: Any, ordered: Sequence[Key]) -> dict[Key, Total]:
+    lock = f"{tx.dialect.for_update} OF {TOTALS}" if tx.dialect.for_update else ""
+    rows = tx.execute(f"{_values(len(ordered))} SELECT scope, period, {_COLS} FROM k JOIN {TOTALS} "
+                      f"ON scope = k.s AND period = k.p ORDER BY scope, period{lock}", _flat(ordered)).fetchall()
+    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in rows}
 
 
-def hold(tx: Any, slots: Sequence[Slot], hold_id: str, amount: Decimal, tokens: int,
-         expires: datetime) -> None:
-    """Write the hold in every slot: one statement per `CHUNK` slots."""
-    exp = stamp(expires)
-    for part in _chunks(slots):
-        params = [x for s in part for x in (hold_id, *s.key, str(amount), tokens, exp)]
-        tx.execute(f"INSERT INTO {HOLDS} (id, budget, scope, period, amount_usd, tokens, expires_at) "
-                   f"VALUES {_tuples(len(part), 7)}", params)
+def bump(tx: Any, keys: Sequence[Key], d: Delta, *, returning: bool = False) -> dict[Key, Total]:
+    """Add ``d`` to every counter of ``keys`` in one statement (the rows exist: `read` made
+    them); with ``returning``, the counters after it."""
+    sets = ", ".join(f"{c} = {c} + ?" for c in _COLS.split(", "))
+    ret = f" RETURNING scope, period, {_COLS}" if returning else ""
+    cur = tx.execute(f"{_values(len(keys))} UPDATE {TOTALS} SET {sets} FROM k "
+                     f"WHERE scope = k.s AND period = k.p{ret}", [*_flat(keys), *d])
+    if not returning:
+        return {}
+    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in cur.fetchall()}
 
 
-def renew(tx: Any, hold_id: str, expires: datetime) -> None:
-    """Push a live hold's lease out (every slot it is in)."""
-    tx.execute(f"UPDATE {HOLDS} SET expires_at = ? WHERE id = ?", (stamp(expires), hold_id))
+# ── bases ────────────────────────────────────────────────────────────────────
+
+Base = tuple[Decimal, int, int]  # spent, tokens, requests when the budget first saw its counter
 
 
-def _take(tx: Any, slots: Sequence[Slot], hold_id: str) -> tuple[dict[tuple[str, str, str], tuple[Any, Any, Any]],
-                                                                  set[tuple[str, str]]]:
-    """Lock the slots' rows (in key order, as admission does: no lock-order deadlock), then
-    delete the hold; (the rows, the (budget, scope) pairs whose hold was still there — the
-    others expired and were counted at their worst case)."""
-    rows = _rows(tx, sorted(set(slots)))
-    had = {(b, s) for b, s in tx.execute(f"SELECT budget, scope FROM {HOLDS} WHERE id = ?", (hold_id,)).fetchall()}
-    if had:
-        tx.execute(f"DELETE FROM {HOLDS} WHERE id = ?", (hold_id,))
-    return rows, had
-
-
-def release(tx: Any, slots: Sequence[Slot], hold_id: str, held_usd: Decimal = Decimal(0),
-            held_tokens: int = 0) -> None:
-    """Nothing was spent: give the hold back (and undo its worst case where it had expired)."""
-    rows, had = _take(tx, slots, hold_id)
-    undo = []
-    for slot in slots:
-        if (slot.budget, slot.scope) not in had and slot.key in rows:
-            spent, tokens, requests = rows[slot.key]
-            undo.append((slot, Decimal(spent) - held_usd, int(tokens) - held_tokens, int(requests) - 1))
-    _write(tx, undo)
-
-
-def settle(tx: Any, slots: Sequence[Slot], hold_id: str, cost: Decimal, tokens: int,
-           held_usd: Decimal = Decimal(0), held_tokens: int = 0) -> list[tuple[Decimal, Decimal]]:
-    """Turn the hold into spend; settled spend (before, after) per slot, in the order of
-    ``slots``. A hold that expired was counted at its worst case (``held_usd``): that count is
-    replaced by the real one. Four statements whatever the number of slots."""
-    rows, had = _take(tx, slots, hold_id)
-    out, values = [], []
-    for slot in slots:
-        spent, tok, req = rows.get(slot.key, ("0", 0, 0))
-        before = Decimal(spent)
-        if (slot.budget, slot.scope) in had:
-            after, tok_after, req_after = before + cost, int(tok) + tokens, int(req) + 1
-        else:
-            after, tok_after, req_after = before + cost - held_usd, int(tok) + tokens - held_tokens, int(req)
-        out.append((before, after))
-        values.append((slot, after, tok_after, req_after))
-    _write(tx, values)
+def bases(tx: Any, wanted: Sequence[tuple[str, str, str]], totals: dict[Key, Total]) -> dict[tuple[str, str, str],
+                                                                                             Base]:
+    """The bases of ``wanted`` (budget, scope, window), each created at its counter's settled
+    value where missing (``totals``: the counters, read and locked in this transaction)."""
+    out: dict[tuple[str, str, str], Base] = {}
+    ordered = sorted(set(wanted))
+    if not ordered:
+        return out
+    legacy = _legacy(tx, ordered)
+    params: list[Any] = []
+    for b, s, w in ordered:
+        t = totals.get((s, w), ZERO_TOTAL)
+        usd, tokens, requests = legacy.get((b, s, w.partition("|")[0]), (_ZERO, 0, 0))
+        n, a = pair(usd)
+        params += [b, s, w, t.spent_nano - n, t.spent_atto - a, t.tokens - tokens, t.requests - requests]
+    tx.execute(f"INSERT INTO {BASES} (budget, scope, period, spent_nano, spent_atto, tokens, requests) VALUES "
+               f"{', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(ordered))} ON CONFLICT DO NOTHING", params)
+    rows = tx.execute(f"WITH k (b, s, p) AS (VALUES {', '.join(['(?, ?, ?)'] * len(ordered))}) "
+                      f"SELECT budget, scope, period, spent_nano, spent_atto, tokens, requests FROM k JOIN {BASES} "
+                      "ON budget = k.b AND scope = k.s AND period = k.p",
+                      [x for key in ordered for x in key]).fetchall()
+    for b, s, w, n, a, tok, req in rows:
+        out[(b, s, w)] = (join(int(n), int(a)), int(tok), int(req))
     return out
 
 
-def abandon(tx: Any, hold_id: str, amount: Decimal, now: datetime) -> None:
-    """The write-ahead ``in_flight`` row of a call whose hold expired becomes ``unknown`` at
-    the hold's worst case (once, whichever of its slots notices first)."""
-    from ..ledger.rows import SELECT_SQL, TABLE, from_row
-    row = tx.execute(f"{SELECT_SQL} WHERE id = ? AND status = 'in_flight'", (hold_id,)).fetchone()
-    if row is None:
-        return
-    rec = from_row(row)
-    tx.execute(f"DELETE FROM {TABLE} WHERE id = ?", (hold_id,))
-    tx.record(rec.replace(status="unknown", total_usd=amount, ended_at=now, error_class="LeaseExpired"))
+def _legacy(tx: Any, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], tuple[Decimal, int, int]]:
+    """What a budget had spent in its period before ``0015_budget_totals`` (its row in the
+    former per-budget table, by period label): its base starts that much below its counter,
+    so an upgrade neither resets nor doubles a budget."""
+    keys = [(b, s, w.partition("|")[0]) for b, s, w in wanted]
+    rows = tx.execute(f"WITH k (b, s, p) AS (VALUES {', '.join(['(?, ?, ?)'] * len(keys))}) "
+                      f"SELECT budget, scope, period, spent_usd, tokens, requests FROM k JOIN {LEGACY} "
+                      "ON budget = k.b AND scope = k.s AND period = k.p", [x for k in keys for x in k]).fetchall()
+    return {(r[0], r[1], r[2]): (Decimal(r[3]), int(r[4]), int(r[5])) for r in rows}
 
 
-def forget_flight(tx: Any, hold_id: str) -> None:
-    """Remove a call's write-ahead row (``in_flight``, or ``unknown`` if its hold expired):
-    the row of its real outcome is written in the same transaction."""
+def scopes_of(tx: Any, budget: str, window: str) -> list[str]:
+    """Scope values a budget has seen in ``window`` (for ``user = "*"`` status)."""
+    rows = tx.execute(f"SELECT scope FROM {BASES} WHERE budget = ? AND period = ?", (budget, window)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+# ── flights: a call's hold and its write-ahead row, one row ─────────────────────
+
+def add_flight(tx: Any, flight_id: str, keys: Sequence[Key], amount: Decimal, tokens: int, expires: datetime,
+               call: str | None) -> None:
+    tx.execute(f"INSERT INTO {FLIGHTS} (id, counters, amount_usd, tokens, expires_at, call) VALUES (?, ?, ?, ?, ?, ?)",
+               (flight_id, json.dumps(keys, separators=(",", ":")), format(amount, "f"), tokens, stamp(expires),
+                call))
+
+
+def drop_flight(tx: Any, flight_id: str) -> bool:
+    """Remove a call's flight row; False when it was gone (its lease lapsed and another
+    transaction counted it at its worst case)."""
+    return bool(tx.execute(f"DELETE FROM {FLIGHTS} WHERE id = ?", (flight_id,)).rowcount == 1)
+
+
+def renew(tx: Any, flight_id: str, expires: datetime) -> None:
+    tx.execute(f"UPDATE {FLIGHTS} SET expires_at = ? WHERE id = ?", (stamp(expires), flight_id))
+
+
+class Lapsed(NamedTuple):
+    id: str
+    keys: list[Key]
+    amount: Decimal
+    tokens: int
+    call: str | None
+
+
+def expired(tx: Any, now: datetime) -> list[Lapsed]:
+    """Flights whose lease lapsed (their process died, or their call outlived its deadline);
+    on PostgreSQL locked, skipping those another transaction is settling."""
+    skip = f"{tx.dialect.for_update} SKIP LOCKED" if tx.dialect.for_update else ""
+    rows = tx.execute(f"SELECT id, counters, amount_usd, tokens, call FROM {FLIGHTS} WHERE expires_at < ? "
+                      f"ORDER BY id{skip}", (stamp(now),)).fetchall()
+    return [Lapsed(r[0], [(s, p) for s, p in json.loads(r[1])], Decimal(r[2]), int(r[3]), r[4]) for r in rows]
+
+
+def take_expired(tx: Any, lapsed: Sequence[Lapsed], now: datetime) -> None:
+    """Count each lapsed flight at its worst case (held -> spent, one request) and write its
+    call's ledger row as ``unknown`` at that cost. The counters must be locked (`read`)."""
+    for f in lapsed:
+        if not drop_flight(tx, f.id):
+            continue
+        bump(tx, sorted(f.keys), delta(spent=f.amount, tokens=f.tokens, requests=1, unheld=f.amount,
+                                       held_tokens=-f.tokens, held_requests=-1))
+        if f.call is not None:
+            from .flight import lapsed_record
+            tx.record(lapsed_record(f.id, f.call, f.amount, now))
+
+
+def flights(tx: Any) -> list[tuple[str, Decimal, int, float, str | None]]:
+    """Every flight row: (id, held USD, held tokens, lease expiry in Unix seconds, call)."""
+    return [(r[0], Decimal(r[1]), int(r[2]), float(r[3]), r[4]) for r in tx.execute(
+        f"SELECT id, amount_usd, tokens, expires_at, call FROM {FLIGHTS} ORDER BY id").fetchall()]
+
+
+def forget_unknown(tx: Any, flight_id: str) -> None:
+    """Remove the ``unknown`` row a lapsed flight left: the row of its real outcome is written
+    in the same transaction."""
     from ..ledger.rows import TABLE
-    tx.execute(f"DELETE FROM {TABLE} WHERE id = ? AND status IN ('in_flight', 'unknown')", (hold_id,))
+    tx.execute(f"DELETE FROM {TABLE} WHERE id = ? AND status = 'unknown'", (flight_id,))
 
 
-def expired_slots(tx: Any, now: datetime) -> list[Slot]:
-    """Every slot holding an expired hold (for `Budgets.reconcile`)."""
-    rows = tx.execute(f"SELECT DISTINCT budget, scope, period FROM {HOLDS} WHERE expires_at < ?",
-                      (stamp(now),)).fetchall()
-    return [Slot(*r) for r in rows]
-
+# ── alerts ───────────────────────────────────────────────────────────────────
 
 def claim_alert(tx: Any, slot: Slot, threshold: str, now: datetime) -> bool:
     """True for exactly one caller per (slot, threshold), across threads, processes and hosts."""
+    from ..ledger.rows import iso
     cur = tx.execute(f"INSERT INTO {ALERTS} (budget, scope, period, threshold, fired_at) "
-                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (*slot.key, threshold, stamp(now)))
+                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (*slot.key, threshold, iso(now)))
     return bool(cur.rowcount == 1)
-
-
-def slots_of(tx: Any, budget: str, period: str) -> list[str]:
-    """Scope values with a row for ``budget`` in ``period`` (for ``user = "*"`` status)."""
-    rows = tx.execute(f"SELECT scope FROM {SPEND} WHERE budget = ? AND period = ? "
-                      f"UNION SELECT scope FROM {HOLDS} WHERE budget = ? AND period = ?",
-                      (budget, period, budget, period)).fetchall()
-    return sorted(r[0] for r in rows)

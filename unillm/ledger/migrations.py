@@ -229,6 +229,63 @@ def _m014_route_state(tx: Transaction, d: Dialect) -> None:
     tx.execute("CREATE TABLE unillm_route_state (deployment TEXT PRIMARY KEY, state TEXT NOT NULL)")
 
 
+def _m015_budget_totals(tx: Transaction, d: Dialect) -> None:
+    """Budgets in a fixed number of statements per call (`unillm.budgets.store`).
+
+    ``unillm_budget_totals``: one counter per (scope, window), shared by every budget with that
+    scope and period, money as exact ``(nano, atto)`` integers so SQL adds it;
+    ``unillm_budget_bases``: each budget instance's counter value when it first saw it;
+    ``unillm_budget_flights``: one row per call in flight, its hold and write-ahead description.
+
+    From 0014: the per-budget spend rows stay, read once per budget instance as the start of its
+    base (a budget neither resets nor doubles). Holds still in the old table belonged to calls
+    whose process is gone (a process does not outlive an upgrade of its schema): each is counted
+    at its worst case in its budget's spend, and its ``in_flight`` row becomes ``unknown``."""
+    pairs = "spent_nano BIGINT NOT NULL DEFAULT 0, spent_atto BIGINT NOT NULL DEFAULT 0"
+    counts = "tokens BIGINT NOT NULL DEFAULT 0, requests BIGINT NOT NULL DEFAULT 0"
+    tx.execute(f"""
+        CREATE TABLE unillm_budget_totals (
+            scope TEXT NOT NULL, period TEXT NOT NULL, {pairs}, {counts},
+            held_nano BIGINT NOT NULL DEFAULT 0, held_atto BIGINT NOT NULL DEFAULT 0,
+            held_tokens BIGINT NOT NULL DEFAULT 0, held_requests BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, period))""")
+    tx.execute(f"""
+        CREATE TABLE unillm_budget_bases (
+            budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL, {pairs}, {counts},
+            PRIMARY KEY (budget, scope, period))""")
+    tx.execute(f"""
+        CREATE TABLE unillm_budget_flights (
+            id TEXT PRIMARY KEY, counters TEXT NOT NULL, amount_usd TEXT NOT NULL, tokens BIGINT NOT NULL,
+            expires_at {d.float_type} NOT NULL, call TEXT)""")
+    tx.execute("CREATE INDEX unillm_budget_flights_expiry ON unillm_budget_flights (expires_at)")
+    _old_holds_lapse(tx)
+
+
+def _old_holds_lapse(tx: Transaction) -> None:
+    """0015: the holds left in ``unillm_budget_holds`` counted at their worst case (see above)."""
+    from decimal import Decimal
+
+    from .money import split
+    holds = tx.execute("SELECT id, budget, scope, period, amount_usd, tokens FROM unillm_budget_holds").fetchall()
+    worst: dict[str, Decimal] = {}
+    for hold_id, budget, scope, period, amount, tokens in holds:
+        key = (budget, scope, period)
+        spent = tx.execute("SELECT spent_usd FROM unillm_budget_spend WHERE budget = ? AND scope = ? AND period = ?",
+                           key).fetchone()
+        total = (Decimal(spent[0]) if spent else Decimal(0)) + Decimal(amount)
+        tx.execute("INSERT INTO unillm_budget_spend (budget, scope, period, spent_usd, tokens, requests) "
+                   "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (budget, scope, period) DO UPDATE SET "
+                   "spent_usd = excluded.spent_usd, tokens = unillm_budget_spend.tokens + excluded.tokens, "
+                   "requests = unillm_budget_spend.requests + 1", (*key, format(total, "f"), int(tokens)))
+        worst[hold_id] = Decimal(amount)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for hold_id, amount in worst.items():
+        nano, atto = split(amount)
+        tx.execute(f"UPDATE {TABLE} SET status = 'unknown', total_nano = ?, total_atto = ?, ended_at = ?, "
+                   "error_class = 'LeaseExpired' WHERE id = ? AND status = 'in_flight'", (nano, atto, now, hold_id))
+    tx.execute("DELETE FROM unillm_budget_holds")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_calls", _m001_calls),
     Migration("0002_content", _m002_content),
@@ -244,6 +301,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0012_issue22", _m012_issue22),
     Migration("0013_admin", _m013_admin),
     Migration("0014_route_state", _m014_route_state),
+    Migration("0015_budget_totals", _m015_budget_totals),
 ]
 
 

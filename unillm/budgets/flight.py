@@ -1,0 +1,45 @@
+"""The write-ahead description of a call in flight, kept in its budget hold's row.
+
+Admission writes one row per call (`store.add_flight`): the hold and, in its ``call``
+column, what the call's ledger row needs if its process dies before it settles — a few
+fields as JSON, built from the `Call` without making a full `CallRecord` (that is done
+only for the rare call whose lease lapses: `lapsed_record`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+#: the `Call` attributes kept, and the `CallRecord` fields they become
+_FIELDS = ("provider", "model", "requested_model", "started_at", "tags", "call_id", "attempt", "stream",
+           "kind", "section", "rule", "shadow_rule", "fallback_from", "deployment", "fingerprint", "inputs")
+
+
+def in_flight(call: Any) -> str:
+    """``call`` as the JSON its lapsed row is made from (sets its ``call_id`` as a row would)."""
+    if call.call_id is None:
+        from ..ledger.records import new_id
+        call.call_id = new_id()
+    ref = call.ref
+    return json.dumps([ref.provider, ref.model, call.requested_model, call.at.isoformat(), call.tags,
+                       call.call_id, call.attempt or 1, call.stream, call.kind, call.section, call.rule,
+                       call.shadow_rule, call.fallback_from, call.deployment, call.cache_key, call.inputs],
+                      separators=(",", ":"))
+
+
+def lapsed_record(flight_id: str, text: str, amount: Decimal, now: datetime) -> Any:
+    """The ``unknown`` ledger row of a call whose hold lapsed: counted at the hold's worst case."""
+    from ..ledger import CallRecord
+    fields: dict[str, Any] = dict(zip(_FIELDS, json.loads(text)))
+    fields["started_at"] = datetime.fromisoformat(fields["started_at"])
+    fields["sent_model"] = fields["model"]
+    return CallRecord(id=flight_id, status="unknown", total_usd=amount, ended_at=now, error_class="LeaseExpired",
+                      **fields)
+
+
+def describe(text: str | None) -> dict[str, Any]:
+    """The fields a flight row keeps of its call (none for a hold written without one)."""
+    return dict(zip(_FIELDS, json.loads(text))) if text else {}
