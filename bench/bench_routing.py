@@ -60,8 +60,10 @@ def main(rounds: int) -> None:
         print(f"calls until cooldown tripped: {len(trip)} (first took {trip[0] * 1000:.1f} ms)")
         print(f"after: routed median {r * 1000:.2f} ms, direct median {d * 1000:.2f} ms, ratio {r / d:.3f}"
               f" over {rounds} interleaved rounds")
-        print(f"dead deployment received {len(dead.requests)} requests in {elapsed:.1f}s "
-              f"(allowed: cooldown_after 3 + {probes} probe(s))")
+        allowed = 3 + probes
+        print(f"dead deployment received {len(dead.requests)} requests in {elapsed:.1f}s; allowed "
+              f"{allowed} (cooldown_after 3 + {probes} probe(s), one per cooldown_seconds 30): "
+              f"{'within' if len(dead.requests) <= allowed else 'OVER'} the bound")
         routed.close()
         direct.close()
 

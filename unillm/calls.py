@@ -60,7 +60,7 @@ class Call:
         self.deployment: str | None = None       # the [[deployments]] entry this attempt went to
         self.route: str | None = None            # the routed model name (its deployments' group)
         self.route_tried: frozenset[str] = frozenset()  # deployments this call already used
-        self.route_held = False                  # counted in flight on `deployment` until it ends
+        self.route_held: Any = False             # the routing Pick held on `deployment` until it ends
         self.obs: Any = None                     # its spans (unillm.telemetry), when traced
 
     def elapsed_ms(self) -> float:

@@ -214,6 +214,9 @@ class Client:
         if self._stale_stores():
             await self._io(self._refresh_stores)
         call = self._prepare(model, messages, params, tags, stream, cache, asynchronous=True)
+        if call.route is not None and call.deployment is None:  # its pick needs the shared state
+            await self._io(self._route_late, call)
+            call.adapter.warm(True)
         hit = await self._acache_get(call)
         if hit is not None:  # the steps that write to a store run on its threads, off the loop
             return await self._io(self._serve_hit, call, hit, True)
@@ -378,7 +381,7 @@ class Client:
         if self.rules:
             self._apply_rules(call, self.rules)
         if self._router is not None:
-            self._route(call, call.route or self._routed_name(model))
+            self._route(call, call.route or self._routed_name(model), asynchronous)
         call.price = self._price_of(call, call.ref)
         decision = call.cache = self.cache_policy.decide(call.request, cache)
         if call.rule_ttl is not None and decision.write:
@@ -509,11 +512,17 @@ class Client:
         """Something `_prepare` reads from the ledger's database is due: the store not yet
         open, price overrides or sealed keys past their refresh (`achat` reads them first,
         on the store's threads, so no query runs on the event loop)."""
+        if self._router is not None and self._router.stale():
+            return True  # the shared routing health, read at most every [routing] state_ttl
         if not self._recording:
             return False
         return self._ledger is None or self._overrides.stale() or (self._sealed is not None and self._sealed.stale())
 
     def _refresh_stores(self) -> None:
+        if self._router is not None and self._router.stale():
+            self._router.refresh()
+        if not self._recording:
+            return
         self.ledger  # noqa: B018 - opened here, not on the loop
         self.pricebook  # noqa: B018 - re-reads the price overrides
         if self._sealed is not None:
@@ -553,42 +562,60 @@ class Client:
         d = self._router.groups[name][0]
         return ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
 
-    def _route(self, call: Call, name: str | None) -> None:
-        """Send ``call`` to the deployment of ``name`` the strategy picks (counted in flight)."""
+    def _route(self, call: Call, name: str | None, asynchronous: bool = False) -> None:
+        """Send ``call`` to the deployment of ``name`` the strategy picks (counted in flight).
+        On the event loop a pick that needs the shared state is left to `_route_late`."""
         if name is None or self._router is None:
             return
         try:
-            pick = self._router.pick(name, call.route_tried)
+            pick = self._router.pick(name, call.route_tried, tokens=lambda: self._route_tokens(call),
+                                     ttl=self._deadline_of(call), io=not asynchronous)
         except errors.ProviderError as err:
             self._record(record_for(call, "error", error=err))
             raise
+        if pick is None:
+            call.route = name
+            return
         d = pick.deployment
-        call.route, call.deployment, call.route_held = name, d.label, True
+        call.route, call.deployment, call.route_held = name, d.label, pick
         call.route_tried = call.route_tried | {d.label}
         call.ref = ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
         call.adapter = self._adapter(d.provider)
 
+    def _route_late(self, call: Call) -> None:
+        """`achat`: the pick `_prepare` left (it reads or writes the shared state), on the
+        store's threads, and the price of the deployment it chose."""
+        self._route(call, call.route)
+        call.price = self._price_of(call, call.ref)
+
+    def _route_tokens(self, call: Call) -> int:
+        """What a pick reserves against a deployment's TPM: the prompt plus its max_tokens."""
+        return self._count(call)[0] + (call.request.max_tokens or 0)
+
     def _route_done(self, call: Call, err: BaseException | None, tokens: int = 0, sent: bool = True) -> None:
         if self._router is None or call.deployment is None or not call.route_held:
             return
-        call.route_held = False  # released once
+        pick, call.route_held = call.route_held, False  # released once
         latency = call.ttft_ms if call.ttft_ms is not None else call.elapsed_ms()
         self._router.done(call.deployment, error=err, latency_ms=latency if err is None else None,
-                          tokens=tokens, sent=sent and call.attempt > 0)
+                          tokens=tokens, sent=sent and call.attempt > 0, pick=pick)
 
     def _next_deployment(self, call: Call) -> Call | None:
         """The next healthy deployment of the same model, before any fallback model."""
         if self._router is None or call.route is None:
             return None
         try:
-            pick = self._router.pick(call.route, call.route_tried)
+            pick = self._router.pick(call.route, call.route_tried, tokens=lambda: self._route_tokens(call),
+                                     ttl=self._time_left(call))
         except errors.ProviderError:
+            return None
+        if pick is None:
             return None
         d = pick.deployment
         ref = ModelRef(d.provider, d.vendor_model, self.providers[d.provider].adapter)
         nxt = call.retarget(ref, self._adapter(d.provider), self._price_of(call, ref), call.deployment or str(call.ref))
         nxt.route, nxt.deployment, nxt.route_tried = call.route, d.label, call.route_tried | {d.label}
-        nxt.route_held = True
+        nxt.route_held = pick
         nxt.remaining = call.remaining
         return self._admit(nxt) if self.budgets else nxt
 
@@ -859,6 +886,7 @@ class Client:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
             resp.ledger_id = rec.id if self._recording else None
+        self._route_done(call, None, resp.usage.total_tokens)  # (no ledger: its row did not release it)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)
         return resp

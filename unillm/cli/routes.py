@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import click
 
 from .. import errors
-from ._common import State, ms, state_options
+from ._common import State, state_options, table
 
 
 @click.group()
@@ -34,15 +34,13 @@ def status(state: State, fmt: str) -> None:
     if not rows:
         click.echo("no [[deployments]] configured")
         return
-    header = ("deployment", "model", "state", "in flight", "rpm", "tpm", "latency", "errors")
-    table = [header] + [(
-        r["deployment"], r["model"], _state(r), str(r["in_flight"]),
-        f"{r['rpm_used']}/{r['rpm']}" if r["rpm"] else str(r["rpm_used"]),
-        f"{r['tpm_used']}/{r['tpm']}" if r["tpm"] else str(r["tpm_used"]),
-        ms(r["latency_ewma_ms"]), "-" if r["error_rate"] is None else f"{r['error_rate']:.0%}") for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    click.echo(table([{
+        "deployment": r["deployment"], "model": r["model"], "state": _state(r), "in flight": r["in_flight"],
+        "rpm": f"{r['rpm_used']}/{r['rpm']}" if r["rpm"] else r["rpm_used"],
+        "tpm": f"{r['tpm_used']}/{r['tpm']}" if r["tpm"] else r["tpm_used"],
+        "latency ms": r["latency_ewma_ms"],
+        "errors": None if r["error_rate"] is None else f"{r['error_rate']:.0%}"} for r in rows],
+        ("deployment", "model", "state", "in flight", "rpm", "tpm", "latency ms", "errors")))
 
 
 def _state(r: dict[str, object]) -> str:

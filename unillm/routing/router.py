@@ -3,13 +3,22 @@
 Per call: `pick` (skipping deployments cooling down, at their RPM/TPM limit or already
 tried by this call; a half-open one admits a single probe), then `done` when the attempt
 ends (in-flight released, health and latency updated). See README "Deployments".
+
+A pick reads the shared health through a cache of ``state_ttl`` seconds (one query for every
+deployment), and writes nothing when it need not: a pick that counts against an RPM/TPM
+limit, claims a half-open probe or is chosen by in-flight counts (``least-busy``) is taken
+atomically on fresh rows, with an in-flight lease; any other is counted when it ends, in
+the transaction of its ledger row.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +33,12 @@ class Pick:
     strategy: str
     reason: str
     probe: bool = False
+    lease: str | None = None   # its in-flight lease in the shared state (None: counted when it ends)
+    second: float = 0.0        # the window second its tokens were reserved in
+    reserved: int = 0          # tokens reserved against the deployment's TPM (prompt + max_tokens)
+
+
+Tokens = int | Callable[[], int]
 
 
 class Router:
@@ -42,6 +57,12 @@ class Router:
         self.by_name = {d.label: d for d in deployments}
         self._price = price or (lambda d: None)
         self._rng = rng or random.Random()
+        # the shared health as last read or written by this process (not kept for MemoryState)
+        self._ttl = settings.state_ttl if getattr(state, "shared", True) else 0.0
+        self._rows: dict[str, Health] = {}
+        self._read_at: float | None = None
+        self._local: Counter[str] = Counter()  # this process's picks in flight without a lease
+        self._lock = threading.Lock()
 
     def routes(self, model: str) -> bool:
         return model in self.groups
@@ -49,18 +70,66 @@ class Router:
     def names(self, model: str) -> list[str]:
         return [d.label for d in self.groups[model]]
 
+    # ── the cached shared state ──
+    def stale(self) -> bool:
+        """The cached health is due for a read (`refresh`) before the next pick."""
+        if not self._ttl:
+            return False
+        now = self.clock()
+        return self._read_at is None or not 0 <= now - self._read_at < self._ttl
+
+    def refresh(self) -> None:
+        """Read every deployment's health in one query."""
+        if self._ttl:
+            now = self.clock()
+            self._rows, self._read_at = self.state.read(list(self.by_name)), now
+
+    def _remember(self, rows: dict[str, Health]) -> None:
+        if self._ttl:
+            self._rows = {**self._rows, **rows}
+
     # ── choosing ──
-    def pick(self, model: str, exclude: frozenset[str] = frozenset()) -> Pick:
-        """The deployment this call goes to, counted as sent (in flight, one request).
-        `RateLimitError` (earliest ``retry_after``) when every candidate is at its limit;
-        `ServerError` when every one is cooling down or was tried already."""
+    def pick(self, model: str, exclude: frozenset[str] = frozenset(), *, tokens: Tokens = 0,
+             ttl: float | None = None, io: bool = True) -> Pick | None:
+        """The deployment this call goes to, counted as sent. `RateLimitError` (earliest
+        ``retry_after``) when every candidate is at its limit; `ServerError` when every one is
+        cooling down or was tried already. ``tokens``: the call's estimate (or a function
+        giving it, asked only when a candidate has a TPM limit), reserved against that limit;
+        ``ttl``: the call's deadline, its lease's life. ``io=False`` (on an event loop): None
+        when the pick needs the shared state; take it again with ``io=True`` off the loop."""
         group = [d for d in self.groups[model] if d.label not in exclude]
         if not group:
             raise errors.ServerError(f"every deployment of {model!r} failed for this call", model=model)
         now = self.clock()
+        prefer: Pick | None = None
+        if self._ttl:
+            if self.stale():
+                if not io:
+                    return None
+                self.refresh()
+            prefer, _, _ = self._choose(model, group, self._rows, now, 0)
+            if prefer is not None and not self._counted(prefer):
+                with self._lock:
+                    self._local[prefer.deployment.label] += 1
+                return prefer
+            if not io:
+                return None
+        need = (tokens() if callable(tokens) else tokens) if any(d.tpm for d in group) else 0
+        life = ttl if ttl is not None and ttl > 0 else self.settings.lease_seconds
+        return self._claim(model, group, now, need, life, prefer)
+
+    def _counted(self, pick: Pick) -> bool:
+        """Whether ``pick`` must be taken atomically on fresh rows, with a lease."""
+        d = pick.deployment
+        return pick.probe or d.rpm is not None or d.tpm is not None or pick.strategy == "least-busy"
+
+    def _claim(self, model: str, group: list[DeploymentSpec], now: float, need: int, ttl: float,
+               prefer: Pick | None) -> Pick:
+        """A pick on fresh rows under the state's lock: its lease, request and tokens counted."""
+        keep = prefer if prefer is not None and prefer.strategy == "weighted" else None  # one draw
 
         def choose(rows: dict[str, Health]) -> Pick:
-            pick, waits, cooling = self._choose(model, group, rows, now)
+            pick, waits, cooling = self._choose(model, group, rows, now, need, keep)
             if pick is None:
                 if waits and not cooling:
                     raise errors.RateLimitError(
@@ -69,22 +138,31 @@ class Router:
                 soonest = min([*waits, *cooling]) if waits or cooling else None
                 raise errors.ServerError(f"every deployment of {model!r} is cooling down", model=model,
                                          retry_after=soonest)
-            h = rows[pick.deployment.label]
-            h.inflight += 1
+            d = pick.deployment
+            h, second, reserved = rows[d.label], float(int(now)), need if d.tpm else 0
+            lease = uuid.uuid4().hex[:16]
+            h.leases[lease] = [now + ttl, second, float(reserved)]
             h.add("requests", now, 1.0)
+            if reserved:
+                h.add("tokens", now, float(reserved))
             if pick.probe:
                 h.probe_until = now + self.settings.cooldown_seconds
-            return pick
-        return self.state.update([d.label for d in group], choose)
+            fresh.update(rows)
+            return replace(pick, lease=lease, second=second, reserved=reserved)
+        fresh: dict[str, Health] = {}
+        out = self.state.update([d.label for d in group], choose)
+        self._remember(fresh)
+        return out
 
     def _choose(self, model: str, group: list[DeploymentSpec], rows: dict[str, Health],
-                now: float) -> tuple[Pick | None, list[float], list[float]]:
+                now: float, need: int = 0, keep: Pick | None = None) \
+            -> tuple[Pick | None, list[float], list[float]]:
         s = self.settings
         ready: list[tuple[DeploymentSpec, Health, bool]] = []
         waits: list[float] = []    # seconds until a deployment at its limit has room
         cooling: list[float] = []  # seconds until a cooling one may be probed
         for d in group:
-            h = rows[d.label]
+            h = rows.get(d.label) or Health()
             h.trim(now, s.cooldown_window)
             if h.cooling_until > now:
                 cooling.append(h.cooling_until - now)
@@ -93,7 +171,7 @@ class Router:
             if probe and h.probe_until > now:
                 cooling.append(h.probe_until - now)
                 continue
-            wait = _limit_wait(d, h, now)
+            wait = _limit_wait(d, h, now, need)
             if wait is not None:
                 waits.append(wait)
                 continue
@@ -105,6 +183,8 @@ class Router:
         if probes:  # a half-open deployment gets its one probe first
             d, _, _ = probes[0]
             return Pick(d, strategy, f"half-open: one probe after {s.cooldown_seconds:g}s cooling", True), [], []
+        if keep is not None and any(r[0] is keep.deployment for r in ready):
+            return keep, [], []  # the draw made on the cached rows still stands
         d, reason = self._by_strategy(strategy, ready)
         skipped = len(group) - len(ready)
         if skipped:
@@ -153,21 +233,32 @@ class Router:
 
     # ── learning ──
     def done(self, label: str, *, error: BaseException | None = None, latency_ms: float | None = None,
-             tokens: int = 0, release: bool = True, sent: bool = True) -> None:
+             tokens: int = 0, release: bool = True, sent: bool = True, pick: Pick | None = None) -> None:
         """An attempt on ``label`` ended: ``error`` None is a success; ``sent=False``: nothing
-        was sent (a budget refused it), only its in-flight count is released."""
+        was sent (a budget refused it), only its pick is released; ``pick``: the `Pick` it
+        held (its lease released, its reserved tokens settled to ``tokens``)."""
         d = self.by_name.get(label)
         if d is None:
             return
+        lease = pick.lease if pick is not None else None
+        if release and pick is not None and lease is None:
+            with self._lock:
+                self._local[label] = max(self._local[label] - 1, 0)
+            if not sent:
+                return  # nothing was counted for it, nothing to write
         now, s = self.clock(), self.settings
         cooled: list[str] = []  # why it was taken out, when this attempt did it
 
         def apply(rows: dict[str, Health]) -> None:
             cooled.clear()  # (a store may run this again on a retried transaction)
             h = rows[label]
-            if release:
-                h.inflight = max(h.inflight - 1, 0)
-            if tokens:
+            fresh.update(rows)
+            if release and pick is not None and lease is not None:
+                h.leases.pop(lease, None)
+                h.settle(pick.second, pick.reserved, float(tokens) if sent else 0.0, now)
+            elif release and pick is not None and sent:  # counted when it ends
+                h.add("requests", now, 1.0)
+            if tokens and lease is None:
                 h.add("tokens", now, float(tokens))
             if not sent:
                 return
@@ -196,7 +287,9 @@ class Router:
             if len(h.fails) >= s.cooldown_after:
                 h.cooling_until, h.fails = now + s.cooldown_seconds, []
                 cooled.append("failures")
+        fresh: dict[str, Health] = {}
         self.state.update([label], apply)
+        self._remember(fresh)
         if cooled and self.on_cooldown is not None:
             self._cooldown(d, cooled[0], error, now)
 
@@ -235,24 +328,25 @@ class Router:
             calls = h.ok + h.failed
             out.append({"deployment": label, "model": d.model, "provider": d.provider, "model_id": d.model_id,
                         "state": state, "cooling_until": h.cooling_until if state == "cooling" else None,
-                        "in_flight": h.inflight, "rpm_used": int(sum(p[1] for p in h.requests)), "rpm": d.rpm,
+                        "in_flight": h.inflight + self._local[label], "rpm_used": int(sum(p[1] for p in h.requests)), "rpm": d.rpm,
                         "tpm_used": int(sum(p[1] for p in h.tokens)), "tpm": d.tpm,
                         "latency_ewma_ms": h.ewma_ms, "error_rate": (h.failed / calls) if calls else None})
         return out
 
 
-def _limit_wait(d: DeploymentSpec, h: Health, now: float) -> float | None:
-    """Seconds until ``d`` has room under its RPM/TPM limits; None when it has room now."""
+def _limit_wait(d: DeploymentSpec, h: Health, now: float, need: int = 0) -> float | None:
+    """Seconds until ``d`` has room under its RPM/TPM limits for one more request of ``need``
+    tokens; None when it has room now (an empty window always admits one)."""
     wait: float | None = None
-    for limit, buckets in ((d.rpm, h.requests), (d.tpm, h.tokens)):
+    for limit, buckets, more in ((d.rpm, h.requests, 1.0), (d.tpm, h.tokens, float(need))):
         used = sum(p[1] for p in buckets)
-        if limit is None or used < limit:
+        if limit is None or used + more <= limit or used <= 0:
             continue
         t_wait = 0.0
         for at, n in buckets:  # the oldest buckets lapse first
             used -= n
             t_wait = at + 61.0 - now
-            if used < limit:
+            if used + more <= limit or used <= 0:
                 break
         wait = t_wait if wait is None else max(wait, t_wait)
     return wait

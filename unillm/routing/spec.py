@@ -53,6 +53,10 @@ class RoutingSettings(BaseModel):
     cooldown_seconds: float = Field(default=30.0, gt=0)  # out for this long, then one probe
     state: str | None = None   # "ledger" (default when on), "memory", or "redis://..."
     latency_alpha: float = Field(default=0.3, gt=0, le=1)  # EWMA weight of the newest call
+    # seconds a process reuses the shared health it read (a pick that counts against a limit,
+    # claims a probe or needs in-flight counts always reads it fresh); 0: read on every pick
+    state_ttl: float = Field(default=1.0, ge=0)
+    lease_seconds: float = Field(default=600.0, gt=0)  # an in-flight lease's life without a call deadline
 
     @field_validator("state")
     @classmethod

@@ -4,6 +4,10 @@ ledger's database (every process and host using it).
 `RouteState.update(names, fn)` runs ``fn`` on the current `Health` of each named deployment
 under a lock (SQL: one write transaction, the rows locked), then stores what ``fn`` changed:
 the pick, its accounting and its RPM check are one atomic step across processes.
+
+In-flight calls are leases (`Health.leases`) with an expiry, not a counter: a process that
+dies mid-call leaves a lease that lapses at the call's deadline, never a deployment busy
+for good. A lease also holds the tokens reserved against the deployment's TPM window.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ class Health:
 
     cooling_until: float = 0.0     # > now: out; <= now and > 0: half-open
     probe_until: float = 0.0       # a half-open probe is in flight until then
-    inflight: int = 0
+    # calls in flight: lease id -> [expires, second of its token reservation, tokens reserved]
+    leases: dict[str, list[float]] = field(default_factory=dict)
     ewma_ms: float | None = None   # latency EWMA
     ok: int = 0
     failed: int = 0
@@ -36,8 +41,15 @@ class Health:
     requests: list[list[float]] = field(default_factory=list)
     tokens: list[list[float]] = field(default_factory=list)
 
+    @property
+    def inflight(self) -> int:
+        """Calls in flight (leases not yet lapsed; `trim` drops the lapsed ones)."""
+        return len(self.leases)
+
     def trim(self, now: float, window: float) -> None:
         self.fails = [t for t in self.fails if t > now - window]
+        if any(lease[0] <= now for lease in self.leases.values()):  # their process died mid-call
+            self.leases = {k: v for k, v in self.leases.items() if v[0] > now}
         self.requests = [p for p in self.requests if p[0] + 61.0 > now]
         self.tokens = [p for p in self.tokens if p[0] + 61.0 > now]
 
@@ -49,18 +61,34 @@ class Health:
         else:
             buckets.append([second, amount])
 
+    def settle(self, second: float, reserved: float, used: float, now: float) -> None:
+        """A reservation of ``reserved`` tokens made in ``second`` becomes ``used``, in the same
+        bucket (it lapses when the reservation would have); that bucket gone, ``used`` counts now."""
+        for bucket in self.tokens:
+            if bucket[0] == second:
+                bucket[1] = max(bucket[1] - reserved + used, 0.0)
+                return
+        if used:
+            self.add("tokens", now, used)
+
     def to_json(self) -> str:
         return json.dumps({f: getattr(self, f) for f in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None) -> Health:
-        return cls(**json.loads(text)) if text else cls()
+        if not text:
+            return cls()
+        got = json.loads(text)  # a row written by an older version may have other fields
+        return cls(**{k: v for k, v in got.items() if k in _FIELDS})
 
 
 _FIELDS = tuple(f.name for f in fields(Health))
 
 
 class RouteState(Protocol):
+    #: kept outside this process (SQL, Redis): the router reads it through a short-lived cache
+    shared: bool
+
     def update(self, names: Sequence[str], fn: Callable[[dict[str, Health]], T]) -> T: ...
 
     def read(self, names: Sequence[str]) -> dict[str, Health]: ...
@@ -68,6 +96,8 @@ class RouteState(Protocol):
 
 class MemoryState:
     """This process only."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -84,6 +114,8 @@ class MemoryState:
 
 class SQLState:
     """In the ledger's database (SQLite or PostgreSQL), one JSON row per deployment."""
+
+    shared = True
 
     def __init__(self, store: Callable[[], Any]) -> None:
         self._store = store
@@ -122,6 +154,8 @@ class SQLState:
 class RedisState:
     """In Redis (``[routing] state = "redis://..."``): one JSON value per deployment, updated
     in a WATCH/MULTI transaction (retried when another process changed it meanwhile)."""
+
+    shared = True
 
     def __init__(self, url: str, prefix: str = "unillm:route:") -> None:
         self.url, self.prefix = url, prefix
