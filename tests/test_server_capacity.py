@@ -211,3 +211,32 @@ def test_the_key_table_is_read_on_the_ledger_threads_never_the_loop(tmp_path):
     lookups = [name for name, sql in threads if "unillm_keys" in sql]
     assert len(lookups) == 2  # the key once (then cached), the bad key once
     assert all(name.startswith("unillm-ledger") for name in lookups), lookups
+
+
+# ── the ledger row: inline while the gateway is idle, on the store's threads otherwise ──
+
+def _insert_threads(s: Any, key: str, concurrent: int) -> list[str]:
+    """The thread each ledger INSERT ran on, for ``concurrent`` calls sent at once."""
+    threads: list[str] = []
+    s.client.ledger.store._conn.set_trace_callback(
+        lambda sql: threads.append(threading.current_thread().name) if sql.startswith("INSERT") else None)
+
+    async def calls() -> None:
+        sdk = openai.AsyncOpenAI(base_url=s.url + "/v1", api_key=key, max_retries=0)
+        await asyncio.gather(*(sdk.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                               for _ in range(concurrent)))
+        await sdk.close()
+    asyncio.run(calls())
+    s.client.ledger.store._conn.set_trace_callback(None)
+    return threads
+
+
+def test_an_idle_gateway_writes_the_row_inline_a_busy_one_on_the_ledger_threads(tmp_path):
+    with FakeProvider(Reply(text="4", delay=0.3)) as fake, contextmanager(make_served)(fake, tmp_path) as s:
+        key = s.key(user="ann")
+        _insert_threads(s, key, 1)  # warm: the SDK loaded, the key cached
+        alone = _insert_threads(s, key, 1)
+        together = _insert_threads(s, key, 4)
+    assert alone and not any(name.startswith("unillm-ledger") for name in alone), alone
+    offloaded = [name for name in together if name.startswith("unillm-ledger")]
+    assert len(together) == 4 and len(offloaded) >= 3, together  # the last may find itself alone

@@ -11,6 +11,13 @@ a client gone) waits for the thread first, then raises ``CancelledError``, so a 
 row and its budget hold are never half settled, nor settled twice by whoever handles
 the cancellation. The threads start on first use (a sync-only program runs none) and
 `Offload.close` joins them.
+
+A hop costs more than it saves when nothing else waits for the loop: ``inline``, when set,
+is asked before each piece of work, and when it answers True the work runs on the
+caller's thread (in a copy of its context, as on a worker). The gateway sets it for a
+SQLite ledger to "this request is the only one in the process" (`server.capacity`):
+measured with ``bench/bench_gateway.py``, the hop was ~0.5 ms CPU per call, the whole
+of round two's extra gateway cost.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class Offload:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self.closed = False
+        #: when it returns True, `run` runs the work on the caller's thread (see above)
+        self.inline: Callable[[], bool] | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -46,8 +55,12 @@ class Offload:
                 self._pid, self.closed = os.getpid(), False
             return self._pool
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on a worker thread; its result or its exception."""
+    async def run(self, fn: Callable[..., T], *args: Any, off_loop: bool = False) -> T:
+        """``fn(*args)`` on a worker thread (inline when ``inline`` says so and not ``off_loop``);
+        its result or its exception."""
+        inline = self.inline
+        if not off_loop and inline is not None and inline():
+            return contextvars.copy_context().run(fn, *args)
         import asyncio  # imported by whoever runs a loop already
         loop = asyncio.get_running_loop()
         hop = _Hop(loop)

@@ -415,9 +415,11 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
                     lifespan=lifespan(gateway))
     app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
+    from ..ledger.sqlite import SQLiteStore
     from .capacity import Capacity
+    store = client.ledger.store  # a local file: its writes run inline while the gateway is idle
     app.add_middleware(Capacity, max_concurrent=limits.max_concurrent_requests,  # outermost
                        max_queued=limits.max_queued_requests, queue_timeout=limits.queue_timeout,
-                       keys=gateway.keys)
+                       keys=gateway.keys, io=store.io if isinstance(store, SQLiteStore) else None)
     app.state.gateway = gateway
     return app
