@@ -3,7 +3,11 @@ process, as a real vendor would be).
 
 Both sides make the same request to the same server in the same run, interleaved
 in a random order each round, so drift and position effects hit both equally. Reports medians and
-the ratio. Usage: python bench/bench_overhead.py [N]
+the ratio. Usage: python bench/bench_overhead.py [N] [vendors]
+
+The ``vendor`` lines are one sync chat per native vendor (openai, anthropic, google, cohere) with
+the ledger off, each against its own official SDK's plain call to the same server (the bar:
+ratio <= 1.0). ``vendors`` as second argument runs only those.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "tests" / "data" / "tiktoken"))
@@ -69,8 +74,69 @@ def measure(n: int, ledger: str, label: str, **client_kw: object) -> None:
           f"added {m_ours - m_raw:6.0f} µs   ratio {m_ours / m_raw:5.3f}")
 
 
+# one plain, typical call of each vendor's official SDK (what an app would write), and the model
+VENDORS = ("openai", "anthropic", "google", "cohere")
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "google": "gemini-2.5-flash",
+          "cohere": "command-r-plus"}
+
+
+def raw_call(vendor: str, url: str) -> Callable[[], object]:
+    """The vendor SDK's own call (its response models parsed, as a user of the SDK gets them)."""
+    model = MODELS[vendor]
+    if vendor == "openai":
+        oa = openai.OpenAI(api_key="k", base_url=url + "/v1", max_retries=0)
+        return lambda: oa.chat.completions.create(model=model, messages=MESSAGES, max_tokens=20)
+    if vendor == "anthropic":
+        import anthropic
+        an = anthropic.Anthropic(api_key="k", base_url=url, max_retries=0)
+        return lambda: an.messages.create(model=model, messages=MESSAGES, max_tokens=20)
+    if vendor == "google":
+        from google import genai
+        from google.genai import types
+        gc = genai.Client(api_key="k", http_options=types.HttpOptions(
+            base_url=url, retry_options=types.HttpRetryOptions(attempts=1)))
+        config = types.GenerateContentConfig(max_output_tokens=20)
+        return lambda: gc.models.generate_content(model=model, contents=MESSAGES[0]["content"], config=config)
+    import cohere
+    co = cohere.ClientV2(api_key="k", base_url=url, max_retries=0, log_warning_experimental_features=False)
+    return lambda: co.chat(model=model, messages=MESSAGES, max_tokens=20)
+
+
+def measure_vendors(n: int, vendors: tuple[str, ...] = VENDORS) -> None:
+    """Per vendor, ledger off: unillm's ``client.chat`` vs that vendor's SDK call, interleaved
+    (all vendors' calls reshuffled together each round), medians and ratio per vendor."""
+    with _server() as url:
+        base = {"openai": url + "/v1"}
+        client = Client(providers={v: {"base_url": base.get(v, url), "api_key": "k"} for v in vendors},
+                        ledger="off")
+        calls: dict[str, Callable[[], object]] = {}
+        for v in vendors:
+            calls[f"raw {v}"] = raw_call(v, url)
+            calls[f"ours {v}"] = (lambda v=v: client.chat(model=f"{v}/{MODELS[v]}", messages=MESSAGES,
+                                                          max_tokens=20))
+        for _ in range(50):  # warm: connections, lazy imports, validators
+            for call in calls.values():
+                call()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        order = list(calls)
+        for _ in range(n):
+            random.shuffle(order)
+            for name in order:
+                t0 = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - t0)
+    for v in vendors:
+        m_raw = statistics.median(times[f"raw {v}"]) * 1e6
+        m_ours = statistics.median(times[f"ours {v}"]) * 1e6
+        print(f"{'vendor ' + v + ', ledger off':28} raw SDK    {m_raw:8.0f} µs   unillm {m_ours:8.0f} µs   "
+              f"added {m_ours - m_raw:6.0f} µs   ratio {m_ours / m_raw:5.3f}", flush=True)
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    measure_vendors(n)
+    if sys.argv[2:3] == ["vendors"]:
+        return
     measure(n, "off", "chat, ledger off")
     with tempfile.TemporaryDirectory() as d:
         measure(n, f"sqlite:///{d}/ledger.db", "chat, sqlite ledger")

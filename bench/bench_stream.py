@@ -2,7 +2,8 @@
 
 FakeProvider runs in its own process and streams ~2,500 small deltas; both sides read
 the whole stream, interleaved in random order, same run. Reports medians, per-chunk
-cost and the ratio. Usage: python bench/bench_stream.py [N]
+cost and the ratio, for each native vendor (openai, anthropic, google, cohere) against its own
+SDK's stream. Usage: python bench/bench_stream.py [N]
 """
 
 from __future__ import annotations
@@ -51,6 +52,29 @@ def raw_anthropic(url: str) -> Callable[[], int]:
     return run
 
 
+def raw_google(url: str) -> Callable[[], int]:
+    from google import genai
+    from google.genai import types
+    sdk = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=url, retry_options=types.HttpRetryOptions(attempts=1)))
+    config = types.GenerateContentConfig(max_output_tokens=4096)
+
+    def run() -> int:
+        events = sdk.models.generate_content_stream(model="gemini-2.5-flash",
+                                                    contents=MESSAGES[0]["content"], config=config)
+        return sum(1 for _ in events)
+    return run
+
+
+def raw_cohere(url: str) -> Callable[[], int]:
+    import cohere
+    sdk = cohere.ClientV2(api_key="k", base_url=url, max_retries=0, log_warning_experimental_features=False)
+
+    def run() -> int:
+        return sum(1 for _ in sdk.chat_stream(model="command-r-plus", messages=MESSAGES, max_tokens=4096))
+    return run
+
+
 def ours(url: str, provider: str, model: str) -> Callable[[], int]:
     base = url + "/v1" if provider == "openai" else url
     client = Client(providers={provider: {"base_url": base, "api_key": "k"}}, ledger="off")
@@ -88,6 +112,8 @@ def main() -> None:
         url = proc.stdout.readline().strip()
         measure("openai", raw_openai(url), ours(url, "openai", "gpt-4o-mini"), n)
         measure("anthropic", raw_anthropic(url), ours(url, "anthropic", "claude-haiku-4-5"), n)
+        measure("google", raw_google(url), ours(url, "google", "gemini-2.5-flash"), n)
+        measure("cohere", raw_cohere(url), ours(url, "cohere", "command-r-plus"), n)
     finally:
         proc.stdin.close()
         proc.wait(10)

@@ -389,3 +389,25 @@ def test_client_does_not_retry_a_bad_request(fake, client):
         client.chat(model=MODEL, messages=HI)
     assert type(info.value.__cause__).__module__.startswith("cohere.")  # chained to the SDK error
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_answer_is_read_from_the_raw_json_not_dumped_from_sdk_models(fake, monkeypatch, mode):
+    """The answer comes from the HTTP body the SDK's raw client hands back: no SDK model is
+    dumped back to JSON (a dump per call made Cohere calls dearer than the SDK's own)."""
+    import pydantic
+    dumped: list[str] = []
+    real = pydantic.BaseModel.model_dump
+
+    def counting(self, *args, **kwargs):
+        if type(self).__module__.startswith("cohere."):
+            dumped.append(type(self).__name__)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pydantic.BaseModel, "model_dump", counting)
+    adapter = make_adapter(fake)
+    fake.queue(Reply(text="Sunny in Paris.", usage={"input_tokens": 11, "output_tokens": 4}))
+    out = call(adapter, mode, request())
+    assert out.content == "Sunny in Paris." and out.choices[0].finish_reason == "stop"
+    assert (out.usage.input_tokens, out.usage.output_tokens) == (11, 4)
+    assert dumped == []
