@@ -102,39 +102,26 @@ def unillm_client(url: str, ledger: str, **kw: Any) -> Client:
     return Client(providers={"openai": {"base_url": url, "api_key": "k"}}, ledger=ledger, **kw)
 
 
-def sync_subjects(url: str, d: str, litellm: Any, any_llm: Any) -> dict[str, Callable[[], Any]]:
-    raw = openai.OpenAI(api_key="k", base_url=url, max_retries=0)
+def subjects(url: str, d: str, litellm: Any, any_llm: Any, *, aio: bool = False) -> dict[str, Callable[[], Any]]:
+    """The same chat call through each subject: ``chat``/``completion``, or with ``aio`` their
+    async twins (each returns an awaitable then)."""
+    raw = (openai.AsyncOpenAI if aio else openai.OpenAI)(api_key="k", base_url=url, max_retries=0)
     off = unillm_client(url, "off")
-    sql = unillm_client(url, f"sqlite:///{d}/sync.db")
+    sql = unillm_client(url, f"sqlite:///{d}/{'async' if aio else 'sync'}.db")
+    off_chat, sql_chat = (off.achat, sql.achat) if aio else (off.chat, sql.chat)
     out: dict[str, Callable[[], Any]] = {
         "raw openai SDK": lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES, **KW),
-        "unillm, ledger off": lambda: off.chat(MODEL, MESSAGES, **KW),
-        "unillm, SQLite ledger": lambda: sql.chat(MODEL, MESSAGES, **KW),
+        "unillm, ledger off": lambda: off_chat(MODEL, MESSAGES, **KW),
+        "unillm, SQLite ledger": lambda: sql_chat(MODEL, MESSAGES, **KW),
     }
     if litellm is not None:
-        out["litellm"] = lambda: litellm.completion(model=f"openai/{MODEL}", messages=MESSAGES, api_base=url,
-                                                    api_key="k", max_retries=0, **KW)
+        complete = litellm.acompletion if aio else litellm.completion
+        out["litellm"] = lambda: complete(model=f"openai/{MODEL}", messages=MESSAGES, api_base=url,
+                                          api_key="k", max_retries=0, **KW)
     if any_llm is not None:
         llm = any_llm.AnyLLM.create("openai", api_key="k", api_base=url, max_retries=0)
-        out["any-llm"] = lambda: llm.completion(model=MODEL, messages=MESSAGES, **KW)
-    return out
-
-
-def async_subjects(url: str, d: str, litellm: Any, any_llm: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
-    raw = openai.AsyncOpenAI(api_key="k", base_url=url, max_retries=0)
-    off = unillm_client(url, "off")
-    sql = unillm_client(url, f"sqlite:///{d}/async.db")
-    out: dict[str, Callable[[], Awaitable[Any]]] = {
-        "raw openai SDK": lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES, **KW),
-        "unillm, ledger off": lambda: off.achat(MODEL, MESSAGES, **KW),
-        "unillm, SQLite ledger": lambda: sql.achat(MODEL, MESSAGES, **KW),
-    }
-    if litellm is not None:
-        out["litellm"] = lambda: litellm.acompletion(model=f"openai/{MODEL}", messages=MESSAGES, api_base=url,
-                                                     api_key="k", max_retries=0, **KW)
-    if any_llm is not None:
-        llm = any_llm.AnyLLM.create("openai", api_key="k", api_base=url, max_retries=0)
-        out["any-llm"] = lambda: llm.acompletion(model=MODEL, messages=MESSAGES, **KW)
+        any_complete = llm.acompletion if aio else llm.completion
+        out["any-llm"] = lambda: any_complete(model=MODEL, messages=MESSAGES, **KW)
     return out
 
 
@@ -269,19 +256,18 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}; {versions}; {n} rounds; load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as d, server("Hello there, how are you?") as url:
         if "sync" in chosen:
-            report("sync chat", rounds(sync_subjects(url, d, litellm, any_llm), n))
+            report("sync chat", rounds(subjects(url, d, litellm, any_llm), n))
         if "async" in chosen:
-            subjects = async_subjects(url, d, litellm, any_llm)
-            report("async chat", asyncio.run(arounds(subjects, n)))
+            report("async chat", asyncio.run(arounds(subjects(url, d, litellm, any_llm, aio=True), n)))
         if "hits" in chosen:
             report("cache hits vs a raw uncached call", rounds(hit_subjects(url, d, litellm, any_llm), n))
             if litellm is not None:
                 litellm.cache = None
     if "stream" in chosen:
         with tempfile.TemporaryDirectory() as d, server(LONG_TEXT) as url:
-            subjects = stream_subjects(url, d, litellm, any_llm)
-            chunks = subjects["raw openai SDK"]()
-            report(f"streams ({chunks} chunks each)", rounds(subjects, max(n // 5, 20), warm=5), "per chunk",
+            streams = stream_subjects(url, d, litellm, any_llm)
+            chunks = streams["raw openai SDK"]()
+            report(f"streams ({chunks} chunks each)", rounds(streams, max(n // 5, 20), warm=5), "per chunk",
                    per=chunks)
     if "import" in chosen:
         modules = ["openai", "unillm"] + [m.__name__ for m in (litellm, any_llm) if m is not None]

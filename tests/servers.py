@@ -83,6 +83,23 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def worker_connections(base: str, headers: dict[str, str], workers: int = 2, tries: int = 80) -> list[Any]:
+    """One kept-alive ``httpx.Client`` to each of a ``--workers N`` gateway's processes (told
+    apart by the pid ``/admin/health`` answers)."""
+    import httpx
+    conns: dict[int, httpx.Client] = {}
+    for _ in range(tries):
+        c = httpx.Client(timeout=60)
+        pid = c.get(base + "/admin/health", headers=headers).json()["pid"]
+        if pid in conns:
+            c.close()
+        else:
+            conns[pid] = c
+        if len(conns) == workers:
+            return list(conns.values())
+    raise AssertionError(f"did not reach {workers} workers")
+
+
 def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
     """Ask a server to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
     if proc is None or proc.poll() is not None:

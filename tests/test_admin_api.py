@@ -221,7 +221,7 @@ def write_config(fake, tmp_path: Path) -> Path:
 
 
 def test_budget_created_over_http_holds_on_both_workers(tmp_path):
-    from tests.servers import free_port, wait_ready
+    from tests.servers import free_port, wait_ready, worker_connections
     from unillm.server.keys import KeyStore
     from unillm.server.run import AppFactory
     from unillm.testing import FakeProvider
@@ -242,18 +242,8 @@ def test_budget_created_over_http_holds_on_both_workers(tmp_path):
             wait_ready(base + "/health", proc)
             h = {"authorization": f"Bearer {admin}"}
             bob = {"authorization": f"Bearer {secret}"}
-            conns: dict[int, httpx.Client] = {}  # one kept-alive connection to each worker
-            for _ in range(60):
-                c = httpx.Client(timeout=60)
-                pid = c.get(base + "/admin/health", headers=h).json()["pid"]
-                if pid in conns:
-                    c.close()
-                else:
-                    conns[pid] = c
-                if len(conns) == 2:
-                    break
-            assert len(conns) == 2
-            one, two = conns.values()
+            one, two = worker_connections(base, h)
+            pids = {c.get(base + "/admin/health", headers=h).json()["pid"] for c in (one, two)}
             for c in (one, two):  # each worker has admitted bob (and read the budgets) before
                 assert c.post(base + "/v1/chat/completions", json=CHAT, headers=bob).status_code == 200
             r = one.post(base + "/admin/budgets", headers=h,
@@ -262,7 +252,7 @@ def test_budget_created_over_http_holds_on_both_workers(tmp_path):
             time.sleep(2.2)  # REFRESH_SECONDS: the other worker re-reads before its next admission
             codes = [c.post(base + "/v1/chat/completions", json=CHAT, headers=bob).status_code
                      for c in (two, one, two, one, two, one)]
-            assert {c.get(base + "/admin/health", headers=h).json()["pid"] for c in (one, two)} == set(conns)
+            assert {c.get(base + "/admin/health", headers=h).json()["pid"] for c in (one, two)} == pids
             for c in (one, two):
                 c.close()
         finally:
@@ -404,7 +394,7 @@ def _audit_at(url: str, h: dict[str, str]) -> list[dict]:
 def test_sighup_reloads_every_worker_and_a_broken_file_keeps_serving(tmp_path):
     import signal
 
-    from tests.servers import free_port, wait_ready
+    from tests.servers import free_port, wait_ready, worker_connections
     from unillm.server.keys import KeyStore
     from unillm.server.run import AppFactory
     from unillm.testing import FakeProvider
@@ -420,35 +410,27 @@ def test_sighup_reloads_every_worker_and_a_broken_file_keeps_serving(tmp_path):
                 f"serve(AppFactory({str(config)!r}), port={port}, workers=2, loop='asyncio', log_level='warning', "
                 "timeout_keep_alive=120)")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
-        conns: dict[int, httpx.Client] = {}
+        conns: list[httpx.Client] = []
         try:
             wait_ready(base + "/health", proc)
-            for _ in range(60):
-                c = httpx.Client(timeout=60)
-                pid = c.get(base + "/admin/health", headers=h).json()["pid"]
-                if pid in conns:
-                    c.close()
-                else:
-                    conns[pid] = c
-                if len(conns) == 2:
-                    break
-            assert len(conns) == 2
+            conns = worker_connections(base, h)
+            pids = {c.get(base + "/admin/health", headers=h).json()["pid"] for c in conns}
 
             def targets() -> list[object]:
                 return [[r["spec"].get("use") for r in c.get(base + "/admin/rules", headers=h).json()["data"]]
-                        for c in conns.values()]
+                        for c in conns]
             assert targets() == [["gpt-4o-mini"]] * 2
             config.write_text(good + RULE.format(target="no-such-model-xyz"))
             proc.send_signal(signal.SIGHUP)
             time.sleep(3)
             assert targets() == [["gpt-4o-mini"]] * 2  # same workers, old config
-            assert {c.get(base + "/admin/health", headers=h).json()["pid"] for c in conns.values()} == set(conns)
+            assert {c.get(base + "/admin/health", headers=h).json()["pid"] for c in conns} == pids
             config.write_text(good + RULE.format(target="gpt-4.1-mini"))
             proc.send_signal(signal.SIGHUP)
             time.sleep(3)
             assert targets() == [["gpt-4.1-mini"]] * 2
         finally:
-            for c in conns.values():
+            for c in conns:
                 c.close()
             proc.terminate()
             proc.wait(20)

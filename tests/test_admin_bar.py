@@ -18,7 +18,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port, wait_ready, worker_connections
 from unillm.cli import cli
 from unillm.testing import FakeProvider, Reply
 
@@ -39,21 +39,6 @@ def _config(fake: FakeProvider, tmp: Path) -> Path:
     path = tmp / "unillm.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _workers(base: str, h: dict[str, str]) -> list[httpx.Client]:
-    """One kept-alive connection to each of the two workers."""
-    conns: dict[int, httpx.Client] = {}
-    for _ in range(80):
-        c = httpx.Client(timeout=60)
-        pid = c.get(base + "/admin/health", headers=h).json()["pid"]
-        if pid in conns:
-            c.close()
-        else:
-            conns[pid] = c
-        if len(conns) == 2:
-            return list(conns.values())
-    raise AssertionError("did not reach two workers")
 
 
 def test_the_bar_on_two_workers(tmp_path, monkeypatch):
@@ -83,7 +68,7 @@ def test_the_bar_on_two_workers(tmp_path, monkeypatch):
         conns: list[httpx.Client] = []
         try:
             wait_ready(base + "/health", proc)
-            conns = _workers(base, h)
+            conns = worker_connections(base, h)
             sdks = [openai.OpenAI(base_url=base + "/v1", api_key=admin, http_client=c, max_retries=0) for c in conns]
             for sdk in sdks:  # each worker has served (and read rules and prices) before the changes
                 sdk.chat.completions.create(model="gpt-4o", messages=MSG)
