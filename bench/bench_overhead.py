@@ -29,6 +29,20 @@ import openai  # noqa: E402
 
 from unillm import Client  # noqa: E402
 
+def interleaved(calls: dict[str, Callable[[], object]], n: int) -> dict[str, list[float]]:
+    """Seconds of each call over ``n`` rounds, each round in a fresh random order (drift hits
+    every call alike)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    for _ in range(n):
+        random.shuffle(order)
+        for name in order:
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 
 
@@ -117,14 +131,7 @@ def measure_vendors(n: int, vendors: tuple[str, ...] = VENDORS) -> None:
         for _ in range(50):  # warm: connections, lazy imports, validators
             for call in calls.values():
                 call()
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        order = list(calls)
-        for _ in range(n):
-            random.shuffle(order)
-            for name in order:
-                t0 = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved(calls, n)
     for v in vendors:
         m_raw = statistics.median(times[f"raw {v}"]) * 1e6
         m_ours = statistics.median(times[f"ours {v}"]) * 1e6

@@ -8,13 +8,13 @@ SDK's stream. Usage: python bench/bench_stream.py [N]
 
 from __future__ import annotations
 
-import random
-import time
 import statistics
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+
+from bench_overhead import interleaved
 
 from unillm import Client
 
@@ -90,15 +90,7 @@ def measure(label: str, raw: Callable[[], int], mine: Callable[[], int], n: int)
     chunks = mine()
     for _ in range(3):
         raw(), mine()
-    times: dict[str, list[float]] = {"raw": [], "ours": []}
-    calls = {"raw": raw, "ours": mine}
-    order = list(calls)
-    for _ in range(n):
-        random.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved({"raw": raw, "ours": mine}, n)
     m_raw, m_ours = statistics.median(times["raw"]), statistics.median(times["ours"])
     print(f"{label:10} {chunks} chunks   raw SDK {m_raw * 1e3:7.1f} ms ({m_raw / chunks * 1e6:5.1f} µs/chunk)"
           f"   unillm {m_ours * 1e3:7.1f} ms ({m_ours / chunks * 1e6:5.1f} µs/chunk)   ratio {m_ours / m_raw:.3f}")

@@ -44,6 +44,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / "tests" / "data" / "tikto
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import openai
+from bench_overhead import interleaved
 
 from unillm import Client
 
@@ -195,15 +196,7 @@ def rounds(subjects: dict[str, Callable[[], Any]], n: int, warm: int = 30) -> di
     for fn in subjects.values():
         for _ in range(warm):
             fn()
-    times: dict[str, list[float]] = {k: [] for k in subjects}
-    order = list(subjects)
-    for _ in range(n):
-        random.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            subjects[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in interleaved(subjects, n).items()}
 
 
 async def arounds(subjects: dict[str, Callable[[], Awaitable[Any]]], n: int, warm: int = 30) -> dict[str, float]:
