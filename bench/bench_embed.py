@@ -12,18 +12,16 @@ and the added time per input. Usage: python bench/bench_embed.py [N] [ROUNDS]
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "tests" / "data" / "tiktoken"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import openai  # noqa: E402
-from bench_overhead import _server  # noqa: E402
+from bench_overhead import _server, interleaved  # noqa: E402
 
 from unillm import Client  # noqa: E402
 
@@ -51,15 +49,7 @@ def measure(n: int, rounds: int, ledger: str, label: str, **client_kw: object) -
 
         for _ in range(2):  # warm both: connections, lazy imports, the encoder
             assert run_raw() == run_ours() == n
-        calls = {"raw": run_raw, "ours": run_ours}
-        times: dict[str, list[float]] = {"raw": [], "ours": []}
-        order = list(calls)
-        for _ in range(rounds):
-            random.shuffle(order)
-            for name in order:
-                t0 = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved({"raw": run_raw, "ours": run_ours}, rounds)
         client.close()
     m_raw, m_ours = statistics.median(times["raw"]), statistics.median(times["ours"])
     print(f"{label:26} raw openai {m_raw * 1e3:8.1f} ms   unillm {m_ours * 1e3:8.1f} ms   "
