@@ -446,7 +446,7 @@ def test_a_stored_object_this_version_refuses_is_left_out_not_fatal(served, upst
 
 
 def test_pool_use_reports_threads_and_postgres_connections(any_store):
-    from unillm.server.admin import _pool_use
+    from unillm.server.health import _pool_use
     any_store.last_cursor()  # the first use opens the pool
     use = _pool_use(any_store)
     assert use["max_threads"] >= 1 and use["queued"] == 0
