@@ -150,10 +150,9 @@ def test_create_change_delete_over_http(served, kind):
 
 BAD = {  # kind: (a body the file's typed model refuses, the same object as unillm.toml, where the file's message starts)
     "budgets": ({"name": "b", "limit_usd": "-1"}, '[[budgets]]\nname = "b"\nlimit_usd = "-1"\n', "budgets[0]"),
-    # (a key named like a secret, e.g. prompt_tokens_below, has its value redacted in the file's
-    # message but not over HTTP: the message is otherwise the same)
-    "rules": ({"name": "r", "when": {"has_tools": "maybe"}, "use": "gpt-4o-mini"},
-              '[[rules]]\nname = "r"\nwhen = { has_tools = "maybe" }\nuse = "gpt-4o-mini"\n', "rules[0]"),
+    # (prompt_tokens_below merely looks like a secret's name: its value is echoed in both)
+    "rules": ({"name": "r", "when": {"prompt_tokens_below": "abc"}, "use": "gpt-4o-mini"},
+              '[[rules]]\nname = "r"\nwhen = { prompt_tokens_below = "abc" }\nuse = "gpt-4o-mini"\n', "rules[0]"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -11,7 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
-_SECRET_WORDS = ("key", "secret", "token", "password", "auth")
+#: words that make a config key secret when they are a whole word of its name: ``api_key`` and
+#: ``session_token`` are, ``prompt_tokens_below`` and ``keywords_any`` are not
+_SECRET_WORDS = frozenset({"key", "apikey", "secret", "token", "password", "passwd", "auth",
+                           "authorization", "credential", "credentials"})
 #: error types whose input is not worth echoing (absent, a typo'd key's value, said already)
 _QUIET = ("missing", "extra_forbidden", "provider", "duplicate")
 
@@ -79,13 +83,22 @@ def config_errors(exc: ValidationError, *, file: str | None, model: type[BaseMod
             close = errors.did_you_mean(str(err["loc"][-1]), _fields_at(model, err["loc"][:-1]))
             msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
         value = err.get("input")
-        if any(w in key.lower() for w in _SECRET_WORDS) and not key.endswith("_env"):
+        if secret_named(err["loc"]):
             value = "<redacted>"  # a mistyped api_key must not print the key
         # an unknown key is often a typo of a secret's name: never echo its value
         show = err["type"] not in _QUIET and not isinstance(value, Mapping)
         found.append(errors.ConfigError(msg + (f" (got {_short(value)})" if show else ""), file=file,
                                         key=key or None, value=value if show else None))
     return found
+
+
+def secret_named(loc: tuple[Any, ...]) -> bool:
+    """Whether a value at ``loc`` (a pydantic error location) is under a secret-named key; a
+    ``*_env`` key names an environment variable, not a secret."""
+    names = [str(part).lower() for part in loc if isinstance(part, str)]
+    if names and names[-1].endswith("_env"):
+        return False
+    return any(word in _SECRET_WORDS for name in names for word in re.split(r"[^a-z0-9]+", name))
 
 
 def combine_errors(problems: list[errors.ConfigError], *, file: str | None) -> errors.ConfigError:
