@@ -26,7 +26,7 @@ from ..ledger.money import normalize
 from . import store as sql
 from .alerts import Alerts, warn_over
 from .heartbeat import Heartbeat
-from .plan import Plan, Planner, View
+from .plan import Plan, Planner, View, atto
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
@@ -82,6 +82,8 @@ class Hold:
     lease: float = 0.0                # seconds a renewal extends the hold by
     deadline: datetime | None = None  # renewed until then, no longer
     flight: bool = False              # the flight row carries the call's write-ahead description
+    nano: int = 0                     # ``usd`` as the counters hold it (`store.pair`)
+    atto: int = 0
 
     @property
     def slots(self) -> list[tuple[BudgetSpec, sql.Slot]]:
@@ -144,40 +146,78 @@ class Budgets:
               flight: Callable[[], str | None] | None = None, deadline: float | None = None) -> Admission:
         """Hold ``worst`` in every matching budget, or say which one refuses.
 
-        One transaction of a fixed number of statements whatever the number of budgets:
-        lapsed flights counted, the counters read (and locked), one flight row written —
-        the hold and, from ``flight`` (`unillm.budgets.flight.in_flight`), the call's
-        write-ahead description — and the counters' held money raised in one statement.
+        One transaction of a fixed number of statements whatever the number of budgets.
+        Usually (`_quick`) two: the counters' held money raised, returning them to compare
+        with the plan's limits, and one flight row written — the hold and, from ``flight``
+        (`unillm.budgets.flight.in_flight`), the call's write-ahead description. Else
+        (`_decide`) lapsed flights counted and the counters read first.
         ``deadline``: seconds after which the hold is no longer renewed.
         """
         now = now or self._clock()
         plan = self._planner.plan(tags, now)
         if plan is None:
             return Admission()
+        view = plan.view
         with self._store().transaction() as tx:
-            totals = self._lock(tx, plan.keys, now)
-            view, fresh = self._view(tx, plan, totals)
-            cap = worst.max_tokens if worst.max_tokens is not None else _cap(worst, plan, view, totals)
-            usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
-            adm = Admission() if view.fits(totals, usd, tokens) else self._refuse(tx, plan, view, totals, usd,
-                                                                                  tokens, now)
-            if adm.denied is None:
-                hold_id = uuid.uuid4().hex
-                amount = _ceil18(usd or _ZERO)
-                sql.add_flight(tx, hold_id, plan.keys, amount, tokens, now + timedelta(seconds=plan.lease),
-                               flight() if flight is not None else None)
-                sql.bump(tx, plan.keys, sql.delta(held=amount, held_tokens=tokens, held_requests=1))
-        if fresh:
-            self._install(plan, view)
+            quick = self._quick(tx, plan, view, worst, now, flight) if view is not None else None
+            adm, fresh = (Admission(quick), None) if quick is not None else self._decide(tx, plan, worst, now, flight)
+        if fresh is not None:
+            self._install(plan, fresh)
         if self._stale:
             self._stale = False
             self.reconcile(now)
-        if adm.denied is not None:
-            return adm
-        adm.hold = Hold(hold_id, plan, amount, tokens, cap, plan.lease,
-                        None if deadline is None else now + timedelta(seconds=deadline), flight is not None)
-        self._heartbeat.watch(adm.hold)
+        if adm.hold is not None:
+            adm.hold.deadline = None if deadline is None else now + timedelta(seconds=deadline)
+            adm.hold.flight = flight is not None
+            self._heartbeat.watch(adm.hold)
         return adm
+
+    def _quick(self, tx: Any, plan: Plan, view: View, worst: Worst, now: datetime,
+               flight: Callable[[], str | None] | None) -> Hold | None:
+        """Admission in two statements when the request has its cap: the hold added to the
+        counters, which come back to be compared with the plan's limits (the transaction holds
+        the write lock, so what they say is what the call fits in); the flight row. None, with
+        the counters as they were, when the general path must decide: the call does not fit,
+        other calls hold money (one may have lapsed), or a counter is new."""
+        cap = worst.max_tokens
+        usd = worst.usd(cap) if cap is not None else None
+        if usd is None:
+            return None
+        amount = _ceil18(usd)
+        nano, atto_ = divmod(atto(amount), 10**9)
+        tokens = worst.prompt_tokens + cap   # type: ignore[operator]
+        n = len(plan.keys)
+        if tx.dialect.for_update:
+            sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
+        rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.expired(tx, now)):
+            if rows:
+                sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
+            return None
+        hold_id = uuid.uuid4().hex
+        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+                       flight() if flight is not None else None)
+        return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)  # type: ignore[arg-type]
+
+    def _decide(self, tx: Any, plan: Plan, worst: Worst, now: datetime,
+                flight: Callable[[], str | None] | None) -> tuple[Admission, View | None]:
+        """Admission in full: lapsed flights counted, the counters read and compared with
+        every budget, the output cap chosen when the request has none; the admission and the
+        view made in this transaction (kept once it commits: `_install`), if any."""
+        totals = self._lock(tx, plan.keys, now)
+        view, fresh = self._view(tx, plan, totals)
+        cap = worst.max_tokens if worst.max_tokens is not None else _cap(worst, plan, view, totals)
+        usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
+        if not view.fits(totals, usd, tokens):
+            return self._refuse(tx, plan, view, totals, usd, tokens, now), view if fresh else None
+        hold_id = uuid.uuid4().hex
+        amount = _ceil18(usd or _ZERO)
+        nano, atto_ = sql.pair(amount)
+        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+                       flight() if flight is not None else None)
+        sql.hold(tx, len(plan.keys), plan.flat, nano, atto_, tokens)
+        return Admission(Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)), \
+            view if fresh else None
 
     def _lock(self, tx: Any, keys: list[sql.Key], now: datetime) -> dict[sql.Key, sql.Total]:
         """Read (and lock) ``keys``' counters, counting lapsed flights at their worst case
@@ -255,30 +295,32 @@ class Budgets:
                now: datetime | None = None) -> list[dict[str, Any]]:
         """Turn the hold into actual spend; returns the events to emit after commit. A hold
         that lapsed was counted at its worst case: that count is replaced by the real one."""
-        now = now or self._clock()
         self._heartbeat.forget(hold.id)
-        spent = normalize(cost or _ZERO) or _ZERO
+        sn, sa = sql.pair(normalize(cost) or _ZERO) if cost else (0, 0)
         if sql.drop_flight(tx, hold.id):
-            d = sql.delta(spent=spent, tokens=tokens, requests=1, unheld=hold.usd, held_tokens=-hold.tokens,
-                          held_requests=-1)
+            d = (sn, sa, tokens, 1, -hold.nano, -hold.atto, -hold.tokens, -1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = sql.delta(spent=spent, unspent=hold.usd, tokens=tokens - hold.tokens)
+            d = (sn - hold.nano, sa - hold.atto, tokens - hold.tokens, 0, 0, 0, 0, 0)
         return self._apply(tx, hold.plan, d, now)
 
-    def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime) -> list[dict[str, Any]]:
+    def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime | None) -> list[dict[str, Any]]:
         """Add ``d`` to the plan's counters; the alert events of the lines it crosses, each
         claimed in this transaction so it fires once even across processes."""
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
-        after = sql.bump(tx, plan.keys, d, returning=True)
         view = plan.view
         if view is None or not view.lines or (d[0] == 0 and d[1] == 0):
+            sql.bump(tx, plan.keys, d, flat=plan.flat)
             return []
+        after = sql.bump(tx, plan.keys, d, returning=True, flat=plan.flat)
         crossed = []
         for key, t in after.items():
             crossed += view.crossed(key, t.minus(d).spent, t.spent)
+        if not crossed:
+            return []
+        now = now or self._clock()
         events = []
         for i, _, frac in sorted(crossed, key=lambda c: (c[0], c[1])):
             e = plan.entries[i]
@@ -293,14 +335,14 @@ class Budgets:
         """Nothing was spent: give the hold back (and undo its worst case where it lapsed)."""
         self._heartbeat.forget(hold.id)
         if sql.drop_flight(tx, hold.id):
-            d = sql.delta(unheld=hold.usd, held_tokens=-hold.tokens, held_requests=-1)
+            d = (0, 0, 0, 0, -hold.nano, -hold.atto, -hold.tokens, -1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = sql.delta(unspent=hold.usd, tokens=-hold.tokens, requests=-1)
+            d = (-hold.nano, -hold.atto, -hold.tokens, -1, 0, 0, 0, 0)
         if tx.dialect.for_update:
             sql.read(tx, hold.plan.keys)
-        sql.bump(tx, hold.plan.keys, d)
+        sql.bump(tx, hold.plan.keys, d, flat=hold.plan.flat)
 
     # ── visibility ───────────────────────────────────────────────────────────
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from . import store as sql
 from .spec import BudgetSpec
@@ -85,6 +86,22 @@ class View:
                 return False
         return True
 
+    def holds(self, rows: list[Any]) -> bool:
+        """Whether counters as `store.hold` returns them (the call's hold in them) are all
+        within their tightest limits: `fits` for the counters after the hold."""
+        limits = self.limits
+        for r in rows:
+            lim = limits.get((r[0], r[1]))
+            if lim is None:
+                continue
+            if lim.usd_atto is not None and (r[2] + r[6]) * 10**9 + r[3] + r[7] > lim.usd_atto:
+                return False
+            if lim.tokens is not None and r[4] + r[8] > lim.tokens:
+                return False
+            if lim.requests is not None and r[5] + r[9] > lim.requests:
+                return False
+        return True
+
     def crossed(self, key: sql.Key, before: Decimal, after: Decimal) -> list[tuple[int, int, float | None]]:
         """Alert lines of ``key``'s budgets that spend going from ``before`` to ``after`` crosses:
         a threshold when ``before < line <= after``, the limit when ``before <= line < after``."""
@@ -107,6 +124,12 @@ class Plan:
     floor: int                     # the largest min_output_tokens of its budgets
     lease: float                   # the shortest lease of its budgets
     view: View | None = field(default=None)
+    flat: tuple[str, ...] = field(init=False)   # the keys flattened: the statements' parameters
+    counters: str = field(init=False)            # the keys as a flight row's ``counters``
+
+    def __post_init__(self) -> None:
+        self.flat = tuple(x for k in self.keys for x in k)
+        self.counters = sql.counters(self.keys)
 
     def make_view(self, bases: dict[tuple[str, str, str], sql.Base]) -> View:
         mine = tuple(bases[e.base_id] for e in self.entries)
