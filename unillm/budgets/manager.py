@@ -13,7 +13,7 @@ statement, the alert lines it crosses claimed.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,11 +63,49 @@ class Worst:
             prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
         if price is None:
             return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
-        prompt, per_output = price.worst_case(prompt_tokens)
+        prompt, per_output = _worst_case(price, prompt_tokens)
         return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
         return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
+
+
+#: `Price.worst_case` by price object (kept in the value, so its id is not reused) and prompt size
+_WORST: dict[int, tuple[Any, dict[int, tuple[Decimal, Decimal]]]] = {}
+
+
+def _worst_case(price: Any, prompt_tokens: int) -> tuple[Decimal, Decimal]:
+    """``price.worst_case(prompt_tokens)``, remembered: prices are immutable and a service
+    sends the same few prompt sizes again and again."""
+    got = _WORST.get(id(price))
+    if got is None or got[0] is not price:
+        if len(_WORST) >= 256:
+            _WORST.clear()
+        got = _WORST[id(price)] = (price, {})
+    sizes = got[1]
+    out = sizes.get(prompt_tokens)
+    if out is None:
+        if len(sizes) >= 1024:
+            sizes.clear()
+        out = sizes[prompt_tokens] = price.worst_case(prompt_tokens)
+    return out
+
+
+#: `_held` by (prompt USD, USD per output token, cap)
+_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int]] = {}
+
+
+def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int]:
+    """The hold of a call (its worst case in whole 1e-18 USD, rounded up) and its
+    ``(nano, atto)`` pair, remembered like `_worst_case`."""
+    key = (prompt_usd, per_output_usd, cap)
+    got = _HELD.get(key)
+    if got is None:
+        if len(_HELD) >= 4096:
+            _HELD.clear()
+        amount = _ceil18(prompt_usd + per_output_usd * cap)
+        got = _HELD[key] = (amount, *divmod(atto(amount), 10**9))
+    return got
 
 
 @dataclass
@@ -180,24 +218,22 @@ class Budgets:
         the counters as they were, when the general path must decide: the call does not fit,
         other calls hold money (one may have lapsed), or a counter is new."""
         cap = worst.max_tokens
-        usd = worst.usd(cap) if cap is not None else None
-        if usd is None:
+        if cap is None or worst.prompt_usd is None:
             return None
-        amount = _ceil18(usd)
-        nano, atto_ = divmod(atto(amount), 10**9)
-        tokens = worst.prompt_tokens + cap   # type: ignore[operator]
+        amount, nano, atto_ = _held(worst.prompt_usd, worst.per_output_usd, cap)
+        tokens = worst.prompt_tokens + cap
         n = len(plan.keys)
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
         rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
-        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.expired(tx, now)):
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)):
             if rows:
                 sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
             return None
-        hold_id = uuid.uuid4().hex
+        hold_id = os.urandom(16).hex()
         sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
-        return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)  # type: ignore[arg-type]
+        return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)
 
     def _decide(self, tx: Any, plan: Plan, worst: Worst, now: datetime,
                 flight: Callable[[], str | None] | None) -> tuple[Admission, View | None]:
@@ -210,7 +246,7 @@ class Budgets:
         usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
         if not view.fits(totals, usd, tokens):
             return self._refuse(tx, plan, view, totals, usd, tokens, now), view if fresh else None
-        hold_id = uuid.uuid4().hex
+        hold_id = os.urandom(16).hex()
         amount = _ceil18(usd or _ZERO)
         nano, atto_ = sql.pair(amount)
         sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
@@ -314,7 +350,10 @@ class Budgets:
         if view is None or not view.lines or (d[0] == 0 and d[1] == 0):
             sql.bump(tx, plan.keys, d, flat=plan.flat)
             return []
-        after = sql.bump(tx, plan.keys, d, returning=True, flat=plan.flat)
+        rows = sql.bump(tx, plan.keys, d, returning=True, flat=plan.flat)
+        if not view.near(rows, d[0] * 10**9 + d[1]):
+            return []
+        after = sql.totals(rows)
         crossed = []
         for key, t in after.items():
             crossed += view.crossed(key, t.minus(d).spent, t.spent)

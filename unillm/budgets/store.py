@@ -174,14 +174,17 @@ _ALL = tuple(_COLS.split(", "))
 _HELD = ("held_nano", "held_atto", "held_tokens", "held_requests")
 
 
-def bump(tx: Any, keys: Sequence[Key], d: Delta, *, returning: bool = False, flat: Sequence[str] = ()) -> dict[
-        Key, Total]:
+def bump(tx: Any, keys: Sequence[Key], d: Delta, *, returning: bool = False, flat: Sequence[str] = ()) -> list[Any]:
     """Add ``d`` to every counter of ``keys`` in one statement (the rows exist: `read` made
-    them); with ``returning``, the counters after it. ``flat``: the keys flattened, if known."""
+    them); with ``returning``, the counters' rows after it (scope, period, then `_COLS`: see
+    `totals`). ``flat``: the keys flattened, if known."""
     cur = tx.execute(_update(len(keys), _ALL, returning), [*d, *(flat or _flat(keys))])
-    if not returning:
-        return {}
-    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in cur.fetchall()}
+    return list(cur.fetchall()) if returning else []
+
+
+def totals(rows: Iterable[Any]) -> dict[Key, Total]:
+    """Counter rows as `Total` objects by key."""
+    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in rows}
 
 
 def hold(tx: Any, n: int, flat: Sequence[str], nano: int, atto: int, tokens: int, requests: int = 1) -> list[Any]:
@@ -279,6 +282,11 @@ def expired(tx: Any, now: datetime) -> list[Lapsed]:
     rows = tx.execute(f"SELECT id, counters, amount_usd, tokens, call FROM {FLIGHTS} WHERE expires_at < ? "
                       f"ORDER BY id{skip}", (stamp(now),)).fetchall()
     return [Lapsed(r[0], [(s, p) for s, p in json.loads(r[1])], Decimal(r[2]), int(r[3]), r[4]) for r in rows]
+
+
+def lapsed(tx: Any, now: datetime) -> bool:
+    """Whether some flight's lease has lapsed (a cheap look before `expired`)."""
+    return tx.execute(f"SELECT 1 FROM {FLIGHTS} WHERE expires_at < ? LIMIT 1", (stamp(now),)).fetchone() is not None
 
 
 def take_expired(tx: Any, lapsed: Sequence[Lapsed], now: datetime) -> None:
