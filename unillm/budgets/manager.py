@@ -1,10 +1,11 @@
 """`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
 
 Admission is one transaction of a fixed number of statements whatever the number of
-budgets that match (`store`): lapsed holds counted at their worst case, the counters the
-matching budgets read locked and compared with their tightest limits (`plan.View`), one
-flight row written (the hold and the call's write-ahead description), the counters' held
-money raised. When the request has no ``max_tokens``, the cap is chosen here, inside the
+budgets that match (`store`). Usually two (`Budgets._quick`): the counters' held money
+raised by one ``UPDATE ... RETURNING``, the counters it returns compared with their budgets'
+tightest limits (`plan.View`), one flight row written (the hold and the call's write-ahead
+description). Otherwise (`Budgets._decide`): lapsed holds counted at their worst case, the
+counters read, locked and compared with each budget, then the same two writes. When the request has no ``max_tokens``, the cap is chosen here, inside the
 lock (see `_cap`), so the hold is a true upper bound. While the call lives, `Heartbeat`
 renews its hold, up to the call's deadline. Settlement happens in the ledger row's
 transaction: the flight row deleted, the counters moved from held to spent in one
@@ -212,21 +213,24 @@ class Budgets:
 
     def _quick(self, tx: Any, plan: Plan, view: View, worst: Worst, now: datetime,
                flight: Callable[[], str | None] | None) -> Hold | None:
-        """Admission in two statements when the request has its cap: the hold added to the
-        counters, which come back to be compared with the plan's limits (the transaction holds
-        the write lock, so what they say is what the call fits in); the flight row. None, with
-        the counters as they were, when the general path must decide: the call does not fit,
-        other calls hold money (one may have lapsed), or a counter is new."""
-        cap = worst.max_tokens
-        if cap is None or worst.prompt_usd is None:
+        """Admission in two statements: the hold added to the counters, which come back to be
+        compared with the plan's limits (the transaction holds the write lock, so what they say
+        is what the call fits in); the flight row. A request without a cap is held at the
+        model's maximum, kept only if `_cap` would have chosen it from the counters as they
+        were. None, with the counters as they were, when the general path must decide: the call
+        does not fit, a lease lapsed while others hold money, another cap is due, or a counter
+        is new."""
+        if worst.prompt_usd is None:
             return None
+        cap = worst.max_tokens if worst.max_tokens is not None else worst.model_max  # (then checked: `_cap`)
         amount, nano, atto_ = _held(worst.prompt_usd, worst.per_output_usd, cap)
         tokens = worst.prompt_tokens + cap
         n = len(plan.keys)
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
         rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
-        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)):
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)) or (
+                worst.max_tokens is None and _cap(worst, plan, view, _before(rows, nano, atto_, tokens)) != cap):
             if rows:
                 sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
             return None
@@ -488,6 +492,12 @@ def _cap(worst: Worst, plan: Plan, view: View, totals: dict[sql.Key, sql.Total])
             left_tokens = lim.tokens - t.tokens - t.held_tokens - worst.prompt_tokens
             cap = min(cap, _share(left_tokens, t.held_requests, floor, worst.model_max))
     return max(cap, floor)
+
+
+def _before(rows: list[Any], nano: int, atto_: int, tokens: int) -> dict[sql.Key, sql.Total]:
+    """The counters as they were before a hold of ``(nano, atto_)`` USD and ``tokens``."""
+    d = (0, 0, 0, 0, nano, atto_, tokens, 1)
+    return {k: t.minus(d) for k, t in sql.totals(rows).items()}
 
 
 def _fits(spec: BudgetSpec, st: sql.State, usd: Decimal | None, tokens: int) -> bool:

@@ -12,7 +12,8 @@ whatever the number of budgets it matches:
   saw it; the budget's spend is the counter minus its base. Written once, never changed,
   so a process reads each base once and keeps it.
 * ``unillm_budget_flights``: one row per call in flight: its hold (worst case, lease) and
-  the write-ahead description of the call. A process killed mid-call leaves it; once its
+  the write-ahead description of the call (on SQLite one b-tree keyed by its id, ``WITHOUT
+  ROWID``, since ``0016_budget_flights``: each call inserts and deletes one). A process killed mid-call leaves it; once its
   lease lapses, the next admission moves its hold into spend at the worst case and writes
   the call's ledger row as ``unknown`` (`take_expired`), never refunded.
 
@@ -26,9 +27,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..ledger.money import join, split
