@@ -3,8 +3,9 @@ settlement (in the ledger row's transaction), for 1, 10 and 100 budgets that all
 call's tags.
 
 The vendor is an in-process stand-in that answers a canned completion, so the figure is
-unillm's own work, not network noise. Configurations run in interleaved, reshuffled rounds;
-each figure is the median over rounds of the per-round median CPU time of a call
+unillm's own work, not network noise. Configurations are interleaved call by call, in an order
+reshuffled for every call; each figure is the median over rounds of the per-round median CPU
+time of a call
 (``time.thread_time``: on a loaded machine wall time mostly measures the scheduler).
 `bench_overhead.py` shows the same case interleaved with real SDK calls against FakeProvider.
 Usage: python bench/bench_budgets.py [CALLS_PER_ROUND] [ROUNDS]
@@ -55,13 +56,27 @@ def client(d: str, name: str, n: int) -> Client:
     return c
 
 
+def one_call(c: Client) -> float:
+    t0 = time.thread_time()
+    c.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20, tags=TAGS)
+    return time.thread_time() - t0
+
+
 def one_round(c: Client, calls: int) -> float:
-    samples = []
+    return statistics.median(one_call(c) for _ in range(calls)) * 1e6
+
+
+def interleaved_round(clients: dict[int, Client], calls: int) -> dict[int, float]:
+    """``calls`` calls of each configuration, one of each in turn (a fresh order every time),
+    so a burst of load on the machine falls on every configuration alike; per-configuration
+    medians in µs."""
+    samples: dict[int, list[float]] = {n: [] for n in clients}
+    order = list(clients)
     for _ in range(calls):
-        t0 = time.thread_time()
-        c.chat(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20, tags=TAGS)
-        samples.append(time.thread_time() - t0)
-    return statistics.median(samples) * 1e6
+        random.shuffle(order)
+        for n in order:
+            samples[n].append(one_call(clients[n]))
+    return {n: statistics.median(v) * 1e6 for n, v in samples.items()}
 
 
 def main() -> None:
@@ -74,10 +89,8 @@ def main() -> None:
             one_round(c, 100)  # warm up: encodings, prepared statements, pages
         seen: dict[int, list[float]] = {n: [] for n in counts}
         for _ in range(rounds):
-            order = counts[:]
-            random.shuffle(order)
-            for n in order:
-                seen[n].append(one_round(clients[n], calls))
+            for n, us in interleaved_round(clients, calls).items():
+                seen[n].append(us)
         for c in clients.values():
             c.close()
     med = {n: statistics.median(v) for n, v in seen.items()}

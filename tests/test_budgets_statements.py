@@ -17,19 +17,49 @@ HI = [{"role": "user", "content": "hi"}]
 TAGS = {"project": "p", "user": "u1"}
 
 
-def statements(fake: FakeProvider, tmp_path: Path, n: int) -> tuple[int, Client]:
+def statements(fake: FakeProvider, tmp_path: Path, n: int, max_tokens: int | None = 20,
+               limit: str = "1") -> tuple[int, Client]:
     scopes: list[dict[str, str]] = [{"project": "p"}, {"user": "*"}, {}]
-    budgets = [{"name": f"b{i}", "limit_usd": 1, "scope": scopes[i % 3], "alert_at": [0.5]} for i in range(n)]
+    budgets = [{"name": f"b{i}", "limit_usd": limit, "scope": scopes[i % 3], "alert_at": [0.5]} for i in range(n)]
     client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path / f'l{n}.db'}", budgets=budgets)
-    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20, tags=TAGS)   # creates the rows
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=max_tokens, tags=TAGS)   # creates the rows
     seen: list[str] = []
     conn = client.ledger.store._connection()
     conn.set_trace_callback(seen.append)
     try:
-        client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20, tags=TAGS)
+        client.chat(model="gpt-4o-mini", messages=HI, max_tokens=max_tokens, tags=TAGS)
     finally:
         conn.set_trace_callback(None)
     return len(seen), client
+
+
+def sent_cap(fake: FakeProvider) -> int:
+    body = fake.requests[-1].json
+    return int(body.get("max_tokens") or body["max_completion_tokens"])
+
+
+def test_a_call_without_max_tokens_is_admitted_in_as_few_statements(fake: FakeProvider, tmp_path: Path) -> None:
+    """The injected cap is the model's maximum when every budget can pay for it: held at that
+    cap in the one UPDATE, checked against what the cap rule would have chosen."""
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    one, client = statements(fake, tmp_path, 3, max_tokens=None)
+    assert one == 9
+    assert sent_cap(fake) == 16_384                                   # gpt-4o-mini's maximum output
+    assert all(row["in_flight"] == 0 and row["reserved_usd"] == 0 for row in client.budgets.status())
+
+
+def test_near_the_limit_the_cap_shrinks_and_the_counters_are_left_as_they_were(fake: FakeProvider,
+                                                                              tmp_path: Path) -> None:
+    """$0.005 cannot hold 16,384 output tokens of gpt-4o-mini ($0.0098): the quick path gives its
+    hold back and the full one picks the cap the budget can pay for."""
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    many, client = statements(fake, tmp_path, 3, max_tokens=None, limit="0.005")
+    assert many > 9
+    assert 256 <= sent_cap(fake) < 16_384
+    status = client.budgets.status()
+    assert all(row["in_flight"] == 0 and row["reserved_usd"] == 0 and row["requests"] == 2 for row in status)
+    (total,) = {row["spent_usd"] for row in status}
+    assert total == sum((r.total_usd for r in client.ledger.records()), Decimal(0))
 
 
 def test_a_hundred_budgets_take_as_many_statements_as_one(fake: FakeProvider, tmp_path: Path) -> None:
@@ -37,9 +67,10 @@ def test_a_hundred_budgets_take_as_many_statements_as_one(fake: FakeProvider, tm
     one, _ = statements(fake, tmp_path, 1)
     many, client = statements(fake, tmp_path, 100)
     assert many == one
-    # begin, counters, flight row, held raised, commit; then begin, flight row gone, counters moved
-    # (one UPDATE ... RETURNING), ledger row, commit: 9 beyond the plain call's one INSERT (was 14)
-    assert one == 10
+    # begin, held raised (one UPDATE ... RETURNING the counters, compared with the limits), flight
+    # row, commit; then begin, flight row gone, counters moved, ledger row, commit: 8 beyond the
+    # plain call's one INSERT (was 14, then 9)
+    assert one == 9
     status = client.budgets.status()
     assert len(status) == 100
     spent = {row["spent_usd"] for row in status}

@@ -17,6 +17,9 @@ from typing import Any
 _FIELDS = ("provider", "model", "requested_model", "started_at", "tags", "call_id", "attempt", "stream",
            "kind", "section", "rule", "shadow_rule", "fallback_from", "deployment", "fingerprint", "inputs")
 
+#: one encoder for every flight row (``json.dumps`` with options builds one per call)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def in_flight(call: Any) -> str:
     """``call`` as the JSON its lapsed row is made from (sets its ``call_id`` as a row would)."""
@@ -24,10 +27,9 @@ def in_flight(call: Any) -> str:
         from ..ledger.records import new_id
         call.call_id = new_id()
     ref = call.ref
-    return json.dumps([ref.provider, ref.model, call.requested_model, call.at.isoformat(), call.tags,
+    return _ENCODE([ref.provider, ref.model, call.requested_model, call.at.isoformat(), call.tags,
                        call.call_id, call.attempt or 1, call.stream, call.kind, call.section, call.rule,
-                       call.shadow_rule, call.fallback_from, call.deployment, call.cache_key, call.inputs],
-                      separators=(",", ":"))
+                       call.shadow_rule, call.fallback_from, call.deployment, call.cache_key, call.inputs])
 
 
 def lapsed_record(flight_id: str, text: str, amount: Decimal, now: datetime) -> Any:

@@ -1,10 +1,11 @@
 """`Budgets`: admit a call only if its worst case fits, then settle what it really cost.
 
 Admission is one transaction of a fixed number of statements whatever the number of
-budgets that match (`store`): lapsed holds counted at their worst case, the counters the
-matching budgets read locked and compared with their tightest limits (`plan.View`), one
-flight row written (the hold and the call's write-ahead description), the counters' held
-money raised. When the request has no ``max_tokens``, the cap is chosen here, inside the
+budgets that match (`store`). Usually two (`Budgets._quick`): the counters' held money
+raised by one ``UPDATE ... RETURNING``, the counters it returns compared with their budgets'
+tightest limits (`plan.View`), one flight row written (the hold and the call's write-ahead
+description). Otherwise (`Budgets._decide`): lapsed holds counted at their worst case, the
+counters read, locked and compared with each budget, then the same two writes. When the request has no ``max_tokens``, the cap is chosen here, inside the
 lock (see `_cap`), so the hold is a true upper bound. While the call lives, `Heartbeat`
 renews its hold, up to the call's deadline. Settlement happens in the ledger row's
 transaction: the flight row deleted, the counters moved from held to spent in one
@@ -13,7 +14,7 @@ statement, the alert lines it crosses claimed.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from ..ledger.money import normalize
 from . import store as sql
 from .alerts import Alerts, warn_over
 from .heartbeat import Heartbeat
-from .plan import Plan, Planner, View
+from .plan import Plan, Planner, View, atto
 from .spec import BudgetSpec, parse_budgets
 
 _ZERO = Decimal(0)
@@ -63,11 +64,49 @@ class Worst:
             prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
         if price is None:
             return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
-        prompt, per_output = price.worst_case(prompt_tokens)
+        prompt, per_output = _worst_case(price, prompt_tokens)
         return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
         return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
+
+
+#: `Price.worst_case` by price object (kept in the value, so its id is not reused) and prompt size
+_WORST: dict[int, tuple[Any, dict[int, tuple[Decimal, Decimal]]]] = {}
+
+
+def _worst_case(price: Any, prompt_tokens: int) -> tuple[Decimal, Decimal]:
+    """``price.worst_case(prompt_tokens)``, remembered: prices are immutable and a service
+    sends the same few prompt sizes again and again."""
+    got = _WORST.get(id(price))
+    if got is None or got[0] is not price:
+        if len(_WORST) >= 256:
+            _WORST.clear()
+        got = _WORST[id(price)] = (price, {})
+    sizes = got[1]
+    out = sizes.get(prompt_tokens)
+    if out is None:
+        if len(sizes) >= 1024:
+            sizes.clear()
+        out = sizes[prompt_tokens] = price.worst_case(prompt_tokens)
+    return out
+
+
+#: `_held` by (prompt USD, USD per output token, cap)
+_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int]] = {}
+
+
+def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int]:
+    """The hold of a call (its worst case in whole 1e-18 USD, rounded up) and its
+    ``(nano, atto)`` pair, remembered like `_worst_case`."""
+    key = (prompt_usd, per_output_usd, cap)
+    got = _HELD.get(key)
+    if got is None:
+        if len(_HELD) >= 4096:
+            _HELD.clear()
+        amount = _ceil18(prompt_usd + per_output_usd * cap)
+        got = _HELD[key] = (amount, *divmod(atto(amount), 10**9))
+    return got
 
 
 @dataclass
@@ -82,6 +121,8 @@ class Hold:
     lease: float = 0.0                # seconds a renewal extends the hold by
     deadline: datetime | None = None  # renewed until then, no longer
     flight: bool = False              # the flight row carries the call's write-ahead description
+    nano: int = 0                     # ``usd`` as the counters hold it (`store.pair`)
+    atto: int = 0
 
     @property
     def slots(self) -> list[tuple[BudgetSpec, sql.Slot]]:
@@ -144,40 +185,79 @@ class Budgets:
               flight: Callable[[], str | None] | None = None, deadline: float | None = None) -> Admission:
         """Hold ``worst`` in every matching budget, or say which one refuses.
 
-        One transaction of a fixed number of statements whatever the number of budgets:
-        lapsed flights counted, the counters read (and locked), one flight row written —
-        the hold and, from ``flight`` (`unillm.budgets.flight.in_flight`), the call's
-        write-ahead description — and the counters' held money raised in one statement.
+        One transaction of a fixed number of statements whatever the number of budgets.
+        Usually (`_quick`) two: the counters' held money raised, returning them to compare
+        with the plan's limits, and one flight row written — the hold and, from ``flight``
+        (`unillm.budgets.flight.in_flight`), the call's write-ahead description. Else
+        (`_decide`) lapsed flights counted and the counters read first.
         ``deadline``: seconds after which the hold is no longer renewed.
         """
         now = now or self._clock()
         plan = self._planner.plan(tags, now)
         if plan is None:
             return Admission()
+        view = plan.view
         with self._store().transaction() as tx:
-            totals = self._lock(tx, plan.keys, now)
-            view, fresh = self._view(tx, plan, totals)
-            cap = worst.max_tokens if worst.max_tokens is not None else _cap(worst, plan, view, totals)
-            usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
-            adm = Admission() if view.fits(totals, usd, tokens) else self._refuse(tx, plan, view, totals, usd,
-                                                                                  tokens, now)
-            if adm.denied is None:
-                hold_id = uuid.uuid4().hex
-                amount = _ceil18(usd or _ZERO)
-                sql.add_flight(tx, hold_id, plan.keys, amount, tokens, now + timedelta(seconds=plan.lease),
-                               flight() if flight is not None else None)
-                sql.bump(tx, plan.keys, sql.delta(held=amount, held_tokens=tokens, held_requests=1))
-        if fresh:
-            self._install(plan, view)
+            quick = self._quick(tx, plan, view, worst, now, flight) if view is not None else None
+            adm, fresh = (Admission(quick), None) if quick is not None else self._decide(tx, plan, worst, now, flight)
+        if fresh is not None:
+            self._install(plan, fresh)
         if self._stale:
             self._stale = False
             self.reconcile(now)
-        if adm.denied is not None:
-            return adm
-        adm.hold = Hold(hold_id, plan, amount, tokens, cap, plan.lease,
-                        None if deadline is None else now + timedelta(seconds=deadline), flight is not None)
-        self._heartbeat.watch(adm.hold)
+        if adm.hold is not None:
+            adm.hold.deadline = None if deadline is None else now + timedelta(seconds=deadline)
+            adm.hold.flight = flight is not None
+            self._heartbeat.watch(adm.hold)
         return adm
+
+    def _quick(self, tx: Any, plan: Plan, view: View, worst: Worst, now: datetime,
+               flight: Callable[[], str | None] | None) -> Hold | None:
+        """Admission in two statements: the hold added to the counters, which come back to be
+        compared with the plan's limits (the transaction holds the write lock, so what they say
+        is what the call fits in); the flight row. A request without a cap is held at the
+        model's maximum, kept only if `_cap` would have chosen it from the counters as they
+        were. None, with the counters as they were, when the general path must decide: the call
+        does not fit, a lease lapsed while others hold money, another cap is due, or a counter
+        is new."""
+        if worst.prompt_usd is None:
+            return None
+        cap = worst.max_tokens if worst.max_tokens is not None else worst.model_max  # (then checked: `_cap`)
+        amount, nano, atto_ = _held(worst.prompt_usd, worst.per_output_usd, cap)
+        tokens = worst.prompt_tokens + cap
+        n = len(plan.keys)
+        if tx.dialect.for_update:
+            sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
+        rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)) or (
+                worst.max_tokens is None and _cap(worst, plan, view, _before(rows, nano, atto_, tokens)) != cap):
+            if rows:
+                sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
+            return None
+        hold_id = os.urandom(16).hex()
+        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+                       flight() if flight is not None else None)
+        return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)
+
+    def _decide(self, tx: Any, plan: Plan, worst: Worst, now: datetime,
+                flight: Callable[[], str | None] | None) -> tuple[Admission, View | None]:
+        """Admission in full: lapsed flights counted, the counters read and compared with
+        every budget, the output cap chosen when the request has none; the admission and the
+        view made in this transaction (kept once it commits: `_install`), if any."""
+        totals = self._lock(tx, plan.keys, now)
+        view, fresh = self._view(tx, plan, totals)
+        cap = worst.max_tokens if worst.max_tokens is not None else _cap(worst, plan, view, totals)
+        usd, tokens = worst.usd(cap), worst.prompt_tokens + cap
+        if not view.fits(totals, usd, tokens):
+            return self._refuse(tx, plan, view, totals, usd, tokens, now), view if fresh else None
+        hold_id = os.urandom(16).hex()
+        amount = _ceil18(usd or _ZERO)
+        nano, atto_ = sql.pair(amount)
+        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+                       flight() if flight is not None else None)
+        sql.hold(tx, len(plan.keys), plan.flat, nano, atto_, tokens)
+        return Admission(Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)), \
+            view if fresh else None
 
     def _lock(self, tx: Any, keys: list[sql.Key], now: datetime) -> dict[sql.Key, sql.Total]:
         """Read (and lock) ``keys``' counters, counting lapsed flights at their worst case
@@ -255,30 +335,35 @@ class Budgets:
                now: datetime | None = None) -> list[dict[str, Any]]:
         """Turn the hold into actual spend; returns the events to emit after commit. A hold
         that lapsed was counted at its worst case: that count is replaced by the real one."""
-        now = now or self._clock()
         self._heartbeat.forget(hold.id)
-        spent = normalize(cost or _ZERO) or _ZERO
+        sn, sa = sql.pair(normalize(cost) or _ZERO) if cost else (0, 0)
         if sql.drop_flight(tx, hold.id):
-            d = sql.delta(spent=spent, tokens=tokens, requests=1, unheld=hold.usd, held_tokens=-hold.tokens,
-                          held_requests=-1)
+            d = (sn, sa, tokens, 1, -hold.nano, -hold.atto, -hold.tokens, -1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = sql.delta(spent=spent, unspent=hold.usd, tokens=tokens - hold.tokens)
+            d = (sn - hold.nano, sa - hold.atto, tokens - hold.tokens, 0, 0, 0, 0, 0)
         return self._apply(tx, hold.plan, d, now)
 
-    def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime) -> list[dict[str, Any]]:
+    def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime | None) -> list[dict[str, Any]]:
         """Add ``d`` to the plan's counters; the alert events of the lines it crosses, each
         claimed in this transaction so it fires once even across processes."""
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
-        after = sql.bump(tx, plan.keys, d, returning=True)
         view = plan.view
         if view is None or not view.lines or (d[0] == 0 and d[1] == 0):
+            sql.bump(tx, plan.keys, d, flat=plan.flat)
             return []
+        rows = sql.bump(tx, plan.keys, d, returning=True, flat=plan.flat)
+        if not view.near(rows, d[0] * 10**9 + d[1]):
+            return []
+        after = sql.totals(rows)
         crossed = []
         for key, t in after.items():
             crossed += view.crossed(key, t.minus(d).spent, t.spent)
+        if not crossed:
+            return []
+        now = now or self._clock()
         events = []
         for i, _, frac in sorted(crossed, key=lambda c: (c[0], c[1])):
             e = plan.entries[i]
@@ -293,14 +378,14 @@ class Budgets:
         """Nothing was spent: give the hold back (and undo its worst case where it lapsed)."""
         self._heartbeat.forget(hold.id)
         if sql.drop_flight(tx, hold.id):
-            d = sql.delta(unheld=hold.usd, held_tokens=-hold.tokens, held_requests=-1)
+            d = (0, 0, 0, 0, -hold.nano, -hold.atto, -hold.tokens, -1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = sql.delta(unspent=hold.usd, tokens=-hold.tokens, requests=-1)
+            d = (-hold.nano, -hold.atto, -hold.tokens, -1, 0, 0, 0, 0)
         if tx.dialect.for_update:
             sql.read(tx, hold.plan.keys)
-        sql.bump(tx, hold.plan.keys, d)
+        sql.bump(tx, hold.plan.keys, d, flat=hold.plan.flat)
 
     # ── visibility ───────────────────────────────────────────────────────────
 
@@ -407,6 +492,12 @@ def _cap(worst: Worst, plan: Plan, view: View, totals: dict[sql.Key, sql.Total])
             left_tokens = lim.tokens - t.tokens - t.held_tokens - worst.prompt_tokens
             cap = min(cap, _share(left_tokens, t.held_requests, floor, worst.model_max))
     return max(cap, floor)
+
+
+def _before(rows: list[Any], nano: int, atto_: int, tokens: int) -> dict[sql.Key, sql.Total]:
+    """The counters as they were before a hold of ``(nano, atto_)`` USD and ``tokens``."""
+    d = (0, 0, 0, 0, nano, atto_, tokens, 1)
+    return {k: t.minus(d) for k, t in sql.totals(rows).items()}
 
 
 def _fits(spec: BudgetSpec, st: sql.State, usd: Decimal | None, tokens: int) -> bool:

@@ -14,7 +14,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 from . import store as sql
 from .spec import BudgetSpec
@@ -66,6 +67,8 @@ class View:
     limits: dict[sql.Key, Limit]
     #: per counter, sorted: (absolute spend, entry index, order, threshold or None for exceeded)
     lines: dict[sql.Key, list[tuple[Decimal, int, int, float | None]]]
+    #: per counter, sorted: each line in 1e-18 USD, rounded down (`near`)
+    marks: dict[sql.Key, list[int]] = field(default_factory=dict)
 
     def state(self, i: int, e: Entry, t: sql.Total) -> sql.State:
         spent, tokens, requests = self.bases[i]
@@ -84,6 +87,37 @@ class View:
             if lim.requests is not None and t.requests + t.held_requests + 1 > lim.requests:
                 return False
         return True
+
+    def holds(self, rows: list[Any]) -> bool:
+        """Whether counters as `store.hold` returns them (the call's hold in them) are all
+        within their tightest limits: `fits` for the counters after the hold."""
+        limits = self.limits
+        for r in rows:
+            lim = limits.get((r[0], r[1]))
+            if lim is None:
+                continue
+            if lim.usd_atto is not None and (r[2] + r[6]) * 10**9 + r[3] + r[7] > lim.usd_atto:
+                return False
+            if lim.tokens is not None and r[4] + r[8] > lim.tokens:
+                return False
+            if lim.requests is not None and r[5] + r[9] > lim.requests:
+                return False
+        return True
+
+    def near(self, rows: list[Any], delta_atto: int) -> bool:
+        """Whether spend moving by ``delta_atto`` (1e-18 USD) to the counter ``rows`` (as
+        `store.bump` returns them) may cross an alert line: integer bisection on `marks`,
+        so a settlement that crosses nothing makes no `Decimal`. True is checked by `crossed`."""
+        for r in rows:
+            marks = self.marks.get((r[0], r[1]))
+            if not marks:
+                continue
+            after = int(r[2]) * 10**9 + int(r[3])
+            lo, hi = min(after - delta_atto, after), max(after - delta_atto, after)
+            i = bisect_left(marks, lo - 1)
+            if i < len(marks) and marks[i] <= hi:
+                return True
+        return False
 
     def crossed(self, key: sql.Key, before: Decimal, after: Decimal) -> list[tuple[int, int, float | None]]:
         """Alert lines of ``key``'s budgets that spend going from ``before`` to ``after`` crosses:
@@ -107,6 +141,12 @@ class Plan:
     floor: int                     # the largest min_output_tokens of its budgets
     lease: float                   # the shortest lease of its budgets
     view: View | None = field(default=None)
+    flat: tuple[str, ...] = field(init=False)   # the keys flattened: the statements' parameters
+    counters: str = field(init=False)            # the keys as a flight row's ``counters``
+
+    def __post_init__(self) -> None:
+        self.flat = tuple(x for k in self.keys for x in k)
+        self.counters = sql.counters(self.keys)
 
     def make_view(self, bases: dict[tuple[str, str, str], sql.Base]) -> View:
         mine = tuple(bases[e.base_id] for e in self.entries)
@@ -129,7 +169,8 @@ class Plan:
                 at.append((b_usd + s.limit_usd, i, len(s.alert_at), None))
         limits = {k: Limit(usd.get(k), atto(usd[k]) if k in usd else None, tokens.get(k), requests.get(k))
                   for k in self.keys if k in usd or k in tokens or k in requests}
-        return View(mine, limits, {k: sorted(v, key=lambda x: (x[0], x[1], x[2])) for k, v in lines.items()})
+        return View(mine, limits, {k: sorted(v, key=lambda x: (x[0], x[1], x[2])) for k, v in lines.items()},
+                    {k: sorted(int(x[0].scaleb(18).to_integral_value(ROUND_FLOOR)) for x in v) for k, v in lines.items()})
 
 
 class Planner:

@@ -12,7 +12,8 @@ whatever the number of budgets it matches:
   saw it; the budget's spend is the counter minus its base. Written once, never changed,
   so a process reads each base once and keeps it.
 * ``unillm_budget_flights``: one row per call in flight: its hold (worst case, lease) and
-  the write-ahead description of the call. A process killed mid-call leaves it; once its
+  the write-ahead description of the call (on SQLite one b-tree keyed by its id, ``WITHOUT
+  ROWID``, since ``0016_budget_flights``: each call inserts and deletes one). A process killed mid-call leaves it; once its
   lease lapses, the next admission moves its hold into spend at the worst case and writes
   the call's ledger row as ``unknown`` (`take_expired`), never refunded.
 
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..ledger.money import join, split
@@ -156,16 +158,41 @@ def _read(tx: Any, ordered: Sequence[Key]) -> dict[Key, Total]:
     return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in rows}
 
 
-def bump(tx: Any, keys: Sequence[Key], d: Delta, *, returning: bool = False) -> dict[Key, Total]:
-    """Add ``d`` to every counter of ``keys`` in one statement (the rows exist: `read` made
-    them); with ``returning``, the counters after it."""
-    sets = ", ".join(f"{c} = {c} + ?" for c in _COLS.split(", "))
+@lru_cache(maxsize=256)
+def _update(n: int, cols: tuple[str, ...], returning: bool) -> str:
+    """``UPDATE`` adding a parameter to each of ``cols`` of ``n`` counters (parameters: the
+    amounts, then the keys); the one SQL text per shape, so the connection's statement cache
+    keeps it prepared."""
+    sets = ", ".join(f"{c} = {c} + ?" for c in cols)
     ret = f" RETURNING scope, period, {_COLS}" if returning else ""
-    cur = tx.execute(f"{_values(len(keys))} UPDATE {TOTALS} SET {sets} FROM k "
-                     f"WHERE scope = k.s AND period = k.p{ret}", [*_flat(keys), *d])
-    if not returning:
-        return {}
-    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in cur.fetchall()}
+    if n == 1:
+        return f"UPDATE {TOTALS} SET {sets} WHERE scope = ? AND period = ?{ret}"
+    return (f"UPDATE {TOTALS} SET {sets} FROM (VALUES {', '.join(['(?, ?)'] * n)}) AS k "
+            f"WHERE scope = k.column1 AND period = k.column2{ret}")
+
+
+_ALL = tuple(_COLS.split(", "))
+_HELD = ("held_nano", "held_atto", "held_tokens", "held_requests")
+
+
+def bump(tx: Any, keys: Sequence[Key], d: Delta, *, returning: bool = False, flat: Sequence[str] = ()) -> list[Any]:
+    """Add ``d`` to every counter of ``keys`` in one statement (the rows exist: `read` made
+    them); with ``returning``, the counters' rows after it (scope, period, then `_COLS`: see
+    `totals`). ``flat``: the keys flattened, if known."""
+    cur = tx.execute(_update(len(keys), _ALL, returning), [*d, *(flat or _flat(keys))])
+    return list(cur.fetchall()) if returning else []
+
+
+def totals(rows: Iterable[Any]) -> dict[Key, Total]:
+    """Counter rows as `Total` objects by key."""
+    return {(r[0], r[1]): Total(*(int(v) for v in r[2:])) for r in rows}
+
+
+def hold(tx: Any, n: int, flat: Sequence[str], nano: int, atto: int, tokens: int, requests: int = 1) -> list[Any]:
+    """Raise the held money, tokens and requests of ``n`` counters (``flat``: their keys
+    flattened) by one call's hold; the counters' rows after it (fewer than ``n``: some
+    counter does not exist yet)."""
+    return list(tx.execute(_update(n, _HELD, True), (nano, atto, tokens, requests, *flat)).fetchall())
 
 
 # ── bases ────────────────────────────────────────────────────────────────────
@@ -218,11 +245,17 @@ def scopes_of(tx: Any, budget: str, window: str) -> list[str]:
 
 # ── flights: a call's hold and its write-ahead row, one row ─────────────────────
 
-def add_flight(tx: Any, flight_id: str, keys: Sequence[Key], amount: Decimal, tokens: int, expires: datetime,
+def counters(keys: Sequence[Key]) -> str:
+    """The ``counters`` column of a flight on ``keys``."""
+    return json.dumps(keys, separators=(",", ":"))
+
+
+def add_flight(tx: Any, flight_id: str, keys: str, amount: Decimal, tokens: int, expires: float,
                call: str | None) -> None:
+    """Write a call's flight row: ``keys`` its counters (`counters`), ``expires`` its lease
+    expiry in Unix seconds."""
     tx.execute(f"INSERT INTO {FLIGHTS} (id, counters, amount_usd, tokens, expires_at, call) VALUES (?, ?, ?, ?, ?, ?)",
-               (flight_id, json.dumps(keys, separators=(",", ":")), format(amount, "f"), tokens, stamp(expires),
-                call))
+               (flight_id, keys, format(amount, "f"), tokens, expires, call))
 
 
 def drop_flight(tx: Any, flight_id: str) -> bool:
@@ -250,6 +283,11 @@ def expired(tx: Any, now: datetime) -> list[Lapsed]:
     rows = tx.execute(f"SELECT id, counters, amount_usd, tokens, call FROM {FLIGHTS} WHERE expires_at < ? "
                       f"ORDER BY id{skip}", (stamp(now),)).fetchall()
     return [Lapsed(r[0], [(s, p) for s, p in json.loads(r[1])], Decimal(r[2]), int(r[3]), r[4]) for r in rows]
+
+
+def lapsed(tx: Any, now: datetime) -> bool:
+    """Whether some flight's lease has lapsed (a cheap look before `expired`)."""
+    return tx.execute(f"SELECT 1 FROM {FLIGHTS} WHERE expires_at < ? LIMIT 1", (stamp(now),)).fetchone() is not None
 
 
 def take_expired(tx: Any, lapsed: Sequence[Lapsed], now: datetime) -> None:

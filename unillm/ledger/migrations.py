@@ -261,6 +261,24 @@ def _m015_budget_totals(tx: Transaction, d: Dialect) -> None:
     _old_holds_lapse(tx)
 
 
+def _m016_budget_flights(tx: Transaction, d: Dialect) -> None:
+    """SQLite: ``unillm_budget_flights`` as one b-tree keyed by the flight id (``WITHOUT ROWID``).
+    Every budgeted call inserts and deletes one flight row; a rowid table kept the row and
+    its primary key in two trees, so each of the call's two commits wrote one page more.
+    The rows carry over. PostgreSQL is unchanged (a heap and its key's index either way)."""
+    if d.name != "sqlite":
+        return
+    tx.execute("""
+        CREATE TABLE unillm_budget_flights_0016 (
+            id TEXT PRIMARY KEY, counters TEXT NOT NULL, amount_usd TEXT NOT NULL, tokens BIGINT NOT NULL,
+            expires_at REAL NOT NULL, call TEXT) WITHOUT ROWID""")
+    tx.execute("INSERT INTO unillm_budget_flights_0016 (id, counters, amount_usd, tokens, expires_at, call) "
+               "SELECT id, counters, amount_usd, tokens, expires_at, call FROM unillm_budget_flights")
+    tx.execute("DROP TABLE unillm_budget_flights")
+    tx.execute("ALTER TABLE unillm_budget_flights_0016 RENAME TO unillm_budget_flights")
+    tx.execute("CREATE INDEX unillm_budget_flights_expiry ON unillm_budget_flights (expires_at)")
+
+
 def _old_holds_lapse(tx: Transaction) -> None:
     """0015: the holds left in ``unillm_budget_holds`` counted at their worst case (see above)."""
     from decimal import Decimal
@@ -302,6 +320,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0013_admin", _m013_admin),
     Migration("0014_route_state", _m014_route_state),
     Migration("0015_budget_totals", _m015_budget_totals),
+    Migration("0016_budget_flights", _m016_budget_flights),
 ]
 
 

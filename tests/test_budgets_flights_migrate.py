@@ -1,0 +1,43 @@
+"""``0016_budget_flights``: on SQLite the flight rows live in one b-tree (``WITHOUT ROWID``), so a
+budgeted call's two commits write fewer pages; a flight left by a 0015 process carries over and
+still lapses at its worst case (never refunded)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from unillm import Client
+from unillm.ledger.migrations import MIGRATIONS
+from unillm.ledger.sqlite import SQLiteStore
+from unillm.testing import FakeProvider, Reply
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_the_flights_table_is_one_btree_and_a_0015_flight_still_lapses(fake: FakeProvider, tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    first15 = MIGRATIONS[:15]
+    assert first15[-1].name == "0015_budget_totals"
+    old = SQLiteStore(path, migrations=first15)
+    with old.transaction() as tx:   # a call in flight under budget "b" ($0.0001 held) whose process died
+        tx.execute("INSERT INTO unillm_budget_totals (scope, period, held_nano, held_tokens, held_requests) "
+                   "VALUES ('', 'total', 100000, 50, 1)")
+        tx.execute("INSERT INTO unillm_budget_bases (budget, scope, period) VALUES ('b', '', 'total')")
+        tx.execute("INSERT INTO unillm_budget_flights (id, counters, amount_usd, tokens, expires_at, call) "
+                   "VALUES ('f1', '[[\"\",\"total\"]]', '0.0001', 50, 1.0, NULL)")
+    old.close()
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{path}",
+                    budgets=[{"name": "b", "limit_usd": 1, "period": "total"}])
+    conn = client.ledger.store._connection()
+    (ddl,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'unillm_budget_flights'").fetchone()
+    assert "WITHOUT ROWID" in ddl
+    assert conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'unillm_budget_flights' "
+                        "AND type = 'index'").fetchall() == [("unillm_budget_flights_expiry",)]
+    assert [f["id"] for f in client.budgets.in_flight()] == ["f1"]          # carried over
+    r = client.chat(model="gpt-4o-mini", messages=HI, max_tokens=10)
+    (status,) = client.budgets.status()
+    assert status["spent_usd"] == Decimal("0.0001") + r.cost.total_usd    # the lapsed hold at its worst case
+    assert status["in_flight"] == 0 and status["requests"] == 2 and client.budgets.in_flight() == []
+    client.close()
