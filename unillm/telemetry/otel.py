@@ -18,7 +18,8 @@ Attributes: ``gen_ai.operation.name`` ("chat"), ``gen_ai.provider.name`` (and th
 ``unillm.*``: ``cost_usd`` (exact decimal text; absent when unpriced, then
 ``unillm.unpriced`` = true), ``status``, ``cache.status``, ``rule``, ``deployment``,
 ``budget`` ("held" or "denied"), ``usage.source``, ``attempt``, ``retried`` (only when
-true), ``call_id``, ``ledger_id``, ``requested_model``. Prompt and answer
+true), ``call_id``, ``ledger_id`` (only with a ledger: with none there is no row),
+``requested_model``. Prompt and answer
 (``gen_ai.input.messages``, ``gen_ai.output.messages``) only with ``log_content = true``.
 
 The attempt span's W3C ``traceparent`` is put in the vendor request's headers where the
@@ -58,11 +59,12 @@ class _Trace:
 
 
 class Tracing:
-    def __init__(self, *, log_content: bool = False) -> None:
+    def __init__(self, *, log_content: bool = False, ledger: bool = True) -> None:
         from .. import __version__
         self.tracer = trace.get_tracer("unillm", __version__)
         self.meters = meters()
         self.log_content = log_content
+        self.ledger = ledger
 
     # ── spans ──
 
@@ -117,6 +119,13 @@ class Tracing:
             _finish_parent(tr.parent, rec)
             tr.parent = None
 
+    def finished(self, call: Any, status: str, resp: Any, cost: Any, error: BaseException | None,
+                 saved: Any) -> None:
+        """`recorded`, for an answered call that makes no ledger row (see `Outcome`)."""
+        from .outcome import Outcome
+        out = Outcome(call, status, resp.usage, cost, error, saved, resp.model or call.ref.model)
+        self.recorded(out, call, resp, call.reservation is not None)
+
     def failed(self, call: Any, err: BaseException) -> None:
         tr: _Trace | None = call.obs
         if tr is None:
@@ -154,8 +163,9 @@ class Tracing:
 
     def _finish_span(self, span: Any, rec: Any, resp: Any, held: bool) -> None:
         attrs: dict[str, Any] = {"gen_ai.response.model": rec.model, "gen_ai.usage.input_tokens": rec.prompt_tokens,
-                                 "gen_ai.usage.output_tokens": rec.output_tokens, "unillm.status": rec.status,
-                                 "unillm.ledger_id": rec.id}
+                                 "gen_ai.usage.output_tokens": rec.output_tokens, "unillm.status": rec.status}
+        if self.ledger and rec.id is not None:
+            attrs["unillm.ledger_id"] = rec.id
         if rec.retried:
             attrs["unillm.retried"] = True
         if rec.call_id is not None:
