@@ -10,6 +10,12 @@ there, off the call path: `unillm.telemetry.meters`), per call. Reports medians,
 each ratio to raw, and tracing's cost as ``(on - off) / raw``, in wall time and in the
 calling thread's CPU time (steadier on a shared machine); then the cost of the hooks
 when everything is off (no telemetry, no callbacks, no JSON logs), per call.
+
+Tracing's cost is given two ways: the difference of the two medians, and the median of the
+per-round differences (on minus off in the same round, a few milliseconds apart). On a
+loaded machine the medians of on and off each move by hundreds of µs from run to run, so
+their difference is mostly noise; the paired one cancels what a round's load adds to both
+(two identical "off" clients differ by under 10 µs that way). The bar uses the paired one.
 Usage: python bench/bench_telemetry.py [N] [ledger]   (ledger: "off" (default) or "sqlite")
 """
 
@@ -96,7 +102,11 @@ def main() -> None:
     for name in ("raw", "off", "on"):
         print(f"  {name:4} {med[name]:8.0f} µs   ratio to raw {med[name] / med['raw']:6.3f}")
     print(f"  tracing on adds {med['on'] - med['off']:6.0f} µs a call = "
-          f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call")
+          f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call (difference of medians)")
+    paired = statistics.median(a - b for a, b in zip(times["on"], times["off"])) * 1e6
+    cpaired = statistics.median(a - b for a, b in zip(cpu["on"], cpu["off"])) * 1e6
+    print(f"  paired (median of per-round on - off): wall {paired:6.0f} µs = {paired / med['raw'] * 100:5.2f}%, "
+          f"calling thread's CPU {cpaired:6.0f} µs = {cpaired / med['raw'] * 100:5.2f}% of the raw call")
     # the calling thread's CPU time: what tracing costs the caller, robust to a busy machine
     cmed = {name: statistics.median(t) * 1e6 for name, t in cpu.items()}
     print(f"  CPU of the calling thread: raw {cmed['raw']:6.0f} µs, off {cmed['off']:6.0f} µs, "
