@@ -39,6 +39,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 
 from ..events import FAILED
 from .meters import PROVIDER_NAMES, meters
+from .outcome import Outcome
 
 _ENDS = frozenset({"ok", "unpriced", "partial", "cache_hit"})
 _CLIENT, _INTERNAL = trace.SpanKind.CLIENT, trace.SpanKind.INTERNAL
@@ -122,7 +123,6 @@ class Tracing:
     def finished(self, call: Any, status: str, resp: Any, cost: Any, error: BaseException | None,
                  saved: Any) -> None:
         """`recorded`, for an answered call that makes no ledger row (see `Outcome`)."""
-        from .outcome import Outcome
         out = Outcome(call, status, resp.usage, cost, error, saved, resp.model or call.ref.model)
         self.recorded(out, call, resp, call.reservation is not None)
 
@@ -176,11 +176,16 @@ class Tracing:
             attrs["unillm.unpriced"] = True
         if rec.saved_usd:
             attrs["unillm.saved_usd"] = str(rec.saved_usd)
-        for key, value in (("unillm.cache.status", rec.cache_status), ("unillm.rule", rec.rule),
-                           ("unillm.deployment", rec.deployment), ("unillm.usage.source", rec.usage_source),
-                           ("unillm.fallback_from", rec.fallback_from)):
-            if value is not None:
-                attrs[key] = value
+        if rec.usage_source is not None:
+            attrs["unillm.usage.source"] = rec.usage_source
+        if rec.cache_status is not None:
+            attrs["unillm.cache.status"] = rec.cache_status
+        if rec.rule is not None:
+            attrs["unillm.rule"] = rec.rule
+        if rec.deployment is not None:
+            attrs["unillm.deployment"] = rec.deployment
+        if rec.fallback_from is not None:
+            attrs["unillm.fallback_from"] = rec.fallback_from
         if held:
             attrs["unillm.budget"] = "held"
         elif rec.status == "budget_denied":
