@@ -32,9 +32,12 @@ def _attempts():
     return [s for s in EXPORTER.get_finished_spans() if s.kind == CLIENT]
 
 
+def _strip(span) -> dict[str, object]:
+    return {k: v for k, v in span.attributes.items() if k not in _PER_CALL}
+
+
 def _same(a, b) -> None:
-    strip = lambda s: {k: v for k, v in s.attributes.items() if k not in _PER_CALL}  # noqa: E731
-    assert strip(a) == strip(b) and a.name == b.name and a.status.status_code == b.status.status_code
+    assert _strip(a) == _strip(b) and a.name == b.name and a.status.status_code == b.status.status_code
 
 
 def test_a_plain_call_without_a_ledger_has_every_attribute_but_the_ledger_id(fake, tmp_path) -> None:
