@@ -10,6 +10,16 @@ there, off the call path: `unillm.telemetry.meters`), per call. Reports medians,
 each ratio to raw, and tracing's cost as ``(on - off) / raw``, in wall time and in the
 calling thread's CPU time (steadier on a shared machine); then the cost of the hooks
 when everything is off (no telemetry, no callbacks, no JSON logs), per call.
+
+Tracing's cost is given two ways: the difference of the two medians, and the median of the
+per-round differences (on minus off in the same round, a few milliseconds apart). On a
+loaded machine the medians of on and off each move by hundreds of µs from run to run, so
+their difference is mostly noise; the paired one cancels what a round's load adds to both
+(two identical "off" clients differ by under 10 µs that way). The bar uses the paired one.
+The raw call's wall time itself depends on the machine's state more than on load: with idle
+cores between calls, waking the server and the client costs milliseconds (raw ~4-8 ms);
+with every core busy it is close to its CPU time (~2 ms). So the paired CPU cost is also
+given against the raw call's own CPU time, which does not move with that.
 Usage: python bench/bench_telemetry.py [N] [ledger]   (ledger: "off" (default) or "sqlite")
 """
 
@@ -96,7 +106,12 @@ def main() -> None:
     for name in ("raw", "off", "on"):
         print(f"  {name:4} {med[name]:8.0f} µs   ratio to raw {med[name] / med['raw']:6.3f}")
     print(f"  tracing on adds {med['on'] - med['off']:6.0f} µs a call = "
-          f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call")
+          f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call (difference of medians)")
+    paired = statistics.median(a - b for a, b in zip(times["on"], times["off"])) * 1e6
+    cpaired = statistics.median(a - b for a, b in zip(cpu["on"], cpu["off"])) * 1e6
+    print(f"  paired (median of per-round on - off): wall {paired:6.0f} µs = {paired / med['raw'] * 100:5.2f}%, "
+          f"calling thread's CPU {cpaired:6.0f} µs = {cpaired / med['raw'] * 100:5.2f}% of the raw call "
+          f"({cpaired / statistics.median(cpu['raw']) / 1e4:5.2f}% of the raw call's CPU)")
     # the calling thread's CPU time: what tracing costs the caller, robust to a busy machine
     cmed = {name: statistics.median(t) * 1e6 for name, t in cpu.items()}
     print(f"  CPU of the calling thread: raw {cmed['raw']:6.0f} µs, off {cmed['off']:6.0f} µs, "
@@ -104,14 +119,15 @@ def main() -> None:
           f"{(cmed['on'] - cmed['off']) / med['raw'] * 100:5.2f}% of the raw call's wall time")
     print(f"  at the next metrics collection (the reader's thread): {deferred:5.0f} µs CPU a call "
           f"({waiting} calls waiting) = {deferred / med['raw'] * 100:5.2f}% of the raw call")
-    # everything off: the client's hooks are these attribute checks (4 a call, retried attempts aside)
+    # everything off: the client's hooks on a call answered at its first attempt are these (the
+    # attempt's `tracer` check, `sent(None)` after it, then `rows` and `tracer` in `_finish`)
     k = 1_000_000
     t0 = time.perf_counter()
     for _ in range(k):
         _ = obs.tracer
+        obs.sent(None)
+        _ = obs.rows
         _ = obs.tracer
-        _ = obs.active
-        _ = obs.active
     hooks_ns = (time.perf_counter() - t0) / k * 1e9
     print(f"  telemetry off: the hooks cost {hooks_ns:5.0f} ns a call = "
           f"{hooks_ns / (med['raw'] * 1e3) * 100:6.4f}% of the raw SDK call")

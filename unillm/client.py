@@ -152,7 +152,7 @@ class Client:
         self._sealed = SealedCache(lambda: self.ledger.store, s) if self._recording else None
         from .price_overrides import OverrideCache
         self._overrides = OverrideCache()
-        self._obs = Observer(s.telemetry, s.log_format, s.log_content)  # events, spans, JSON logs
+        self._obs = Observer(s.telemetry, s.log_format, s.log_content, self._recording)  # events, spans, JSON logs
         if self.budgets and not self._recording:
             raise errors.ConfigError("budgets are kept in the ledger's database; they need a ledger "
                                      "(ledger is \"off\")", file=s.source, key="ledger", value="off")
@@ -876,7 +876,7 @@ class Client:
         status = ("ok" if cost is not None else "unpriced") if complete else "partial"
         resp.cache_status = call.cache_status = self._cache_put(call, resp, complete, chunks)
         resp.dropped_params = call.request.dropped
-        if self._recording or self._obs.active:
+        if self._recording or self._obs.rows:
             rec = record_for(call, status, usage=resp.usage, cost=cost, error=error, saved=saved,
                              saved_reason=reason, response=resp, log_content=self.settings.log_content,
                              model=resp.model or call.ref.model)
@@ -886,6 +886,8 @@ class Client:
                 err.response = resp  # paid for and received: the caller may still use it
                 raise
             resp.ledger_id = rec.id if self._recording else None
+        elif self._obs.tracer:  # spans and metrics only: no row is built for them
+            self._obs.finished(call, status, resp, cost, error, saved)
         self._route_done(call, None, resp.usage.total_tokens)  # (no ledger: its row did not release it)
         if call.request.response_model is not None and complete:
             _parse_structured(call, resp)

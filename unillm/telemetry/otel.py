@@ -18,7 +18,8 @@ Attributes: ``gen_ai.operation.name`` ("chat"), ``gen_ai.provider.name`` (and th
 ``unillm.*``: ``cost_usd`` (exact decimal text; absent when unpriced, then
 ``unillm.unpriced`` = true), ``status``, ``cache.status``, ``rule``, ``deployment``,
 ``budget`` ("held" or "denied"), ``usage.source``, ``attempt``, ``retried`` (only when
-true), ``call_id``, ``ledger_id``, ``requested_model``. Prompt and answer
+true), ``call_id``, ``ledger_id`` (only with a ledger: with none there is no row),
+``requested_model``. Prompt and answer
 (``gen_ai.input.messages``, ``gen_ai.output.messages``) only with ``log_content = true``.
 
 The attempt span's W3C ``traceparent`` is put in the vendor request's headers where the
@@ -38,6 +39,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 
 from ..events import FAILED
 from .meters import PROVIDER_NAMES, meters
+from .outcome import Outcome
 
 _ENDS = frozenset({"ok", "unpriced", "partial", "cache_hit"})
 _CLIENT, _INTERNAL = trace.SpanKind.CLIENT, trace.SpanKind.INTERNAL
@@ -58,11 +60,12 @@ class _Trace:
 
 
 class Tracing:
-    def __init__(self, *, log_content: bool = False) -> None:
+    def __init__(self, *, log_content: bool = False, ledger: bool = True) -> None:
         from .. import __version__
         self.tracer = trace.get_tracer("unillm", __version__)
         self.meters = meters()
         self.log_content = log_content
+        self.ledger = ledger
 
     # ── spans ──
 
@@ -117,6 +120,12 @@ class Tracing:
             _finish_parent(tr.parent, rec)
             tr.parent = None
 
+    def finished(self, call: Any, status: str, resp: Any, cost: Any, error: BaseException | None,
+                 saved: Any) -> None:
+        """`recorded`, for an answered call that makes no ledger row (see `Outcome`)."""
+        out = Outcome(call, status, resp.usage, cost, error, saved, resp.model or call.ref.model)
+        self.recorded(out, call, resp, call.reservation is not None)
+
     def failed(self, call: Any, err: BaseException) -> None:
         tr: _Trace | None = call.obs
         if tr is None:
@@ -154,8 +163,9 @@ class Tracing:
 
     def _finish_span(self, span: Any, rec: Any, resp: Any, held: bool) -> None:
         attrs: dict[str, Any] = {"gen_ai.response.model": rec.model, "gen_ai.usage.input_tokens": rec.prompt_tokens,
-                                 "gen_ai.usage.output_tokens": rec.output_tokens, "unillm.status": rec.status,
-                                 "unillm.ledger_id": rec.id}
+                                 "gen_ai.usage.output_tokens": rec.output_tokens, "unillm.status": rec.status}
+        if self.ledger and rec.id is not None:
+            attrs["unillm.ledger_id"] = rec.id
         if rec.retried:
             attrs["unillm.retried"] = True
         if rec.call_id is not None:
@@ -166,11 +176,16 @@ class Tracing:
             attrs["unillm.unpriced"] = True
         if rec.saved_usd:
             attrs["unillm.saved_usd"] = str(rec.saved_usd)
-        for key, value in (("unillm.cache.status", rec.cache_status), ("unillm.rule", rec.rule),
-                           ("unillm.deployment", rec.deployment), ("unillm.usage.source", rec.usage_source),
-                           ("unillm.fallback_from", rec.fallback_from)):
-            if value is not None:
-                attrs[key] = value
+        if rec.usage_source is not None:
+            attrs["unillm.usage.source"] = rec.usage_source
+        if rec.cache_status is not None:
+            attrs["unillm.cache.status"] = rec.cache_status
+        if rec.rule is not None:
+            attrs["unillm.rule"] = rec.rule
+        if rec.deployment is not None:
+            attrs["unillm.deployment"] = rec.deployment
+        if rec.fallback_from is not None:
+            attrs["unillm.fallback_from"] = rec.fallback_from
         if held:
             attrs["unillm.budget"] = "held"
         elif rec.status == "budget_denied":
