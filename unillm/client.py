@@ -967,16 +967,17 @@ class Client:
     def _serve_hit(self, call: Call, entry: CachedEntry,
                    asynchronous: bool = False) -> ChatResponse | ChatStream | AsyncChatStream:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
-        from .cache.codec import replay_chunks
+        from .cache.codec import HIT_COST, replay_chunks
+        from .ledger.batch import hit_record
+        from .ledger.records import new_id
+        rec_id = new_id() if self._recording else None
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
-            "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
+            "rule": call.rule, "cost": HIT_COST, "cache_status": "hit", "ledger_id": rec_id})
         self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released
         if self._recording or self._obs.active:
-            rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
-                             response=resp, log_content=self.settings.log_content, model=resp.model)
+            rec = hit_record(call, resp, entry.cost_usd, rec_id, log_content=self.settings.log_content)
             self._record(rec, None, resp=resp, traced=call)
-            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None:
             _parse_structured(call, resp)
         if not call.stream:

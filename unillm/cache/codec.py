@@ -26,6 +26,7 @@ from .. import errors
 from ..types import (
     ChatResponse,
     ChunkChoice,
+    Cost,
     Delta,
     FinishReason,
     StreamChunk,
@@ -33,7 +34,7 @@ from ..types import (
     Usage,
 )
 
-__all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "CachedEntry", "CorruptEntry", "encode", "decode",
+__all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "HIT_COST", "CachedEntry", "CorruptEntry", "encode", "decode",
            "make_entry", "replay_chunks", "chunks_from_response", "response_from_chunks",
            "is_storable"]
 
@@ -49,6 +50,8 @@ _EXCLUDE: dict[str, Any] = {  # pydantic's ``exclude`` spec
     "response": {"usage": _USAGE_DERIVED, "cost": {"total_usd"}},
     "chunks": {"__all__": {"usage": _USAGE_DERIVED}},
 }
+#: the cost of every hit: nothing (frozen, so one object serves them all)
+HIT_COST = Cost(price_version="cache hit")
 # an answer worth serving again; "error" and "content_filter" are not
 _STORABLE_FINISH = frozenset({None, "stop", "length", "tool_calls"})
 
