@@ -51,13 +51,15 @@ def cache_key(ref: ModelRef, request: ChatRequest, *, namespace: str = "default"
 def canonical_payload(ref: ModelRef, request: ChatRequest, *, namespace: str = "default") -> dict[str, Any]:
     """What `cache_key` hashes, as plain JSON data (handy to see why two keys differ)."""
     body = request.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_IN_KEY)
-    body["messages"] = [_message(m) for m in body["messages"]]
+    messages = [_message(m) for m in body.pop("messages")]
     if "stop" in body:
         body["stop"] = sorted(body["stop"])
     if not body.get("extra"):
         body.pop("extra", None)
+    canonical = _canon(body)
+    canonical["messages"] = messages  # no float can be in a `Message` (str fields only): nothing to canonicalize
     return {"v": KEY_SCHEMA_VERSION, "ns": namespace, "provider": ref.provider, "model": ref.model,
-            "request": _canon(body)}
+            "request": canonical}
 
 
 def _message(m: dict[str, Any]) -> dict[str, Any]:
