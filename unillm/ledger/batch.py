@@ -142,7 +142,8 @@ class HitWriter:
         self.interval, self.max_rows = interval, max_rows
         self.stopping = False
         self._rows: list[CallRecord] = []
-        self._cond = threading.Condition(threading.Lock())  # guards _rows, _thread, stopping
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # guards _rows, _thread, stopping
         self._commit = threading.Lock()  # held while a batch commits: batches go in order
         self._thread: threading.Thread | None = None
         self._warned = False
@@ -152,7 +153,7 @@ class HitWriter:
 
     def add(self, rec: CallRecord) -> None:
         """Queue ``rec``; it is committed within `interval` seconds (or by `flush`)."""
-        with self._cond:
+        with self._lock:  # the condition's own lock, entered without Condition.__enter__'s Python frame
             if not self.stopping:
                 self._rows.append(rec)
                 waiting = len(self._rows)
@@ -236,7 +237,8 @@ class HitWriter:
     def _forked(self) -> None:
         """In a forked child: the parent commits the rows it had; start afresh."""
         self._rows = []
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._commit = threading.Lock()
         self._thread = None
 
