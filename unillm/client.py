@@ -968,8 +968,7 @@ class Client:
                    asynchronous: bool = False) -> ChatResponse | ChatStream | AsyncChatStream:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
         from .cache.codec import HIT_COST, replay_chunks
-        from .ledger.batch import hit_record
-        from .ledger.records import new_id
+        from .ledger.batch import hit_record, new_id
         rec_id = new_id() if self._recording else None
         resp = entry.response.model_copy(update={
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,

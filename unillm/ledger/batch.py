@@ -47,7 +47,8 @@ from .reads import INSERT_NEW
 from .records import CallRecord, _fine, new_id
 from .rows import to_row
 
-__all__ = ["INTERVAL", "MAX_PENDING", "MAX_ROWS", "HitRowsWarning", "HitWriter", "hit_record", "later"]
+__all__ = ["INTERVAL", "MAX_PENDING", "MAX_ROWS", "HitRowsWarning", "HitWriter", "hit_record", "later",
+           "new_id"]
 
 #: seconds a hit row may wait before it is committed (at most this much is lost in a crash)
 INTERVAL = 1.0
