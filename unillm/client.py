@@ -967,10 +967,10 @@ class Client:
     def _serve_hit(self, call: Call, entry: CachedEntry,
                    asynchronous: bool = False) -> ChatResponse | ChatStream | AsyncChatStream:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
-        from .cache.codec import HIT_COST, replay_chunks
+        from .cache.codec import HIT_COST, replay_chunks, served
         from .ledger.batch import hit_record, new_id
         rec_id = new_id() if self._recording else None
-        resp = entry.response.model_copy(update={
+        resp = served(entry, {
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
             "rule": call.rule, "cost": HIT_COST, "cache_status": "hit", "ledger_id": rec_id})
         self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released

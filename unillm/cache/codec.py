@@ -35,7 +35,7 @@ from ..types import (
 )
 
 __all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "HIT_COST", "CachedEntry", "CorruptEntry", "encode", "decode",
-           "make_entry", "replay_chunks", "chunks_from_response", "response_from_chunks",
+           "make_entry", "served", "replay_chunks", "chunks_from_response", "response_from_chunks",
            "is_storable"]
 
 FORMAT: Literal["unillm.cache"] = "unillm.cache"
@@ -138,6 +138,16 @@ def _why(data: Any, exc: ValidationError) -> str:
 
 
 # ── replay ───────────────────────────────────────────────────────────────────
+
+def served(entry: CachedEntry, update: dict[str, Any]) -> ChatResponse:
+    """``entry.response`` with ``update`` applied, as ``model_copy(update=...)`` applies it
+    (no validation), but in place: every backend's ``get`` decodes a fresh entry, so its
+    response is the one hit's own and copying it again would only cost time."""
+    resp = entry.response
+    resp.__dict__.update(update)
+    resp.__pydantic_fields_set__.update(update)
+    return resp
+
 
 def replay_chunks(entry: CachedEntry) -> list[StreamChunk]:
     """The chunks to serve a stream hit: as stored, or synthesized from the response.
