@@ -211,6 +211,7 @@ def test_the_hit_row_is_field_for_field_what_record_for_builds(fake: FakeProvide
         call = client._prepare("gpt-4o", HI, {"temperature": 0}, {"user": "u1"}, True)
     entry = client._cache_get(call)
     assert entry is not None and entry.cost_usd
+    call.request._dropped = ("seed",)  # as an adapter that could not honour it would have noted
     resp = entry.response.model_copy(update={"cached": True, "cost": HIT_COST, "cache_status": "hit"})
     fast = hit_record(call, resp, entry.cost_usd, "f" * 32, log_content=log_content)
     slow = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
@@ -220,6 +221,7 @@ def test_the_hit_row_is_field_for_field_what_record_for_builds(fake: FakeProvide
     assert differ == {"id", "ended_at", "latency_ms"}
     assert fast.id == "f" * 32 and fast.status == "cache_hit" and fast.saved_usd == entry.cost_usd
     assert fast.section == "eval" and fast.tags == {"team": "a", "user": "u1"} and fast.stream
+    assert fast.dropped_params == ("seed",)
     assert (fast.prompt is not None) is log_content
     fast.tags["x"] = "y"  # each row has its own dicts
     assert "x" not in hit_record(call, resp, None).tags and hit_record(call, resp, None).units == {}

@@ -81,6 +81,8 @@ def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None =
         saved = _ZERO
     elif type(saved) is not Decimal or not _fine(saved):
         saved = money.normalize(saved)
+    private = getattr(call.request, "__pydantic_private__", None)  # `dropped`, minus BaseModel.__getattr__
+    dropped = private["_dropped"] if private and "_dropped" in private else call.request.dropped
     values = dict(_DEFAULTS)
     for name, factory in _FACTORIES:
         values[name] = factory()
@@ -93,7 +95,7 @@ def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None =
         output_usd=cost.output_usd, other_usd=cost.other_usd, total_usd=cost.total_usd,
         saved_usd=saved, saved_reason="cache", price_version=cost.price_version, fingerprint=call.cache_key,
         tags={str(k): str(v) for k, v in call.tags.items()}, section=call.section, stream=call.stream,
-        cache_status=call.cache_status, dropped_params=tuple(call.request.dropped),
+        cache_status=call.cache_status, dropped_params=tuple(dropped),
         attempt=call.attempt or 1, sent_model=ref.model, deployment=call.deployment,
         call_id=call.call_id, kind=call.kind, inputs=call.inputs)
     if log_content:
