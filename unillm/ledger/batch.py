@@ -63,12 +63,11 @@ _live: weakref.WeakSet[HitWriter] = weakref.WeakSet()
 _opening = threading.Lock()
 
 
-def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None = None, *,
-               log_content: bool = False) -> CallRecord:
+def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None = None) -> CallRecord:
     """The ``cache_hit`` row of ``call`` served ``resp`` (saving ``saved``): field for field
     what ``record_for(call, "cache_hit", cost=resp.cost, saved=saved, saved_reason="cache",
-    response=resp, log_content=log_content, model=resp.model)`` builds (a test holds the two
-    equal), in a third of its time. A hit is the hot path of a cached workload, and every
+    response=resp, model=resp.model)`` builds (a test holds the two equal; with
+    ``log_content`` the Client uses record_for), in a third of its time. A hit is the hot path of a cached workload, and every
     value here is already valid (a `Call`'s and a `ChatResponse`'s), so the frozen dataclass's
     per-field ``__init__`` and its ``__post_init__`` checks are skipped: the slots are set
     directly over an empty record's defaults (a field added to `CallRecord` gets its default)."""
@@ -98,9 +97,6 @@ def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None =
         cache_status=call.cache_status, dropped_params=tuple(dropped),
         attempt=call.attempt or 1, sent_model=ref.model, deployment=call.deployment,
         call_id=call.call_id, kind=call.kind, inputs=call.inputs)
-    if log_content:
-        from ..calls import _prompt_text
-        values.update(prompt=_prompt_text(call.request), response=resp.content)
     rec: CallRecord = _new(CallRecord)
     for name, value in values.items():
         _set(rec, name, value)
