@@ -139,6 +139,17 @@ def test_memory_evicts_least_recently_used() -> None:
 
 # ── disk: entries, TTL, size limit ───────────────────────────────────────────
 
+def test_disk_reads_entries_in_the_index_and_in_files_alike(disk: DiskCache) -> None:
+    """`DiskCache.get` reads a small entry from its row itself; one past diskcache's 32 KB
+    file threshold lives in a file and is read through diskcache: both are hits."""
+    disk.set("small", entry("short answer"))
+    disk.set("large", entry("long answer " * 5000))
+    assert disk.get("small").response.content == "short answer"
+    assert disk.get("large").response.content == "long answer " * 5000
+    assert disk.get("absent") is None
+    assert [f for f in (disk.directory).rglob("*.val")]  # the large one really is in a file
+
+
 def test_disk_entries_survive_reopening(tmp_path: Path) -> None:
     first = DiskCache(tmp_path / "c")
     first.set("k", entry("persisted"))

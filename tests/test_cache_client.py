@@ -37,6 +37,26 @@ def test_a_hit_is_free_and_records_what_it_saved(fake: FakeProvider, tmp_path: P
     assert row["cost_usd"] == first.cost.total_usd
 
 
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_what_a_caller_does_to_a_hit_never_reaches_the_next_one(fake: FakeProvider, tmp_path: Path,
+                                                                 cache: str) -> None:
+    """A hit's response is its own (served in place from a freshly decoded entry): changing
+    it, its message or its stream's chunks changes nothing the cache serves next."""
+    fake.queue(Reply(text="4", usage=USAGE))
+    client = make(fake, tmp_path, **({"cache": "memory"} if cache == "memory" else {}))
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    hit = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    hit.choices[0].message.content = "5"
+    hit.cached, hit.ledger_id = False, "x"
+    for chunk in client.chat(model="gpt-4o", messages=HI, temperature=0, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            chunk.choices[0].delta.content = "6"
+    again = client.chat(model="gpt-4o", messages=HI, temperature=0)
+    assert (again.content, again.usage.output_tokens, again.cached) == ("4", 200, True)
+    assert again.ledger_id not in (None, "x", hit.ledger_id) and again is not hit
+    client.close()
+
+
 def test_equivalent_requests_hit_and_different_ones_do_not(fake: FakeProvider, tmp_path: Path) -> None:
     client = make(fake, tmp_path)
     client.chat(model="gpt-4o-mini", messages=HI, temperature=0, max_tokens=10, tags={"user": "a"})

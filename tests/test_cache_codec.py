@@ -66,9 +66,15 @@ def test_stored_json_is_data_only_with_no_derived_usage_fields() -> None:
     data = json.loads(encode(make_entry(_response())))
     assert data["format"] == "unillm.cache" and data["v"] == ENTRY_SCHEMA_VERSION
     assert data["cost_usd"] == "0.0000051"  # a decimal string, never a float
-    assert set(data["response"]["usage"]) == {"input_tokens", "cache_read_tokens", "cache_write_tokens",
+    assert set(data["response"]["usage"]) <= {"input_tokens", "cache_read_tokens", "cache_write_tokens",
                                               "cache_write_1h_tokens", "output_tokens", "reasoning_tokens",
                                               "source"}
+    assert "cached" not in data["response"] and "ledger_id" not in data["response"]  # defaults: left out
+    e = make_entry(_response())
+    full = e.model_dump_json(exclude={"response": {"usage": {"prompt_tokens", "completion_tokens",
+                                                             "total_tokens", "prompt_tokens_details",
+                                                             "completion_tokens_details"}}})
+    assert decode(encode(e)) == decode(full)  # an entry written whole (before) reads the same
 
 
 def test_cost_must_be_decimal() -> None:

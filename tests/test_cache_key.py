@@ -289,3 +289,37 @@ def test_key_is_fast() -> None:
 def test_namespace_must_be_a_name() -> None:
     with pytest.raises(ValueError):
         cache_key(REF, ChatRequest(**GOLDEN_REQUEST), namespace="")
+
+
+def test_no_message_field_can_hold_a_float() -> None:
+    """`canonical_payload` skips the float canonicalization over messages because a `Message`
+    (its parts, tool calls, ...) types every field as text, a literal, a bool or an int: a
+    float-typed (or untyped) field added there must bring that canonicalization back."""
+    import types as pytypes
+    import typing
+
+    from pydantic import BaseModel
+
+    from unillm.types import Message
+
+    seen: set[type] = set()
+
+    def check(annotation: Any, where: str) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in seen:
+                seen.add(annotation)
+                for name, field in annotation.model_fields.items():
+                    check(field.annotation, f"{annotation.__name__}.{name}")
+            return
+        args = typing.get_args(annotation)
+        if args and (typing.get_origin(annotation) in (list, tuple, typing.Union, pytypes.UnionType)):
+            for arg in args:
+                check(arg, where)
+            return
+        if typing.get_origin(annotation) is typing.Literal:
+            assert all(not isinstance(a, float) for a in args), where
+            return
+        assert annotation in (str, int, bool, type(None)), f"{where}: {annotation!r}"
+
+    check(Message, "Message")
+    assert len(seen) > 3  # parts and tool calls were walked too

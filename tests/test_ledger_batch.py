@@ -190,3 +190,47 @@ def test_a_row_given_twice_is_stored_once_and_blocks_nothing(tmp_path: Path) -> 
     later(store, CallRecord(provider="openai", model="gpt-4o", status="cache_hit"))
     assert len(list(store.records())) == 2 and store.hits.waiting == 0
     store.close()
+
+
+def test_the_hit_row_is_field_for_field_what_record_for_builds(fake: FakeProvider, tmp_path: Path) -> None:
+    """`hit_record` (the hit path's fast row) and the general `record_for` agree on every field
+    but the row's own id and clock readings: a field record_for learns is one hit_record must."""
+    from unillm import sections
+    from unillm.cache.codec import HIT_COST
+    from unillm.calls import record_for
+    from unillm.ledger.batch import hit_record
+    from unillm.ledger.records import FIELDS
+
+    fake.queue(Reply(text="4", usage=USAGE))
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/ledger.db", cache="memory",
+                    tags={"team": "a"})
+    client.chat("gpt-4o", HI, temperature=0)  # the miss that stores the answer
+    with sections.Section("eval"):
+        call = client._prepare("gpt-4o", HI, {"temperature": 0}, {"user": "u1"}, True)
+    entry = client._cache_get(call)
+    assert entry is not None and entry.cost_usd
+    call.request._dropped = ("seed",)  # as an adapter that could not honour it would have noted
+    resp = entry.response.model_copy(update={"cached": True, "cost": HIT_COST, "cache_status": "hit"})
+    fast = hit_record(call, resp, entry.cost_usd, "f" * 32)
+    slow = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
+                      response=resp, model=resp.model)
+    differ = {f for f in FIELDS if (getattr(fast, f), type(getattr(fast, f))) !=
+              (getattr(slow, f), type(getattr(slow, f)))}
+    assert differ == {"id", "ended_at", "latency_ms"}
+    assert fast.id == "f" * 32 and fast.status == "cache_hit" and fast.saved_usd == entry.cost_usd
+    assert fast.section == "eval" and fast.tags == {"team": "a", "user": "u1"} and fast.stream
+    assert fast.dropped_params == ("seed",)
+    fast.tags["x"] = "y"  # each row has its own dicts
+    assert "x" not in hit_record(call, resp, None).tags and hit_record(call, resp, None).units == {}
+    client.close()
+
+
+def test_a_hit_row_keeps_the_prompt_and_answer_with_log_content(fake: FakeProvider, tmp_path: Path) -> None:
+    fake.queue(Reply(text="4", usage=USAGE))
+    client = Client(providers=fake.providers(), ledger=f"sqlite:///{tmp_path}/ledger.db", cache="memory",
+                    log_content=True)
+    client.chat("gpt-4o", HI, temperature=0)
+    hit = client.chat("gpt-4o", HI, temperature=0)
+    (row,) = [r for r in client.ledger.records() if r.status == "cache_hit"]
+    assert (row.id, row.prompt, row.response) == (hit.ledger_id, "user: What is 2 + 2?", "4")
+    client.close()

@@ -61,7 +61,7 @@ from .streaming import (
     prepend,
 )
 from .telemetry import Observer
-from .types import ChatResponse, Cost, Usage, build_request, describe_errors
+from .types import ChatResponse, Usage, build_request, describe_errors
 
 if TYPE_CHECKING:  # for the annotations only: each is imported when first used
     from typing_extensions import Self
@@ -969,16 +969,21 @@ class Client:
     def _serve_hit(self, call: Call, entry: CachedEntry,
                    asynchronous: bool = False) -> ChatResponse | ChatStream | AsyncChatStream:
         """A hit costs nothing: no budget is charged; the row records what it saved."""
-        from .cache.codec import replay_chunks
-        resp = entry.response.model_copy(update={
+        from .cache.codec import HIT_COST, replay_chunks, served
+        from .ledger.batch import hit_record, new_id
+        rec_id = new_id() if self._recording else None
+        resp = served(entry, {
             "cached": True, "provider": call.ref.provider, "requested_model": call.requested_model,
-            "rule": call.rule, "cost": Cost(price_version="cache hit"), "cache_status": "hit"})
+            "rule": call.rule, "cost": HIT_COST, "cache_status": "hit", "ledger_id": rec_id})
         self._route_done(call, None, sent=False)  # a hit sent nothing: its pick is released
         if self._recording or self._obs.active:
-            rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
-                             response=resp, log_content=self.settings.log_content, model=resp.model)
+            if self.settings.log_content:  # the prompt and answer go in the row too: record_for's job
+                rec = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",
+                                 response=resp, log_content=True, model=resp.model)
+                resp.ledger_id = rec.id if self._recording else None
+            else:
+                rec = hit_record(call, resp, entry.cost_usd, rec_id)
             self._record(rec, None, resp=resp, traced=call)
-            resp.ledger_id = rec.id if self._recording else None
         if call.request.response_model is not None:
             _parse_structured(call, resp)
         if not call.stream:

@@ -26,6 +26,7 @@ from .. import errors
 from ..types import (
     ChatResponse,
     ChunkChoice,
+    Cost,
     Delta,
     FinishReason,
     StreamChunk,
@@ -33,8 +34,8 @@ from ..types import (
     Usage,
 )
 
-__all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "CachedEntry", "CorruptEntry", "encode", "decode",
-           "make_entry", "replay_chunks", "chunks_from_response", "response_from_chunks",
+__all__ = ["ENTRY_SCHEMA_VERSION", "FORMAT", "HIT_COST", "CachedEntry", "CorruptEntry", "encode", "decode",
+           "make_entry", "served", "replay_chunks", "chunks_from_response", "response_from_chunks",
            "is_storable"]
 
 FORMAT: Literal["unillm.cache"] = "unillm.cache"
@@ -49,6 +50,8 @@ _EXCLUDE: dict[str, Any] = {  # pydantic's ``exclude`` spec
     "response": {"usage": _USAGE_DERIVED, "cost": {"total_usd"}},
     "chunks": {"__all__": {"usage": _USAGE_DERIVED}},
 }
+#: the cost of every hit: nothing (frozen, so one object serves them all)
+HIT_COST = Cost(price_version="cache hit")
 # an answer worth serving again; "error" and "content_filter" are not
 _STORABLE_FINISH = frozenset({None, "stop", "length", "tool_calls"})
 
@@ -93,8 +96,9 @@ def make_entry(response: ChatResponse, *, chunks: list[StreamChunk] | None = Non
 
 
 def encode(entry: CachedEntry) -> bytes:
-    """UTF-8 JSON; Usage's derived fields are left out (they are rebuilt on load)."""
-    return entry.model_dump_json(exclude=_EXCLUDE).encode("utf-8")
+    """UTF-8 JSON; Usage's derived fields are left out (they are rebuilt on load), and so is
+    every field at its default (half the bytes, a fifth less to validate on every hit)."""
+    return entry.model_dump_json(exclude=_EXCLUDE, exclude_defaults=True).encode("utf-8")
 
 
 def decode(data: bytes | bytearray | str) -> CachedEntry:
@@ -134,6 +138,16 @@ def _why(data: Any, exc: ValidationError) -> str:
 
 
 # ── replay ───────────────────────────────────────────────────────────────────
+
+def served(entry: CachedEntry, update: dict[str, Any]) -> ChatResponse:
+    """``entry.response`` with ``update`` applied, as ``model_copy(update=...)`` applies it
+    (no validation), but in place: every backend's ``get`` decodes a fresh entry, so its
+    response is the one hit's own and copying it again would only cost time."""
+    resp = entry.response
+    resp.__dict__.update(update)
+    resp.__pydantic_fields_set__.update(update)
+    return resp
+
 
 def replay_chunks(entry: CachedEntry) -> list[StreamChunk]:
     """The chunks to serve a stream hit: as stored, or synthesized from the response.

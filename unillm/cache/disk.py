@@ -24,6 +24,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ __all__ = ["DiskCache"]
 DB_NAME = "cache.db"
 # the sqlite busy timeout: a cache waits briefly for a lock, then answers a miss
 LOCK_TIMEOUT = 2.0
+# diskcache's own lookup (`Cache.get`'s fast path: a str key is stored with raw = 1), two columns
+_SELECT = ("SELECT mode, value FROM Cache WHERE key = ? AND raw = 1"
+           " AND (expire_time IS NULL OR expire_time > ?)")
+_MODE_RAW = 1  # diskcache.core.MODE_RAW: the value is in the row
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,7 +187,7 @@ class DiskCache(OffloadedCache):
         if self._degrade.no_read:
             return None
         try:
-            data = self._cache.get(key)
+            data = self._read(key)
         except CorruptEntry:
             self.delete(key)
             return None
@@ -195,6 +200,19 @@ class DiskCache(OffloadedCache):
         if data is None:
             return None
         return decode_or_evict(data, lambda: self.delete(key))
+
+    def _read(self, key: str) -> Any:
+        """The stored bytes of ``key`` (None when absent or expired). An entry kept in the index
+        (every entry under diskcache's 32 KB file threshold: all but the longest answers) is
+        read with one SELECT of the two columns it needs on the thread's connection; one in
+        a file, or of another mode (a planted pickle), goes through diskcache's own ``get``."""
+        rows = self._cache._con.execute(_SELECT, (key, time.time())).fetchall()
+        if not rows:
+            return None
+        ((mode, value),) = rows
+        if mode == _MODE_RAW and type(value) is bytes:
+            return value
+        return self._cache.get(key)
 
     def set(self, key: str, entry: CachedEntry, ttl: float | None = None) -> None:
         if self._degrade.no_write:

@@ -36,8 +36,21 @@ KEY_SCHEMA_VERSION = 1
 # request fields that never change what the vendor answers
 _NOT_IN_KEY: set[str] = {"model", "user", "drop_params", "response_model"}  # a set: pydantic's `exclude`
 
-_dumps = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(",", ":"),
-                          allow_nan=True).encode
+_encoder = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _make_dumps() -> Any:
+    """``_encoder.encode`` with the C encoder built once, not on every call (that was most of
+    a small request's dump); the same text, character for character (the golden key test)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another interpreter): the encoder as it is
+        return _encoder.encode
+    iterencode = make(None, _encoder.default, json.encoder.encode_basestring_ascii, None,
+                      ":", ",", True, False, True)  # no cycle markers: model_dump output is a tree
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_dumps = _make_dumps()
 
 
 def cache_key(ref: ModelRef, request: ChatRequest, *, namespace: str = "default") -> str:
@@ -51,13 +64,15 @@ def cache_key(ref: ModelRef, request: ChatRequest, *, namespace: str = "default"
 def canonical_payload(ref: ModelRef, request: ChatRequest, *, namespace: str = "default") -> dict[str, Any]:
     """What `cache_key` hashes, as plain JSON data (handy to see why two keys differ)."""
     body = request.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_IN_KEY)
-    body["messages"] = [_message(m) for m in body["messages"]]
+    messages = [_message(m) for m in body.pop("messages")]
     if "stop" in body:
         body["stop"] = sorted(body["stop"])
     if not body.get("extra"):
         body.pop("extra", None)
+    canonical = _canon(body)
+    canonical["messages"] = messages  # no float can be in a `Message` (str fields only): nothing to canonicalize
     return {"v": KEY_SCHEMA_VERSION, "ns": namespace, "provider": ref.provider, "model": ref.model,
-            "request": _canon(body)}
+            "request": canonical}
 
 
 def _message(m: dict[str, Any]) -> dict[str, Any]:

@@ -87,6 +87,10 @@ class CachePolicy:
             raise errors.ConfigError(str(exc)) from None
         self.sampled = bool(sampled)
         self.enabled = enabled
+        # the decisions of a call without a cache= option (immutable: shared by those calls)
+        self._default = CacheDecision(read=True, write=True, ttl=self.ttl, namespace=self.namespace)
+        self._unsampled = CacheDecision(read=False, write=False, ttl=self.ttl, namespace=self.namespace,
+                                        reason="sampled")
 
     @classmethod
     def from_settings(cls, settings: Any) -> CachePolicy:
@@ -99,6 +103,8 @@ class CachePolicy:
 
     def decide(self, request: ChatRequest, option: CacheOption = None) -> CacheDecision:
         """Read/write/ttl/namespace for this call; a malformed option is an InvalidRequestError."""
+        if option is None and self.enabled:  # the common call: the defaults, nothing to parse
+            return self._unsampled if not self.sampled and is_sampled(request) else self._default
         opts = _parse_option(option)
         if opts is None:
             return SKIP
