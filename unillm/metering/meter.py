@@ -93,7 +93,8 @@ class Meter:
         self._targets: dict[tuple[str, str, str, int | None, str], Vendor | ApiSpec | None] = {}
         self._adapters: dict[str, Any] = {}
         from ..budgets.settle import commit
-        self._commit = commit
+        from ..ledger import CallRecord
+        self._commit, self._record = commit, CallRecord  # imported once, not per row
 
     def _vendor_hosts(self) -> dict[tuple[str, int], list[tuple[str, Vendor]]]:
         """(host, port) -> [(base path, vendor)], configured providers first."""
@@ -199,7 +200,7 @@ class Meter:
             return None
 
     def _row(self, pending: Pending, error: BaseException | None) -> tuple[Any, Any, int]:
-        from ..ledger import CallRecord
+        CallRecord = self._record  # noqa: N806 - the class
         ex, target = pending.exchange, pending.target
         latency = (time.perf_counter() - pending.t0) * 1000
         base: dict[str, Any] = {"started_at": pending.started, "ended_at": _now(), "latency_ms": latency,
@@ -232,22 +233,27 @@ class Meter:
                                             status="unpriced", error_class="unpriced: no [[apis]] entry, vendor "
                                             "or extractor knows this API", **base)
             return rec, cost, tokens
-        resp = vendor_usage(self.client, target, ex, self._adapters)
+        return self._vendor_row(pending, base)
+
+    def _vendor_row(self, pending: Pending, base: dict[str, Any]) -> tuple[Any, Any, int]:
+        """A vendor's answer priced from its usage (the path every raw SDK call takes)."""
+        CallRecord, ex, target = self._record, pending.exchange, pending.target  # noqa: N806
+        assert isinstance(target, Vendor)
+        sse = _is_sse(ex)
+        resp = vendor_usage(self.client, target, ex, self._adapters, sse=sse)
         if resp is None:
             if not self.record_unknown:
                 return None, None, 0
             return CallRecord.from_parts(provider=target.provider, model=_names(target, ex)[1], status="unpriced",
                                          error_class="unpriced: no usage in the response", **base), None, 0
         model, usage = resp
-        from ..pricing import PriceBook
-        book: PriceBook = self.client.pricebook
         try:
-            cost = book.price(target.provider, model, pending.started).cost(usage)
+            cost = self.client.pricebook.price(target.provider, model, pending.started).cost(usage)
         except errors.MissingPriceError as exc:
             return CallRecord.from_parts(provider=target.provider, model=model, usage=usage, status="unpriced",
                                          error_class=f"unpriced: {exc}"[:200], **base), None, usage.total_tokens
         return CallRecord.from_parts(provider=target.provider, model=model, usage=usage, cost=cost,
-                                     requested_model=_requested(ex) or model, stream=_is_sse(ex), **base), \
+                                     requested_model=_requested(ex) or model, stream=sse, **base), \
             cost, usage.total_tokens
 
     def _extracted(self, ex: Exchange, base: dict[str, Any]) -> tuple[Any, Any, int]:
@@ -287,9 +293,9 @@ class Meter:
     def _write(self, pending: Pending, rec: Any, cost: Any, hold: Any, tokens: int) -> None:
         """The row, settled into the budgets: its hold's, or (nothing held: an extractor's
         reading) charged like reported usage, since the money is spent."""
-        from ..budgets.settle import commit
-        commit(self.client.ledger, self.client.budgets, rec, hold, cost.total_usd if cost is not None else None,
-               tokens, charge=pending.tags if self.client.budgets else None)
+        budgets = self.client.budgets
+        self._commit(self.client.ledger, budgets, rec, hold, cost.total_usd if cost is not None else None,
+                     tokens, charge=pending.tags if budgets else None)
 
     def _release(self, hold: Any) -> None:
         with self.client.ledger.store.transaction() as tx:
@@ -298,11 +304,12 @@ class Meter:
 
 # ── vendors ──────────────────────────────────────────────────────────────────
 
-def vendor_usage(client: Any, vendor: Vendor, ex: Exchange,
-                 adapters: dict[str, Any] | None = None) -> tuple[str, Any] | None:
+def vendor_usage(client: Any, vendor: Vendor, ex: Exchange, adapters: dict[str, Any] | None = None, *,
+                 sse: bool | None = None) -> tuple[str, Any] | None:
     """``(model, Usage)`` from a vendor's JSON or SSE response, or None when it has none.
-    ``adapters``: a cache of the adapters that read streams, by provider (the meter's)."""
-    if _is_sse(ex):
+    ``adapters``: a cache of the adapters that read streams, by provider (the meter's);
+    ``sse``: whether the answer is a stream, when the caller has looked already."""
+    if _is_sse(ex) if sse is None else sse:
         return _stream_usage(client, vendor, ex, {} if adapters is None else adapters)
     spec, convert = _protocol(vendor.protocol)
     try:
