@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +49,7 @@ CHAT_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 #: the most of a response body kept to price it (an LLM answer is far smaller)
 MAX_CAPTURE = 32 * 2**20
-#: distinct request lines whose target `Meter.target` remembers
+#: distinct request lines whose target `Meter.target` remembers (and prices `Meter._price` keeps)
 _TARGETS_KEPT = 1024
 
 
@@ -92,6 +92,9 @@ class Meter:
         #: (method, scheme, host, port, path) -> what `target` found (None: nothing matched)
         self._targets: dict[tuple[str, str, str, int | None, str], Vendor | ApiSpec | None] = {}
         self._adapters: dict[str, Any] = {}
+        #: (provider, model, UTC day) -> its price in `_prices_of` (the book in force when filled)
+        self._prices: dict[tuple[str, str, date], Any] = {}
+        self._prices_of: Any = None
         from ..budgets.settle import commit
         from ..ledger import CallRecord
         self._commit, self._record = commit, CallRecord  # imported once, not per row
@@ -248,7 +251,7 @@ class Meter:
                                          error_class="unpriced: no usage in the response", **base), None, 0
         model, usage = resp
         try:
-            cost = self.client.pricebook.price(target.provider, model, pending.started).cost(usage)
+            cost = self._price(target.provider, model, pending.started).cost(usage)
         except errors.MissingPriceError as exc:
             return CallRecord.from_parts(provider=target.provider, model=model, usage=usage, status="unpriced",
                                          error_class=f"unpriced: {exc}"[:200], **base), None, usage.total_tokens
@@ -277,6 +280,22 @@ class Meter:
         cost = price.cost(usage, units=_book_units(units))
         return CallRecord.from_parts(provider=got.provider, model=got.model, usage=usage, cost=cost, units=units,
                                      **base), cost, usage.total_tokens
+
+    def _price(self, provider: str, model: str, at: datetime) -> Any:
+        """The book's price for ``provider``/``model`` on ``at``'s day (`PriceBook.price`),
+        looked up once per model and day; a book replaced (the gateway's hot reload) is
+        asked afresh. Raises `MissingPriceError` as the book does (not remembered)."""
+        book = self.client.pricebook
+        if self._prices_of is not book:
+            self._prices, self._prices_of = {}, book
+        key = (provider, model, at.astimezone(timezone.utc).date())
+        price = self._prices.get(key)
+        if price is None:
+            price = book.price(provider, model, at)
+            if len(self._prices) >= _TARGETS_KEPT:
+                self._prices.clear()
+            self._prices[key] = price
+        return price
 
     def _book_price(self, provider: str, model: str) -> Any:
         try:
