@@ -35,6 +35,11 @@ def exchange(body: bytes, path: str = "/v1/chat/completions") -> Exchange:
     {"tools": [{"function": {"parameters": {"properties": {"model": {"type": "string"}}}}}], "messages": []},
     {"model": "caf\u00e9-\"quoted\"", "messages": []},
     {"model": None, "messages": []},
+    {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini", "max_tokens": 20, "stream": False,
+     "temperature": 0.5, "user": "u-1", "seed": None},
+    {"messages": [], "model": "gpt-4o", "max_tokens": 5, "stream_options": {"include_usage": True}},
+    {"messages": [{"content": "x"}], "tools": [{"model": "nested", "a": 1}]},
+    {"x\"model": "not-a-model", "messages": [{"content": "{"}]},
 ])
 def test_the_requested_model_is_what_parsing_the_body_finds(body):
     raw = json.dumps(body, separators=(",", ":")).encode()
@@ -43,9 +48,21 @@ def test_the_requested_model_is_what_parsing_the_body_finds(body):
     assert _requested(exchange(json.dumps(body).encode())) == parsed
 
 
+def test_the_openai_sdks_body_names_its_model_without_being_parsed():
+    """openai writes ``messages``, then ``model``, then the scalar options: read from the bytes."""
+    body = json.dumps({"messages": [{"role": "user", "content": 'say "model": "x" {'}], "model": "gpt-4o-mini",
+                       "max_tokens": 20, "temperature": 0.2, "stream": False}).encode()
+    ex = exchange(body)
+    assert _requested(ex) == "gpt-4o-mini" and not ex.parsed
+    tail_object = exchange(b'{"messages":[{"role":"user"}],"model":"gpt-4o","response_format":{"type":"json"}}')
+    assert _requested(tail_object) == "gpt-4o" and tail_object.parsed  # not sure from the bytes: parsed
+
+
 def test_a_nested_model_key_is_never_taken_for_the_requests():
     body = b'{"tools":[{"parameters":{"model":"nested"}}],"messages":[]}'
     assert _requested(exchange(body)) is None
+    assert _requested(exchange(b'{"messages":[],"tools":[{"function":{"model":"nested","strict":true}}]}')) is None
+    assert _requested(exchange(b'{"x\\"model":"key-with-a-quote","messages":[]}')) is None
     assert _requested(exchange(b'{"contents":[]}', "/v1beta/models/gemini-2.0-flash:generateContent")) \
         == "gemini-2.0-flash"
 

@@ -460,19 +460,24 @@ def _requested(ex: Exchange) -> str | None:
 
 _MODEL_KEY = b'"model"'
 _MODEL_VALUE = re.compile(rb'"model"[ \t\n\r]*:[ \t\n\r]*"((?:[^"\\]|\\.)*)"')
-_CLOSES = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
+#: a key and a plain value (a string without escapes, a number, true, false, null): no object in it
+_PLAIN_PAIR = rb'[ \t\n\r]*"[^"\\]*"[ \t\n\r]*:[ \t\n\r]*(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|true|false|null)[ \t\n\r]*'
+#: from a value to the end of the body: plain pairs, then the object's closing brace
+_CLOSES = re.compile(rb'[ \t\n\r]*(?:,' + _PLAIN_PAIR + rb')*\}[ \t\n\r]*')
 
 
 def _body_model(body: bytes) -> Any:
     """A JSON object's top-level ``"model": "..."`` read without parsing the body (a prompt
     can be megabytes), or ``...`` when that cannot be told for sure (then it is parsed).
 
-    Sure means: ``"model"`` occurs once in the body (inside a JSON string a quote is
-    escaped, so this is a key), its value is a string, and the key is the top-level
-    object's: no other object opens before it, or the object ends right after its value
-    (an SDK that writes its keys in order puts ``model`` first or last)."""
+    Sure means: ``"model"`` occurs once in the body, its opening quote not escaped (inside
+    a JSON string a quote is escaped, so this is a key), its value is a string, and the key
+    is the top-level object's: no other object opens before it, or only plain pairs (no
+    object or array in them) follow its value to the object's end (an SDK that writes its
+    keys in order puts ``model`` first or last, or, as openai's does, after ``messages``
+    and before the scalar options such as ``max_tokens``)."""
     at = body.find(_MODEL_KEY)
-    if at < 0 or body.find(_MODEL_KEY, at + 1) >= 0 or body[:1] != b"{":
+    if at < 0 or body.find(_MODEL_KEY, at + 1) >= 0 or body[:1] != b"{" or body[at - 1:at] == b"\\":
         return ...
     m = _MODEL_VALUE.match(body, at)
     if m is None or not (body.count(b"{", 0, at) == 1 or _CLOSES.fullmatch(body, m.end()) is not None):
