@@ -92,9 +92,8 @@ class Meter:
         #: (method, scheme, host, port, path) -> what `target` found (None: nothing matched)
         self._targets: dict[tuple[str, str, str, int | None, str], Vendor | ApiSpec | None] = {}
         self._adapters: dict[str, Any] = {}
-        #: (provider, model, UTC day) -> its price in `_prices_of` (the book in force when filled)
-        self._prices: dict[tuple[str, str, date], Any] = {}
-        self._prices_of: Any = None
+        #: (the book, {(provider, model, UTC day): its price in that book}), for `_price`
+        self._prices: tuple[Any, dict[tuple[str, str, date], Any]] = (None, {})
         from ..budgets.settle import commit
         from ..ledger import CallRecord
         self._commit, self._record = commit, CallRecord  # imported once, not per row
@@ -286,15 +285,16 @@ class Meter:
         looked up once per model and day; a book replaced (the gateway's hot reload) is
         asked afresh. Raises `MissingPriceError` as the book does (not remembered)."""
         book = self.client.pricebook
-        if self._prices_of is not book:
-            self._prices, self._prices_of = {}, book
+        of, prices = self._prices
+        if of is not book:  # each book its own table: a thread still on the old one fills the old one
+            of, prices = self._prices = (book, {})
         key = (provider, model, at.astimezone(timezone.utc).date())
-        price = self._prices.get(key)
+        price = prices.get(key)
         if price is None:
             price = book.price(provider, model, at)
-            if len(self._prices) >= _TARGETS_KEPT:
-                self._prices.clear()
-            self._prices[key] = price
+            if len(prices) >= _TARGETS_KEPT:
+                prices.clear()
+            prices[key] = price
         return price
 
     def _book_price(self, provider: str, model: str) -> Any:
