@@ -6,6 +6,8 @@ but nothing metered (``passthrough``: a request to a host no entry matches), and
 (the call priced and its row written), interleaved in a random order each round so drift
 hits all equally. The bar (issue 17): metered / raw SDK median latency <= 1.05, with the
 ledger off and with an SQLite ledger (each metered row committed, durable, as chat()'s).
+With SQLite it also prints what the row's INSERT + commit alone costs (`write_floor`): a
+floor no metering code can go under while the row is durable before the call returns.
 Usage: python bench/bench_observe.py [N]
 """
 
@@ -55,6 +57,7 @@ def measure(n: int, ledger: str, label: str) -> None:
                 cpu[name].append(time.process_time() - c0)
                 times[name].append(time.perf_counter() - t0)
         hooks.uninstall()
+        floor = write_floor(client, n) if ledger != "off" else None
         client.close()
     med = {m: statistics.median(t) * 1e6 for m, t in times.items()}
     # CPU per call: a mean (process_time ticks are coarse), less disturbed by a busy machine
@@ -64,6 +67,25 @@ def measure(n: int, ledger: str, label: str) -> None:
           f"{med['raw']:.0f} µs; bar <= 1.050: {'ok' if bar <= 1.05 else 'MISSED'})   "
           f"CPU metered/raw {mcpu['metered'] / mcpu['raw']:5.3f}x (+{mcpu['metered'] - mcpu['raw']:.0f} µs)   "
           f"passthrough/raw {med['passthrough'] / med['raw']:5.3f}x")
+    if floor is not None:
+        wall, cpu_us = floor
+        print(f"{'':14} the row write alone (INSERT + commit, as the meter makes it): {wall:.0f} µs median "
+              f"({cpu_us:.0f} µs CPU) = {wall / med['raw'] * 100:.1f}% of the raw SDK call")
+
+
+def write_floor(client: Client, n: int) -> tuple[float, float]:
+    """Median wall and CPU µs of `Ledger.add` for one metered row (what `Meter.finish` commits
+    when no budget is in scope): the part of the metered call the ledger's durability costs."""
+    from unillm.ledger.records import new_id
+    last = max(client.ledger.records(), key=lambda r: r.started_at)
+    rows = [last.replace(id=new_id()) for _ in range(n)]
+    wall, cpu = [], []
+    for rec in rows:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        client.ledger.add(rec)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(wall) * 1e6, statistics.median(cpu) * 1e6
 
 
 def main() -> None:

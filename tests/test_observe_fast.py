@@ -5,12 +5,21 @@ without parsing it only when that is certain, and each distinct request line is 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
 from unillm import Client
+from unillm.testing import FakeProvider, Reply
 from unillm.metering.apis import Exchange
 from unillm.metering.meter import Meter, _requested, vendor_usage
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeProvider]:
+    with FakeProvider() as f:
+        yield f
 
 
 def exchange(body: bytes, path: str = "/v1/chat/completions") -> Exchange:
@@ -26,6 +35,11 @@ def exchange(body: bytes, path: str = "/v1/chat/completions") -> Exchange:
     {"tools": [{"function": {"parameters": {"properties": {"model": {"type": "string"}}}}}], "messages": []},
     {"model": "caf\u00e9-\"quoted\"", "messages": []},
     {"model": None, "messages": []},
+    {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini", "max_tokens": 20, "stream": False,
+     "temperature": 0.5, "user": "u-1", "seed": None},
+    {"messages": [], "model": "gpt-4o", "max_tokens": 5, "stream_options": {"include_usage": True}},
+    {"messages": [{"content": "x"}], "tools": [{"model": "nested", "a": 1}]},
+    {"x\"model": "not-a-model", "messages": [{"content": "{"}]},
 ])
 def test_the_requested_model_is_what_parsing_the_body_finds(body):
     raw = json.dumps(body, separators=(",", ":")).encode()
@@ -34,9 +48,21 @@ def test_the_requested_model_is_what_parsing_the_body_finds(body):
     assert _requested(exchange(json.dumps(body).encode())) == parsed
 
 
+def test_the_openai_sdks_body_names_its_model_without_being_parsed():
+    """openai writes ``messages``, then ``model``, then the scalar options: read from the bytes."""
+    body = json.dumps({"messages": [{"role": "user", "content": 'say "model": "x" {'}], "model": "gpt-4o-mini",
+                       "max_tokens": 20, "temperature": 0.2, "stream": False}).encode()
+    ex = exchange(body)
+    assert _requested(ex) == "gpt-4o-mini" and not ex.parsed
+    tail_object = exchange(b'{"messages":[{"role":"user"}],"model":"gpt-4o","response_format":{"type":"json"}}')
+    assert _requested(tail_object) == "gpt-4o" and tail_object.parsed  # not sure from the bytes: parsed
+
+
 def test_a_nested_model_key_is_never_taken_for_the_requests():
     body = b'{"tools":[{"parameters":{"model":"nested"}}],"messages":[]}'
     assert _requested(exchange(body)) is None
+    assert _requested(exchange(b'{"messages":[],"tools":[{"function":{"model":"nested","strict":true}}]}')) is None
+    assert _requested(exchange(b'{"x\\"model":"key-with-a-quote","messages":[]}')) is None
     assert _requested(exchange(b'{"contents":[]}', "/v1beta/models/gemini-2.0-flash:generateContent")) \
         == "gemini-2.0-flash"
 
@@ -55,4 +81,27 @@ def test_an_answer_that_names_its_model_is_priced_without_parsing_the_request():
     assert not ex.parsed
     assert ex.header("content-type") == "application/json"
     assert ex.response_headers == {"content-type": "application/json"}
+    client.close()
+
+
+def test_a_price_looked_up_once_follows_a_replaced_book(tmp_path, fake_openai):
+    """The meter keeps each model's price for the day; a book swapped in (the gateway's hot
+    reload, `Client.use_pricebook`) prices the very next answer, never the remembered one."""
+    import openai
+
+    import unillm
+    client = Client(ledger=f"sqlite:///{tmp_path / 'l.db'}", providers=fake_openai.providers("openai"))
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[openai."gpt-4o-mini"]\ninput = 1000.0\noutput = 2000.0\nsince = 2020-01-01\n')
+    dear = Client(ledger="off", pricing=str(prices)).pricebook
+    sdk = openai.OpenAI(base_url=fake_openai.base_url("openai"), api_key="sk-test", max_retries=0)
+    cheap = client.pricebook
+    with unillm.observe(client):
+        for book in (cheap, cheap, dear, cheap):
+            client.use_pricebook(book)
+            fake_openai.queue(Reply(usage={"input_tokens": 1000, "output_tokens": 1000}))
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    costs = [r.total_usd for r in sorted(client.ledger.records(), key=lambda r: r.started_at)]
+    assert costs[2] == Decimal(3)  # 1000 tokens at $1000/M in, 1000 at $2000/M out
+    assert costs[0] == costs[1] == costs[3] and costs[0] is not None and costs[0] < Decimal("0.01")
     client.close()

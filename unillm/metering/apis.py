@@ -274,17 +274,11 @@ class Exchange:
 
     @property
     def request_headers(self) -> dict[str, str]:
-        if not self._lowered & 1:
-            self._request_headers = {k.lower(): v for k, v in self._request_headers.items()}
-            self._lowered |= 1
-        return self._request_headers  # type: ignore[return-value]
+        return self._lower(1)
 
     @property
     def response_headers(self) -> dict[str, str]:
-        if not self._lowered & 2:
-            self._response_headers = {k.lower(): v for k, v in self._response_headers.items()}
-            self._lowered |= 2
-        return self._response_headers  # type: ignore[return-value]
+        return self._lower(2)
 
     @response_headers.setter
     def response_headers(self, headers: Mapping[str, str]) -> None:
@@ -292,12 +286,21 @@ class Exchange:
         self._response_headers = headers
         self._lowered &= ~2
 
+    def _lower(self, side: int) -> dict[str, str]:
+        """One side's headers as a lower-cased dict, built once (``side``: 1 request, 2 response)."""
+        attr = "_request_headers" if side == 1 else "_response_headers"
+        if not self._lowered & side:
+            setattr(self, attr, {k.lower(): v for k, v in getattr(self, attr).items()})
+            self._lowered |= side
+        headers: dict[str, str] = getattr(self, attr)
+        return headers
+
     def header(self, name: str) -> str:
         """One response header (``name`` lower-case), "" when absent. A library's own headers
         object answers case-insensitively; a plain mapping is lower-cased first."""
         headers = self._response_headers
         if not self._lowered & 2 and type(headers) is dict:
-            headers = self.response_headers
+            headers = self._lower(2)
         value = headers.get(name)
         return value if isinstance(value, str) else ""
 

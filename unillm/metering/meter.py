@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +49,7 @@ CHAT_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 #: the most of a response body kept to price it (an LLM answer is far smaller)
 MAX_CAPTURE = 32 * 2**20
-#: distinct request lines whose target `Meter.target` remembers
+#: distinct request lines whose target `Meter.target` remembers (and prices `Meter._price` keeps)
 _TARGETS_KEPT = 1024
 
 
@@ -92,8 +92,11 @@ class Meter:
         #: (method, scheme, host, port, path) -> what `target` found (None: nothing matched)
         self._targets: dict[tuple[str, str, str, int | None, str], Vendor | ApiSpec | None] = {}
         self._adapters: dict[str, Any] = {}
+        #: (the book, {(provider, model, UTC day): its price in that book}), for `_price`
+        self._prices: tuple[Any, dict[tuple[str, str, date], Any]] = (None, {})
         from ..budgets.settle import commit
-        self._commit = commit
+        from ..ledger import CallRecord
+        self._commit, self._record = commit, CallRecord  # imported once, not per row
 
     def _vendor_hosts(self) -> dict[tuple[str, int], list[tuple[str, Vendor]]]:
         """(host, port) -> [(base path, vendor)], configured providers first."""
@@ -199,7 +202,7 @@ class Meter:
             return None
 
     def _row(self, pending: Pending, error: BaseException | None) -> tuple[Any, Any, int]:
-        from ..ledger import CallRecord
+        CallRecord = self._record  # noqa: N806 - the class
         ex, target = pending.exchange, pending.target
         latency = (time.perf_counter() - pending.t0) * 1000
         base: dict[str, Any] = {"started_at": pending.started, "ended_at": _now(), "latency_ms": latency,
@@ -232,22 +235,27 @@ class Meter:
                                             status="unpriced", error_class="unpriced: no [[apis]] entry, vendor "
                                             "or extractor knows this API", **base)
             return rec, cost, tokens
-        resp = vendor_usage(self.client, target, ex, self._adapters)
+        return self._vendor_row(pending, base)
+
+    def _vendor_row(self, pending: Pending, base: dict[str, Any]) -> tuple[Any, Any, int]:
+        """A vendor's answer priced from its usage (the path every raw SDK call takes)."""
+        CallRecord, ex, target = self._record, pending.exchange, pending.target  # noqa: N806
+        assert isinstance(target, Vendor)
+        sse = _is_sse(ex)
+        resp = vendor_usage(self.client, target, ex, self._adapters, sse=sse)
         if resp is None:
             if not self.record_unknown:
                 return None, None, 0
             return CallRecord.from_parts(provider=target.provider, model=_names(target, ex)[1], status="unpriced",
                                          error_class="unpriced: no usage in the response", **base), None, 0
         model, usage = resp
-        from ..pricing import PriceBook
-        book: PriceBook = self.client.pricebook
         try:
-            cost = book.price(target.provider, model, pending.started).cost(usage)
+            cost = self._price(target.provider, model, pending.started).cost(usage)
         except errors.MissingPriceError as exc:
             return CallRecord.from_parts(provider=target.provider, model=model, usage=usage, status="unpriced",
                                          error_class=f"unpriced: {exc}"[:200], **base), None, usage.total_tokens
         return CallRecord.from_parts(provider=target.provider, model=model, usage=usage, cost=cost,
-                                     requested_model=_requested(ex) or model, stream=_is_sse(ex), **base), \
+                                     requested_model=_requested(ex) or model, stream=sse, **base), \
             cost, usage.total_tokens
 
     def _extracted(self, ex: Exchange, base: dict[str, Any]) -> tuple[Any, Any, int]:
@@ -272,6 +280,23 @@ class Meter:
         return CallRecord.from_parts(provider=got.provider, model=got.model, usage=usage, cost=cost, units=units,
                                      **base), cost, usage.total_tokens
 
+    def _price(self, provider: str, model: str, at: datetime) -> Any:
+        """The book's price for ``provider``/``model`` on ``at``'s day (`PriceBook.price`),
+        looked up once per model and day; a book replaced (the gateway's hot reload) is
+        asked afresh. Raises `MissingPriceError` as the book does (not remembered)."""
+        book = self.client.pricebook
+        of, prices = self._prices
+        if of is not book:  # each book its own table: a thread still on the old one fills the old one
+            of, prices = self._prices = (book, {})
+        key = (provider, model, at.astimezone(timezone.utc).date())
+        price = prices.get(key)
+        if price is None:
+            price = book.price(provider, model, at)
+            if len(prices) >= _TARGETS_KEPT:
+                prices.clear()
+            prices[key] = price
+        return price
+
     def _book_price(self, provider: str, model: str) -> Any:
         try:
             return self.client.pricebook.price(provider, model, _now())
@@ -287,9 +312,9 @@ class Meter:
     def _write(self, pending: Pending, rec: Any, cost: Any, hold: Any, tokens: int) -> None:
         """The row, settled into the budgets: its hold's, or (nothing held: an extractor's
         reading) charged like reported usage, since the money is spent."""
-        from ..budgets.settle import commit
-        commit(self.client.ledger, self.client.budgets, rec, hold, cost.total_usd if cost is not None else None,
-               tokens, charge=pending.tags if self.client.budgets else None)
+        budgets = self.client.budgets
+        self._commit(self.client.ledger, budgets, rec, hold, cost.total_usd if cost is not None else None,
+                     tokens, charge=pending.tags if budgets else None)
 
     def _release(self, hold: Any) -> None:
         with self.client.ledger.store.transaction() as tx:
@@ -298,11 +323,12 @@ class Meter:
 
 # ── vendors ──────────────────────────────────────────────────────────────────
 
-def vendor_usage(client: Any, vendor: Vendor, ex: Exchange,
-                 adapters: dict[str, Any] | None = None) -> tuple[str, Any] | None:
+def vendor_usage(client: Any, vendor: Vendor, ex: Exchange, adapters: dict[str, Any] | None = None, *,
+                 sse: bool | None = None) -> tuple[str, Any] | None:
     """``(model, Usage)`` from a vendor's JSON or SSE response, or None when it has none.
-    ``adapters``: a cache of the adapters that read streams, by provider (the meter's)."""
-    if _is_sse(ex):
+    ``adapters``: a cache of the adapters that read streams, by provider (the meter's);
+    ``sse``: whether the answer is a stream, when the caller has looked already."""
+    if _is_sse(ex) if sse is None else sse:
         return _stream_usage(client, vendor, ex, {} if adapters is None else adapters)
     spec, convert = _protocol(vendor.protocol)
     try:
@@ -434,19 +460,24 @@ def _requested(ex: Exchange) -> str | None:
 
 _MODEL_KEY = b'"model"'
 _MODEL_VALUE = re.compile(rb'"model"[ \t\n\r]*:[ \t\n\r]*"((?:[^"\\]|\\.)*)"')
-_CLOSES = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
+#: a key and a plain value (a string without escapes, a number, true, false, null): no object in it
+_PLAIN_PAIR = rb'[ \t\n\r]*"[^"\\]*"[ \t\n\r]*:[ \t\n\r]*(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|true|false|null)[ \t\n\r]*'
+#: from a value to the end of the body: plain pairs, then the object's closing brace
+_CLOSES = re.compile(rb'[ \t\n\r]*(?:,' + _PLAIN_PAIR + rb')*\}[ \t\n\r]*')
 
 
 def _body_model(body: bytes) -> Any:
     """A JSON object's top-level ``"model": "..."`` read without parsing the body (a prompt
     can be megabytes), or ``...`` when that cannot be told for sure (then it is parsed).
 
-    Sure means: ``"model"`` occurs once in the body (inside a JSON string a quote is
-    escaped, so this is a key), its value is a string, and the key is the top-level
-    object's: no other object opens before it, or the object ends right after its value
-    (an SDK that writes its keys in order puts ``model`` first or last)."""
+    Sure means: ``"model"`` occurs once in the body, its opening quote not escaped (inside
+    a JSON string a quote is escaped, so this is a key), its value is a string, and the key
+    is the top-level object's: no other object opens before it, or only plain pairs (no
+    object or array in them) follow its value to the object's end (an SDK that writes its
+    keys in order puts ``model`` first or last, or, as openai's does, after ``messages``
+    and before the scalar options such as ``max_tokens``)."""
     at = body.find(_MODEL_KEY)
-    if at < 0 or body.find(_MODEL_KEY, at + 1) >= 0 or body[:1] != b"{":
+    if at < 0 or body.find(_MODEL_KEY, at + 1) >= 0 or body[:1] != b"{" or body[at - 1:at] == b"\\":
         return ...
     m = _MODEL_VALUE.match(body, at)
     if m is None or not (body.count(b"{", 0, at) == 1 or _CLOSES.fullmatch(body, m.end()) is not None):
