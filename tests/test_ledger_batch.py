@@ -234,3 +234,26 @@ def test_a_hit_row_keeps_the_prompt_and_answer_with_log_content(fake: FakeProvid
     (row,) = [r for r in client.ledger.records() if r.status == "cache_hit"]
     assert (row.id, row.prompt, row.response) == (hit.ledger_id, "user: What is 2 + 2?", "4")
     client.close()
+
+
+def test_a_full_batch_is_committed_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    """`max_rows` waiting rows wake the writer at once (the interval here is a minute), and
+    rows added past it while it commits are not lost or held for the interval either."""
+    import time
+
+    from unillm.ledger import CallRecord, open_store
+    from unillm.ledger.batch import HitWriter
+    store = open_store(f"sqlite:///{tmp_path}/ledger.db")
+    writer = HitWriter(store, interval=60.0, max_rows=5)
+    for _ in range(12):
+        writer.add(CallRecord(provider="openai", model="gpt-4o", status="cache_hit"))
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        deadline = time.monotonic() + 20
+        while conn.execute("SELECT count(*) FROM ledger_calls").fetchone()[0] < 10:
+            assert time.monotonic() < deadline, "a full batch waited for the interval"
+            time.sleep(0.01)
+    assert writer.waiting <= 2
+    writer.close()
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ledger_calls").fetchone()[0] == 12
+    store.close()

@@ -159,7 +159,7 @@ class HitWriter:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
                     self._thread.start()
-                elif waiting == 1 or waiting >= self.max_rows:
+                elif waiting == 1 or waiting == self.max_rows:  # the two waits the thread may be in
                     self._cond.notify()
                 return
         self.store.record(rec)  # stopped meanwhile: nothing would commit it later
