@@ -189,6 +189,7 @@ class Client:
         hit = self._cache_get(call)
         if hit is not None:
             return self._serve_hit(call, hit)
+        self._priced(call)
         call = self._admit(call) if self.budgets else call
         return self._open_stream(call) if stream else self._complete(call)
 
@@ -220,6 +221,7 @@ class Client:
         hit = await self._acache_get(call)
         if hit is not None:  # the steps that write to a store run on its threads, off the loop
             return await self._io(self._serve_hit, call, hit, True)
+        self._priced(call)
         call = await self._io(self._admit, call) if self.budgets else call
         return await (self._aopen_stream(call) if stream else self._acomplete(call))
 
@@ -382,11 +384,12 @@ class Client:
             self._apply_rules(call, self.rules)
         if self._router is not None:
             self._route(call, call.route or self._routed_name(model), asynchronous)
-        call.price = self._price_of(call, call.ref)
         decision = call.cache = self.cache_policy.decide(call.request, cache)
         if call.rule_ttl is not None and decision.write:
             call.cache = replace(decision, ttl=call.rule_ttl)
         call.cache_status = decision.status if self.cache_policy.enabled else None
+        if not decision.read:  # a looked-up call is priced on a miss (`_priced`): a hit pays nothing
+            call.price = self._price_of(call, call.ref)
         call.adapter.warm(asynchronous)
         # latency and deadlines are the request's: not rules, pricing, SDK set-up
         call.t0 = call.begun = time.perf_counter()
@@ -438,6 +441,11 @@ class Client:
                 return None
             self._record(record_for(call, "error", error=err))
             raise
+
+    def _priced(self, call: Call) -> None:
+        """Step 4 for a call the cache was asked about and missed (`_prepare` prices the rest)."""
+        if call.cache is not None and call.cache.read:
+            call.price = self._price_of(call, call.ref)
 
     def _admit(self, call: Call) -> Call:
         """Step 6: hold the call's worst case in every matching budget, or refuse it.
