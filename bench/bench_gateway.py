@@ -5,7 +5,8 @@ Separate processes: FakeProvider, one ``unillm serve`` per gateway spec (served 
 GIL. Reports:
 
 * latency: the OpenAI SDK calling FakeProvider directly vs through each gateway,
-  interleaved (direct, gateway A, gateway B, ..., in-process ``Client.chat``);
+  interleaved (direct, each gateway, in-process ``Client.chat``, in a fresh random
+  order each round);
   p50/p95 of each and of the added latency per pair (gateway minus the direct
   call of the same round); ``Client.chat`` splits the added time into library
   pipeline (pricing, ledger) and gateway (HTTP hop, uvicorn, auth, JSON);
@@ -37,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -140,8 +142,10 @@ def latency(fake_url: str, gateways: dict[str, tuple[str, str]], n: int, ledger:
             call()
     times: dict[str, list[float]] = {name: [] for name, _ in calls}
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    order = list(calls)
     for _ in range(n):
-        for name, call in calls:
+        random.shuffle(order)  # a fresh order each round: no target always follows another
+        for name, call in order:
             t0 = time.perf_counter()
             call()
             times[name].append((time.perf_counter() - t0) * 1e3)
