@@ -230,36 +230,3 @@ def test_parse_json_units():
         parse_json(b'{"a": 1', 64)
     assert info.value.code == "invalid_json"
 
-
-def test_body_clock_cuts_a_late_body_and_leaves_other_cancellations_alone():
-    """One sweeping timer for every waiting body: a late one ends as TimeoutError, an early one
-    returns, and a cancellation that is not the clock's stays a cancellation."""
-    import asyncio
-
-    from unillm.server.limits import BodyClock
-
-    async def scenario() -> tuple[Any, ...]:
-        clock, loop = BodyClock(0.01), asyncio.get_running_loop()
-        never = asyncio.Event()
-
-        async def hang() -> Any:
-            await never.wait()
-
-        async def soon() -> Any:
-            await asyncio.sleep(0.01)
-            return {"type": "http.request", "body": b"x", "more_body": False}
-
-        late = clock.receive(hang, loop.time() + 0.02)
-        on_time = clock.receive(soon, loop.time() + 30)
-        results = await asyncio.gather(late, on_time, return_exceptions=True)
-        waiting = asyncio.ensure_future(clock.receive(hang, loop.time() + 30))
-        await asyncio.sleep(0.03)
-        waiting.cancel()
-        cancelled = await asyncio.gather(waiting, return_exceptions=True)
-        return (*results, *cancelled, clock._waiting, clock._late)
-
-    late, on_time, cancelled, waiting, marked = asyncio.run(scenario())
-    assert isinstance(late, asyncio.TimeoutError)
-    assert on_time["body"] == b"x"
-    assert isinstance(cancelled, asyncio.CancelledError)
-    assert waiting == {} and marked == set()

@@ -6,8 +6,8 @@
   the body is read; a body without one (chunked) is counted as it arrives and
   refused as soon as it passes the limit, so no request ever holds more than
   ``max_body_bytes`` plus one chunk in memory;
-* the body must arrive within ``body_timeout`` seconds of the request (408; checked by
-  one timer for every waiting request, so a late body is cut within a second of it);
+* the body must arrive within ``body_timeout`` seconds of the request (408; timed by
+  `unillm.deadline`, one timer for every waiting request, not one each);
 * both answers carry ``Connection: close``: the rest of the body is never read;
 * a body the server has wholly received when the app reads it (`BODY_RECEIVED`, from
   `unillm.server.protocol`: nearly every request) is read with no timer and no count;
@@ -29,15 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+from ..deadline import within
 from .ratelimit import Limiter, holding, release_held
 from .wire import HTTPError, error_response
 
 CLOSE = {"connection": "close"}
-#: how often the body deadlines of waiting requests are checked, at most (`BodyClock`)
-SWEEP_SECONDS = 1.0
 #: scope extension set by `unillm.server.protocol`: a callable giving the size of the body
 #: bytes the server holds once the whole body has arrived, None until then
 BODY_RECEIVED = "unillm.body_received"
@@ -61,7 +60,6 @@ class Limits:
                  limiter: Limiter | None = None) -> None:
         self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
         self.limiter = limiter
-        self._clock = BodyClock(min(SWEEP_SECONDS, body_timeout / 4))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -86,7 +84,7 @@ class Limits:
         """``receive`` counting body bytes and bounded in time until the body has arrived.
         ``received``: the server's count of the body bytes it holds once all have arrived
         (None before): then the rest is read with no timer and no count."""
-        limit, seconds, clock = self.max_body, self.body_timeout, self._clock
+        limit, seconds = self.max_body, self.body_timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         state = {"seen": 0, "done": False}
@@ -102,8 +100,8 @@ class Limits:
             if remaining <= 0:
                 raise _closing(too_slow(seconds, "body"))
             try:
-                if sys.version_info >= (3, 11):
-                    message = await clock.receive(receive, deadline)
+                if sys.version_info >= (3, 11):  # no timer per request (`unillm.deadline`)
+                    message = await within(receive(), remaining)
                 else:  # pragma: no cover - Python 3.10
                     message = await asyncio.wait_for(receive(), remaining)
             except asyncio.TimeoutError:
@@ -119,48 +117,6 @@ class Limits:
             return message
 
         return guarded
-
-
-class BodyClock:
-    """The body deadlines of the requests waiting for body bytes, checked every ``period``
-    seconds by one timer for all of them (armed only while one waits) instead of a timer
-    per request, which every request would push onto and pop off the event loop's heap. A
-    body later than its deadline is cut within ``period`` of it (3.11+)."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self._waiting: dict[asyncio.Task[Any], float] = {}
-        self._late: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def receive(self, receive: Callable[[], Awaitable[Any]], deadline: float) -> Any:
-        """``await receive()``, or `asyncio.TimeoutError` once the loop's time passes ``deadline``."""
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        self._waiting[task] = deadline
-        if self._timer is None or self._loop is not loop:
-            self._loop, self._timer = loop, loop.call_later(self.period, self._sweep)
-        try:
-            return await receive()
-        except asyncio.CancelledError:
-            if task not in self._late:
-                raise
-            task.uncancel()  # our cancellation, not the caller's: it ends as a timeout
-            raise asyncio.TimeoutError from None
-        finally:
-            del self._waiting[task]  # resumed: never cancelled by a sweep from here on
-            self._late.discard(task)
-
-    def _sweep(self) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
-        for task, deadline in self._waiting.items():
-            if deadline <= now and task not in self._late:
-                self._late.add(task)
-                task.cancel()  # still suspended in `receive` (it leaves `_waiting` on resuming)
-        self._timer = self._loop.call_later(self.period, self._sweep) if self._waiting else None
 
 
 def _closing(err: HTTPError) -> HTTPError:
@@ -235,4 +191,4 @@ def _text(s: str) -> None:
                         "\\ud800), which is no character", code="invalid_encoding") from None
 
 
-__all__ = ["BODY_RECEIVED", "BodyClock", "Limits", "parse_json", "too_large", "too_slow"]
+__all__ = ["BODY_RECEIVED", "Limits", "parse_json", "too_large", "too_slow"]
