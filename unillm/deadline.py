@@ -87,7 +87,15 @@ _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = weakre
 def within(aw: Awaitable[T], seconds: float) -> Awaitable[T]:
     """``await within(aw, seconds)``: `Deadlines.within` on the running loop's `Deadlines`."""
     loop = asyncio.get_running_loop()
-    deadlines = _LOOPS.get(loop)
-    if deadlines is None:
-        deadlines = _LOOPS[loop] = Deadlines(loop)
+    try:
+        deadlines = _LOOPS.get(loop)
+        if deadlines is None:
+            deadlines = _LOOPS[loop] = Deadlines(loop)
+    except TypeError:  # a loop class that takes no weak reference: asyncio's own timeout
+        return _timeout(aw, seconds)
     return deadlines.within(aw, seconds)
+
+
+async def _timeout(aw: Awaitable[T], seconds: float) -> T:
+    async with asyncio.timeout(seconds):
+        return await aw
