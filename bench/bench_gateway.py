@@ -29,11 +29,13 @@ sequential calls) are not: ``sendto`` 4 -> 3 (head and body in one write,
 11.5 per call (the ledger row) and ``getpid`` 53 -> 60 (``asyncio.get_running_loop``).
 
 Round three (p50 against 2dfe8bc): one middleware layer fewer (`limits.Limits` also
-releases the leases) and no ``asyncio.timeout`` per body read (`limits.BodyClock`): event-loop
-timers per call 7.3 -> 6.4 (2dfe8bc: 5.3) and timer-heap compares 53 -> 33 (25), cProfile
-counts. Gateway CPU per call (main thread, 10 shuffled blocks of 200 calls, two runs):
-2dfe8bc 4.03 / 3.73 ms, before 4.60 / 4.55, after 4.18 / 4.18. What is left above 2dfe8bc is
-mostly the library's per-call work (the call deadline's timer, wider ledger rows, tags).
+releases the leases), and the body and call deadlines through `unillm.deadline` (one timer
+per loop) instead of an ``asyncio.timeout`` each, whose cancelled handles filled the loop's
+timer heap: timers per call 7.5 -> 5.6 (2dfe8bc: 5.5), heap compares 59 -> 22 (28), cProfile
+counts. Gateway CPU per call (main thread, 10 shuffled blocks of 200 calls, two runs, a
+one-off script starting this file's ``--gateway-process``):
+2dfe8bc 3.80 / 3.60 ms, before 4.03 / 3.98, after 3.90 / 3.48. The per-call interleaved
+p50 above could not tell before from after at load 9-11 (within 0.2 ms either way).
 
 Usage: python bench/bench_gateway.py [-n 500] [--streams 10] [--rounds 3]
                                      [--gateway serve] [--gateway "asyncio:loop=asyncio"] ...
