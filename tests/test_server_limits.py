@@ -128,6 +128,17 @@ def test_sdk_gets_413_over_a_small_limit_and_ordinary_calls_pass(upstream, tmp_p
         assert len(upstream.requests) == 1
 
 
+def test_a_whole_chunked_body_over_the_limit_is_refused_though_it_came_with_the_head(upstream, tmp_path):
+    """A body that arrived complete skips the read guard only when within max_body_bytes."""
+    for s in serve(upstream, tmp_path, max_body_bytes=4096):
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "y" * 5000}]})
+        conn = connect(s)
+        conn.sendall(head(s, "transfer-encoding: chunked\r\n") + f"{len(body):x}\r\n{body}\r\n0\r\n\r\n".encode())
+        response = read_all(conn)
+        assert status_of(response) == 413 and b"connection: close" in response.lower()
+        assert upstream.requests == []
+
+
 # ── slow clients ───────────────────────────────────────────────────────────────
 
 def test_slow_headers_get_408_and_the_connection_is_dropped(gw):
@@ -218,3 +229,4 @@ def test_parse_json_units():
     with pytest.raises(HTTPError) as info:
         parse_json(b'{"a": 1', 64)
     assert info.value.code == "invalid_json"
+

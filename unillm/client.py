@@ -104,8 +104,8 @@ async def _within(run: Awaitable[Any], seconds: float) -> Any:
             if close is not None:
                 close()
             raise asyncio.TimeoutError
-        async with asyncio.timeout(seconds):
-            return await run
+        from .deadline import within
+        return await within(run, seconds)  # asyncio.timeout without a timer per call
     return await asyncio.wait_for(run, seconds)  # pragma: no cover - Python 3.10
 
 

@@ -123,7 +123,7 @@ def managed(gw: Gateway) -> Managed:
     m: Managed | None = getattr(gw, "_managed", None)
     if m is None:
         m = Managed(gw)
-        gw._managed = m  # type: ignore[attr-defined]
+        gw._managed = m
     return m
 
 

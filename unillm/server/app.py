@@ -50,7 +50,7 @@ from .. import errors
 from ..config import ServerSettings
 from .keys import DEFAULT_GRACE_SECONDS, ApiKey, KeyStore
 from .limiters import open_limiter
-from .ratelimit import Limited, Limiter, ReleaseLeases
+from .ratelimit import Limited, Limiter
 from .sessions import SESSION_COOKIE, Sessions
 from .tenancy import TagPolicy
 from .wire import HTTPError, Scrubber, error_response, from_exception, json_response
@@ -73,6 +73,7 @@ class Gateway:
         self.sessions = Sessions(self.server.session_seconds)
         self._configured = frozenset(getattr(settings, "configured_providers", None) or ())
         self._budgeted: set[str] = set()
+        self._managed: Any = None  # `admin.Managed`, made by `admin.managed` on first use
         self.metrics: Any = None  # `metrics.Metrics` when [server.metrics] enabled
         if self.server.metrics.enabled:
             from .metrics import Metrics
@@ -167,11 +168,13 @@ class Gateway:
     # ── admission and accounting ──
     async def admit(self, key: ApiKey) -> None:
         """Rate limits, then the key's budget (registered with the client's budgets)."""
-        from .admin import refresh
-        await refresh(self)  # budgets and rules changed over HTTP (at most 2 s old)
+        if self._managed is None or self._managed.due():  # budgets, rules changed over HTTP (<= 2 s old)
+            from .admin import refresh
+            await refresh(self)
+        concurrent = self.client.settings.server.max_concurrent_per_key
         try:
-            await self.limiter.aadmit(key.id, key.rpm, key.tpm,
-                                      self.client.settings.server.max_concurrent_per_key)
+            if key.rpm or key.tpm or concurrent:  # else nothing to count (and no coroutine to run)
+                await self.limiter.aadmit(key.id, key.rpm, key.tpm, concurrent)
         except Limited as exc:
             if self.metrics is not None:
                 self.metrics.refused(key, exc.limit)
@@ -364,7 +367,8 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     from .routes import model as model_detail
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
-    middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout)]
+    middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout,
+                             limiter=gateway.limiter)]
     if limits.cors_origins:  # off unless the operator lists origins
         from starlette.middleware.cors import CORSMiddleware
         middleware.insert(0, Middleware(CORSMiddleware, allow_origins=limits.cors_origins,
@@ -414,7 +418,6 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
                 errors.UnillmError: on_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
                     lifespan=lifespan(gateway))
-    app.add_middleware(ReleaseLeases, limiter=gateway.limiter)
     from ..ledger.sqlite import SQLiteStore
     from .capacity import Capacity
     store = client.ledger.store  # a local file: its writes run inline while the gateway is idle

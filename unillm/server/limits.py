@@ -1,13 +1,21 @@
 """What a client may send the gateway: body size, body read time, JSON shape.
 
-`Limits` is a pure ASGI middleware around the whole app:
+`Limits` is the gateway's one pure ASGI middleware under `capacity.Capacity`:
 
 * a ``Content-Length`` above ``max_body_bytes`` is refused (413) before one byte of
   the body is read; a body without one (chunked) is counted as it arrives and
   refused as soon as it passes the limit, so no request ever holds more than
   ``max_body_bytes`` plus one chunk in memory;
-* the body must arrive within ``body_timeout`` seconds of the request (408);
-* both answers carry ``Connection: close``: the rest of the body is never read.
+* the body must arrive within ``body_timeout`` seconds of the request (408; timed by
+  `unillm.deadline`, one timer for every waiting request, not one each);
+* both answers carry ``Connection: close``: the rest of the body is never read;
+* a body the server has wholly received when the app reads it (`BODY_RECEIVED`, from
+  `unillm.server.protocol`: nearly every request) is read with no timer and no count;
+* the per-key concurrency leases the request takes (`ratelimit.Limiter.aadmit`) are
+  released when its response, a stream included, is over, however it ends.
+
+One middleware, not one per concern: each layer is a coroutine every step of every
+request passes through (`bench/bench_gateway.py`).
 
 The header read timeout lives below ASGI, in `unillm.server.protocol`.
 `parse_json` turns a body into JSON or a 400: strict UTF-8, no lone surrogates
@@ -21,16 +29,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ..deadline import within
+from .ratelimit import Limiter, holding, release_held
 from .wire import HTTPError, error_response
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _deadline
-else:  # pragma: no cover - Python 3.10
-    _deadline = None
-
 CLOSE = {"connection": "close"}
+#: scope extension set by `unillm.server.protocol`: a callable giving the size of the body
+#: bytes the server holds once the whole body has arrived, None until then
+BODY_RECEIVED = "unillm.body_received"
 
 
 def too_large(limit: int) -> HTTPError:
@@ -44,10 +53,13 @@ def too_slow(seconds: float, what: str) -> HTTPError:
 
 
 class Limits:
-    """Body size and body read time for every HTTP request of ``app``."""
+    """Body size and body read time for every HTTP request of ``app``; with ``limiter``,
+    the concurrency leases each request took are released when it is over."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, body_timeout: float) -> None:
+    def __init__(self, app: Any, *, max_body_bytes: int, body_timeout: float,
+                 limiter: Limiter | None = None) -> None:
         self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
+        self.limiter = limiter
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,10 +70,20 @@ class Limits:
                 if value.isdigit() and int(value) > self.max_body:
                     return await _refuse(too_large(self.max_body), scope, receive, send)
                 break
-        await self.app(scope, self._guard(receive), send)
+        receive = self._guard(receive, scope.get("extensions", {}).get(BODY_RECEIVED))
+        if self.limiter is None:
+            await self.app(scope, receive, send)
+            return
+        held, token = holding()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await release_held(self.limiter, held, token)
 
-    def _guard(self, receive: Any) -> Any:
-        """``receive`` counting body bytes and bounded in time until the body has arrived."""
+    def _guard(self, receive: Any, received: Callable[[], int | None] | None = None) -> Any:
+        """``receive`` counting body bytes and bounded in time until the body has arrived.
+        ``received``: the server's count of the body bytes it holds once all have arrived
+        (None before): then the rest is read with no timer and no count."""
         limit, seconds = self.max_body, self.body_timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -70,13 +92,16 @@ class Limits:
         async def guarded() -> Any:
             if state["done"]:
                 return await receive()
+            rest = received() if received is not None else None
+            if rest is not None and state["seen"] + rest <= limit:  # all here, within the limit
+                state["done"] = True
+                return await receive()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise _closing(too_slow(seconds, "body"))
             try:
-                if _deadline is not None:
-                    async with _deadline(remaining):
-                        message = await receive()
+                if sys.version_info >= (3, 11):  # no timer per request (`unillm.deadline`)
+                    message = await within(receive(), remaining)
                 else:  # pragma: no cover - Python 3.10
                     message = await asyncio.wait_for(receive(), remaining)
             except asyncio.TimeoutError:
@@ -166,4 +191,4 @@ def _text(s: str) -> None:
                         "\\ud800), which is no character", code="invalid_encoding") from None
 
 
-__all__ = ["Limits", "parse_json", "too_large", "too_slow"]
+__all__ = ["BODY_RECEIVED", "Limits", "parse_json", "too_large", "too_slow"]

@@ -11,7 +11,9 @@ requests, a kept-alive connection idles as long as uvicorn's ``timeout_keep_aliv
 (``[server] keep_alive_seconds``), longer than any client pool keeps an idle connection,
 so a client never sends a request on a connection the gateway is closing. A head that
 arrives in one piece (the usual case) arms no timer at all.
-The body's own deadline is `unillm.server.limits.Limits`.
+The body's own deadline is `unillm.server.limits.Limits`; each request's scope tells it
+(`BODY_RECEIVED`) when the whole body has arrived, so a body that is already here (nearly
+every one, by the time the app reads it) is not timed.
 
 It also sends each response's head and the start of its body in one write: uvicorn
 writes the head as soon as the app starts the response, so every answer left as two
@@ -32,6 +34,8 @@ from typing import Any, cast
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .limits import BODY_RECEIVED
 
 _BODY = b'{"error":{"message":"the request headers did not arrive in time ([server] header_timeout)",' \
         b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}'
@@ -109,6 +113,15 @@ class GuardedH11Protocol(H11Protocol):
         cycle = self.cycle  # a new request's cycle is made here; its task has not run yet
         if cycle is not None and not isinstance(cycle.transport, OneWrite):
             cycle.transport = cast("asyncio.Transport", OneWrite(cycle.transport, self.loop))
+            extensions = cast("dict[str, Any]", cycle.scope.setdefault("extensions", {}))
+            extensions[BODY_RECEIVED] = self._body_received
+
+    def _body_received(self) -> int | None:
+        """The request body bytes the app has not read yet, once the whole body has arrived
+        (None before). A bound method, not a closure over the cycle: the scope holding it
+        then makes no reference cycle with the cycle, which holds the scope."""
+        cycle = self.cycle
+        return None if cycle is None or cycle.more_body else len(cycle.body)
 
     def _partial(self) -> bool:
         return bool(self.conn.trailing_data[0]) or self.conn.their_state is not h11.IDLE

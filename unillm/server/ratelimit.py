@@ -32,7 +32,7 @@ from typing import Any
 #: how long a shared in-flight lease lives unless renewed (it is renewed every third of it)
 LEASE_SECONDS = 60.0
 
-#: the leases taken while serving the current request, released by `ReleaseLeases`
+#: the leases taken while serving the current request, released by `release_held`
 _held: contextvars.ContextVar[list[tuple[Any, str]] | None] = contextvars.ContextVar(
     "unillm_leases", default=None)
 
@@ -84,7 +84,7 @@ class Limiter:
 
     async def aadmit(self, key_id: str, rpm: int | None, tpm: int | None,
                      concurrent: int | None = None) -> None:
-        """A concurrency slot (inside a request served through `ReleaseLeases`), then the rate
+        """A concurrency slot (inside a request served through `holding`), then the rate
         limits; a refusal by the latter leaves the slot to be released with the request."""
         held = _held.get()
         if concurrent and held is not None:
@@ -101,25 +101,18 @@ class Limiter:
                 raise
 
 
-class ReleaseLeases:
-    """ASGI middleware: the concurrency leases a request took are released when its response
-    (a stream included) is over, however it ends."""
+def holding() -> tuple[list[tuple[Any, str]], contextvars.Token[Any]]:
+    """Start collecting the leases the current request takes (`Limiter.aadmit`); the
+    request's middleware (`unillm.server.limits.Limits`) hands both to `release_held`
+    when its response, a stream included, is over, however it ends."""
+    held: list[tuple[Any, str]] = []
+    return held, _held.set(held)
 
-    def __init__(self, app: Any, limiter: Limiter) -> None:
-        self.app, self.limiter = app, limiter
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: list[tuple[Any, str]] = []
-        token = _held.set(held)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _held.reset(token)
-            if held:
-                await self.limiter.arelease(held)
+async def release_held(limiter: Limiter, held: list[tuple[Any, str]], token: contextvars.Token[Any]) -> None:
+    _held.reset(token)
+    if held:
+        await limiter.arelease(held)
 
 
 @dataclass
