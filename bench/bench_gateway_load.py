@@ -30,12 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import MESSAGES, _wait_up, parse_spec, pct, start
 
 
-async def load(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
-    import httpx
+#: the clients' HTTP client: aiohttp (``openai.DefaultAioHttpClient``), the SDK's default
+#: (``sdk``) or an ``httpx.AsyncClient``
+HTTP = ("aiohttp", "sdk", "httpx")
+
+
+def sdk_client(url: str, key: str, http: str) -> Any:
+    """The OpenAI SDK the clients share, on the HTTP client ``http`` (see `HTTP`)."""
     import openai
-    sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0,
-                             http_client=httpx.AsyncClient(timeout=120.0,
-                                                           limits=httpx.Limits(max_connections=1000)))
+    kw: dict[str, Any] = {"base_url": url + "/v1", "api_key": key, "max_retries": 0}
+    if http == "aiohttp":
+        kw["http_client"] = openai.DefaultAioHttpClient(timeout=120.0)  # the SDK's limits: 1,000
+    elif http == "httpx":
+        import httpx
+        kw["http_client"] = httpx.AsyncClient(timeout=120.0, limits=httpx.Limits(max_connections=1000))
+    else:
+        kw["timeout"] = 120.0
+    return openai.AsyncOpenAI(**kw)
+
+
+async def load(url: str, key: str, clients: int, seconds: float, http: str = "aiohttp") -> dict[str, Any]:
+    import openai
+    sdk = sdk_client(url, key, http)
     times: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
     stop = time.perf_counter() + seconds
@@ -71,6 +87,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, action="append", default=[])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--gateway", action="append", default=[], metavar="SPEC")
+    ap.add_argument("--http", choices=HTTP, default="aiohttp", help="the client's HTTP client")
     args = ap.parse_args()
     specs, counts = args.gateway or ["after"], args.clients or [50, 200]
     with tempfile.TemporaryDirectory() as d:
@@ -89,7 +106,7 @@ def main() -> None:
                   f"{'p99 ms':>8} {'max ms':>8} {'p99/p50':>7}  client errors")
             for clients in counts:
                 for name, (url, key) in gateways.items():
-                    r = asyncio.run(load(url, key, clients, args.seconds))
+                    r = asyncio.run(load(url, key, clients, args.seconds, args.http))
                     ratio = r["p99"] / r["p50"] if r["p50"] else float("nan")
                     errs = ", ".join(f"{k} x{v}" for k, v in sorted(r["errors"].items())) or "0"
                     print(f"{name:10} {clients:7d} {r['ok']:7d} {r['rps']:7.0f} {r['p50']:8.1f} "
