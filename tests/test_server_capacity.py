@@ -240,3 +240,61 @@ def test_an_idle_gateway_writes_the_row_inline_a_busy_one_on_the_ledger_threads(
     assert alone and not any(name.startswith("unillm-ledger") for name in alone), alone
     offloaded = [name for name in together if name.startswith("unillm-ledger")]
     assert len(together) == 4 and len(offloaded) >= 3, together  # the last may find itself alone
+
+
+def test_a_gateway_busy_a_moment_ago_writes_a_lone_request_s_row_on_the_ledger_threads(tmp_path, monkeypatch):
+    """Under a load of concurrent clients the gateway often finds one request in the app (the
+    others in the clients or on the wire): that row must not be written on the loop either."""
+    from unillm.server import capacity
+    monkeypatch.setattr(capacity, "BUSY_HOLD", 600.0, raising=False)  # "a moment ago", whatever this host's speed
+    with FakeProvider(Reply(text="4", delay=0.3)) as fake, contextmanager(make_served)(fake, tmp_path) as s:
+        key = s.key(user="ann")
+        _insert_threads(s, key, 1)  # warm: the SDK loaded, the key cached
+        together = _insert_threads(s, key, 4)
+        after = _insert_threads(s, key, 1)
+    assert len(together) == 4 and all(name.startswith("unillm-ledger") for name in together), together
+    assert after and all(name.startswith("unillm-ledger") for name in after), after
+
+
+# ── the queue: FIFO, one place handed to one waiter ─────────────────────────
+
+def test_the_queue_admits_waiters_in_arrival_order_skipping_those_that_gave_up():
+    from unillm.server.capacity import Capacity
+    admitted: list[int] = []
+    gates: dict[int, asyncio.Event] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        n = scope["n"]
+        admitted.append(n)
+        await gates[n].wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> list[int]:
+        cap = Capacity(app, max_concurrent=2, max_queued=100, queue_timeout=600.0)
+
+        async def request(n: int) -> None:
+            gates[n] = asyncio.Event()
+
+            async def send(_message: Any) -> None:
+                return None
+            await cap({"type": "http", "path": "/v1/chat/completions", "headers": [], "n": n},
+                      None, send)
+        tasks = {}
+        for n in range(12):
+            tasks[n] = asyncio.create_task(request(n))
+            await asyncio.sleep(0)  # arrivals in this order
+        while len(admitted) < 2:
+            await asyncio.sleep(0)
+        assert cap.queued == 10
+        tasks[5].cancel()  # a waiter that gave up keeps no place
+        for n in range(12):
+            if n != 5:
+                while n not in admitted:
+                    await asyncio.sleep(0)
+                gates[n].set()
+        await asyncio.gather(*(t for n, t in tasks.items() if n != 5))
+        assert cap.active == 0 and cap.queued == 0
+        return admitted
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == [n for n in range(12) if n != 5]

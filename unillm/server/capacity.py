@@ -16,15 +16,21 @@ process has no fresh answer for it (`KeyStore.fresh`), so the handler's `Gateway
 finds it cached and no request waits on SQL run on the event loop.
 
 With a SQLite ledger, ``io`` (the store's `unillm.offload.Offload`) is told to run its
-work inline while `idle`: one request in the process and none waiting, so no one waits on
-the loop meanwhile (a request arriving during that write waits for it, as for the GIL).
-That saves the thread hop of the ledger row (~0.5 ms CPU per call, `bench/bench_gateway.py`);
-with a second request in flight every write goes to the store's threads again.
+work inline while `idle`: one request in the process, none waiting, and none overlapping
+another for `BUSY_HOLD` seconds, so no one waits on the loop meanwhile. That saves the
+thread hop of the ledger row (~0.5 ms CPU per call, `bench/bench_gateway.py`) for a
+gateway serving one caller at a time. "One request in the app" alone is not enough:
+under 50 concurrent clients the gateway found itself with one request in ~1 in 4 times
+(the others in the clients or on the wire, arriving during the write) and wrote those rows
+on the loop, up to 129 ms each on a busy disk (`bench/bench_gateway_load.py`); so once two
+requests overlap, every write goes to the store's threads until the gateway has served
+alone for `BUSY_HOLD` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
@@ -34,6 +40,8 @@ from .wire import HTTPError, error_response
 EXEMPT = frozenset({"/health"})
 #: what a refused caller is told to wait, in seconds
 RETRY_AFTER = 1.0
+#: seconds after two requests last overlapped during which the gateway is not `idle`
+BUSY_HOLD = 1.0
 
 
 def saturated(active: int, queued: int, why: str) -> HTTPError:
@@ -52,12 +60,15 @@ class Capacity:
         self.queue_timeout, self.keys = queue_timeout, keys
         self.active = 0                               # requests in the app now
         self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._busy_at = -BUSY_HOLD - 1.0              # time.monotonic() two requests last overlapped
         if io is not None:
             io.inline = self.idle
 
     def idle(self) -> bool:
-        """At most the asking request in the app, and none queued."""
-        return self.active <= 1 and not self._waiting
+        """At most the asking request in the app, none queued, and none overlapping another
+        for the last `BUSY_HOLD` seconds."""
+        return (self.active <= 1 and not self._waiting
+                and time.monotonic() - self._busy_at >= BUSY_HOLD)
 
     @property
     def queued(self) -> int:
@@ -74,6 +85,8 @@ class Capacity:
             if err is not None:
                 await error_response(err)(scope, receive, send)
                 return
+        if self.active > 1:
+            self._busy_at = time.monotonic()
         try:
             if self.keys is not None:
                 await self._prefetch(scope)
