@@ -19,7 +19,7 @@ from ... import errors
 from ...telemetry import TRACE_HEADERS
 from ...types import ChatRequest, ChatResponse, StreamChunk
 from ..base import Adapter, ErrorWhere, check_complete, error_for_status, error_message, parse_retry_after, require
-from . import convert
+from . import convert, wire
 
 if TYPE_CHECKING:
     from ...embeddings.types import EmbedRequest, Vectors
@@ -110,19 +110,39 @@ class GoogleAdapter(Adapter):
         return kwargs
 
     # ── calls ──
-    # Non-streaming calls ask the SDK for the raw HTTP response (its public
-    # ``should_return_http_response`` option): it still builds and sends the request,
-    # checks the status and raises its typed errors, but skips parsing the body into its
-    # models, which our converter would only dump back to JSON (measured: ~0.1 ms a call).
+    # Non-streaming calls go through the SDK's own API client with the Developer API's JSON
+    # when `wire` maps the request (guarded private seam: the SDK's conversion of its request
+    # models cost ~2/3 of its time per call); it still authenticates, sends, checks the status
+    # and raises its typed errors. Otherwise ``generate_content`` asked for the raw HTTP
+    # response (public ``should_return_http_response``): the answer's models are skipped.
     def complete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        client = self.sync_client()
         kwargs = self._kwargs(request, model, timeout, raw_http=True)
-        raw = self.sync_client().models.generate_content(**kwargs)
+        api, wire_body = self._wire(client, kwargs)
+        if api is not None and wire_body is not None:
+            raw = api.request("post", wire.path(model), wire_body, kwargs["config"].get("http_options"))
+        else:
+            raw = client.models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
 
     async def acomplete(self, request: ChatRequest, model: str, timeout: float | None = None) -> ChatResponse:
+        client = self.async_client()
         kwargs = self._kwargs(request, model, timeout, raw_http=True)
-        raw = await self.async_client().aio.models.generate_content(**kwargs)
+        api, wire_body = self._wire(client, kwargs)
+        if api is not None and wire_body is not None:
+            raw = await api.async_request("post", wire.path(model), wire_body,
+                                          kwargs["config"].get("http_options"))
+        else:
+            raw = await client.aio.models.generate_content(**kwargs)
         return convert.from_response(_body(raw), self.provider, model=model)
+
+    def _wire(self, client: Any, kwargs: dict[str, Any]) -> tuple[Any | None, dict[str, Any] | None]:
+        """`wire.seam` of ``client`` (looked up once per SDK client) and the request's wire JSON."""
+        api = getattr(client, "unillm_seam", False)
+        if api is False:
+            api = wire.seam(client)
+            client.unillm_seam = api
+        return (api, wire.body(kwargs)) if api is not None else (None, None)
 
     def embed(self, request: EmbedRequest, model: str, timeout: float | None = None) -> Vectors:
         from . import embed
@@ -236,7 +256,10 @@ def _retry_info(body: Any) -> float | None:
 
 
 def _body(raw: Any) -> Any:
-    """The vendor's JSON when the SDK handed back the raw HTTP body, else its parsed model
-    (a google-genai without ``should_return_http_response``)."""
-    body = getattr(getattr(raw, "sdk_http_response", None), "body", None)
+    """The vendor's JSON when the SDK handed back the raw HTTP body (its API client's
+    ``SdkHttpResponse``, or a response carrying one), else its parsed model (a google-genai
+    without ``should_return_http_response``)."""
+    body = getattr(raw, "body", None)  # an SdkHttpResponse (GenerateContentResponse has no body)
+    if body is None:
+        body = getattr(getattr(raw, "sdk_http_response", None), "body", None)
     return raw if body is None else json.loads(body)
