@@ -6,11 +6,11 @@ owns it, and every step that does no I/O is shared by both forms::
     1 request   validate (types.ChatRequest)                    _prepare
     2 resolve   model string -> ModelRef (profiles)             _prepare
     3 rules     swap / cap / set / deny (rules)                 _apply_rules
-    4 estimate  the price in force, found before sending;       _price_of (in _prepare),
+    5 cache     look up: a hit is replayed (streams too) at     _cache_get, _serve_hit
+                cost 0, its saving recorded; 4 and 6-11 are skipped
+    4 estimate  the price in force, found before sending;       _priced (after a miss),
                 the worst case (prompt + output cap) when a      _worst (in _admit)
                 budget or a rule asks for it
-    5 cache     look up: a hit is replayed (streams too) at     _cache_get, _serve_hit
-                cost 0, its saving recorded; 6-11 are skipped
     6 budget    hold the worst case in every matching budget    _admit
                 (written ahead), or refuse / downgrade / fall back
     7 call      adapter + retries (retry), fallbacks            _complete / _acomplete / _open_stream
@@ -388,8 +388,6 @@ class Client:
         if call.rule_ttl is not None and decision.write:
             call.cache = replace(decision, ttl=call.rule_ttl)
         call.cache_status = decision.status if self.cache_policy.enabled else None
-        if not decision.read:  # a looked-up call is priced on a miss (`_priced`): a hit pays nothing
-            call.price = self._price_of(call, call.ref)
         call.adapter.warm(asynchronous)
         # latency and deadlines are the request's: not rules, pricing, SDK set-up
         call.t0 = call.begun = time.perf_counter()
@@ -443,9 +441,10 @@ class Client:
             raise
 
     def _priced(self, call: Call) -> None:
-        """Step 4 for a call the cache was asked about and missed (`_prepare` prices the rest)."""
-        if call.cache is not None and call.cache.read:
-            call.price = self._price_of(call, call.ref)
+        """Step 4, once the cache has not answered (a hit pays nothing: it needs no price). The
+        request's latency and deadline start after it, as after the rest of `_prepare`."""
+        call.price = self._price_of(call, call.ref)
+        call.t0 = call.begun = time.perf_counter()
 
     def _admit(self, call: Call) -> Call:
         """Step 6: hold the call's worst case in every matching budget, or refuse it.
@@ -592,9 +591,8 @@ class Client:
 
     def _route_late(self, call: Call) -> None:
         """`achat`: the pick `_prepare` left (it reads or writes the shared state), on the
-        store's threads, and the price of the deployment it chose."""
+        store's threads (`_priced` prices the deployment it chose)."""
         self._route(call, call.route)
-        call.price = self._price_of(call, call.ref)
 
     def _route_tokens(self, call: Call) -> int:
         """What a pick reserves against a deployment's TPM: the prompt plus its max_tokens."""
