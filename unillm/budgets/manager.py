@@ -338,11 +338,12 @@ class Budgets:
         self._heartbeat.forget(hold.id)
         sn, sa = sql.pair(normalize(cost) or _ZERO) if cost else (0, 0)
         if sql.drop_flight(tx, hold.id):
-            d = (sn, sa, tokens, 1, -hold.nano, -hold.atto, -hold.tokens, -1)
+            d = sql.moves(spent=(sn, sa), tokens=tokens, requests=1, held=(-hold.nano, -hold.atto),
+                          held_tokens=-hold.tokens, held_requests=-1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = (sn - hold.nano, sa - hold.atto, tokens - hold.tokens, 0, 0, 0, 0, 0)
+            d = sql.moves(spent=(sn - hold.nano, sa - hold.atto), tokens=tokens - hold.tokens)
         return self._apply(tx, hold.plan, d, now)
 
     def _apply(self, tx: Any, plan: Plan, d: sql.Delta, now: datetime | None) -> list[dict[str, Any]]:
@@ -378,11 +379,11 @@ class Budgets:
         """Nothing was spent: give the hold back (and undo its worst case where it lapsed)."""
         self._heartbeat.forget(hold.id)
         if sql.drop_flight(tx, hold.id):
-            d = (0, 0, 0, 0, -hold.nano, -hold.atto, -hold.tokens, -1)
+            d = sql.moves(held=(-hold.nano, -hold.atto), held_tokens=-hold.tokens, held_requests=-1)
         else:
             if hold.flight:
                 sql.forget_unknown(tx, hold.id)
-            d = (-hold.nano, -hold.atto, -hold.tokens, -1, 0, 0, 0, 0)
+            d = sql.moves(spent=(-hold.nano, -hold.atto), tokens=-hold.tokens, requests=-1)
         if tx.dialect.for_update:
             sql.read(tx, hold.plan.keys)
         sql.bump(tx, hold.plan.keys, d, flat=hold.plan.flat)
@@ -496,7 +497,7 @@ def _cap(worst: Worst, plan: Plan, view: View, totals: dict[sql.Key, sql.Total])
 
 def _before(rows: list[Any], nano: int, atto_: int, tokens: int) -> dict[sql.Key, sql.Total]:
     """The counters as they were before a hold of ``(nano, atto_)`` USD and ``tokens``."""
-    d = (0, 0, 0, 0, nano, atto_, tokens, 1)
+    d = sql.moves(held=(nano, atto_), held_tokens=tokens, held_requests=1)
     return {k: t.minus(d) for k, t in sql.totals(rows).items()}
 
 
