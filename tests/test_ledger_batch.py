@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import pg_url, postgres_server, postgres_url  # noqa: F401
 from unillm import Client
 from unillm.ledger.batch import THREAD_NAME
 from unillm.testing import FakeProvider, Reply
@@ -257,3 +258,28 @@ def test_a_full_batch_is_committed_without_waiting_for_the_interval(tmp_path: Pa
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
         assert conn.execute("SELECT count(*) FROM ledger_calls").fetchone()[0] == 12
     store.close()
+
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_read_inside_a_transaction_that_rolls_back_loses_no_hit(backend: str, fake: FakeProvider,
+                                                                  tmp_path: Path,
+                                                                  request: pytest.FixtureRequest) -> None:
+    """A read commits the waiting hits first, but not into a transaction the reader has open:
+    they would be rolled back with it, gone from the writer's list and from the ledger."""
+    from unillm.ledger import open_store
+    url = f"sqlite:///{tmp_path}/ledger.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    client = Client(providers=fake.providers(), ledger=url, cache="memory")
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    client.chat(model="gpt-4o", messages=HI, temperature=0)
+    store = client.ledger.store
+    assert store.hits is not None and store.hits.waiting == 1
+    with pytest.raises(RuntimeError), store.transaction():
+        store.tail()  # a read in the open transaction
+        raise RuntimeError("the caller's transaction rolls back")
+    client.close()
+    again = open_store(url)
+    try:
+        assert sorted(r.status for r in again.tail()[0]) == ["cache_hit", "ok"]
+    finally:
+        again.close()

@@ -13,7 +13,9 @@ What is guaranteed about hit rows:
   ``summary``, ``export``, ``whatif``; the store's ``records``, ``ranked``, ``by_ids``,
   ``tail``, ``last_cursor``; the gateway's analytics and dashboard, which read through
   them) first commits what is waiting, so a hit is in the ledger the moment ``chat()``
-  returns, for anyone reading through the same `Client`;
+  returns, for anyone reading through the same `Client`; except a read inside a
+  ``store.transaction()`` the reader has open, which sees the hits committed before it (a
+  hit committed into that transaction would be lost if it rolled back);
 * **closing writes them.** ``Client.close()``/``aclose()`` (and the store's ``close``)
   commit what is waiting before they return; so does a normal interpreter exit
   (`atexit`), and a `Ledger` (a Client's ``client.ledger``) garbage-collected unclosed

@@ -302,9 +302,11 @@ class PostgresStore(SQLReads, Offloaded):
 
     # ── reading ──────────────────────────────────────────────────────────────
 
+    def _in_transaction(self) -> bool:
+        return self._current() is not None
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if self.hits is not None:  # cache-hit rows still waiting for their batch: commit them first
-            self.hits.flush()
+        self._commit_hits()
         current = self._current()
         rows: list[tuple[Any, ...]]
         if current is not None:

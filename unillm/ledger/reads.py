@@ -26,7 +26,8 @@ INSERT_NEW = INSERT_SQL + " ON CONFLICT (id) DO NOTHING"  # ids are unique: re-r
 class SQLReads:
     dialect: Any
     #: the group-commit writer of this store's cache-hit rows (`batch`), opened by the first
-    #: hit; every read (``_query``) commits what it holds first, and ``close`` closes it
+    #: hit; every read (``_query``) commits what it holds first (`_commit_hits`), and
+    #: ``close`` closes it
     hits: Any = None
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -34,6 +35,17 @@ class SQLReads:
 
     def transaction(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
+
+    def _in_transaction(self) -> bool:
+        """Whether the calling thread has a `transaction` of this store open."""
+        raise NotImplementedError
+
+    def _commit_hits(self) -> None:
+        """Before a read: commit the cache-hit rows waiting for their batch, so the read sees
+        them. Not from inside a transaction the reader has open: they would join it and go
+        if it rolled back; they stay with the writer, whose thread commits them after it."""
+        if self.hits is not None and not self._in_transaction():
+            self.hits.flush()
 
     def records(self, since: datetime | None = None, until: datetime | None = None,
                 where: Mapping[str, Any] | None = None,

@@ -226,9 +226,11 @@ class SQLiteStore(SQLReads, Offloaded):
 
     # ── reading ──────────────────────────────────────────────────────────────
 
+    def _in_transaction(self) -> bool:
+        return self._tx_owner == threading.get_ident()
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if self.hits is not None:  # cache-hit rows still waiting for their batch: commit them first
-            self.hits.flush()
+        self._commit_hits()
         with self._lock:
             return self._fetch(self._connection(), sql, params)
 
