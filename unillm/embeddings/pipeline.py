@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ..budgets import Worst
     from ..cache.codec import CachedEntry
     from ..client import Client
+    from ..pipeline.steps import Steps
     from ..profiles import ModelRef
     from ..rules import RuleSet
 
@@ -263,7 +264,7 @@ def _req(call: Call) -> EmbedRequest:
 
 # ── step 6: what a batch may cost at most ────────────────────────────────────
 
-def _tokens(client: Client, ref: ModelRef, texts: list[str]) -> tuple[int, bool]:
+def _tokens(client: Steps, ref: ModelRef, texts: list[str]) -> tuple[int, bool]:
     """(input tokens, exact): tiktoken with the model's own encoding (OpenAI's models), else
     the profile's ``tokenizer`` (an estimate), else the offline heuristic (an estimate)."""
     from ..tokens import count_text, encoding_for, heuristic_count
@@ -277,7 +278,7 @@ def _tokens(client: Client, ref: ModelRef, texts: list[str]) -> tuple[int, bool]
     return total, exact
 
 
-def worst(client: Client, call: Call) -> Worst:
+def worst(client: Steps, call: Call) -> Worst:
     """The batch's worst case for a budget hold: its input tokens (an estimate gets the
     budgets' margin), no output."""
     from ..budgets import Worst

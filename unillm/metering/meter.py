@@ -411,8 +411,8 @@ def vendor_worst(client: Any, vendor: Vendor, ex: Exchange) -> Any:
     (a token covers at least one byte), each image its largest token count, and the output
     at the request's cap, else the model's documented maximum."""
     from ..budgets import Worst
-    from ..client import DEFAULT_MODEL_MAX
     from ..images import image_tokens
+    from ..pipeline.admission import DEFAULT_MODEL_MAX
     body = ex.request_json()
     model = _requested(ex) or ""
     images = [url for url in _image_urls(body)]
