@@ -342,3 +342,14 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(vals, widths)).rstrip()
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
+
+def show_rows(rows: Sequence[dict[str, Any]], fmt: str, *, empty: str,
+              render: Callable[[Sequence[dict[str, Any]]], str]) -> None:
+    """A status command's answer: ``rows`` as JSON under ``--format json``; else ``empty`` when
+    there are none, else ``render(rows)`` (the table for people)."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        click.echo(empty)
+    else:
+        click.echo(render(rows))
