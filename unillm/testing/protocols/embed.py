@@ -88,10 +88,7 @@ class OpenAIEmbedProtocol(EmbedProtocol):
     name = "openai"
     chat = OpenAIProtocol
     base_path = "/v1"
-    _path = re.compile(r"^(/v1)?/embeddings/?$")
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(self._path.match(path))
+    route = re.compile(r"^(/v1)?/embeddings/?$")
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         body = ctx.body if isinstance(ctx.body, dict) else {}
@@ -113,14 +110,8 @@ class OpenAIEmbedProtocol(EmbedProtocol):
 class GoogleEmbedProtocol(EmbedProtocol):
     name = "google"
     chat = GoogleProtocol
-    _path = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(batchEmbedContents)$")
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and self._path.match(path) is not None
-
-    def model(self, path: str, body: Any) -> str:
-        match = self._path.match(path)
-        return match.group(2).split("/", 1)[1] if match else ""
+    route = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(batchEmbedContents)$")
+    model = GoogleProtocol.model   # the same resource group: models/{model} or tunedModels/{model}
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         requests = ctx.body.get("requests", []) if isinstance(ctx.body, dict) else []
@@ -140,9 +131,7 @@ class GoogleEmbedProtocol(EmbedProtocol):
 class CohereEmbedProtocol(EmbedProtocol):
     name = "cohere"
     chat = CohereProtocol
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/v2/embed")
+    route = re.compile(r"^.*/v2/embed/*$")
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         body = ctx.body if isinstance(ctx.body, dict) else {}
