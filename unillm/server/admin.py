@@ -159,10 +159,12 @@ def _body_object(body: Any) -> dict[str, Any]:
 
 # ── storage ──────────────────────────────────────────────────────────────────
 
-def _stored(store: Any, kind: str, name: str) -> dict[str, Any] | None:
-    with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-    return None if row is None else dict(json.loads(row[0]))
+def _locked(tx: Any, kind: str, name: str) -> dict[str, Any] | None:
+    """The stored JSON of the ``kind`` object ``name``, its row locked until ``tx`` ends (None
+    when there is none): what an update or a delete starts from."""
+    row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
+                     (kind, name)).fetchone()
+    return None if row is None else json.loads(row[0])
 
 
 def _insert(store: Any, actor: str, kind: str, name: str, data: dict[str, Any]) -> bool:
@@ -181,11 +183,9 @@ def _update(store: Any, actor: str, kind: str, name: str, change: Callable[[dict
     """Apply ``change`` to the stored object under the write lock; None when it is gone."""
     now = datetime.now(timezone.utc)
     with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
-                         (kind, name)).fetchone()
-        if row is None:
+        before = _locked(tx, kind, name)
+        if before is None:
             return None
-        before = json.loads(row[0])
         after = change(dict(before))
         tx.execute(f"UPDATE {OBJECTS} SET spec = ?, updated_at = ? WHERE kind = ? AND name = ?",
                    (json.dumps(after), now.isoformat(), kind, name))
@@ -196,12 +196,11 @@ def _update(store: Any, actor: str, kind: str, name: str, change: Callable[[dict
 def _delete(store: Any, actor: str, kind: str, name: str) -> bool:
     now = datetime.now(timezone.utc)
     with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
-                         (kind, name)).fetchone()
-        if row is None:
+        before = _locked(tx, kind, name)
+        if before is None:
             return False
         tx.execute(f"DELETE FROM {OBJECTS} WHERE kind = ? AND name = ?", (kind, name))
-        audit.write(tx, actor, f"{kind}s.delete", f"{kind}:{name}", json.loads(row[0]), None, now)
+        audit.write(tx, actor, f"{kind}s.delete", f"{kind}:{name}", before, None, now)
     return True
 
 
