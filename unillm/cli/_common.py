@@ -265,6 +265,9 @@ def check_dimension(name: str, option: str) -> str:
 
 
 #: ``--where KEY=VALUE``, repeatable: every command that filters the ledger (see `where_pairs`)
+#: ``--format table|json``: a table for people, JSON for machines
+FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True, help="table for people, json for machines")
 WHERE_OPTION = click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
                             help="filter, repeatable: model=gpt-4o, tag:user=u42, section=agent:x")
 

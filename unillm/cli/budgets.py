@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import errors
-from ._common import State, guard, show_rows, state_options, usd
+from ._common import FORMAT_OPTION, State, guard, show_rows, state_options, usd
 
 
 @click.group()
@@ -19,7 +19,7 @@ def group() -> None:
 
 @group.command()
 @state_options()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@FORMAT_OPTION
 def status(state: State, fmt: str) -> None:
     """Where every budget stands now (budgets are declared in the config)."""
     state.say()
