@@ -49,10 +49,7 @@ class Retrier:
         try:
             return attempt()
         except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
-            first = _chained(translate(exc), exc)
-            wait = self._first_wait(first, max_retries, left)
-            if wait is None:
-                reraise(first, exc)
+            first, wait = self._first_retry(exc, translate, max_retries, left)
         import tenacity
         if on_retry is not None:
             on_retry(first)
@@ -71,10 +68,7 @@ class Retrier:
         try:
             return await attempt()
         except Exception as exc:  # noqa: BLE001 - SDK errors are of any class: `translate` sorts them, all re-raised
-            first = _chained(translate(exc), exc)
-            wait = self._first_wait(first, max_retries, left)
-            if wait is None:
-                reraise(first, exc)
+            first, wait = self._first_retry(exc, translate, max_retries, left)
         import tenacity
         if on_retry is not None:
             on_retry(first)
@@ -88,12 +82,18 @@ class Retrier:
                 reraise(translate(exc), exc)
         return await retrying(again)
 
-    def _first_wait(self, err: BaseException, max_retries: int, left: Left | None) -> float | None:
-        """The wait before the first retry, or None when there is none."""
-        if not (max_retries and self.retryable(err)):
-            return None
-        wait = self.backoff(err, 1)
-        return None if _past(wait, left) else wait
+    def _first_retry(self, exc: Exception, translate: Translate, max_retries: int,
+                     left: Left | None) -> tuple[BaseException, float]:
+        """The first attempt raised ``exc``: its error translated, and the wait before the first
+        retry. Raises that error (chained to ``exc``) when there will be no retry: not retryable,
+        no retries allowed, or the wait would end past the call's deadline."""
+        first = _chained(translate(exc), exc)
+        if not (max_retries and self.retryable(first)):
+            reraise(first, exc)
+        wait = self.backoff(first, 1)
+        if _past(wait, left):
+            reraise(first, exc)
+        return first, wait
 
     def _policy(self, tenacity: Any, max_retries: int, on_retry: OnRetry | None,
                 left: Left | None) -> dict[str, Any]:

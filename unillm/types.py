@@ -488,6 +488,13 @@ class Usage(_Model):
 PROMPT_BUCKETS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
 OUTPUT_BUCKETS = ("output_tokens", "reasoning_tokens")
 BUCKETS = PROMPT_BUCKETS + OUTPUT_BUCKETS
+ALL_BUCKETS = frozenset(BUCKETS)
+
+
+def whole_usage(usage: Usage | None) -> tuple[Usage | None, frozenset[str]]:
+    """A stream state's ``reported()`` where the vendor's usage, once it has arrived, is its
+    figure for every bucket of the call; before it, nothing is reported."""
+    return usage, ALL_BUCKETS if usage is not None else frozenset()
 
 
 def vendor_usage(*, prompt: Any = None, input: Any = None, cache_read: Any = None,  # noqa: A002 - a vendor's name

@@ -265,6 +265,9 @@ def check_dimension(name: str, option: str) -> str:
 
 
 #: ``--where KEY=VALUE``, repeatable: every command that filters the ledger (see `where_pairs`)
+#: ``--format table|json``: a table for people, JSON for machines
+FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True, help="table for people, json for machines")
 WHERE_OPTION = click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
                             help="filter, repeatable: model=gpt-4o, tag:user=u42, section=agent:x")
 
@@ -342,3 +345,14 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(vals, widths)).rstrip()
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
+
+def show_rows(rows: Sequence[dict[str, Any]], fmt: str, *, empty: str,
+              render: Callable[[Sequence[dict[str, Any]]], str]) -> None:
+    """A status command's answer: ``rows`` as JSON under ``--format json``; else ``empty`` when
+    there are none, else ``render(rows)`` (the table for people)."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        click.echo(empty)
+    else:
+        click.echo(render(rows))

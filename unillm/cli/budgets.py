@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from .. import errors
-from ._common import State, state_options, usd
+from ._common import FORMAT_OPTION, State, guard, show_rows, state_options, usd
 
 
 @click.group()
@@ -19,31 +19,14 @@ def group() -> None:
 
 @group.command()
 @state_options()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@FORMAT_OPTION
 def status(state: State, fmt: str) -> None:
     """Where every budget stands now (budgets are declared in the config)."""
     state.say()
     client = state.client()
-    try:
-        rows = client.budgets.status()
-    except errors.UnillmError as exc:
-        raise click.ClickException(str(exc)) from None
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no budgets configured" if not client.budgets.specs else "no spend recorded yet")
-        return
-    header = ("budget", "scope", "period", "spent", "reserved", "limit", "remaining", "used", "resets")
-    table = [header] + [(
-        r["budget"], ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "global", r["period"],
-        usd(r["spent_usd"]), usd(r["reserved_usd"]),
-        usd(r["limit_usd"]) if "limit_usd" in r else _other_limit(r),
-        usd(r["remaining_usd"]) if "remaining_usd" in r else "-", f"{r['used']:.0%}",
-        r["resets_at"] or "never") for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    rows = guard(client.budgets.status)
+    show_rows(rows, fmt, empty="no budgets configured" if not client.budgets.specs else "no spend recorded yet",
+              render=_table)
 
 
 @group.command()
@@ -58,6 +41,18 @@ def reconcile(state: State) -> None:
     except errors.UnillmError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{n} lapsed call{'s' if n != 1 else ''} counted at worst case" if n else "no lapsed holds")
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ("budget", "scope", "period", "spent", "reserved", "limit", "remaining", "used", "resets")
+    table = [header] + [(
+        r["budget"], ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "global", r["period"],
+        usd(r["spent_usd"]), usd(r["reserved_usd"]),
+        usd(r["limit_usd"]) if "limit_usd" in r else _other_limit(r),
+        usd(r["remaining_usd"]) if "remaining_usd" in r else "-", f"{r['used']:.0%}",
+        r["resets_at"] or "never") for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
 
 
 def _other_limit(row: dict[str, Any]) -> str:

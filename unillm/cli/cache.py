@@ -25,7 +25,7 @@ from .. import errors
 from ..cache import default_cache_url, open_cache
 from ..cache.base import CacheBackend
 from ..cache.stats import skip_reasons, status_counts
-from ._common import State, plural, state_options, usd, user_errors
+from ._common import FORMAT_OPTION, State, plural, state_options, usd, user_errors
 
 LedgerStats = Callable[[str | None], Mapping[str, Any] | None]
 
@@ -93,7 +93,7 @@ def group() -> None:
 
 @group.command()
 @state_options(cache=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@FORMAT_OPTION
 @click.pass_context
 @user_errors
 def stats(ctx: click.Context, state: State, fmt: str) -> None:

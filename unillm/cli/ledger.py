@@ -22,6 +22,7 @@ from ..ledger.facade import Ledger
 from ..ledger.records import CallRecord
 from ..ledger.stores import open_store
 from ._common import (
+    FORMAT_OPTION,
     WHERE_OPTION,
     FilePath,
     State,
@@ -136,8 +137,7 @@ def _print(recs: list[Any]) -> None:
 @_SINCE
 @_UNTIL
 @WHERE_OPTION
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@FORMAT_OPTION
 @state_options()
 def whatif(model: str, provider: str | None, pricing: str | None, since: str | None,
            until: str | None, where: tuple[str, ...], fmt: str, state: State) -> None:

@@ -17,10 +17,7 @@ from .. import errors
 from ..price_files import Layer, read_layer
 from ..pricing import TOKEN_KEYS, UNIT_KEYS, Price, PriceBook, bundled_path
 from ..pricing import today as book_today
-from ._common import FilePath, State, state_options, user_errors
-
-_FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                       show_default=True, help="table for people, json for machines")
+from ._common import FORMAT_OPTION, FilePath, State, state_options, user_errors
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -68,7 +65,7 @@ def _locate(model: str, book: PriceBook) -> tuple[str, str]:
 @click.option("--pricing", "pricing_file", type=FilePath(dir_okay=False),
               help="a price file merged over the bundled book")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%d"]), help="price in force on this date (UTC)")
-@_FORMAT
+@FORMAT_OPTION
 @user_errors
 def show(model: str, pricing_file: str | None, at: Any, fmt: str) -> None:
     """Prices in force for MODEL ('provider/model' or a bare name) and where they come from."""
@@ -135,7 +132,7 @@ def _targets(settings: Any) -> Iterable[tuple[str, str]]:
 
 @group.command()
 @state_options(ledger=False)
-@_FORMAT
+@FORMAT_OPTION
 @user_errors
 def check(state: State, fmt: str) -> None:
     """Every alias, rule target and fallback in the config has a price (exit 1 if not)."""
@@ -339,7 +336,7 @@ def _delta(old: Any, new: Any) -> str:
 @group.command()
 @click.argument("old")
 @click.argument("new")
-@_FORMAT
+@FORMAT_OPTION
 @user_errors
 def diff(old: str, new: str, fmt: str) -> None:
     """What changed between two price files (either may be 'bundled')."""

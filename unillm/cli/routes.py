@@ -3,13 +3,13 @@ from the routing state shared in the ledger's database."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import click
 
-from .. import errors
-from ._common import State, state_options, table
+from ._common import FORMAT_OPTION, State, guard, show_rows, state_options, table
 
 
 @click.group()
@@ -19,28 +19,23 @@ def group() -> None:
 
 @group.command()
 @state_options()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@FORMAT_OPTION
 def status(state: State, fmt: str) -> None:
     """Each deployment: healthy / cooling (until) / half-open, in flight, RPM and TPM used,
     latency EWMA, error rate."""
     state.say()
-    try:
-        rows = state.client().route_status()
-    except errors.UnillmError as exc:
-        raise click.ClickException(str(exc)) from None
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no [[deployments]] configured")
-        return
-    click.echo(table([{
+    rows = guard(lambda: state.client().route_status())
+    show_rows(rows, fmt, empty="no [[deployments]] configured", render=_table)
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    return table([{
         "deployment": r["deployment"], "model": r["model"], "state": _state(r), "in flight": r["in_flight"],
         "rpm": f"{r['rpm_used']}/{r['rpm']}" if r["rpm"] else r["rpm_used"],
         "tpm": f"{r['tpm_used']}/{r['tpm']}" if r["tpm"] else r["tpm_used"],
         "latency ms": r["latency_ewma_ms"],
         "errors": None if r["error_rate"] is None else f"{r['error_rate']:.0%}"} for r in rows],
-        ("deployment", "model", "state", "in flight", "rpm", "tpm", "latency ms", "errors")))
+        ("deployment", "model", "state", "in flight", "rpm", "tpm", "latency ms", "errors"))
 
 
 def _state(r: dict[str, object]) -> str:

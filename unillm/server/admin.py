@@ -159,10 +159,12 @@ def _body_object(body: Any) -> dict[str, Any]:
 
 # ── storage ──────────────────────────────────────────────────────────────────
 
-def _stored(store: Any, kind: str, name: str) -> dict[str, Any] | None:
-    with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-    return None if row is None else dict(json.loads(row[0]))
+def _locked(tx: Any, kind: str, name: str) -> dict[str, Any] | None:
+    """The stored JSON of the ``kind`` object ``name``, its row locked until ``tx`` ends (None
+    when there is none): what an update or a delete starts from."""
+    row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
+                     (kind, name)).fetchone()
+    return None if row is None else json.loads(row[0])
 
 
 def _insert(store: Any, actor: str, kind: str, name: str, data: dict[str, Any]) -> bool:
@@ -181,11 +183,9 @@ def _update(store: Any, actor: str, kind: str, name: str, change: Callable[[dict
     """Apply ``change`` to the stored object under the write lock; None when it is gone."""
     now = datetime.now(timezone.utc)
     with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
-                         (kind, name)).fetchone()
-        if row is None:
+        before = _locked(tx, kind, name)
+        if before is None:
             return None
-        before = json.loads(row[0])
         after = change(dict(before))
         tx.execute(f"UPDATE {OBJECTS} SET spec = ?, updated_at = ? WHERE kind = ? AND name = ?",
                    (json.dumps(after), now.isoformat(), kind, name))
@@ -196,12 +196,11 @@ def _update(store: Any, actor: str, kind: str, name: str, change: Callable[[dict
 def _delete(store: Any, actor: str, kind: str, name: str) -> bool:
     now = datetime.now(timezone.utc)
     with store.transaction() as tx:
-        row = tx.execute(f"SELECT spec FROM {OBJECTS} WHERE kind = ? AND name = ?{tx.dialect.for_update}",
-                         (kind, name)).fetchone()
-        if row is None:
+        before = _locked(tx, kind, name)
+        if before is None:
             return False
         tx.execute(f"DELETE FROM {OBJECTS} WHERE kind = ? AND name = ?", (kind, name))
-        audit.write(tx, actor, f"{kind}s.delete", f"{kind}:{name}", json.loads(row[0]), None, now)
+        audit.write(tx, actor, f"{kind}s.delete", f"{kind}:{name}", before, None, now)
     return True
 
 
@@ -242,7 +241,7 @@ async def audit_log(request: Request) -> Response:
     return json_response({"object": "list", "data": [r.public() for r in found]})
 
 
-# ── budgets and rules: one create / change / delete for both ─────────────────
+# ── budgets and rules: one list / create / change / delete for both ──────────
 
 @dataclass(frozen=True)
 class Kind:
@@ -251,6 +250,7 @@ class Kind:
     check: Callable[[Gateway, dict[str, Any], str], Any]  #: validate as the file would (ConfigError)
     owned: Callable[[Managed, str], None]               #: raise 409 unless the admin API manages it
     view: Callable[[Gateway, Managed, Any], dict[str, Any]]  #: the answer for one (blocking: a thread)
+    views: Callable[[Gateway, Managed], list[dict[str, Any]]]  #: every one, for GET (blocking: a thread)
 
 
 def _missing(kind: Kind, name: str) -> HTTPError:
@@ -260,6 +260,14 @@ def _missing(kind: Kind, name: str) -> HTTPError:
 def _fresh_view(kind: Kind, gw: Gateway, m: Managed, obj: Any) -> dict[str, Any]:
     m.refresh()  # this process applies its own change at once
     return kind.view(gw, m, obj)
+
+
+async def _list_or_create(request: Request, kind: Kind) -> Response:
+    """``GET /admin/{kind}s`` lists every one (`Kind.views`); ``POST`` creates one (201)."""
+    if request.method == "POST":
+        return await _create(request, kind)
+    gw, _, m = await _admin(request)
+    return json_response({"object": "list", "data": await asyncio.to_thread(kind.views, gw, m)})
 
 
 async def _create(request: Request, kind: Kind) -> Response:
@@ -331,7 +339,8 @@ def _owned_budget(m: Managed, name: str) -> None:
 
 
 BUDGET = Kind("budget", lambda gw, data, source: _budget(data, source=source), _owned_budget,
-              lambda gw, m, spec: _budget_view(m, spec, m.client.budgets.status()))
+              lambda gw, m, spec: _budget_view(m, spec, m.client.budgets.status()),
+              lambda gw, m: budget_views(m))
 
 
 def budget_views(m: Managed) -> list[dict[str, Any]]:
@@ -343,10 +352,7 @@ def budget_views(m: Managed) -> list[dict[str, Any]]:
 
 async def budgets(request: Request) -> Response:
     """``GET`` lists every budget with its status; ``POST`` creates one (201)."""
-    if request.method == "POST":
-        return await _create(request, BUDGET)
-    _, _, m = await _admin(request)
-    return json_response({"object": "list", "data": await asyncio.to_thread(budget_views, m)})
+    return await _list_or_create(request, BUDGET)
 
 
 async def budget(request: Request) -> Response:
@@ -410,7 +416,8 @@ def _owned_rule(m: Managed, name: str) -> None:
                         "(then POST /admin/reload or restart)", code="defined_in_file")
 
 
-RULE = Kind("rule", _check_rule, _owned_rule, lambda gw, m, rule: _rule_view(m, rule))
+RULE = Kind("rule", _check_rule, _owned_rule, lambda gw, m, rule: _rule_view(m, rule),
+            lambda gw, m: rule_views(gw))
 
 
 def rule_views(gw: Gateway) -> list[dict[str, Any]]:
@@ -424,10 +431,7 @@ def rule_views(gw: Gateway) -> list[dict[str, Any]]:
 
 async def rules(request: Request) -> Response:
     """``GET`` lists every rule in evaluation order; ``POST`` creates one (201)."""
-    if request.method == "POST":
-        return await _create(request, RULE)
-    gw, _, _ = await _admin(request)
-    return json_response({"object": "list", "data": await asyncio.to_thread(rule_views, gw)})
+    return await _list_or_create(request, RULE)
 
 
 async def rule(request: Request) -> Response:

@@ -35,7 +35,7 @@ from ...errors import InvalidRequestError
 from ...extra import merge_extra
 from ...parts import anthropic_block, refuse_media
 from ...types import (
-    BUCKETS,
+    ALL_BUCKETS,
     PROMPT_BUCKETS,
     ChatRequest,
     ChatResponse,
@@ -82,7 +82,7 @@ _NO_PARAM = {
 
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
-_ALL_BUCKETS, _PROMPT_BUCKETS = frozenset(BUCKETS), frozenset(PROMPT_BUCKETS)
+_PROMPT_BUCKETS = frozenset(PROMPT_BUCKETS)
 
 # the cumulative usage fields a stream reports; later events replace earlier values
 _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
@@ -378,7 +378,7 @@ class StreamState:
         usage = self.usage
         if usage is None:
             return None, frozenset()
-        return usage, _ALL_BUCKETS if self._final_usage else _PROMPT_BUCKETS
+        return usage, ALL_BUCKETS if self._final_usage else _PROMPT_BUCKETS
 
     def feed(self, event: Any) -> list[StreamChunk]:
         handler = getattr(self, f"_on_{_get(event, 'type')}", None)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ... import errors
 from ...parts import refuse_media
 from ...types import (
-    BUCKETS,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -42,6 +41,7 @@ from ...types import (
     ToolCallDelta,
     Usage,
     vendor_usage,
+    whole_usage,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "TIMEOUT": "error",
 }
 
-_ALL_BUCKETS = frozenset(BUCKETS)
 
 _TOOL_CHOICES = {"none": "NONE", "required": "REQUIRED"}
 
@@ -281,7 +280,7 @@ class StreamState:
 
     def reported(self) -> tuple[Usage | None, frozenset[str]]:
         """``message-end``'s usage, once it arrived (the only usage a Cohere stream reports)."""
-        return self.usage, _ALL_BUCKETS if self.usage is not None else frozenset()
+        return whole_usage(self.usage)
 
     def feed(self, event: Any) -> list[StreamChunk]:
         ev = plain(event) or {}

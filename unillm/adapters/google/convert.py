@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from ... import errors
 from ...parts import gemini_part
 from ...types import (
-    BUCKETS,
     AudioPart,
     ChatRequest,
     ChatResponse,
@@ -51,6 +50,7 @@ from ...types import (
     ToolCallDelta,
     Usage,
     vendor_usage,
+    whole_usage,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ _FINISH: dict[str, FinishReason] = {
     "OTHER": "stop",
 }
 
-_ALL_BUCKETS = frozenset(BUCKETS)
 
 _TOOL_CHOICE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
@@ -451,7 +450,7 @@ class StreamState:
     def reported(self) -> tuple[Usage | None, frozenset[str]]:
         """The latest cumulative ``usageMetadata``: every bucket, thoughts included, is the
         vendor's figure for what it had produced by then."""
-        return self.usage, _ALL_BUCKETS if self.usage is not None else frozenset()
+        return whole_usage(self.usage)
 
     def feed(self, event: Any) -> list[StreamChunk]:
         body = as_json(event)

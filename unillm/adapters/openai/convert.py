@@ -22,7 +22,6 @@ from ... import errors
 from ...extra import merge_extra
 from ...parts import openai_dump
 from ...types import (
-    BUCKETS,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -37,9 +36,8 @@ from ...types import (
     ToolCallDelta,
     Usage,
     vendor_usage,
+    whole_usage,
 )
-
-ALL_BUCKETS = frozenset(BUCKETS)
 
 if TYPE_CHECKING:
     from ...profiles import ProviderSettings
@@ -265,7 +263,7 @@ class StreamState:
 
     def reported(self) -> tuple[Usage | None, frozenset[str]]:
         """The usage chunk's figures once it arrived (all buckets: it is the call's whole usage)."""
-        return self.usage, ALL_BUCKETS if self.usage is not None else frozenset()
+        return whole_usage(self.usage)
 
     def feed(self, event: Any) -> list[StreamChunk]:
         """Chunks for one SDK event (zero or one)."""

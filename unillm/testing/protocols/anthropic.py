@@ -17,6 +17,7 @@ the first time this server sees it (its 1-hour part when the marker says
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ _ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "
 
 class AnthropicProtocol(Protocol):
     name = "anthropic"
+    route = re.compile(r"^/v1/messages/*$")
 
     def __init__(self) -> None:
         self.cached: set[str] = set()  # cache prefixes written so far (served as reads)
@@ -53,12 +55,6 @@ class AnthropicProtocol(Protocol):
             usage["cache_write_tokens"] = written
             usage["cache_write_1h_tokens"] = written if ttl == "1h" else 0
         return usage
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/") == "/v1/messages"
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
 
     # ── non-streaming ──
     def render(self, reply: Reply, ctx: Ctx) -> Any:

@@ -26,13 +26,10 @@ _SAFE = {sev: {"filtered": False, "severity": "safe"} for sev in ("hate", "self_
 class AzureProtocol(OpenAIProtocol):
     name = "azure"
     base_path = ""   # the SDK's azure_endpoint: it adds /openai/deployments/{deployment}
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(_PATH.match(path))
+    route = _PATH
 
     def deployment(self, path: str) -> str:
-        match = _PATH.match(path)
-        return match.group(1) if match else ""
+        return self.route_group(path, 1)
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         body = super().render(reply, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +18,25 @@ class Protocol:
     name: str = ""
     #: what the SDK's ``base_url`` adds to the server's address (``/v1`` for OpenAI's)
     base_path: str = ""
+    #: the paths this protocol serves (POSTed), for `matches` and `route_group`
+    route: re.Pattern[str] | None = None
+    #: how the path of a streaming request ends; "" when the body's ``"stream": true`` asks
+    stream_suffix: str = ""
 
     def matches(self, method: str, path: str) -> bool:
-        """True when this protocol serves ``method path``."""
-        raise NotImplementedError
+        """True when this protocol serves ``method path``: a POST to `route`."""
+        return method == "POST" and self.route is not None and self.route.match(path) is not None
 
     def is_stream(self, path: str, query: str, body: Any) -> bool:
-        raise NotImplementedError
+        """True when the request asks for a stream: by its path (`stream_suffix`), else its body."""
+        if self.stream_suffix:
+            return path.endswith(self.stream_suffix)
+        return isinstance(body, dict) and body.get("stream") is True
+
+    def route_group(self, path: str, n: int) -> str:
+        """Group ``n`` of `route`'s match of ``path`` ("" when it does not match)."""
+        match = self.route.match(path) if self.route is not None else None
+        return match.group(n) if match else ""
 
     def model(self, path: str, body: Any) -> str:
         return body.get("model", "") if isinstance(body, dict) else ""

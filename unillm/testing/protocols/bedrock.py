@@ -39,16 +39,11 @@ class BedrockProtocol(AnthropicProtocol):
     name = "bedrock"
     base_path = ""
     stream_content_type = "application/vnd.amazon.eventstream"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(_PATH.match(path))
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return path.endswith("/invoke-with-response-stream")
+    route = _PATH
+    stream_suffix = "/invoke-with-response-stream"
 
     def model(self, path: str, body: Any) -> str:
-        match = _PATH.match(path)
-        return unquote(match.group(1)) if match else ""
+        return unquote(self.route_group(path, 1))
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         return {**super().render(reply, ctx), "model": reply.model or anthropic_name(ctx.model)}

@@ -9,6 +9,7 @@ Errors are ``{"id": ..., "message": ...}``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -29,12 +30,7 @@ def _id(ctx: Ctx) -> str:
 
 class CohereProtocol(Protocol):
     name = "cohere"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/v2/chat")
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
+    route = re.compile(r"^.*/v2/chat/*$")
 
     # ── JSON ──
     def render(self, reply: Reply, ctx: Ctx) -> Any:

@@ -25,6 +25,9 @@ from typing import Any
 
 from ..replies import AUTO, Ctx, Reply
 from .base import Protocol
+from .cohere import CohereProtocol
+from .google import GoogleProtocol
+from .openai import OpenAIProtocol
 
 DEFAULT_DIMENSIONS = 8
 
@@ -65,16 +68,27 @@ def _texts(value: Any) -> list[str]:
     return [v if isinstance(v, str) else str(v) for v in value] if isinstance(value, list) else []
 
 
-class OpenAIEmbedProtocol(Protocol):
-    name = "openai"
-    base_path = "/v1"
-    _path = re.compile(r"^(/v1)?/embeddings/?$")
+class EmbedProtocol(Protocol):
+    """A vendor's embeddings endpoint: never streamed; its errors are its chat protocol's
+    (``chat``): the same body for the same status."""
 
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(self._path.match(path))
+    chat: type[Protocol] = Protocol
 
     def is_stream(self, path: str, query: str, body: Any) -> bool:
         return False
+
+    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
+        return ()
+
+    def render_error(self, reply: Reply, ctx: Ctx) -> Any:
+        return self.chat().render_error(reply, ctx)
+
+
+class OpenAIEmbedProtocol(EmbedProtocol):
+    name = "openai"
+    chat = OpenAIProtocol
+    base_path = "/v1"
+    route = re.compile(r"^(/v1)?/embeddings/?$")
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         body = ctx.body if isinstance(ctx.body, dict) else {}
@@ -92,27 +106,12 @@ class OpenAIEmbedProtocol(Protocol):
             out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         return out
 
-    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
-        return ()
 
-    def render_error(self, reply: Reply, ctx: Ctx) -> Any:
-        from .openai import OpenAIProtocol
-        return OpenAIProtocol().render_error(reply, ctx)
-
-
-class GoogleEmbedProtocol(Protocol):
+class GoogleEmbedProtocol(EmbedProtocol):
     name = "google"
-    _path = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(batchEmbedContents)$")
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and self._path.match(path) is not None
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return False
-
-    def model(self, path: str, body: Any) -> str:
-        match = self._path.match(path)
-        return match.group(2).split("/", 1)[1] if match else ""
+    chat = GoogleProtocol
+    route = re.compile(r"^/(v1\w*)/((?:models|tunedModels)/[^/:]+):(batchEmbedContents)$")
+    model = GoogleProtocol.model   # the same resource group: models/{model} or tunedModels/{model}
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         requests = ctx.body.get("requests", []) if isinstance(ctx.body, dict) else []
@@ -128,22 +127,11 @@ class GoogleEmbedProtocol(Protocol):
             out["usageMetadata"] = {"promptTokenCount": n, "totalTokenCount": n}
         return out
 
-    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
-        return ()
 
-    def render_error(self, reply: Reply, ctx: Ctx) -> Any:
-        from .google import GoogleProtocol
-        return GoogleProtocol().render_error(reply, ctx)
-
-
-class CohereEmbedProtocol(Protocol):
+class CohereEmbedProtocol(EmbedProtocol):
     name = "cohere"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/v2/embed")
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return False
+    chat = CohereProtocol
+    route = re.compile(r"^.*/v2/embed/*$")
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:
         body = ctx.body if isinstance(ctx.body, dict) else {}
@@ -155,13 +143,6 @@ class CohereEmbedProtocol(Protocol):
         if tokens is not None:
             out["meta"]["billed_units"] = {"input_tokens": tokens}
         return out
-
-    def render_stream(self, reply: Reply, ctx: Ctx) -> Iterable[Any]:
-        return ()
-
-    def render_error(self, reply: Reply, ctx: Ctx) -> Any:
-        from .cohere import CohereProtocol
-        return CohereProtocol().render_error(reply, ctx)
 
 
 #: served after every chat protocol (their paths never overlap)

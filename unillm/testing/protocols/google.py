@@ -41,16 +41,12 @@ _STATUS = {400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
 
 class GoogleProtocol(Protocol):
     name = "google"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and _PATH.match(path) is not None
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return path.endswith(":streamGenerateContent")
+    route = _PATH
+    stream_suffix = ":streamGenerateContent"
 
     def model(self, path: str, body: Any) -> str:
-        match = _PATH.match(path)
-        return match.group(2).split("/", 1)[1] if match else ""
+        resource = self.route_group(path, 2)   # models/{model} or tunedModels/{model}
+        return resource.split("/", 1)[1] if resource else ""
 
     # ── success ──
     def render(self, reply: Reply, ctx: Ctx) -> Any:

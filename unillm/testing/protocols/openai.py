@@ -43,12 +43,7 @@ _CONTEXT = re.compile(r"context length|context window|maximum context", re.IGNOR
 class OpenAIProtocol(Protocol):
     name = "openai"
     base_path = "/v1"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(_PATH.match(path))
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
+    route = _PATH
 
     # ── non-streaming ──
     def render(self, reply: Reply, ctx: Ctx) -> Any:

@@ -37,16 +37,11 @@ def _settings(fake: FakeProvider, base: str) -> dict[str, Any]:
 class VertexAnthropicProtocol(AnthropicProtocol):
     name = "vertex-anthropic"
     base_path = "/v1"
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(_CLAUDE.match(path))
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return path.endswith(":streamRawPredict")
+    route = _CLAUDE
+    stream_suffix = ":streamRawPredict"
 
     def model(self, path: str, body: Any) -> str:
-        match = _CLAUDE.match(path)
-        return match.group(3) if match else ""
+        return self.route_group(path, 3)
 
     def render(self, reply: Reply, ctx: Ctx) -> Any:  # answered with Anthropic's name for it
         return {**super().render(reply, ctx), "model": reply.model or anthropic_name(ctx.model)}
@@ -61,16 +56,10 @@ class VertexAnthropicProtocol(AnthropicProtocol):
 class VertexGeminiProtocol(GoogleProtocol):
     name = "vertex-gemini"
     base_path = ""
-
-    def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and bool(_GEMINI.match(path))
-
-    def is_stream(self, path: str, query: str, body: Any) -> bool:
-        return path.endswith(":streamGenerateContent")
+    route = _GEMINI   # streams as Gemini's do (``:streamGenerateContent``)
 
     def model(self, path: str, body: Any) -> str:
-        match = _GEMINI.match(path)
-        return match.group(4) if match else ""
+        return self.route_group(path, 4)
 
     def client_settings(self, fake: FakeProvider) -> dict[str, Any]:
         return _settings(fake, self.base_path)
