@@ -54,37 +54,46 @@ class Attempts(Steps):
         """``run(timeout)`` with retries; every HTTP attempt is counted, and each one retried is
         a row. No attempt runs past the call's deadline (see `_attempt_timeout`)."""
         def once() -> Any:
-            timeout = self._attempt_timeout(call)
-            call.next_attempt()
-            own = OWN.set(True)  # this request is recorded here: observe() leaves it alone
-            traced = self._obs.attempt(call) if self._obs.tracer else None
+            timeout, started = self._begin_attempt(call)
             try:
                 return run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
             finally:
-                OWN.reset(own)
-                self._obs.sent(traced)
-        return self._retrier.run(once, lambda e: self._translate(call, e), self._max_retries(call),
-                                 lambda e: self._record_retried(call, e), lambda: self._time_left(call))
+                self._end_attempt(started)
+        return self._retrier.run(once, *self._retry_hooks(call))
 
     def _aattempt(self, call: Call, run: Callable[[float | None], Awaitable[Any]]) -> Awaitable[Any]:
         async def once() -> Any:
-            timeout = self._attempt_timeout(call)
-            call.next_attempt()
-            own = OWN.set(True)
-            traced = self._obs.attempt(call) if self._obs.tracer else None
+            timeout, started = self._begin_attempt(call)
             try:
                 return await run(timeout)
             except Exception as exc:
                 self._check_cut(call, exc, timeout)
                 raise
             finally:
-                OWN.reset(own)
-                self._obs.sent(traced)
-        return self._retrier.arun(once, lambda e: self._translate(call, e), self._max_retries(call),
-                                  lambda e: self._record_retried(call, e), lambda: self._time_left(call))
+                self._end_attempt(started)
+        return self._retrier.arun(once, *self._retry_hooks(call))
+
+    def _begin_attempt(self, call: Call) -> tuple[float | None, tuple[Any, Any]]:
+        """An attempt starts: its timeout (`_attempt_timeout`), counted, marked as unillm's own
+        request (observe() leaves it alone), its span opened when tracing."""
+        timeout = self._attempt_timeout(call)
+        call.next_attempt()
+        own = OWN.set(True)
+        return timeout, (own, self._obs.attempt(call) if self._obs.tracer else None)
+
+    def _end_attempt(self, started: tuple[Any, Any]) -> None:
+        own, traced = started
+        OWN.reset(own)
+        self._obs.sent(traced)
+
+    def _retry_hooks(self, call: Call) -> tuple[Any, ...]:
+        """What the retrier is told of a call: how errors translate, how many retries, the row of
+        a retried attempt, the time left."""
+        return (lambda e: self._translate(call, e), self._max_retries(call),
+                lambda e: self._record_retried(call, e), lambda: self._time_left(call))
 
     def _deadline_of(self, call: Call) -> float | None:
         return self.settings.stream_deadline if call.stream else self.settings.call_deadline
