@@ -54,42 +54,39 @@ class Worst:
     @classmethod
     def of(cls, price: Any, prompt_tokens: int, *, exact: bool, max_tokens: int | None,
            model_max: int) -> Worst:
-        """The worst case of a call at ``price`` (None: unpriced).
+        """The worst case of a call at ``price`` (None: unpriced), remembered: prices are
+        immutable and a service sends the same few prompt sizes and caps again and again.
 
         The prompt is priced at the dearest input rate (uncached, or a cache write),
         each output token at the output rate of the tier the prompt falls in. A count
         that is not tiktoken-exact gets ``ESTIMATE_MARGIN`` so the bound still holds.
         """
+        key = (id(price), prompt_tokens, exact, max_tokens, model_max)
+        got = _WORST.get(key)
+        if got is not None and got[0] is price:
+            return got[1]
+        worst = cls._of(price, prompt_tokens, exact=exact, max_tokens=max_tokens, model_max=model_max)
+        if len(_WORST) >= 4096:
+            _WORST.clear()
+        _WORST[key] = (price, worst)  # (the price kept in the value, so its id is not reused)
+        return worst
+
+    @classmethod
+    def _of(cls, price: Any, prompt_tokens: int, *, exact: bool, max_tokens: int | None,
+            model_max: int) -> Worst:
         if not exact:
             prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
         if price is None:
             return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
-        prompt, per_output = _worst_case(price, prompt_tokens)
+        prompt, per_output = price.worst_case(prompt_tokens)
         return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
         return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
 
 
-#: `Price.worst_case` by price object (kept in the value, so its id is not reused) and prompt size
-_WORST: dict[int, tuple[Any, dict[int, tuple[Decimal, Decimal]]]] = {}
-
-
-def _worst_case(price: Any, prompt_tokens: int) -> tuple[Decimal, Decimal]:
-    """``price.worst_case(prompt_tokens)``, remembered: prices are immutable and a service
-    sends the same few prompt sizes again and again."""
-    got = _WORST.get(id(price))
-    if got is None or got[0] is not price:
-        if len(_WORST) >= 256:
-            _WORST.clear()
-        got = _WORST[id(price)] = (price, {})
-    sizes = got[1]
-    out = sizes.get(prompt_tokens)
-    if out is None:
-        if len(sizes) >= 1024:
-            sizes.clear()
-        out = sizes[prompt_tokens] = price.worst_case(prompt_tokens)
-    return out
+#: `Worst.of` by (price id, prompt tokens, exact, max_tokens, model_max): (price, worst case)
+_WORST: dict[tuple[int, int, bool, int | None, int], tuple[Any, Worst]] = {}
 
 
 #: `_held` by (prompt USD, USD per output token, cap)
@@ -98,7 +95,7 @@ _HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int]] = {}
 
 def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int]:
     """The hold of a call (its worst case in whole 1e-18 USD, rounded up) and its
-    ``(nano, atto)`` pair, remembered like `_worst_case`."""
+    ``(nano, atto)`` pair, remembered like `Worst.of`."""
     key = (prompt_usd, per_output_usd, cap)
     got = _HELD.get(key)
     if got is None:
@@ -109,7 +106,7 @@ def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decim
     return got
 
 
-@dataclass
+@dataclass(slots=True)
 class Hold:
     """Money set aside for one call in every counter its budgets read: one flight row."""
 
@@ -119,10 +116,18 @@ class Hold:
     tokens: int
     cap: int                          # the max_tokens the call must be sent with
     lease: float = 0.0                # seconds a renewal extends the hold by
-    deadline: datetime | None = None  # renewed until then, no longer
     flight: bool = False              # the flight row carries the call's write-ahead description
     nano: int = 0                     # ``usd`` as the counters hold it (`store.pair`)
     atto: int = 0
+    since: datetime | None = None     # when it was admitted
+    seconds: float | None = None      # renewed for that long after, no longer (None: while the call lives)
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When renewals stop (None: never, while the call lives)."""
+        if self.seconds is None or self.since is None:
+            return None
+        return self.since + timedelta(seconds=self.seconds)
 
     @property
     def slots(self) -> list[tuple[BudgetSpec, sql.Slot]]:
@@ -206,8 +211,7 @@ class Budgets:
             self._stale = False
             self.reconcile(now)
         if adm.hold is not None:
-            adm.hold.deadline = None if deadline is None else now + timedelta(seconds=deadline)
-            adm.hold.flight = flight is not None
+            adm.hold.since, adm.hold.seconds, adm.hold.flight = now, deadline, flight is not None
             self._heartbeat.watch(adm.hold)
         return adm
 
@@ -336,7 +340,7 @@ class Budgets:
         """Turn the hold into actual spend; returns the events to emit after commit. A hold
         that lapsed was counted at its worst case: that count is replaced by the real one."""
         self._heartbeat.forget(hold.id)
-        sn, sa = sql.pair(normalize(cost) or _ZERO) if cost else (0, 0)
+        sn, sa = sql.exact_pair(cost) if cost else (0, 0)
         if sql.drop_flight(tx, hold.id):
             d = sql.moves(spent=(sn, sa), tokens=tokens, requests=1, held=(-hold.nano, -hold.atto),
                           held_tokens=-hold.tokens, held_requests=-1)

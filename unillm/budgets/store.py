@@ -32,7 +32,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from ..ledger.money import join, split
+from ..ledger.money import join, normalize, split
 
 TOTALS = "unillm_budget_totals"
 BASES = "unillm_budget_bases"
@@ -43,6 +43,7 @@ LEGACY = "unillm_budget_spend"
 #: a counter: (scope value, window)
 Key = tuple[str, str]
 _ZERO = Decimal(0)
+_ATTO_PER_USD = 10**18
 _COLS = "spent_nano, spent_atto, tokens, requests, held_nano, held_atto, held_tokens, held_requests"
 
 
@@ -108,6 +109,19 @@ Delta = tuple[int, int, int, int, int, int, int, int]
 def pair(usd: Decimal) -> tuple[int, int]:
     n, a = split(usd)
     return n or 0, a or 0
+
+
+def exact_pair(usd: Decimal) -> tuple[int, int]:
+    """`pair` of ``usd`` normalized (`unillm.ledger.money.normalize`: rounded half-even to
+    1e-18 USD, as its ledger row says), without a Decimal operation when it has at most 18
+    decimal places, as prices give."""
+    try:
+        n, d = usd.as_integer_ratio()
+    except (ValueError, OverflowError):  # not finite: normalize says so
+        return pair(normalize(usd) or _ZERO)
+    if _ATTO_PER_USD % d:
+        return pair(normalize(usd) or _ZERO)
+    return divmod(n * (_ATTO_PER_USD // d), 10**9)
 
 
 def delta(spent: Decimal = _ZERO, tokens: int = 0, requests: int = 0, held: Decimal = _ZERO,
