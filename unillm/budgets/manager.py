@@ -39,6 +39,9 @@ ESTIMATE_MARGIN = Fraction(13, 10)
 #: ``retry_after`` of a refusal caused by holds in flight: they settle at what their calls
 #: really cost (usually far below the hold) as soon as those calls end
 HELD_RETRY_SECONDS = 2.0
+#: the quick admission looks for lapsed leases (of calls whose process died) at most this
+#: often while other calls hold money in its counters (`Budgets._probe`)
+PROBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class Budgets:
         self._store, self._clock, self._tz, self.alerts = store, clock, timezone, alerts
         self._bases: dict[tuple[str, str, str], sql.Base] = {}  # written once in the database: kept
         self._stale = False  # lapsed flights seen on counters not locked: reconciled after commit
+        self._probed: tuple[datetime, datetime] | None = None  # the quick path's last look for lapsed leases, and
+        #                                                      # when the next is due (`_probe`)
         self.specs = list(specs)
         self._heartbeat = Heartbeat(self._renew, clock)
 
@@ -233,7 +238,7 @@ class Budgets:
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
         rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
-        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)) or (
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and self._probe(tx, now, plan)) or (
                 worst.max_tokens is None and _cap(worst, plan, view, _before(rows, nano, atto_, tokens)) != cap):
             if rows:
                 sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
@@ -242,6 +247,17 @@ class Budgets:
         sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
         return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)
+
+    def _probe(self, tx: Any, now: datetime, plan: Plan) -> bool:
+        """Whether some lease has lapsed, looked for at most every `PROBE_SECONDS` (or a
+        quarter of the plan's lease, if shorter) of this process's admissions: the flight
+        rows are not indexed by expiry (each call would write the index twice), and a lapsed
+        hold is still counted as held until it is found, so finding it later never lets a
+        call overshoot; only its ``unknown`` row waits that much longer."""
+        if self._probed is not None and self._probed[0] <= now < self._probed[1]:
+            return False
+        self._probed = (now, now + timedelta(seconds=min(PROBE_SECONDS, plan.lease / 4)))
+        return sql.lapsed(tx, now)
 
     def _decide(self, tx: Any, plan: Plan, worst: Worst, now: datetime,
                 flight: Callable[[], str | None] | None) -> tuple[Admission, View | None]:
