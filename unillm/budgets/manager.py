@@ -93,19 +93,20 @@ _WORST: dict[tuple[int, int, bool, int | None, int], tuple[Any, Worst]] = {}
 
 
 #: `_held` by (prompt USD, USD per output token, cap)
-_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int]] = {}
+_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int, str]] = {}
 
 
-def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int]:
-    """The hold of a call (its worst case in whole 1e-18 USD, rounded up) and its
-    ``(nano, atto)`` pair, remembered like `Worst.of`."""
+def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int, str]:
+    """The hold of a call (its worst case in whole 1e-18 USD, rounded up), its ``(nano, atto)``
+    pair and its text in the flight row, remembered like `Worst.of`."""
     key = (prompt_usd, per_output_usd, cap)
     got = _HELD.get(key)
     if got is None:
         if len(_HELD) >= 4096:
             _HELD.clear()
         amount = _ceil18(prompt_usd + per_output_usd * cap)
-        got = _HELD[key] = (amount, *divmod(atto(amount), 10**9))
+        nano, atto_ = divmod(atto(amount), 10**9)
+        got = _HELD[key] = (amount, nano, atto_, format(amount, "f"))
     return got
 
 
@@ -232,7 +233,7 @@ class Budgets:
         if worst.prompt_usd is None:
             return None
         cap = worst.max_tokens if worst.max_tokens is not None else worst.model_max  # (then checked: `_cap`)
-        amount, nano, atto_ = _held(worst.prompt_usd, worst.per_output_usd, cap)
+        amount, nano, atto_, text = _held(worst.prompt_usd, worst.per_output_usd, cap)
         tokens = worst.prompt_tokens + cap
         n = len(plan.keys)
         if tx.dialect.for_update:
@@ -244,7 +245,7 @@ class Budgets:
                 sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
             return None
         hold_id = os.urandom(16).hex()
-        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+        sql.add_flight(tx, hold_id, plan.counters, text, tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
         return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)
 
@@ -273,7 +274,7 @@ class Budgets:
         hold_id = os.urandom(16).hex()
         amount = _ceil18(usd or _ZERO)
         nano, atto_ = sql.pair(amount)
-        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+        sql.add_flight(tx, hold_id, plan.counters, format(amount, "f"), tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
         sql.hold(tx, len(plan.keys), plan.flat, nano, atto_, tokens)
         return Admission(Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)), \

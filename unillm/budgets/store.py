@@ -271,12 +271,12 @@ def counters(keys: Sequence[Key]) -> str:
     return json.dumps(keys, separators=(",", ":"))
 
 
-def add_flight(tx: Any, flight_id: str, keys: str, amount: Decimal, tokens: int, expires: float,
+def add_flight(tx: Any, flight_id: str, keys: str, amount: str, tokens: int, expires: float,
                call: str | None) -> None:
-    """Write a call's flight row: ``keys`` its counters (`counters`), ``expires`` its lease
-    expiry in Unix seconds."""
+    """Write a call's flight row: ``keys`` its counters (`counters`), ``amount`` its hold in
+    USD as plain decimal text, ``expires`` its lease expiry in Unix seconds."""
     tx.execute(f"INSERT INTO {FLIGHTS} (id, counters, amount_usd, tokens, expires_at, call) VALUES (?, ?, ?, ?, ?, ?)",
-               (flight_id, keys, format(amount, "f"), tokens, expires, call))
+               (flight_id, keys, amount, tokens, expires, call))
 
 
 def drop_flight(tx: Any, flight_id: str) -> bool:
