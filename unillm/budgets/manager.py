@@ -228,8 +228,8 @@ class Budgets:
         is what the call fits in); the flight row. A request without a cap is held at the
         model's maximum, kept only if `_cap` would have chosen it from the counters as they
         were. None, with the counters as they were, when the general path must decide: the call
-        does not fit, a lease is found lapsed while others hold money (`_probe`), another cap is due, or a counter
-        is new."""
+        does not fit, a lease is found lapsed while others hold money (`_probe`), another cap is
+        due, or a counter is new."""
         if worst.prompt_usd is None:
             return None
         cap = worst.max_tokens if worst.max_tokens is not None else worst.model_max  # (then checked: `_cap`)

@@ -13,8 +13,8 @@ whatever the number of budgets it matches:
   so a process reads each base once and keeps it.
 * ``unillm_budget_flights``: one row per call in flight: its hold (worst case, lease) and
   the write-ahead description of the call (on SQLite one b-tree keyed by its id, ``WITHOUT
-  ROWID``, since ``0016_budget_flights``; not indexed by expiry since ``0017``: each call inserts and deletes one). A process killed mid-call leaves it; once its
-  lease lapses, the next admission moves its hold into spend at the worst case and writes
+  ROWID``, since ``0016_budget_flights``; not indexed by expiry since ``0017``: each call
+  inserts and deletes one). A process killed mid-call leaves it; once its lease lapses, the next admission moves its hold into spend at the worst case and writes
   the call's ledger row as ``unknown`` (`take_expired`), never refunded.
 
 Every function runs inside the caller's transaction. SQLite's ``BEGIN IMMEDIATE`` serialises
