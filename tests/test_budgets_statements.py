@@ -90,3 +90,39 @@ def test_the_prompt_is_counted_once_per_call_for_rules_and_budget(fake: FakeProv
                 max_tokens=20)
     info = count_cache_info()
     assert (info.misses, info.hits) == (1, 0)   # counted by the rule; the budget reused it
+
+
+def test_with_calls_in_flight_lapsed_leases_are_looked_for_once_a_second(fake: FakeProvider, tmp_path: Path) -> None:
+    """Flights are not indexed by expiry (0017): while other calls hold money, the quick admission
+    looks for lapsed leases (a scan of the calls in flight) at most once a second of the client's
+    clock, not on every call; a lease that lapsed is still found and counted at its worst case."""
+    from datetime import datetime, timedelta, timezone
+
+    from unillm.budgets import Worst
+    now = [datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)]
+    fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    client = Client(providers=fake.providers(), ledger=url, budgets=[{"name": "b", "limit_usd": 1}],
+                    clock=lambda: now[0])
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20)
+    other = Client(providers=fake.providers(), ledger=url,   # another process: one call in flight, then it dies
+                   budgets=[{"name": "b", "limit_usd": 1, "lease_seconds": 10}], clock=lambda: now[0])
+    assert other.budgets.admit({}, Worst(Decimal("0.001"), Decimal(0), 10, 10, 10)).hold is not None
+    other.close()
+    seen: list[str] = []
+    client.ledger.store._connection().set_trace_callback(seen.append)
+
+    def probes() -> int:
+        return sum("expires_at <" in s for s in seen)
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20)
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20)
+    assert probes() == 1                                  # (was one per call)
+    now[0] += timedelta(seconds=1)
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20)
+    assert probes() == 2 and len(client.budgets.in_flight()) == 1   # not lapsed yet: still held
+    now[0] += timedelta(seconds=10)                       # past the dead call's lease
+    client.chat(model="gpt-4o-mini", messages=HI, max_tokens=20)
+    (status,) = client.budgets.status()
+    paid = sum((r.total_usd for r in client.ledger.records() if r.status == "ok"), Decimal(0))
+    assert status["in_flight"] == 0 and status["spent_usd"] == paid + Decimal("0.001")
+    client.close()

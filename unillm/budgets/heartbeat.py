@@ -26,6 +26,12 @@ log = logging.getLogger("unillm.budgets")
 #: succession then share one thread instead of starting one each)
 IDLE_LINGER = 1.0
 
+#: forks of this process so far, counted in the child (a `Heartbeat` made before a fork is
+#: its parent's: `watch` starts over), so a hold registers without a ``getpid`` system call
+_forks = [0]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 
 class Heartbeat:
     def __init__(self, renew: Callable[[list[Any], datetime], None], clock: Callable[[], datetime]) -> None:
@@ -34,15 +40,15 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()          # the thread's sleep (set: wake it now)
-        self._pid = os.getpid()
+        self._forks = _forks[0]
 
     def watch(self, hold: Any) -> None:
-        if self._pid != os.getpid():  # a forked child: its parent's calls are not its own to renew
-            self._pid, self._live, self._thread = os.getpid(), {}, None
+        if self._forks != _forks[0]:  # a forked child: its parent's calls are not its own to renew
+            self._forks, self._live, self._thread = _forks[0], {}, None
             self._lock, self._wake = threading.Lock(), threading.Event()
         with self._lock:
             self._live[hold.id] = hold
-            if self._thread is None or not self._thread.is_alive():  # (a forked child has none)
+            if self._thread is None:  # (the thread clears it as it ends: `_run`)
                 self._thread = threading.Thread(target=self._run, name="unillm-budget-heartbeat",
                                                 daemon=True)
                 self._thread.start()
@@ -84,6 +90,14 @@ class Heartbeat:
         return len(due)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # (every way out of the loop but an unforeseen error has done this already)
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _loop(self) -> None:
         idle = False
         while True:
             with self._lock:

@@ -39,6 +39,9 @@ ESTIMATE_MARGIN = Fraction(13, 10)
 #: ``retry_after`` of a refusal caused by holds in flight: they settle at what their calls
 #: really cost (usually far below the hold) as soon as those calls end
 HELD_RETRY_SECONDS = 2.0
+#: the quick admission looks for lapsed leases (of calls whose process died) at most this
+#: often while other calls hold money in its counters (`Budgets._probe`)
+PROBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,62 +57,60 @@ class Worst:
     @classmethod
     def of(cls, price: Any, prompt_tokens: int, *, exact: bool, max_tokens: int | None,
            model_max: int) -> Worst:
-        """The worst case of a call at ``price`` (None: unpriced).
+        """The worst case of a call at ``price`` (None: unpriced), remembered: prices are
+        immutable and a service sends the same few prompt sizes and caps again and again.
 
         The prompt is priced at the dearest input rate (uncached, or a cache write),
         each output token at the output rate of the tier the prompt falls in. A count
         that is not tiktoken-exact gets ``ESTIMATE_MARGIN`` so the bound still holds.
         """
+        key = (id(price), prompt_tokens, exact, max_tokens, model_max)
+        got = _WORST.get(key)
+        if got is not None and got[0] is price:
+            return got[1]
+        worst = cls._of(price, prompt_tokens, exact=exact, max_tokens=max_tokens, model_max=model_max)
+        if len(_WORST) >= 4096:
+            _WORST.clear()
+        _WORST[key] = (price, worst)  # (the price kept in the value, so its id is not reused)
+        return worst
+
+    @classmethod
+    def _of(cls, price: Any, prompt_tokens: int, *, exact: bool, max_tokens: int | None,
+            model_max: int) -> Worst:
         if not exact:
             prompt_tokens = -(-prompt_tokens * ESTIMATE_MARGIN.numerator // ESTIMATE_MARGIN.denominator)
         if price is None:
             return cls(None, _ZERO, prompt_tokens, max_tokens, model_max)
-        prompt, per_output = _worst_case(price, prompt_tokens)
+        prompt, per_output = price.worst_case(prompt_tokens)
         return cls(prompt, per_output, prompt_tokens, max_tokens, model_max)
 
     def usd(self, cap: int) -> Decimal | None:
         return None if self.prompt_usd is None else self.prompt_usd + self.per_output_usd * cap
 
 
-#: `Price.worst_case` by price object (kept in the value, so its id is not reused) and prompt size
-_WORST: dict[int, tuple[Any, dict[int, tuple[Decimal, Decimal]]]] = {}
-
-
-def _worst_case(price: Any, prompt_tokens: int) -> tuple[Decimal, Decimal]:
-    """``price.worst_case(prompt_tokens)``, remembered: prices are immutable and a service
-    sends the same few prompt sizes again and again."""
-    got = _WORST.get(id(price))
-    if got is None or got[0] is not price:
-        if len(_WORST) >= 256:
-            _WORST.clear()
-        got = _WORST[id(price)] = (price, {})
-    sizes = got[1]
-    out = sizes.get(prompt_tokens)
-    if out is None:
-        if len(sizes) >= 1024:
-            sizes.clear()
-        out = sizes[prompt_tokens] = price.worst_case(prompt_tokens)
-    return out
+#: `Worst.of` by (price id, prompt tokens, exact, max_tokens, model_max): (price, worst case)
+_WORST: dict[tuple[int, int, bool, int | None, int], tuple[Any, Worst]] = {}
 
 
 #: `_held` by (prompt USD, USD per output token, cap)
-_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int]] = {}
+_HELD: dict[tuple[Decimal, Decimal, int], tuple[Decimal, int, int, str]] = {}
 
 
-def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int]:
-    """The hold of a call (its worst case in whole 1e-18 USD, rounded up) and its
-    ``(nano, atto)`` pair, remembered like `_worst_case`."""
+def _held(prompt_usd: Decimal, per_output_usd: Decimal, cap: int) -> tuple[Decimal, int, int, str]:
+    """The hold of a call (its worst case in whole 1e-18 USD, rounded up), its ``(nano, atto)``
+    pair and its text in the flight row, remembered like `Worst.of`."""
     key = (prompt_usd, per_output_usd, cap)
     got = _HELD.get(key)
     if got is None:
         if len(_HELD) >= 4096:
             _HELD.clear()
         amount = _ceil18(prompt_usd + per_output_usd * cap)
-        got = _HELD[key] = (amount, *divmod(atto(amount), 10**9))
+        nano, atto_ = divmod(atto(amount), 10**9)
+        got = _HELD[key] = (amount, nano, atto_, format(amount, "f"))
     return got
 
 
-@dataclass
+@dataclass(slots=True)
 class Hold:
     """Money set aside for one call in every counter its budgets read: one flight row."""
 
@@ -119,10 +120,18 @@ class Hold:
     tokens: int
     cap: int                          # the max_tokens the call must be sent with
     lease: float = 0.0                # seconds a renewal extends the hold by
-    deadline: datetime | None = None  # renewed until then, no longer
     flight: bool = False              # the flight row carries the call's write-ahead description
     nano: int = 0                     # ``usd`` as the counters hold it (`store.pair`)
     atto: int = 0
+    since: datetime | None = None     # when it was admitted
+    seconds: float | None = None      # renewed for that long after, no longer (None: while the call lives)
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When renewals stop (None: never, while the call lives)."""
+        if self.seconds is None or self.since is None:
+            return None
+        return self.since + timedelta(seconds=self.seconds)
 
     @property
     def slots(self) -> list[tuple[BudgetSpec, sql.Slot]]:
@@ -145,6 +154,8 @@ class Budgets:
         self._store, self._clock, self._tz, self.alerts = store, clock, timezone, alerts
         self._bases: dict[tuple[str, str, str], sql.Base] = {}  # written once in the database: kept
         self._stale = False  # lapsed flights seen on counters not locked: reconciled after commit
+        self._probed: tuple[datetime, datetime] | None = None  # the quick path's last look for lapsed leases, and
+        #                                                      # when the next is due (`_probe`)
         self.specs = list(specs)
         self._heartbeat = Heartbeat(self._renew, clock)
 
@@ -206,8 +217,7 @@ class Budgets:
             self._stale = False
             self.reconcile(now)
         if adm.hold is not None:
-            adm.hold.deadline = None if deadline is None else now + timedelta(seconds=deadline)
-            adm.hold.flight = flight is not None
+            adm.hold.since, adm.hold.seconds, adm.hold.flight = now, deadline, flight is not None
             self._heartbeat.watch(adm.hold)
         return adm
 
@@ -218,26 +228,37 @@ class Budgets:
         is what the call fits in); the flight row. A request without a cap is held at the
         model's maximum, kept only if `_cap` would have chosen it from the counters as they
         were. None, with the counters as they were, when the general path must decide: the call
-        does not fit, a lease lapsed while others hold money, another cap is due, or a counter
-        is new."""
+        does not fit, a lease is found lapsed while others hold money (`_probe`), another cap is
+        due, or a counter is new."""
         if worst.prompt_usd is None:
             return None
         cap = worst.max_tokens if worst.max_tokens is not None else worst.model_max  # (then checked: `_cap`)
-        amount, nano, atto_ = _held(worst.prompt_usd, worst.per_output_usd, cap)
+        amount, nano, atto_, text = _held(worst.prompt_usd, worst.per_output_usd, cap)
         tokens = worst.prompt_tokens + cap
         n = len(plan.keys)
         if tx.dialect.for_update:
             sql.read(tx, plan.keys)  # PostgreSQL: the counters locked in key order first
         rows = sql.hold(tx, n, plan.flat, nano, atto_, tokens)
-        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and sql.lapsed(tx, now)) or (
+        if len(rows) < n or not view.holds(rows) or (any(r[9] > 1 for r in rows) and self._probe(tx, now, plan)) or (
                 worst.max_tokens is None and _cap(worst, plan, view, _before(rows, nano, atto_, tokens)) != cap):
             if rows:
                 sql.hold(tx, n, plan.flat, -nano, -atto_, -tokens, -1)
             return None
         hold_id = os.urandom(16).hex()
-        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+        sql.add_flight(tx, hold_id, plan.counters, text, tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
         return Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)
+
+    def _probe(self, tx: Any, now: datetime, plan: Plan) -> bool:
+        """Whether some lease has lapsed, looked for at most every `PROBE_SECONDS` (or a
+        quarter of the plan's lease, if shorter) of this process's admissions: the flight
+        rows are not indexed by expiry (each call would write the index twice), and a lapsed
+        hold is still counted as held until it is found, so finding it later never lets a
+        call overshoot; only its ``unknown`` row waits that much longer."""
+        if self._probed is not None and self._probed[0] <= now < self._probed[1]:
+            return False
+        self._probed = (now, now + timedelta(seconds=min(PROBE_SECONDS, plan.lease / 4)))
+        return sql.lapsed(tx, now)
 
     def _decide(self, tx: Any, plan: Plan, worst: Worst, now: datetime,
                 flight: Callable[[], str | None] | None) -> tuple[Admission, View | None]:
@@ -253,7 +274,7 @@ class Budgets:
         hold_id = os.urandom(16).hex()
         amount = _ceil18(usd or _ZERO)
         nano, atto_ = sql.pair(amount)
-        sql.add_flight(tx, hold_id, plan.counters, amount, tokens, sql.stamp(now) + plan.lease,
+        sql.add_flight(tx, hold_id, plan.counters, format(amount, "f"), tokens, sql.stamp(now) + plan.lease,
                        flight() if flight is not None else None)
         sql.hold(tx, len(plan.keys), plan.flat, nano, atto_, tokens)
         return Admission(Hold(hold_id, plan, amount, tokens, cap, plan.lease, nano=nano, atto=atto_)), \
@@ -336,7 +357,7 @@ class Budgets:
         """Turn the hold into actual spend; returns the events to emit after commit. A hold
         that lapsed was counted at its worst case: that count is replaced by the real one."""
         self._heartbeat.forget(hold.id)
-        sn, sa = sql.pair(normalize(cost) or _ZERO) if cost else (0, 0)
+        sn, sa = sql.exact_pair(cost) if cost else (0, 0)
         if sql.drop_flight(tx, hold.id):
             d = sql.moves(spent=(sn, sa), tokens=tokens, requests=1, held=(-hold.nano, -hold.atto),
                           held_tokens=-hold.tokens, held_requests=-1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -23,6 +23,8 @@ from .spec import BudgetSpec
 #: plans kept per `Budgets` (tag sets x periods); past it the cache starts over
 MAX_PLANS = 4096
 _ZERO = Decimal(0)
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
 
 def atto(usd: Decimal) -> int:
@@ -185,6 +187,17 @@ class Planner:
         self._order = sorted(self._zones)
         self._spans: dict[tuple[str, str], tuple[str, str, datetime | None, datetime | None]] = {}
         self._plans: dict[tuple[object, ...], Plan | None] = {}
+        # every zone's current window, valid while ``_from <= now < _until`` (`_windows_at`)
+        self._windows: tuple[str, ...] = ()
+        self._from, self._until = _LATEST, _EARLIEST
+
+    def _windows_at(self, now: datetime) -> None:
+        """Every zone's window at ``now``, and the span in which none of them changes (a
+        plan is then looked up by its tags alone)."""
+        spans = [self._span(z, self._zones[z], now) for z in self._order]
+        self._windows = tuple(s[1] for s in spans)
+        self._from = max((s[2] for s in spans if s[2] is not None), default=_EARLIEST)
+        self._until = min((s[3] for s in spans if s[3] is not None), default=_LATEST)
 
     def window(self, spec: BudgetSpec, now: datetime) -> tuple[str, str, datetime | None]:
         """(period label, counter window, reset time) of ``spec`` at ``now``."""
@@ -204,8 +217,13 @@ class Planner:
 
     def plan(self, tags: Mapping[str, str], now: datetime) -> Plan | None:
         """The plan of a call with ``tags`` at ``now`` (None: no budget matches)."""
-        cache_key = (tuple((n, tags.get(n)) for n in self._names),
-                     tuple(self._span(z, self._zones[z], now)[1] for z in self._order))
+        try:
+            current = self._from <= now < self._until
+        except TypeError:  # a naive clock (possible with only ``total`` budgets): worked out each time
+            current = False
+        if not current:
+            self._windows_at(now)
+        cache_key = (tuple(map(tags.get, self._names)), self._windows)
         if cache_key in self._plans:
             return self._plans[cache_key]
         entries = []

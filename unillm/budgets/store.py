@@ -13,8 +13,8 @@ whatever the number of budgets it matches:
   so a process reads each base once and keeps it.
 * ``unillm_budget_flights``: one row per call in flight: its hold (worst case, lease) and
   the write-ahead description of the call (on SQLite one b-tree keyed by its id, ``WITHOUT
-  ROWID``, since ``0016_budget_flights``: each call inserts and deletes one). A process killed mid-call leaves it; once its
-  lease lapses, the next admission moves its hold into spend at the worst case and writes
+  ROWID``, since ``0016_budget_flights``; not indexed by expiry since ``0017``: each call
+  inserts and deletes one). A process killed mid-call leaves it; once its lease lapses, the next admission moves its hold into spend at the worst case and writes
   the call's ledger row as ``unknown`` (`take_expired`), never refunded.
 
 Every function runs inside the caller's transaction. SQLite's ``BEGIN IMMEDIATE`` serialises
@@ -32,7 +32,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from ..ledger.money import join, split
+from ..ledger.money import join, normalize, split
 
 TOTALS = "unillm_budget_totals"
 BASES = "unillm_budget_bases"
@@ -43,6 +43,7 @@ LEGACY = "unillm_budget_spend"
 #: a counter: (scope value, window)
 Key = tuple[str, str]
 _ZERO = Decimal(0)
+_ATTO_PER_USD = 10**18
 _COLS = "spent_nano, spent_atto, tokens, requests, held_nano, held_atto, held_tokens, held_requests"
 
 
@@ -108,6 +109,19 @@ Delta = tuple[int, int, int, int, int, int, int, int]
 def pair(usd: Decimal) -> tuple[int, int]:
     n, a = split(usd)
     return n or 0, a or 0
+
+
+def exact_pair(usd: Decimal) -> tuple[int, int]:
+    """`pair` of ``usd`` normalized (`unillm.ledger.money.normalize`: rounded half-even to
+    1e-18 USD, as its ledger row says), without a Decimal operation when it has at most 18
+    decimal places, as prices give."""
+    try:
+        n, d = usd.as_integer_ratio()
+    except (ValueError, OverflowError):  # not finite: normalize says so
+        return pair(normalize(usd) or _ZERO)
+    if _ATTO_PER_USD % d:
+        return pair(normalize(usd) or _ZERO)
+    return divmod(n * (_ATTO_PER_USD // d), 10**9)
 
 
 def delta(spent: Decimal = _ZERO, tokens: int = 0, requests: int = 0, held: Decimal = _ZERO,
@@ -257,12 +271,12 @@ def counters(keys: Sequence[Key]) -> str:
     return json.dumps(keys, separators=(",", ":"))
 
 
-def add_flight(tx: Any, flight_id: str, keys: str, amount: Decimal, tokens: int, expires: float,
+def add_flight(tx: Any, flight_id: str, keys: str, amount: str, tokens: int, expires: float,
                call: str | None) -> None:
-    """Write a call's flight row: ``keys`` its counters (`counters`), ``expires`` its lease
-    expiry in Unix seconds."""
+    """Write a call's flight row: ``keys`` its counters (`counters`), ``amount`` its hold in
+    USD as plain decimal text, ``expires`` its lease expiry in Unix seconds."""
     tx.execute(f"INSERT INTO {FLIGHTS} (id, counters, amount_usd, tokens, expires_at, call) VALUES (?, ?, ?, ?, ?, ?)",
-               (flight_id, keys, format(amount, "f"), tokens, expires, call))
+               (flight_id, keys, amount, tokens, expires, call))
 
 
 def drop_flight(tx: Any, flight_id: str) -> bool:

@@ -279,6 +279,15 @@ def _m016_budget_flights(tx: Transaction, d: Dialect) -> None:
     tx.execute("CREATE INDEX unillm_budget_flights_expiry ON unillm_budget_flights (expires_at)")
 
 
+def _m017_budget_flights_unindexed(tx: Transaction, d: Dialect) -> None:
+    """``unillm_budget_flights`` without its index on ``expires_at``. Every budgeted call
+    inserts and deletes one flight row, so the index cost each of its two commits one page
+    more (SQLite) and every lease renewal an index update; the table holds only the calls in
+    flight, and the look for lapsed leases that read it is made at most once a second per
+    process on the quick path (`unillm.budgets.manager`)."""
+    tx.execute("DROP INDEX IF EXISTS unillm_budget_flights_expiry")
+
+
 def _old_holds_lapse(tx: Transaction) -> None:
     """0015: the holds left in ``unillm_budget_holds`` counted at their worst case (see above)."""
     from decimal import Decimal
@@ -321,6 +330,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0014_route_state", _m014_route_state),
     Migration("0015_budget_totals", _m015_budget_totals),
     Migration("0016_budget_flights", _m016_budget_flights),
+    Migration("0017_budget_flights_unindexed", _m017_budget_flights_unindexed),
 ]
 
 

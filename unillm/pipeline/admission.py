@@ -55,7 +55,7 @@ class Admission(Steps):
         return call
 
     def _worst(self, call: Call) -> Worst:
-        from ..budgets import Worst
+        from ..budgets.manager import Worst  # (a module, not the package: no import machinery per call)
         if call.kind == "embed":
             from ..embeddings.pipeline import worst
             return worst(self, call)
