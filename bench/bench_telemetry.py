@@ -1,11 +1,15 @@
 """What OpenTelemetry tracing (``telemetry = "otel"``) adds to a call, against the raw SDK
 call to FakeProvider on loopback (in its own process), in the same run.
 
-Three calls interleaved in a random order each round: the raw openai SDK, unillm with
+Four calls interleaved in a random order each round: the raw openai SDK, unillm with
 telemetry off, unillm with telemetry on (the real OpenTelemetry SDK: a TracerProvider with a
 BatchSpanProcessor and a MeterProvider with a periodic reader at its default interval, both
 exporting to nothing, so what is measured is unillm's spans and metrics, not an exporter's
-network). Then the metrics work a collection does for those calls (histograms are recorded
+network), and the floor: the raw SDK call inside a bare span of the same SDK with the name
+and attributes of a span the traced client made (taken from the exporter after the warm-up).
+``floor - raw`` (paired) is what the OpenTelemetry SDK itself takes for one such span, the
+part of tracing's cost no code of unillm's can remove; tracing minus it is unillm's own
+(building the attributes, the ``traceparent`` header, the metrics, the call id). Then the metrics work a collection does for those calls (histograms are recorded
 there, off the call path: `unillm.telemetry.meters`), per call. Reports medians,
 each ratio to raw, and tracing's cost as ``(on - off) / raw``, in wall time and in the
 calling thread's CPU time (steadier on a shared machine); then the cost of the hooks
