@@ -1,11 +1,15 @@
 """What OpenTelemetry tracing (``telemetry = "otel"``) adds to a call, against the raw SDK
 call to FakeProvider on loopback (in its own process), in the same run.
 
-Three calls interleaved in a random order each round: the raw openai SDK, unillm with
+Four calls interleaved in a random order each round: the raw openai SDK, unillm with
 telemetry off, unillm with telemetry on (the real OpenTelemetry SDK: a TracerProvider with a
 BatchSpanProcessor and a MeterProvider with a periodic reader at its default interval, both
 exporting to nothing, so what is measured is unillm's spans and metrics, not an exporter's
-network). Then the metrics work a collection does for those calls (histograms are recorded
+network), and the floor: the raw SDK call inside a bare span of the same SDK with the name
+and attributes of a span the traced client made (taken from the exporter after the warm-up).
+``floor - raw`` (paired) is what the OpenTelemetry SDK itself takes for one such span, the
+part of tracing's cost no code of unillm's can remove; tracing minus it is unillm's own
+(building the attributes, the ``traceparent`` header, the metrics, the call id). Then the metrics work a collection does for those calls (histograms are recorded
 there, off the call path: `unillm.telemetry.meters`), per call. Reports medians,
 each ratio to raw, and tracing's cost as ``(on - off) / raw``, in wall time and in the
 calling thread's CPU time (steadier on a shared machine); then the cost of the hooks
@@ -36,7 +40,7 @@ import openai
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from unillm import Client
@@ -46,7 +50,14 @@ from bench_overhead import MESSAGES, _server
 
 
 class _Drop(SpanExporter):
-    def export(self, spans: Sequence[object]) -> SpanExportResult:  # type: ignore[override]
+    """Exports nowhere; keeps the name and attributes of the last span unillm made (the floor's)."""
+
+    last: tuple[str, dict[str, object]] | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:  # type: ignore[override]
+        for span in spans:
+            if span.instrumentation_scope is not None and span.instrumentation_scope.name == "unillm":
+                self.last = span.name, dict(span.attributes or {})
         return SpanExportResult.SUCCESS
 
 
@@ -65,7 +76,8 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     ledger_kind = sys.argv[2] if len(sys.argv) > 2 else "off"
     tp = TracerProvider()
-    tp.add_span_processor(BatchSpanProcessor(_Drop()))
+    dropped = _Drop()
+    tp.add_span_processor(BatchSpanProcessor(dropped))
     trace.set_tracer_provider(tp)
     mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(_DropMetrics())])
     metrics.set_meter_provider(mp)
@@ -85,6 +97,19 @@ def main() -> None:
         for _ in range(50):
             for fn in calls.values():
                 fn()
+        tp.force_flush()
+        assert dropped.last is not None
+        span_name, span_attrs = dropped.last  # what a traced call's span carries, to the floor's span
+        bare = trace.get_tracer("bench")
+
+        def floor() -> object:
+            span = bare.start_span(span_name, kind=trace.SpanKind.CLIENT, attributes=span_attrs)
+            try:
+                return calls["raw"]()
+            finally:
+                span.end()
+        calls["floor"] = floor
+        floor()
         times: dict[str, list[float]] = {name: [] for name in calls}
         cpu: dict[str, list[float]] = {name: [] for name in calls}
         order = list(calls)
@@ -103,8 +128,8 @@ def main() -> None:
         deferred = (time.thread_time() - c0) / max(waiting, 1) * 1e6
     med = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     print(f"ledger {ledger_kind}, {n} interleaved rounds (medians)")
-    for name in ("raw", "off", "on"):
-        print(f"  {name:4} {med[name]:8.0f} µs   ratio to raw {med[name] / med['raw']:6.3f}")
+    for name in ("raw", "off", "on", "floor"):
+        print(f"  {name:5} {med[name]:8.0f} µs   ratio to raw {med[name] / med['raw']:6.3f}")
     print(f"  tracing on adds {med['on'] - med['off']:6.0f} µs a call = "
           f"{(med['on'] - med['off']) / med['raw'] * 100:5.2f}% of the raw SDK call (difference of medians)")
     paired = statistics.median(a - b for a, b in zip(times["on"], times["off"])) * 1e6
@@ -112,6 +137,13 @@ def main() -> None:
     print(f"  paired (median of per-round on - off): wall {paired:6.0f} µs = {paired / med['raw'] * 100:5.2f}%, "
           f"calling thread's CPU {cpaired:6.0f} µs = {cpaired / med['raw'] * 100:5.2f}% of the raw call "
           f"({cpaired / statistics.median(cpu['raw']) / 1e4:5.2f}% of the raw call's CPU)")
+    fpaired = statistics.median(a - b for a, b in zip(times["floor"], times["raw"])) * 1e6
+    fcpaired = statistics.median(a - b for a, b in zip(cpu["floor"], cpu["raw"])) * 1e6
+    print(f"  the floor, the OpenTelemetry SDK's own share (the raw call in a bare span with the same "
+          f"{len(span_attrs)} attributes; paired floor - raw): wall {fpaired:6.0f} µs = "
+          f"{fpaired / med['raw'] * 100:5.2f}%, CPU {fcpaired:6.0f} µs = {fcpaired / med['raw'] * 100:5.2f}% of the "
+          f"raw call ({fcpaired / statistics.median(cpu['raw']) / 1e4:5.2f}% of its CPU); unillm's own above it: "
+          f"CPU {cpaired - fcpaired:6.0f} µs = {(cpaired - fcpaired) / med['raw'] * 100:5.2f}%")
     # the calling thread's CPU time: what tracing costs the caller, robust to a busy machine
     cmed = {name: statistics.median(t) * 1e6 for name, t in cpu.items()}
     print(f"  CPU of the calling thread: raw {cmed['raw']:6.0f} µs, off {cmed['off']:6.0f} µs, "

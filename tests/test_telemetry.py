@@ -210,6 +210,36 @@ def test_metrics(fake, tmp_path) -> None:
     assert found["gen_ai.client.operation.duration"].unit == "s"
 
 
+def _counters(model: str) -> tuple[float, dict[str, int]]:
+    """``unillm.client.cost`` summed, and ``unillm.client.calls`` by status, for calls to ``model``."""
+    cost, calls = 0.0, {}
+    data = READER.get_metrics_data()  # None before anything was measured
+    for rm in data.resource_metrics if data is not None else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                points = [p for p in m.data.data_points if p.attributes.get("gen_ai.request.model") == model]
+                if m.name == "unillm.client.cost":
+                    cost += sum(p.value for p in points)
+                elif m.name == "unillm.client.calls":
+                    for p in points:
+                        status = str(p.attributes["unillm.status"])
+                        calls[status] = calls.get(status, 0) + int(p.value)
+    return cost, calls
+
+
+def test_the_counters_sum_every_calls_cost_and_count_calls_by_status(fake, tmp_path) -> None:
+    client = _client(fake, tmp_path, providers=("openai",))
+    cost0, calls0 = _counters("gpt-4o")
+    fake.queue(Reply(text="a", usage=USAGE), Reply(text="b", usage={"input_tokens": 7, "output_tokens": 3}),
+               Reply(status=400, error="bad"))
+    paid = [client.chat(model="gpt-4o", messages=HI).cost.total_usd for _ in range(2)]
+    with pytest.raises(errors.BadRequestError):
+        client.chat(model="gpt-4o", messages=HI)
+    cost1, calls1 = _counters("gpt-4o")
+    assert cost1 - cost0 == pytest.approx(float(sum(paid)))  # the counter is a float at export
+    assert calls1.get("ok", 0) - calls0.get("ok", 0) == 2 and calls1.get("error", 0) - calls0.get("error", 0) == 1
+
+
 # ── events (client.on) ───────────────────────────────────────────────────────
 
 async def _no_sleep(seconds: float) -> None:

@@ -40,9 +40,11 @@ Key = tuple[str, str, str, "str | None"]  # provider, request model, response mo
 
 
 class _Attrs:
-    """The attribute dicts of one key, built once (never mutated: the SDK may keep them)."""
+    """The attribute dicts of one key, built once (never mutated: the SDK may keep them), and
+    its counters' running sums (under `Meters`' lock): cost (None until a call cost something)
+    and calls by status."""
 
-    __slots__ = ("base", "tokens_in", "tokens_out", "by_status")
+    __slots__ = ("base", "tokens_in", "tokens_out", "by_status", "cost", "calls")
 
     def __init__(self, key: Key) -> None:
         provider, requested, answered, error = key
@@ -54,6 +56,8 @@ class _Attrs:
         self.tokens_in = {**self.base, "gen_ai.token.type": "input"}
         self.tokens_out = {**self.base, "gen_ai.token.type": "output"}
         self.by_status: dict[str, dict[str, Any]] = {}
+        self.cost: Decimal | None = None
+        self.calls: dict[str, int] = {}
 
     def status(self, status: str) -> dict[str, Any]:
         attrs = self.by_status.get(status)
@@ -80,8 +84,6 @@ class Meters:
                                         description="Calls by status")
         self._waiting: deque[tuple[_Attrs, float | None, int, int, Any]] = deque()
         self._attrs: dict[Key, _Attrs] = {}
-        self._cost: dict[Key, Decimal] = {}
-        self._calls: dict[tuple[Key, str], int] = {}
         self._lock = threading.Lock()
 
     def record(self, rec: Any) -> None:
@@ -97,11 +99,11 @@ class Meters:
             self._waiting.append(measured)
         else:
             self._record(measured)
+        cost, status, calls = rec.total_usd, rec.status, attrs.calls
         with self._lock:
-            if rec.total_usd:
-                self._cost[key] = self._cost.get(key, Decimal(0)) + rec.total_usd
-            calls = (key, rec.status)
-            self._calls[calls] = self._calls.get(calls, 0) + 1
+            if cost:
+                attrs.cost = cost if attrs.cost is None else attrs.cost + cost
+            calls[status] = calls.get(status, 0) + 1
 
     def _record(self, measured: tuple[_Attrs, float | None, int, int, Any]) -> None:
         attrs, seconds, tokens_in, tokens_out, ctx = measured
@@ -124,14 +126,14 @@ class Meters:
     def _observe_cost(self, options: Any) -> Iterable[metrics.Observation]:
         self.drain()  # the first of the instruments a collection calls back
         with self._lock:
-            sums = list(self._cost.items())
-        return [metrics.Observation(float(total), self._attrs[key].base) for key, total in sums]
+            sums = [(attrs.base, attrs.cost) for attrs in self._attrs.values() if attrs.cost is not None]
+        return [metrics.Observation(float(total), base) for base, total in sums]
 
     def _observe_calls(self, options: Any) -> Iterable[metrics.Observation]:
         self.drain()
         with self._lock:
-            counts = list(self._calls.items())
-        return [metrics.Observation(n, self._attrs[key].status(status)) for (key, status), n in counts]
+            counts = [(attrs, status, n) for attrs in self._attrs.values() for status, n in attrs.calls.items()]
+        return [metrics.Observation(n, attrs.status(status)) for attrs, status, n in counts]
 
 
 _meters: Meters | None = None
