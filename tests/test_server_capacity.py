@@ -260,6 +260,7 @@ def test_a_gateway_busy_a_moment_ago_writes_a_lone_request_s_row_on_the_ledger_t
 
 def test_the_queue_admits_waiters_in_arrival_order_skipping_those_that_gave_up():
     from unillm.server.capacity import Capacity
+    from unillm.server.limits import Limits
     admitted: list[int] = []
     gates: dict[int, asyncio.Event] = {}
 
@@ -271,15 +272,16 @@ def test_the_queue_admits_waiters_in_arrival_order_skipping_those_that_gave_up()
         await send({"type": "http.response.body", "body": b""})
 
     async def main() -> list[int]:
-        cap = Capacity(app, max_concurrent=2, max_queued=100, queue_timeout=600.0)
+        cap = Capacity(max_concurrent=2, max_queued=100, queue_timeout=600.0)
+        served = Limits(app, max_body_bytes=1024, body_timeout=60.0, capacity=cap)
 
         async def request(n: int) -> None:
             gates[n] = asyncio.Event()
 
             async def send(_message: Any) -> None:
                 return None
-            await cap({"type": "http", "path": "/v1/chat/completions", "headers": [], "n": n},
-                      None, send)
+            await served({"type": "http", "path": "/v1/chat/completions", "headers": [], "n": n},
+                         None, send)
         tasks = {}
         for n in range(12):
             tasks[n] = asyncio.create_task(request(n))
