@@ -74,7 +74,7 @@ def _format_uuid7(ms: int, seq: int) -> str:
     # from os.urandom and reseeded in every forked child, so processes never share a stream.
     rand = random.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-    return f"{value:032x}"
+    return value.to_bytes(16, "big").hex()  # 32 hex digits, as f"{value:032x}" but cheaper
 
 
 def utcnow() -> datetime:
