@@ -174,6 +174,32 @@ def test_kept_alive_connection_lives_keep_alive_seconds_not_the_head_timeout(tmp
         conn.close()
 
 
+def test_a_kept_alive_connection_leaves_no_dead_timer_per_request_in_the_loop():
+    """uvicorn arms a keep-alive timer after every response and cancels it on the next request:
+    a busy connection left one dead handle per request in the loop's timer heap, which every
+    timer operation of the loop then paid for. The gateway's protocol keeps one per connection."""
+    from tests.test_server_support import run_in_thread
+    from unillm.server.protocol import GatewayConfig
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        loops.append(asyncio.get_running_loop())
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    config = GatewayConfig(app, log_level="warning", lifespan="off", timeout_keep_alive=120)
+    for url in run_in_thread(config, sock):
+        conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+        for _ in range(150):
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: gw\r\n\r\n")
+            assert _response(conn).startswith(b"HTTP/1.1 200")
+        timers = list(loops[-1]._scheduled)  # type: ignore[attr-defined] # the loop's timer heap
+        conn.close()
+    assert len(timers) < 10, f"{len(timers)} timers ({sum(t.cancelled() for t in timers)} cancelled)"
+
+
 def test_a_slow_head_on_a_kept_alive_connection_still_gets_408(tmp_path):
     with FakeProvider() as fake, serve(fake, tmp_path, keep_alive_seconds=30, header_timeout=1) as gw:
         host, port = gw.url.removeprefix("http://").split(":")
@@ -260,6 +286,7 @@ def test_a_gateway_busy_a_moment_ago_writes_a_lone_request_s_row_on_the_ledger_t
 
 def test_the_queue_admits_waiters_in_arrival_order_skipping_those_that_gave_up():
     from unillm.server.capacity import Capacity
+    from unillm.server.limits import Limits
     admitted: list[int] = []
     gates: dict[int, asyncio.Event] = {}
 
@@ -271,15 +298,16 @@ def test_the_queue_admits_waiters_in_arrival_order_skipping_those_that_gave_up()
         await send({"type": "http.response.body", "body": b""})
 
     async def main() -> list[int]:
-        cap = Capacity(app, max_concurrent=2, max_queued=100, queue_timeout=600.0)
+        cap = Capacity(max_concurrent=2, max_queued=100, queue_timeout=600.0)
+        served = Limits(app, max_body_bytes=1024, body_timeout=60.0, capacity=cap)
 
         async def request(n: int) -> None:
             gates[n] = asyncio.Event()
 
             async def send(_message: Any) -> None:
                 return None
-            await cap({"type": "http", "path": "/v1/chat/completions", "headers": [], "n": n},
-                      None, send)
+            await served({"type": "http", "path": "/v1/chat/completions", "headers": [], "n": n},
+                         None, send)
         tasks = {}
         for n in range(12):
             tasks[n] = asyncio.create_task(request(n))

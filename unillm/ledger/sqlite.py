@@ -72,8 +72,10 @@ class _Tx:
         return self.connection.execute(sql, params)
 
     def record(self, rec: CallRecord) -> None:
-        with _in_range(rec):
+        try:
             self.connection.execute(INSERT_SQL, to_row(rec))
+        except OverflowError as exc:
+            raise _out_of_range(rec, exc) from None
 
 
 class SQLiteStore(SQLReads, Offloaded):
@@ -211,12 +213,17 @@ class SQLiteStore(SQLReads, Offloaded):
     def record(self, rec: CallRecord) -> None:
         """Insert and commit one record (a single autocommitted statement)."""
         row = to_row(rec)
-        with self._lock, _in_range(rec):
+        with self._lock:
             conn = self._connection()
-            if self._tx_owner == threading.get_ident():
-                conn.execute(INSERT_SQL, row)
-            else:
-                self._retry(lambda: conn.execute(INSERT_SQL, row))
+            try:
+                try:
+                    conn.execute(INSERT_SQL, row)
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or self._tx_owner == threading.get_ident():
+                        raise  # not another connection's lock, or inside our own transaction
+                    self._retry(lambda: conn.execute(INSERT_SQL, row))  # wait for that lock
+            except OverflowError as exc:
+                raise _out_of_range(rec, exc) from None
 
     def record_many(self, recs: Sequence[CallRecord]) -> None:
         """Insert many records in one transaction (imports, generators)."""
@@ -301,9 +308,13 @@ def _in_range(rec: CallRecord | None) -> Iterator[None]:
     try:
         yield
     except OverflowError as exc:
-        what = f"the record of {rec.provider}/{rec.model}" if rec is not None else "a record"
-        raise errors.LedgerError(f"cannot record {what}: a token count or amount is beyond the "
-                                 f"ledger's 64-bit range ({exc})") from None
+        raise _out_of_range(rec, exc) from None
+
+
+def _out_of_range(rec: CallRecord | None, exc: OverflowError) -> errors.LedgerError:
+    what = f"the record of {rec.provider}/{rec.model}" if rec is not None else "a record"
+    return errors.LedgerError(f"cannot record {what}: a token count or amount is beyond the "
+                              f"ledger's 64-bit range ({exc})")
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

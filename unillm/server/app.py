@@ -20,8 +20,8 @@ the dashboard also accepts ``?key=`` once, which opens a server-side session
 (`sessions.Sessions`): the browser then holds a random session id, never the key.
 
 What a caller may send is bounded by ``[server]`` (`unillm.config.ServerSettings`):
-`capacity.Capacity` (requests served at once, a bounded queue, then 503) and
-`limits.Limits` (body size and read time) wrap the app, `limits.parse_json` reads
+`limits.Limits`, the one middleware, keeps `capacity.Capacity` (requests served at once,
+a bounded queue, then 503), body size and read time, `limits.parse_json` reads
 bodies, `tenancy.TagPolicy` decides which tags a caller may set, and
 `Gateway.check_model` refuses models of providers the operator did not configure.
 
@@ -48,8 +48,9 @@ from starlette.routing import Route
 
 from .. import errors
 from ..config import ServerSettings
-from .keys import DEFAULT_GRACE_SECONDS, ApiKey, KeyStore
+from .keys import DEFAULT_GRACE_SECONDS, ApiKey, KeyStore, bearer
 from .limiters import open_limiter
+from .limits import VERIFIED
 from .ratelimit import Limited, Limiter
 from .sessions import SESSION_COOKIE, Sessions
 from .tenancy import TagPolicy
@@ -81,6 +82,7 @@ class Gateway:
         from .alarms import InvalidKeys
         self.invalid_keys = InvalidKeys(client.budgets.alerts)
         self._proxy_client: Any = None
+        self.capacity: Any = None  # `capacity.Capacity`, made by `create_app`
         for key in self.keys.list():  # so /v1/budgets and the dashboard show every key's budget
             if key.budget_usd is not None:
                 self._register_budget(key)
@@ -103,7 +105,11 @@ class Gateway:
     def authenticate(self, request: Request, *, admin: bool = False, browser: bool = False) -> ApiKey:
         """The key this request carries; 401 without a valid one, 403 when not admin enough.
 
-        ``browser``: a dashboard session cookie stands in for the bearer key."""
+        ``browser``: a dashboard session cookie stands in for the bearer key. The bearer key's
+        lookup made by the middleware (`limits.VERIFIED`) is used as it is: hashed once."""
+        verified = request.scope.get(VERIFIED)
+        if verified is not None:
+            return self._checked(verified[0], verified[1], admin)
         secret = _bearer(request)
         if secret is None and browser:
             key = self._session_key(request)
@@ -116,7 +122,10 @@ class Gateway:
         if not secret:
             raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>' "
                             "(create one with `unillm keys create`)", code="missing_api_key")
-        key = self.keys.verify(secret)
+        return self._checked(secret, self.keys.verify(secret), admin)
+
+    def _checked(self, secret: str, key: ApiKey | None, admin: bool) -> ApiKey:
+        """``key`` (what `KeyStore.verify` answered for ``secret``) if it may be served."""
         if key is None:
             self.invalid_keys.seen(secret)
             if self.metrics is not None:
@@ -224,9 +233,7 @@ class Gateway:
 
 
 def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return bearer(request.headers.get("authorization", ""))
 
 
 # ── small endpoints ──────────────────────────────────────────────────────────
@@ -349,6 +356,7 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
     """The gateway over ``client`` (its ledger holds the keys table)."""
     from starlette.middleware import Middleware
 
+    from ..ledger.sqlite import SQLiteStore
     from . import (
         admin,
         analytics,
@@ -363,12 +371,17 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
         responses,
         usage,
     )
+    from .capacity import Capacity
     from .limits import Limits
     from .routes import model as model_detail
     gateway = Gateway(client, keys=keys, limiter=limiter)
     limits = gateway.server
+    store = client.ledger.store  # a local file: its writes run inline while the gateway is idle
+    gateway.capacity = Capacity(max_concurrent=limits.max_concurrent_requests, max_queued=limits.max_queued_requests,
+                                queue_timeout=limits.queue_timeout,
+                                io=store.io if isinstance(store, SQLiteStore) else None)
     middleware = [Middleware(Limits, max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout,
-                             limiter=gateway.limiter)]
+                             limiter=gateway.limiter, capacity=gateway.capacity, keys=gateway.keys)]
     if limits.cors_origins:  # off unless the operator lists origins
         from starlette.middleware.cors import CORSMiddleware
         middleware.insert(0, Middleware(CORSMiddleware, allow_origins=limits.cors_origins,
@@ -418,11 +431,5 @@ def create_app(client: Any, *, keys: KeyStore | None = None,
                 errors.UnillmError: on_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
                     lifespan=lifespan(gateway))
-    from ..ledger.sqlite import SQLiteStore
-    from .capacity import Capacity
-    store = client.ledger.store  # a local file: its writes run inline while the gateway is idle
-    app.add_middleware(Capacity, max_concurrent=limits.max_concurrent_requests,  # outermost
-                       max_queued=limits.max_queued_requests, queue_timeout=limits.queue_timeout,
-                       keys=gateway.keys, io=store.io if isinstance(store, SQLiteStore) else None)
     app.state.gateway = gateway
     return app

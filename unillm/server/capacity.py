@@ -1,6 +1,7 @@
 """How many requests one gateway process serves at once, and what the rest get.
 
-`Capacity` is a pure ASGI middleware around the whole app (the outermost of ours):
+`Capacity` is the gateway's admission queue, kept by its one ASGI middleware
+(`unillm.server.limits.Limits`, the outermost of ours):
 
 * at most ``max_concurrent_requests`` requests run in the app at once (a stream holds its
   place until its last byte is sent); the next ones wait in a FIFO queue, each handed the
@@ -12,8 +13,9 @@
 * ``/health`` is never queued: a busy gateway still answers its load balancer.
 
 Once admitted, the caller's API key is looked up on the ledger store's threads when this
-process has no fresh answer for it (`KeyStore.fresh`), so the handler's `Gateway.authenticate`
-finds it cached and no request waits on SQL run on the event loop.
+process has no fresh answer for it (`KeyStore.cached`), so no request waits on SQL run on
+the event loop, and the answer rides in the request's scope (`VERIFIED`) to
+`Gateway.authenticate`: the key is hashed once per request.
 
 With a SQLite ledger, ``io`` (the store's `unillm.offload.Offload`) is told to run its
 work inline while `idle`: one request in the process, none waiting, and none overlapping
@@ -34,7 +36,7 @@ import time
 from collections import deque
 from typing import Any
 
-from .wire import HTTPError, error_response
+from .wire import HTTPError
 
 #: paths that are served whatever the load
 EXEMPT = frozenset({"/health"})
@@ -52,12 +54,12 @@ def saturated(active: int, queued: int, why: str) -> HTTPError:
 
 
 class Capacity:
-    """Bounded concurrency with a bounded, timed FIFO queue in front of ``app``."""
+    """Bounded concurrency with a bounded, timed FIFO queue: `take` a place or `wait` for
+    one, `release` it when the request is over."""
 
-    def __init__(self, app: Any, *, max_concurrent: int, max_queued: int, queue_timeout: float,
-                 keys: Any = None, io: Any = None) -> None:
-        self.app, self.max_concurrent, self.max_queued = app, max_concurrent, max_queued
-        self.queue_timeout, self.keys = queue_timeout, keys
+    def __init__(self, *, max_concurrent: int, max_queued: int, queue_timeout: float,
+                 io: Any = None) -> None:
+        self.max_concurrent, self.max_queued, self.queue_timeout = max_concurrent, max_queued, queue_timeout
         self.active = 0                               # requests in the app now
         self._waiting: deque[asyncio.Future[bool]] = deque()
         self._busy_at = -BUSY_HOLD - 1.0              # time.monotonic() two requests last overlapped
@@ -74,28 +76,17 @@ class Capacity:
     def queued(self) -> int:
         return len(self._waiting)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT:
-            await self.app(scope, receive, send)
-            return
+    def take(self) -> bool:
+        """A place now, when one is free and nobody waits for one (False: `wait`)."""
         if self.active < self.max_concurrent and not self._waiting:
             self.active += 1
-        else:
-            err = await self._wait()
-            if err is not None:
-                await error_response(err)(scope, receive, send)
-                return
-        if self.active > 1:
-            self._busy_at = time.monotonic()
-        try:
-            if self.keys is not None:
-                await self._prefetch(scope)
-            await self.app(scope, receive, send)
-        finally:
-            self._release()
+            if self.active > 1:
+                self._busy_at = time.monotonic()
+            return True
+        return False
 
-    async def _wait(self) -> HTTPError | None:
-        """Wait for a place (handed over by `_release`); the refusal when there is none."""
+    async def wait(self) -> HTTPError | None:
+        """Wait for a place (handed over by `release`); the refusal when there is none."""
         if len(self._waiting) >= self.max_queued:
             return saturated(self.active, len(self._waiting), "the queue is full")
         loop = asyncio.get_running_loop()
@@ -106,7 +97,7 @@ class Capacity:
             admitted = await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled() and turn.result():
-                self._release()  # handed a place just as it was cancelled: pass it on
+                self.release()  # handed a place just as it was cancelled: pass it on
             else:
                 self._forget(turn)
             raise
@@ -115,6 +106,8 @@ class Capacity:
         if not admitted:
             return saturated(self.active, len(self._waiting),
                              f"waited {self.queue_timeout:g} s for a place")
+        if self.active > 1:
+            self._busy_at = time.monotonic()
         return None
 
     def _expire(self, turn: asyncio.Future[bool]) -> None:
@@ -128,7 +121,7 @@ class Capacity:
         except ValueError:
             pass
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """A request left the app: its place goes to the oldest waiter, else it is freed."""
         while self._waiting:
             turn = self._waiting.popleft()
@@ -136,23 +129,6 @@ class Capacity:
                 turn.set_result(True)
                 return
         self.active -= 1
-
-    async def _prefetch(self, scope: dict[str, Any]) -> None:
-        """Look the bearer key up off the loop when this process has no fresh answer for it."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                token = token.strip()
-                if scheme.lower() == "bearer" and token and not self.keys.fresh(token):
-                    io = getattr(self.keys.store, "io", None)  # always off the loop: a cold key
-                    try:
-                        if io is not None:
-                            await io.run(self.keys.verify, token, off_loop=True)
-                        else:
-                            await self.keys.store.arun(self.keys.verify, token)
-                    except Exception:  # noqa: BLE001, S110 - the handler's own lookup reports it
-                        pass
-                return
 
 
 __all__ = ["EXEMPT", "RETRY_AFTER", "Capacity", "saturated"]

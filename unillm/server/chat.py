@@ -45,7 +45,7 @@ _UNSUPPORTED: dict[str, Any] = {"n": 1, "logprobs": False, "top_logprobs": None,
                                 "functions": None, "function_call": None, "audio": None,
                                 "modalities": None, "prediction": None, "web_search_options": None}
 #: keys an OpenAI SDK echoes back on assistant messages; dropped when empty
-_ECHOED = ("refusal", "annotations", "audio", "function_call")
+_ECHOED = frozenset({"refusal", "annotations", "audio", "function_call"})
 
 
 async def read_json(request: Request) -> Any:
@@ -113,7 +113,7 @@ def _extra(extra: Any, allowed: Collection[str]) -> dict[str, Any]:
 
 
 def _clean(message: Any) -> Any:
-    if isinstance(message, dict) and any(k in message for k in _ECHOED):
+    if isinstance(message, dict) and not _ECHOED.isdisjoint(message):
         return {k: v for k, v in message.items() if not (k in _ECHOED and not v)}
     return message
 

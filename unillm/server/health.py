@@ -55,20 +55,16 @@ def _pool_use(store: Any) -> dict[str, Any]:
     return use | ({} if stats is None else stats())
 
 
-def _queue(app: Any) -> dict[str, Any] | None:
-    """The request queue in front of the gateway (`capacity.Capacity`), found in the app's
-    middleware stack (Starlette builds it on the first request)."""
-    from .capacity import Capacity
-    node = getattr(app, "middleware_stack", None)
-    while node is not None and not isinstance(node, Capacity):
-        node = getattr(node, "app", None)
-    if node is None:
+def _queue(gw: Gateway) -> dict[str, Any] | None:
+    """The request queue in front of the gateway (`capacity.Capacity`)."""
+    cap = gw.capacity
+    if cap is None:
         return None
-    return {"active": node.active, "queued": node.queued, "max_concurrent": node.max_concurrent,
-            "max_queued": node.max_queued}
+    return {"active": cap.active, "queued": cap.queued, "max_concurrent": cap.max_concurrent,
+            "max_queued": cap.max_queued}
 
 
-def _health(gw: Gateway, app: Any = None) -> dict[str, Any]:
+def _health(gw: Gateway) -> dict[str, Any]:
     client = gw.client
     ledger = _timed(lambda: client.ledger.store.last_cursor())
     cache = getattr(client, "cache", None)
@@ -88,7 +84,7 @@ def _health(gw: Gateway, app: Any = None) -> dict[str, Any]:
     ok = ledger["ok"] and cache_probe["ok"] is not False
     return {"status": "ok" if ok else "degraded", "pid": os.getpid(), "ledger": ledger, "cache": cache_probe,
             "memory": {"rss_bytes": _rss_bytes()}, "calls": calls,
-            "pool": _pool_use(client.ledger.store), "queue": _queue(app),
+            "pool": _pool_use(client.ledger.store), "queue": _queue(gw),
             "budgets": len(client.budgets.specs), "rules": len(client.rules or ())}
 
 
@@ -96,5 +92,5 @@ async def endpoint(request: Request) -> Response:
     """``GET /admin/health``: what operators alert on (this process, and every process's calls)."""
     gw: Gateway = request.app.state.gateway
     gw.authenticate(request, admin=True)
-    report = await asyncio.to_thread(_health, gw, request.app)
+    report = await asyncio.to_thread(_health, gw)
     return json_response(report, 200 if report["status"] == "ok" else 503)

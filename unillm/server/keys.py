@@ -40,6 +40,13 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def bearer(authorization: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value (None: no bearer key)."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """One gateway key as stored (without its secret)."""
@@ -243,10 +250,24 @@ class KeyStore:
     def fresh(self, secret: str) -> bool:
         """True when `verify` would answer ``secret`` from memory (no SQL): a cached answer
         younger than ``ttl``, or a secret that is no key at all."""
+        return self.cached(secret)[0]
+
+    def cached(self, secret: str) -> tuple[bool, ApiKey | None]:
+        """``(True, what verify answers)`` when that comes from memory (no SQL), else
+        ``(False, None)``: then `averify` reads the table off the event loop."""
         if not secret.startswith(PREFIX) or len(secret) > 200:
-            return True
+            return True, None
         hit = self._cache.get(hash_key(secret))
-        return hit is not None and self._monotonic() - hit[0] < self.ttl
+        if hit is not None and self._monotonic() - hit[0] < self.ttl:
+            return True, hit[1]
+        return False, None
+
+    async def averify(self, secret: str) -> ApiKey | None:
+        """`verify` on the ledger store's threads (never on the event loop: a cold key reads SQL)."""
+        io = getattr(self.store, "io", None)
+        if io is not None:
+            return await io.run(self.verify, secret, off_loop=True)  # type: ignore[no-any-return]
+        return await self.store.arun(self.verify, secret)  # type: ignore[no-any-return]
 
     def verify(self, secret: str) -> ApiKey | None:
         """The active key ``secret`` is, or None. Constant-time on the hash compare."""

@@ -1,21 +1,24 @@
-"""What a client may send the gateway: body size, body read time, JSON shape.
+"""What a client may send the gateway: how many at once, body size, body read time, JSON shape.
 
-`Limits` is the gateway's one pure ASGI middleware under `capacity.Capacity`:
+`Limits` is the gateway's one pure ASGI middleware (each layer is a coroutine every step
+of every request passes through, `bench/bench_gateway.py`). For every HTTP request, in order:
 
+* a place in the process's `capacity.Capacity` (``/health`` excepted): at most
+  ``max_concurrent_requests`` at once, then a bounded, timed queue, then 503;
 * a ``Content-Length`` above ``max_body_bytes`` is refused (413) before one byte of
   the body is read; a body without one (chunked) is counted as it arrives and
   refused as soon as it passes the limit, so no request ever holds more than
   ``max_body_bytes`` plus one chunk in memory;
+* the bearer key is verified once (`keys.KeyStore.cached`, or on the ledger's threads
+  when this process has no fresh answer) and the answer put in the scope (`VERIFIED`)
+  for `Gateway.authenticate`;
 * the body must arrive within ``body_timeout`` seconds of the request (408; timed by
   `unillm.deadline`, one timer for every waiting request, not one each);
-* both answers carry ``Connection: close``: the rest of the body is never read;
-* a body the server has wholly received when the app reads it (`BODY_RECEIVED`, from
-  `unillm.server.protocol`: nearly every request) is read with no timer and no count;
+* both refusals carry ``Connection: close``: the rest of the body is never read;
+* a body the server has wholly received (`BODY_RECEIVED`, from `unillm.server.protocol`:
+  nearly every request, by the time its app runs) is passed on untouched: no timer, no count;
 * the per-key concurrency leases the request takes (`ratelimit.Limiter.aadmit`) are
-  released when its response, a stream included, is over, however it ends.
-
-One middleware, not one per concern: each layer is a coroutine every step of every
-request passes through (`bench/bench_gateway.py`).
+  released when its response, a stream included, is over, however it ends; then its place.
 
 The header read timeout lives below ASGI, in `unillm.server.protocol`.
 `parse_json` turns a body into JSON or a 400: strict UTF-8, no lone surrogates
@@ -33,13 +36,23 @@ from collections.abc import Callable
 from typing import Any
 
 from ..deadline import within
-from .ratelimit import Limiter, holding, release_held
+from .capacity import EXEMPT, Capacity
+from .keys import KeyStore, bearer
+from .ratelimit import HELD, Limiter
 from .wire import HTTPError, error_response
 
 CLOSE = {"connection": "close"}
 #: scope extension set by `unillm.server.protocol`: a callable giving the size of the body
 #: bytes the server holds once the whole body has arrived, None until then
 BODY_RECEIVED = "unillm.body_received"
+#: scope key: ``(secret, ApiKey | None)``, what `KeyStore.verify` answered for the request's
+#: bearer key (set by `Limits`, read by `Gateway.authenticate`)
+VERIFIED = "unillm.verified_key"
+
+
+def _first_values(headers: Any) -> dict[bytes, bytes]:
+    """Header name -> its first value (as Starlette's ``request.headers`` reads them)."""
+    return dict(reversed(headers if isinstance(headers, list) else list(headers)))
 
 
 def too_large(limit: int) -> HTTPError:
@@ -53,32 +66,68 @@ def too_slow(seconds: float, what: str) -> HTTPError:
 
 
 class Limits:
-    """Body size and body read time for every HTTP request of ``app``; with ``limiter``,
-    the concurrency leases each request took are released when it is over."""
+    """Capacity, body size, body read time and the bearer key's lookup for every HTTP request
+    of ``app``; with ``limiter``, the concurrency leases each request took are released when
+    it is over."""
 
     def __init__(self, app: Any, *, max_body_bytes: int, body_timeout: float,
-                 limiter: Limiter | None = None) -> None:
+                 limiter: Limiter | None = None, capacity: Capacity | None = None,
+                 keys: KeyStore | None = None) -> None:
         self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
-        self.limiter = limiter
+        self.limiter, self.capacity, self.keys = limiter, capacity, keys
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_body:
-                    return await _refuse(too_large(self.max_body), scope, receive, send)
-                break
-        receive = self._guard(receive, scope.get("extensions", {}).get(BODY_RECEIVED))
-        if self.limiter is None:
-            await self.app(scope, receive, send)
-            return
-        held, token = holding()
+        capacity = self.capacity if scope["path"] not in EXEMPT else None
+        if capacity is not None and not capacity.take():
+            err = await capacity.wait()
+            if err is not None:
+                await error_response(err)(scope, receive, send)
+                return
         try:
-            await self.app(scope, receive, send)
+            headers = _first_values(scope["headers"])
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await _refuse(too_large(self.max_body), scope, receive, send)
+                return
+            auth = headers.get(b"authorization")
+            if auth is not None and capacity is not None and self.keys is not None:
+                await self._verify(scope, auth)
+            received = scope.get("extensions", {}).get(BODY_RECEIVED)
+            rest = received() if received is not None else None
+            if rest is None or rest > self.max_body:  # the body is not all here (or too big)
+                receive = self._guard(receive, received)
+            if self.limiter is None:
+                await self.app(scope, receive, send)
+                return
+            held: list[tuple[Any, str]] = []
+            token = HELD.set(held)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                HELD.reset(token)
+                if held:
+                    await self.limiter.arelease(held)
         finally:
-            await release_held(self.limiter, held, token)
+            if capacity is not None:
+                capacity.release()
+
+    async def _verify(self, scope: dict[str, Any], authorization: bytes) -> None:
+        """The bearer key's `KeyStore.verify` answer into ``scope[VERIFIED]`` (read off the loop
+        when not in memory; a failed read is left to the handler, which reports it)."""
+        assert self.keys is not None
+        secret = bearer(authorization.decode("latin-1"))
+        if secret is None:
+            return
+        known, key = self.keys.cached(secret)
+        if not known:
+            try:
+                key = await self.keys.averify(secret)
+            except Exception:  # noqa: BLE001 - the handler's own lookup reports it
+                return
+        scope[VERIFIED] = (secret, key)
 
     def _guard(self, receive: Any, received: Callable[[], int | None] | None = None) -> Any:
         """``receive`` counting body bytes and bounded in time until the body has arrived.
@@ -191,4 +240,4 @@ def _text(s: str) -> None:
                         "\\ud800), which is no character", code="invalid_encoding") from None
 
 
-__all__ = ["BODY_RECEIVED", "Limits", "parse_json", "too_large", "too_slow"]
+__all__ = ["BODY_RECEIVED", "VERIFIED", "Limits", "parse_json", "too_large", "too_slow"]

@@ -22,6 +22,19 @@ TCP segments (two ``send`` syscalls here, two wake-ups of the client's reader).
 the same step of the event loop; a head whose body is late still leaves on the next
 step (``call_soon``), so nothing ever waits on it.
 
+Two per-request costs of uvicorn's protocol are made per-connection instead (the same
+behaviour, `bench/bench_gateway.py`):
+
+* the keep-alive timer: uvicorn arms a fresh ``call_later(timeout_keep_alive)`` after every
+  response and cancels it on the next request's first bytes, so a busy connection leaves
+  one cancelled handle in the loop's timer heap per request (120 s deep at the gateway's
+  keep-alive: every timer operation of the loop pays for them). Here one timer per
+  connection is armed for the moment the connection would have idled ``timeout_keep_alive``
+  seconds; when it fires on a connection that was busy since, it is re-armed for the new
+  moment (or not at all while a request is in flight);
+* the upgrade check: uvicorn scans every request header for ``Connection: upgrade``;
+  a request without an ``Upgrade`` header (every one the gateway serves) skips the scan.
+
 `GatewayConfig` is uvicorn's ``Config`` carrying that timeout; both are
 module-level classes so ``--workers`` can pickle them into worker processes.
 """
@@ -92,6 +105,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(config, *args, **kwargs)
         self.header_timeout = float(getattr(config, "header_timeout", 10.0))
         self._head_timer: Any = None
+        self._idle_since: float | None = None  # loop.time() the last response ended; None: busy
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -100,6 +114,42 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    # ── keep-alive: one timer per connection, not one per request ──
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None  # bytes arrived: busy (an armed timer will find it so)
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but the keep-alive timer is re-armed only when none is armed."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_at(self._idle_since + self.timeout_keep_alive,
+                                                             self._keep_alive_due)
+        self.flow.resume_reading()  # unpause data reads if needed
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()  # unblock any pipelined events
+            self.handle_events()
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request is in flight: its response arms the timer again
+        due = self._idle_since + self.timeout_keep_alive
+        if self.loop.time() >= due:
+            self.timeout_keep_alive_handler()
+        else:  # busy since the timer was armed: idle from a later moment
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+
+    def _get_upgrade(self) -> bytes | None:
+        if b"upgrade" not in dict(self.headers):  # no Upgrade header: no upgrade, whatever Connection says
+            return None
+        return super()._get_upgrade()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

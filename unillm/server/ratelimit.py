@@ -32,8 +32,10 @@ from typing import Any
 #: how long a shared in-flight lease lives unless renewed (it is renewed every third of it)
 LEASE_SECONDS = 60.0
 
-#: the leases taken while serving the current request, released by `release_held`
-_held: contextvars.ContextVar[list[tuple[Any, str]] | None] = contextvars.ContextVar(
+#: the leases taken while serving the current request: the request's middleware
+#: (`unillm.server.limits.Limits`) sets a list and releases what is in it (`Limiter.arelease`)
+#: when its response, a stream included, is over, however it ends
+HELD: contextvars.ContextVar[list[tuple[Any, str]] | None] = contextvars.ContextVar(
     "unillm_leases", default=None)
 
 
@@ -84,9 +86,9 @@ class Limiter:
 
     async def aadmit(self, key_id: str, rpm: int | None, tpm: int | None,
                      concurrent: int | None = None) -> None:
-        """A concurrency slot (inside a request served through `holding`), then the rate
+        """A concurrency slot (inside a request collecting its leases in `HELD`), then the rate
         limits; a refusal by the latter leaves the slot to be released with the request."""
-        held = _held.get()
+        held = HELD.get()
         if concurrent and held is not None:
             held.append((key_id, await self._run(self.acquire, key_id, concurrent)))
         if rpm or tpm:
@@ -99,20 +101,6 @@ class Limiter:
             except asyncio.CancelledError:  # the client hung up: give the slot back anyway
                 self.release(key_id, lease)
                 raise
-
-
-def holding() -> tuple[list[tuple[Any, str]], contextvars.Token[Any]]:
-    """Start collecting the leases the current request takes (`Limiter.aadmit`); the
-    request's middleware (`unillm.server.limits.Limits`) hands both to `release_held`
-    when its response, a stream included, is over, however it ends."""
-    held: list[tuple[Any, str]] = []
-    return held, _held.set(held)
-
-
-async def release_held(limiter: Limiter, held: list[tuple[Any, str]], token: contextvars.Token[Any]) -> None:
-    _held.reset(token)
-    if held:
-        await limiter.arelease(held)
 
 
 @dataclass

@@ -48,8 +48,14 @@ def dumps(payload: Any) -> str:
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """``payload`` as a JSON response. ``headers``' names are lower-case already (every name
+    the gateway sends is), so they join the response's raw headers as they are (Starlette's
+    own headers argument lower-cases and re-scans them, once per response)."""
     from starlette.responses import Response
-    return Response(dumps(payload), status, dict(headers or {}), media_type="application/json")
+    response = Response(dumps(payload).encode(), status, media_type="application/json")
+    if headers:
+        response.raw_headers[:0] = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return response
 
 
 class Scrubber:
