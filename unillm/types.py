@@ -284,8 +284,11 @@ class ChatRequest(_Model):
 
     @property
     def dropped(self) -> tuple[str, ...]:
-        """The parameters dropped when this request was converted for its vendor."""
-        return self._dropped
+        """The parameters dropped when this request was converted for its vendor. Read from
+        the private dict itself: ``self._dropped`` goes through BaseModel.__getattr__, a
+        Python-level lookup a call paid twice (its row and its response)."""
+        private = self.__pydantic_private__
+        return private.get("_dropped", ()) if private else ()
 
     def retargeted(self, model: str) -> ChatRequest:
         """The same request for another model (a fallback), with nothing dropped yet."""

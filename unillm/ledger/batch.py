@@ -82,8 +82,7 @@ def hit_record(call: Any, resp: Any, saved: Decimal | None, rec_id: str | None =
         saved = _ZERO
     elif type(saved) is not Decimal or not _fine(saved):
         saved = money.normalize(saved)
-    private = getattr(call.request, "__pydantic_private__", None)  # `dropped`, minus BaseModel.__getattr__
-    dropped = private["_dropped"] if private and "_dropped" in private else call.request.dropped
+    dropped = call.request.dropped
     values = dict(_DEFAULTS)
     for name, factory in _FACTORIES:
         values[name] = factory()
