@@ -49,10 +49,10 @@ def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=_UTC)
-    elif dt.utcoffset():
-        dt = dt.astimezone(_UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        text = dt.isoformat()
+    else:  # isoformat, not strftime (which builds a time tuple): the same text, less its "+00:00"
+        text = (dt.astimezone(_UTC) if dt.utcoffset() else dt).isoformat()[:-6]
+    return text + "Z" if len(text) > 19 else text + ".000000Z"  # isoformat leaves out zero microseconds
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -69,8 +69,12 @@ def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+#: one encoder for every row (``json.dumps`` with options builds a new one per call)
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else "{}"
+    return _ENCODE(value) if value else "{}"
 
 
 def _units_text(value: dict[str, Decimal]) -> str:
