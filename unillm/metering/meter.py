@@ -442,7 +442,7 @@ def sse_events(body: bytes) -> Iterator[dict[str, Any]]:
             yield event
 
 
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: its context is a decoder
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
