@@ -5,8 +5,7 @@ A record is committed before `record` returns, so the commit is in the WAL file
 in the operating system's hands: killing the process (even SIGKILL) loses
 nothing acknowledged. A power cut or OS crash may lose the last few commits;
 ``sqlite:///PATH?synchronous=full`` fsyncs every commit to survive that too, at
-a cost of a disk flush per call. The WAL is copied back into the file by the
-store's own thread (`unillm.ledger.checkpoint`), never inside a caller's commit.
+a cost of a disk flush per call.
 
 Concurrency: one connection per store (per process), serialised by a lock, so
 threads share it safely; async callers ``await store.arun(fn)``, which runs ``fn`` on
@@ -32,7 +31,6 @@ from urllib.parse import parse_qs, urlsplit
 from .. import errors
 from ..offload import Offload, Offloaded
 from . import summary as summary_sql
-from .checkpoint import Checkpointer
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, migrate
 from .reads import SQLReads
 from .records import CallRecord
@@ -98,7 +96,6 @@ class SQLiteStore(SQLReads, Offloaded):
         self._lock = threading.RLock()
         self._tx_owner: int | None = None
         self.io = Offload("unillm-ledger")  # async callers' commits run here, off their loop
-        self._checkpoints: Checkpointer | None = None
         self._conn = self._connect()
         try:
             self._migrate(migrations)
@@ -150,8 +147,6 @@ class SQLiteStore(SQLReads, Offloaded):
         try:
             if self.path != ":memory:":
                 self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
-                conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint is the Checkpointer's
-                self._checkpoints = Checkpointer(self.path, self.timeout)  # (a forked child: its own)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             _tune_sorter(conn)
         except sqlite3.DatabaseError as exc:
@@ -198,8 +193,6 @@ class SQLiteStore(SQLReads, Offloaded):
                 raise
             else:
                 self._retry(lambda: conn.execute("COMMIT"))
-                if self._checkpoints is not None:
-                    self._checkpoints.committed()
             finally:
                 self._tx_owner = None
 
@@ -224,17 +217,12 @@ class SQLiteStore(SQLReads, Offloaded):
                 conn.execute(INSERT_SQL, row)
             else:
                 self._retry(lambda: conn.execute(INSERT_SQL, row))
-                if self._checkpoints is not None:
-                    self._checkpoints.committed()
 
     def record_many(self, recs: Sequence[CallRecord]) -> None:
         """Insert many records in one transaction (imports, generators)."""
         rows = [to_row(r) for r in recs]
         with self.transaction() as tx, _in_range(None):
             tx.connection.executemany(INSERT_SQL, rows)
-        if self._checkpoints is not None:  # the commit counted one: an import is many rows' pages
-            with self._lock:
-                self._checkpoints.committed(len(rows))
 
     # ── reading ──────────────────────────────────────────────────────────────
 
@@ -299,8 +287,6 @@ class SQLiteStore(SQLReads, Offloaded):
             self.hits.close()
         self.io.close()
         with self._lock:
-            if self._checkpoints is not None:
-                self._checkpoints.close()
             self._conn.close()
 
     def __repr__(self) -> str:
