@@ -1,5 +1,5 @@
-"""The metered path's shortcuts (`observe()` must add little to a raw SDK call): the request
-body is not parsed when the answer names its model, the model a request names is read
+"""The metered path's shortcuts (`observe()` must add little to a raw SDK call): an answer is
+parsed as json.loads parses it, the request body is not parsed when the answer names its model, the model a request names is read
 without parsing it only when that is certain, and each distinct request line is matched once."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 
 from unillm import Client
-from unillm.testing import FakeProvider, Reply
 from unillm.metering.apis import Exchange
-from unillm.metering.meter import Meter, _requested, vendor_usage
+from unillm.metering.meter import Meter, _requested, loads, vendor_usage
+from unillm.testing import FakeProvider, Reply
 
 
 @pytest.fixture
@@ -105,3 +105,19 @@ def test_a_price_looked_up_once_follows_a_replaced_book(tmp_path, fake_openai):
     assert costs[2] == Decimal(3)  # 1000 tokens at $1000/M in, 1000 at $2000/M out
     assert costs[0] == costs[1] == costs[3] and costs[0] is not None and costs[0] < Decimal("0.01")
     client.close()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model": "m", "usage": {"prompt_tokens": 1}}', b'{"a": 1}  \r\n', b"{}", b"[1, 2]", b' {"a": 1}',
+    b'\xef\xbb\xbf{"a": 1}', '{"a": "\u00e9"}'.encode(), b'{"a": "\\ud800"}', b'{"a": NaN}',
+    '{"a": 1}'.encode("utf-16-le"), b'{"a": 1} trailing', b'{"a": 1}{', b"{", b"", b'{"a": 1,}', b'{"a": \xff}',
+])
+def test_an_answer_is_parsed_exactly_as_json_loads_parses_it(body):
+    def outcome(parse):
+        try:
+            return "ok", parse(body)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return "error", type(exc)
+
+    got, want = outcome(loads), outcome(json.loads)
+    assert got[0] == want[0] and (got[1] == want[1] or repr(got[1]) == repr(want[1]))  # NaN != NaN

@@ -91,6 +91,7 @@ __all__ = ["TOKEN_KEYS", "UNITS", "UNIT_KEYS", "Price", "PriceBook", "PricedMode
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{2}-\d{4}|-\d{4}|-\d{3}|-latest)$")
 _EXACT = Context(prec=200, traps=[Inexact, Overflow, InvalidOperation])
 _MILLION = 6
+_ZERO = Decimal(0)
 
 
 def bundled_path() -> Path:
@@ -145,23 +146,32 @@ class Price:
 
     def cost(self, usage: Usage, *, units: Mapping[str, Any] | None = None) -> Cost:
         """Exact itemized cost of ``usage`` (and caller-counted ``units``) at this price."""
-        tier = self.tier_for(usage.prompt_tokens)
+        tier = self.tier_for(usage.prompt_tokens) if self.tiers else None
         rates: Price | Tier = tier or self
         cached = rates.cached_input if rates.cached_input is not None else rates.input
         write = rates.cache_write if rates.cache_write is not None else rates.input
         write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else write
         written_5m = usage.cache_write_tokens - usage.cache_write_1h_tokens
-        with localcontext(_EXACT):
-            return Cost(
-                input_usd=_per_million(usage.input_tokens, rates.input),
-                cache_read_usd=_per_million(usage.cache_read_tokens, cached),
-                cache_write_usd=(_per_million(written_5m, write)
-                                 + _per_million(usage.cache_write_1h_tokens, write_1h)),
-                output_usd=_per_million(usage.output_tokens, rates.output),
-                other_usd=self._units_cost(units or {}),
-                tier=tier.label if tier else None,
-                price_version=f"{self.book_version} {self.source}".strip(),
-            )
+        return Cost(
+            input_usd=_per_million(usage.input_tokens, rates.input),
+            cache_read_usd=_per_million(usage.cache_read_tokens, cached),
+            cache_write_usd=_EXACT.add(_per_million(written_5m, write),
+                                       _per_million(usage.cache_write_1h_tokens, write_1h)),
+            output_usd=_per_million(usage.output_tokens, rates.output),
+            other_usd=self._units_cost(units) if units else self._fees,
+            tier=tier.label if tier else None,
+            price_version=self._version,
+        )
+
+    @functools.cached_property
+    def _fees(self) -> Decimal:
+        """What a call with no units counted costs besides its tokens (``per_call``)."""
+        return self._units_cost({})
+
+    @functools.cached_property
+    def _version(self) -> str:
+        """``Cost.price_version`` of every cost at this price."""
+        return f"{self.book_version} {self.source}".strip()
 
     def worst_case(self, prompt_tokens: int) -> tuple[Decimal, Decimal]:
         """``(prompt_usd, usd_per_output_token)`` bounding a call with this prompt, for budgets:
@@ -177,12 +187,13 @@ class Price:
         if unknown:
             raise ValueError(f"unknown units {sorted(unknown)}; known: {sorted(UNITS)}")
         total = Decimal(0)
-        for key, unit in UNIT_KEYS.items():
-            rate = getattr(self, key)
-            if rate is None:
-                continue
-            count = _decimal(units.get(unit, 1 if unit == "calls" else 0))
-            total += rate * count / (1000 if unit == "chars" else 1)
+        with localcontext(_EXACT):
+            for key, unit in UNIT_KEYS.items():
+                rate = getattr(self, key)
+                if rate is None:
+                    continue
+                count = _decimal(units.get(unit, 1 if unit == "calls" else 0))
+                total += rate * count / (1000 if unit == "chars" else 1)
         return total
 
     def rows(self) -> list[tuple[str, Decimal]]:
@@ -191,7 +202,8 @@ class Price:
 
 
 def _per_million(tokens: int, rate: Decimal) -> Decimal:
-    return (rate * tokens).scaleb(-_MILLION) if tokens else Decimal(0)
+    """Exact (`_EXACT`'s arithmetic, not a context switched in around it)."""
+    return _EXACT.multiply(rate, tokens).scaleb(-_MILLION, _EXACT) if tokens else _ZERO
 
 
 def _decimal(value: Any) -> Decimal:

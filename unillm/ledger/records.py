@@ -15,7 +15,6 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -187,23 +186,19 @@ class CallRecord:
 
         ``cost=None`` leaves the call unpriced (``total_usd is None``).
         """
-        if usage is not None:
-            fields.setdefault("input_tokens", usage.input_tokens)
-            fields.setdefault("cache_read_tokens", usage.cache_read_tokens)
-            fields.setdefault("cache_write_tokens", usage.cache_write_tokens)
-            fields.setdefault("cache_write_1h_tokens", usage.cache_write_1h_tokens)
-            fields.setdefault("output_tokens", usage.output_tokens)
-            fields.setdefault("reasoning_tokens", usage.reasoning_tokens)
-            fields.setdefault("usage_source", usage.source)
-        if cost is not None:
-            for name in COST_FIELDS:
-                fields.setdefault(name, getattr(cost, name))
-            fields.setdefault("total_usd", cost.total_usd)
-            fields.setdefault("price_version", cost.price_version)
-        if "tags" in fields and fields["tags"] is not None:
-            fields["tags"] = {str(k): str(v) for k, v in fields["tags"].items()}
-        elif "tags" in fields:
-            fields["tags"] = {}
+        if usage is not None:  # a field given by name wins over the usage's
+            fields = {"input_tokens": usage.input_tokens, "cache_read_tokens": usage.cache_read_tokens,
+                      "cache_write_tokens": usage.cache_write_tokens,
+                      "cache_write_1h_tokens": usage.cache_write_1h_tokens, "output_tokens": usage.output_tokens,
+                      "reasoning_tokens": usage.reasoning_tokens, "usage_source": usage.source, **fields}
+        if cost is not None:  # ... and over the cost's
+            fields = {"input_usd": cost.input_usd, "cache_read_usd": cost.cache_read_usd,
+                      "cache_write_usd": cost.cache_write_usd, "output_usd": cost.output_usd,
+                      "other_usd": cost.other_usd, "total_usd": cost.total_usd,
+                      "price_version": cost.price_version, **fields}
+        if "tags" in fields:
+            tags = fields["tags"]
+            fields["tags"] = {str(k): str(v) for k, v in tags.items()} if tags is not None else {}
         return cls(provider=provider, model=model, **fields)
 
 
@@ -212,33 +207,43 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
 _MONEY_FIELDS = (*COST_FIELDS, "total_usd", "saved_usd")
 
 
-def _compile_init() -> Callable[..., None]:
-    """`CallRecord.__init__` as dataclasses makes it (same signature, defaults, factories,
-    then ``__post_init__``), but each field set through its slot's descriptor: a frozen
-    dataclass calls ``object.__setattr__`` for each of the 46 fields, on every row."""
-    env: dict[str, Any] = {"_FACTORY": object()}
-    params, lines = [], []
-    for i, f in enumerate(dataclasses.fields(CallRecord)):
-        env[f"_set{i}"] = CallRecord.__dict__[f.name].__set__
-        if f.default_factory is not dataclasses.MISSING:
-            env[f"_make{i}"] = f.default_factory
+class _Factory:
+    """The default of a field made by its ``default_factory`` (shown as dataclasses shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+def _compile_init(cls: type[CallRecord]) -> None:
+    """Give ``cls`` an ``__init__`` with the dataclass's own signature that fills the fields
+    with plain slot stores. A frozen dataclass sets each of its ~50 fields through
+    ``object.__setattr__``, three quarters of what a record cost to make; here the new record
+    is made a `_Draft` (the same slots, without the frozen ``__setattr__``) while its fields
+    are stored, then becomes a `CallRecord` again and runs ``__post_init__``, as before."""
+    draft = type("_Draft", (), {"__slots__": cls.__slots__})
+    env: dict[str, Any] = {"_Draft": draft, "_Record": cls, "_set": object.__setattr__, "_FACTORY": _Factory()}
+    params, body = [], []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            env[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+            body.append(f"    self.{f.name} = {f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            env[f"_f_{f.name}"] = f.default_factory
             params.append(f"{f.name}=_FACTORY")
-            lines.append(f"    _set{i}(self, _make{i}() if {f.name} is _FACTORY else {f.name})")
+            body.append(f"    self.{f.name} = _f_{f.name}() if {f.name} is _FACTORY else {f.name}")
         else:
-            if f.default is not dataclasses.MISSING:
-                env[f"_default{i}"] = f.default
-                params.append(f"{f.name}=_default{i}")
-            else:
-                params.append(f.name)
-            lines.append(f"    _set{i}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines) + "\n    self.__post_init__()\n"
+            params.append(f.name)
+            body.append(f"    self.{f.name} = {f.name}")
+    source = (f"def __init__(self, {', '.join(params)}):\n    _set(self, '__class__', _Draft)\n"
+              + "\n".join(body) + "\n    self.__class__ = _Record\n    self.__post_init__()\n")
     exec(compile(source, f"<{__name__}.CallRecord.__init__>", "exec"), env)  # noqa: S102 - our own field names
-    init: Callable[..., None] = env["__init__"]
-    init.__qualname__ = "CallRecord.__init__"
-    return init
+    init = env["__init__"]
+    init.__qualname__, init.__doc__ = f"{cls.__qualname__}.__init__", cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[method-assign]
 
 
-CallRecord.__init__ = _compile_init()  # type: ignore[method-assign]
+_compile_init(CallRecord)
 
 
 def _unit(value: Any) -> Decimal:
@@ -252,6 +257,13 @@ def _unit(value: Any) -> Decimal:
 
 
 def _fine(value: Decimal) -> bool:
-    """True when ``value`` is finite with at most 18 decimal places (no rounding needed)."""
-    exp = value.as_tuple().exponent
-    return isinstance(exp, int) and exp >= -18
+    """True when ``value`` is finite with at most 18 decimal places (no rounding needed).
+
+    Read from its text, not ``as_tuple()`` (which builds a tuple of every digit: a record
+    checks seven amounts). The text has exactly ``-exponent`` digits after the point unless
+    it is in scientific notation (``1.25E-20``: the exponent less the point's digits)."""
+    text = str(value)
+    if "E" not in text:  # plain notation, or NaN / Infinity
+        return ("." not in text or len(text) - text.find(".") <= 19) and value.is_finite()
+    mantissa, _, exp = text.partition("E")
+    return int(exp) - len(mantissa.partition(".")[2]) >= -18
