@@ -5,19 +5,19 @@ and on PostgreSQL."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from unillm import Client
+from unillm.ledger.migrations import MIGRATIONS
 from unillm.ledger.postgres import PostgresStore
 from unillm.ledger.sqlite import SQLiteStore
-from unillm.ledger.migrations import MIGRATIONS
 from unillm.testing import FakeProvider, Reply
 
 from .servers import pg_url, postgres_server, postgres_url  # noqa: F401
+from .test_budgets_flights_migrate import dead_flight, lapses_at_its_worst_case
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -46,20 +46,9 @@ def test_the_flights_lose_their_expiry_index_and_a_0016_flight_still_lapses(
         url = request.getfixturevalue("pg_url")
         old = PostgresStore(url, migrations=first16)
     assert _indexes(old) == ["unillm_budget_flights_expiry"]
-    with old.transaction() as tx:   # a call in flight under budget "b" ($0.0001 held) whose process died
-        tx.execute("INSERT INTO unillm_budget_totals (scope, period, held_nano, held_tokens, held_requests) "
-                   "VALUES ('', 'total', 100000, 50, 1)")
-        tx.execute("INSERT INTO unillm_budget_bases (budget, scope, period) VALUES ('b', '', 'total')")
-        tx.execute("INSERT INTO unillm_budget_flights (id, counters, amount_usd, tokens, expires_at, call) "
-                   "VALUES ('f1', '[[\"\",\"total\"]]', '0.0001', 50, 1.0, NULL)")
-    old.close()
+    dead_flight(old)
     fake.default = Reply(usage={"input_tokens": 5, "output_tokens": 10})
     client = Client(providers=fake.providers(), ledger=url,
                     budgets=[{"name": "b", "limit_usd": 1, "period": "total"}])
     assert _indexes(client.ledger.store) == []
-    assert [f["id"] for f in client.budgets.in_flight()] == ["f1"]          # carried over
-    r = client.chat(model="gpt-4o-mini", messages=HI, max_tokens=10)
-    (status,) = client.budgets.status()
-    assert status["spent_usd"] == Decimal("0.0001") + r.cost.total_usd    # the lapsed hold at its worst case
-    assert status["in_flight"] == 0 and status["requests"] == 2 and client.budgets.in_flight() == []
-    client.close()
+    lapses_at_its_worst_case(client)
