@@ -187,17 +187,18 @@ class Planner:
         self._order = sorted(self._zones)
         self._spans: dict[tuple[str, str], tuple[str, str, datetime | None, datetime | None]] = {}
         self._plans: dict[tuple[object, ...], Plan | None] = {}
-        # every zone's current window, valid while ``_from <= now < _until`` (`_windows_at`)
-        self._windows: tuple[str, ...] = ()
-        self._from, self._until = _LATEST, _EARLIEST
+        # (from, until, every zone's window): valid while ``from <= now < until`` (`_windows_at`);
+        # one tuple, replaced whole, so a thread never reads one span's bounds with another's windows
+        self._current: tuple[datetime, datetime, tuple[str, ...]] = (_LATEST, _EARLIEST, ())
 
-    def _windows_at(self, now: datetime) -> None:
-        """Every zone's window at ``now``, and the span in which none of them changes (a
-        plan is then looked up by its tags alone)."""
+    def _windows_at(self, now: datetime) -> tuple[str, ...]:
+        """Every zone's window at ``now``, remembered with the span in which none of them
+        changes (a plan is then looked up by its tags alone)."""
         spans = [self._span(z, self._zones[z], now) for z in self._order]
-        self._windows = tuple(s[1] for s in spans)
-        self._from = max((s[2] for s in spans if s[2] is not None), default=_EARLIEST)
-        self._until = min((s[3] for s in spans if s[3] is not None), default=_LATEST)
+        windows = tuple(s[1] for s in spans)
+        self._current = (max((s[2] for s in spans if s[2] is not None), default=_EARLIEST),
+                         min((s[3] for s in spans if s[3] is not None), default=_LATEST), windows)
+        return windows
 
     def window(self, spec: BudgetSpec, now: datetime) -> tuple[str, str, datetime | None]:
         """(period label, counter window, reset time) of ``spec`` at ``now``."""
@@ -217,13 +218,14 @@ class Planner:
 
     def plan(self, tags: Mapping[str, str], now: datetime) -> Plan | None:
         """The plan of a call with ``tags`` at ``now`` (None: no budget matches)."""
+        start, until, windows = self._current
         try:
-            current = self._from <= now < self._until
+            current = start <= now < until
         except TypeError:  # a naive clock (possible with only ``total`` budgets): worked out each time
             current = False
         if not current:
-            self._windows_at(now)
-        cache_key = (tuple(map(tags.get, self._names)), self._windows)
+            windows = self._windows_at(now)
+        cache_key = (tuple(map(tags.get, self._names)), windows)
         if cache_key in self._plans:
             return self._plans[cache_key]
         entries = []
