@@ -133,6 +133,79 @@ def test_a_per_request_timeout_reaches_the_sdk(fake, sdk_conversions, mode):
     assert sdk_conversions == []  # it went through the seam
 
 
+# ── streams: streamGenerateContent through the same seam ─────────────────────
+
+def _stream(adapter, req, mode):
+    if mode == "sync":
+        return list(adapter.stream(req, MODEL))
+
+    async def read():
+        try:
+            return [c async for c in adapter.astream(req, MODEL)]
+        finally:
+            await adapter.aclose()
+    return asyncio.run(read())
+
+
+def _seen(chunks):
+    """What a caller reads from a stream, ids (made from each response's) and timestamps aside."""
+    seen = [c.model_dump(exclude={"id", "created"}) for c in chunks]
+    for chunk in seen:
+        for call in (chunk["choices"][0]["delta"]["tool_calls"] or []) if chunk["choices"] else []:
+            call.pop("id")
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_a_stream_on_the_wire_is_the_sdks(fake, monkeypatch, sdk_conversions, name, mode):
+    """The same stream through the seam and through ``generate_content_stream``: the same
+    request (path, ``alt=sse``, headers, body) and the same chunks read back."""
+    req = REQUESTS[name]
+    reply = Reply(text="Sunny and mild.", chunk_size=4, usage=USAGE,
+                  tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}] if "tool" in name else None)
+    fake.queue(reply, reply)
+    ours = _stream(make(fake, images=True), req, mode)
+    assert sdk_conversions == ([1] if name == "extra_config" else [])  # the seam sent it
+    monkeypatch.setattr(genai, "__version__", "99.0.0")  # an untested SDK: the public path
+    sdks = _stream(make(fake, images=True), req, mode)
+    assert _seen(ours) == _seen(sdks) and ours[-1].usage.output_tokens == 30
+    sent, public = fake.requests[-2], fake.requests[-1]
+    assert sent.stream and (sent.path, sent.query, sent.json) == (public.path, public.query, public.json)
+    skip = {"content-length"}
+    assert {k: v for k, v in sent.headers.items() if k not in skip} == {
+        k: v for k, v in public.headers.items() if k not in skip}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_error_event_inside_a_seam_stream_raises_the_sdks_error(fake, sdk_conversions, mode):
+    """Gemini reports a failure after a 200 as an ``{"error": ...}`` event: the seam raises it
+    as the SDK's APIError, with the vendor's code, after the text that came before it."""
+    first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Sun"}]}}]}
+    fake.queue(Reply(events=[first, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}]))
+    adapter = make(fake)
+    received = []
+
+    async def read():
+        async for chunk in adapter.astream(REQUESTS["plain"], MODEL):
+            received.append(chunk)
+    with pytest.raises(genai.errors.APIError) as info:
+        if mode == "sync":
+            received.extend(adapter.stream(REQUESTS["plain"], MODEL))
+        else:
+            asyncio.run(read())
+    assert info.value.code == 503 and sdk_conversions == []
+    assert adapter.translate_error(info.value, MODEL).__class__.__name__ == "ServerError"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_status_raises_the_sdks_exception(fake, mode):
+    fake.queue(Reply(status=429, error="slow down"))
+    with pytest.raises(genai.errors.APIError) as info:
+        _stream(make(fake), REQUESTS["plain"], mode)
+    assert info.value.code == 429 and len(fake.requests) == 1
+
+
 def test_vertex_ai_takes_the_public_path():
     client = genai.Client(vertexai=True, project="p", location="us-central1", credentials=_NoCredentials())
     assert wire.seam(client) is None

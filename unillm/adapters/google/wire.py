@@ -1,4 +1,4 @@
-"""Gemini generateContent through google-genai's own API client, without its request models.
+"""Gemini generateContent (and its stream) through google-genai's own API client, without its request models.
 
 Why a private seam: ``models.generate_content`` validates our kwargs into its pydantic
 models and then converts them to the wire by looking every one of its ~60 config fields up
@@ -7,7 +7,11 @@ per call, with ``should_return_http_response`` already skipping the answer's mod
 public option skips that. ``Client._api_client.request`` is what ``generate_content`` itself
 calls next: it still adds the SDK's auth (``x-goog-api-key``), base URL, API version,
 timeout and per-request ``http_options``, sends, checks the status and raises the SDK's
-typed errors (``errors.APIError.raise_for_response``).
+typed errors (``errors.APIError.raise_for_response``). Streams go through its
+``request_streamed`` / ``async_request_streamed``, which ``generate_content_stream`` calls the
+same way; they also raise an ``{"error": ...}`` event inside a 200 stream as the SDK's
+APIError, and skip the SDK's response model per chunk (measured: 1.27x the raw SDK's stream
+per chunk through the public path, 0.30x through the seam).
 
 We send the JSON the SDK itself sends for the requests our converter builds, its mixed
 spelling included (camelCase at the top, the nested dicts' snake_case kept, as Gemini's
@@ -52,7 +56,7 @@ def seam(client: Any) -> Any | None:
     api = getattr(client, "_api_client", None)
     if api is None or getattr(api, "vertexai", True):  # None or False: the Developer API
         return None
-    for name in ("request", "async_request"):
+    for name in ("request", "async_request", "request_streamed", "async_request_streamed"):
         try:
             if tuple(inspect.signature(getattr(api, name)).parameters)[:4] != _PARAMS:
                 return None
@@ -61,10 +65,11 @@ def seam(client: Any) -> Any | None:
     return api
 
 
-def path(model: str) -> str:
-    """The generateContent path of ``model`` (as the SDK names Developer API models)."""
+def path(model: str, *, stream: bool = False) -> str:
+    """The generateContent (``stream``: streamGenerateContent as SSE) path of ``model``, as the
+    SDK names Developer API models."""
     name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-    return f"{name}:generateContent"
+    return f"{name}:streamGenerateContent?alt=sse" if stream else f"{name}:generateContent"
 
 
 def body(kwargs: dict[str, Any]) -> dict[str, Any] | None:
