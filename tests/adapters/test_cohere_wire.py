@@ -102,3 +102,53 @@ def test_a_body_that_is_not_json_is_the_sdks_api_error(fake):
     with pytest.raises(cohere.core.api_error.ApiError) as info:
         make_adapter(fake).complete(request(), MODEL)
     assert type(info.value) is cohere.core.api_error.ApiError and info.value.status_code == 200
+
+
+# ── streams: the same seam, the events read as JSON ──────────────────────────
+
+def stream(adapter, mode: str, req: ChatRequest):
+    if mode == "sync":
+        return list(adapter.stream(req, MODEL))
+
+    async def read():
+        try:
+            return [c async for c in adapter.astream(req, MODEL)]
+        finally:
+            await adapter.aclose()
+    return asyncio.run(read())
+
+
+def _seen(chunks):
+    return [c.model_dump(exclude={"id", "created"}) for c in chunks]  # ids: one per response
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("tools", [False, True])
+def test_a_stream_through_the_seam_is_the_sdks(fake, monkeypatch, sdk_model_calls, mode, tools):
+    """The same stream through the seam and through ``chat_stream``: the same request and the
+    same chunks read back, and no SDK model built on the seam's side."""
+    req = request(tools=[WEATHER]) if tools else request()
+    reply = Reply(text="Sunny in Paris.", chunk_size=4, usage={"input_tokens": 11, "output_tokens": 4},
+                  tool_calls=[{"id": "c1", "name": "get_weather", "arguments": {"city": "Paris"}}] if tools else None)
+    fake.queue(reply, reply)
+    ours = stream(make_adapter(fake), mode, req)
+    assert sdk_model_calls == []
+    monkeypatch.setattr(cohere, "__version__", "99.0.0")  # an untested cohere: the public path
+    sdks = stream(make_adapter(fake), mode, req)
+    assert sdk_model_calls  # the SDK's raw client did that one
+    assert _seen(ours) == _seen(sdks) and ours[-1].usage.completion_tokens == 4
+    sent, public = fake.requests[-2], fake.requests[-1]
+    assert sent.stream and sent.json == public.json and sent.json["stream"] is True
+    skip = {"content-length"}
+    assert {k: v for k, v in sent.headers.items() if k not in skip} == {
+        k: v for k, v in public.headers.items() if k not in skip}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("status, sdk_error", [(429, "TooManyRequestsError"), (502, "ApiError")])
+def test_a_stream_status_raises_the_sdks_own_exception(fake, mode, status, sdk_error):
+    fake.queue(Reply(status=status, error="nope", headers={"retry-after": "3"}))
+    with pytest.raises(cohere.core.api_error.ApiError) as info:
+        stream(make_adapter(fake), mode, request())
+    assert type(info.value).__name__ == sdk_error and info.value.status_code == status
+    assert info.value.body["message"] == "nope" and info.value.headers["retry-after"] == "3"

@@ -7,6 +7,7 @@ carry the profile's extra headers and timeout) and closes them in
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -73,7 +74,7 @@ class CohereAdapter(Adapter):
         return convert.from_response(raw, self.provider, model=model)
 
     # ── calls ──
-    # Through the SDK's own HTTP client when this cohere has it in the shape we know (`wire`):
+    # Calls and streams through the SDK's own HTTP client when this cohere has it in the shape we know (`wire`):
     # the SDK still authenticates and sends the request; the status is checked and the
     # SDK's typed errors raised as its raw client does, but neither our messages nor its
     # answer go through its models (they cost half of the SDK's time per call). Otherwise
@@ -119,24 +120,41 @@ class CohereAdapter(Adapter):
 
     def _stream(self, request: ChatRequest, model: str, state: convert.StreamState,
                 timeout: float | None) -> Iterator[StreamChunk]:
-        kwargs = self._kwargs(request, model, timeout)
-        events = self.sync_client().chat_stream(**kwargs)
-        try:
+        client, kwargs = self.sync_client(), self._kwargs(request, model, timeout)
+        http = self._seam(client)
+        with contextlib.ExitStack() as exit_stack:  # closed early too: the connection released
+            if http is None:  # a cohere `wire` was not read against: its public stream
+                events = client.chat_stream(**kwargs)
+            else:  # its HTTP client, the events read as JSON without its models
+                response = exit_stack.enter_context(http.stream("v2/chat", **wire.chat_args(kwargs, stream=True)))
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    wire.answer(response)  # raises the SDK's exception for the status
+                events = wire.events(response)
+            exit_stack.callback(events.close)
             try:
                 for event in events:
                     yield from state.feed(event)
             except Exception as exc:
                 self._not_sse(exc, model)
                 raise
-        finally:
-            events.close()  # releases the connection, also when the caller stops early
         check_complete(state, self.provider, model, "its message-end event")
 
     async def _astream(self, request: ChatRequest, model: str, state: convert.StreamState,
                        timeout: float | None) -> AsyncIterator[StreamChunk]:
-        kwargs = self._kwargs(request, model, timeout)
-        events = self.async_client().chat_stream(**kwargs)
-        try:
+        client, kwargs = self.async_client(), self._kwargs(request, model, timeout)
+        http = self._seam(client)
+        async with contextlib.AsyncExitStack() as exit_stack:  # as `_stream`
+            if http is None:
+                events = client.chat_stream(**kwargs)
+            else:
+                response = await exit_stack.enter_async_context(
+                    http.stream("v2/chat", **wire.chat_args(kwargs, stream=True)))
+                if not 200 <= response.status_code < 300:
+                    await response.aread()
+                    wire.answer(response)
+                events = wire.aevents(response)
+            exit_stack.push_async_callback(events.aclose)
             try:
                 async for event in events:
                     for chunk in state.feed(event):
@@ -144,8 +162,6 @@ class CohereAdapter(Adapter):
             except Exception as exc:
                 self._not_sse(exc, model)
                 raise
-        finally:
-            await events.aclose()
         check_complete(state, self.provider, model, "its message-end event")
 
     def _not_sse(self, exc: Exception, model: str) -> None:
