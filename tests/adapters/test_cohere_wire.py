@@ -11,6 +11,7 @@ from unillm.adapters.cohere import wire
 from unillm.testing import Reply
 from unillm.types import ChatRequest
 
+from .reading import read_stream
 from .test_cohere import MODEL, WEATHER, make_adapter, request
 
 cohere = pytest.importorskip("cohere")
@@ -28,6 +29,9 @@ def sdk_model_calls(monkeypatch):
 
 
 def run(adapter, mode: str, req: ChatRequest):
+    """One call ("sync", "async") or stream ("stream", "astream") of ``req``."""
+    if mode.endswith("stream"):
+        return read_stream(adapter, req, MODEL, "sync" if mode == "stream" else "async")
     return adapter.complete(req, MODEL) if mode == "sync" else asyncio.run(adapter.acomplete(req, MODEL))
 
 
@@ -84,7 +88,7 @@ def test_the_body_on_the_wire_is_the_sdks(fake, monkeypatch):
         k: v for k, v in sdks.headers.items() if k not in skip}
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "stream", "astream"])
 @pytest.mark.parametrize("status, sdk_error", [
     (401, "UnauthorizedError"), (429, "TooManyRequestsError"), (500, "InternalServerError"),
     (502, "ApiError"),
@@ -106,18 +110,6 @@ def test_a_body_that_is_not_json_is_the_sdks_api_error(fake):
 
 # ── streams: the same seam, the events read as JSON ──────────────────────────
 
-def stream(adapter, mode: str, req: ChatRequest):
-    if mode == "sync":
-        return list(adapter.stream(req, MODEL))
-
-    async def read():
-        try:
-            return [c async for c in adapter.astream(req, MODEL)]
-        finally:
-            await adapter.aclose()
-    return asyncio.run(read())
-
-
 def _seen(chunks):
     return [c.model_dump(exclude={"id", "created"}) for c in chunks]  # ids: one per response
 
@@ -131,10 +123,10 @@ def test_a_stream_through_the_seam_is_the_sdks(fake, monkeypatch, sdk_model_call
     reply = Reply(text="Sunny in Paris.", chunk_size=4, usage={"input_tokens": 11, "output_tokens": 4},
                   tool_calls=[{"id": "c1", "name": "get_weather", "arguments": {"city": "Paris"}}] if tools else None)
     fake.queue(reply, reply)
-    ours = stream(make_adapter(fake), mode, req)
+    ours = read_stream(make_adapter(fake), req, MODEL, mode)
     assert sdk_model_calls == []
     monkeypatch.setattr(cohere, "__version__", "99.0.0")  # an untested cohere: the public path
-    sdks = stream(make_adapter(fake), mode, req)
+    sdks = read_stream(make_adapter(fake), req, MODEL, mode)
     assert sdk_model_calls  # the SDK's raw client did that one
     assert _seen(ours) == _seen(sdks) and ours[-1].usage.completion_tokens == 4
     sent, public = fake.requests[-2], fake.requests[-1]
@@ -142,13 +134,3 @@ def test_a_stream_through_the_seam_is_the_sdks(fake, monkeypatch, sdk_model_call
     skip = {"content-length"}
     assert {k: v for k, v in sent.headers.items() if k not in skip} == {
         k: v for k, v in public.headers.items() if k not in skip}
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.parametrize("status, sdk_error", [(429, "TooManyRequestsError"), (502, "ApiError")])
-def test_a_stream_status_raises_the_sdks_own_exception(fake, mode, status, sdk_error):
-    fake.queue(Reply(status=status, error="nope", headers={"retry-after": "3"}))
-    with pytest.raises(cohere.core.api_error.ApiError) as info:
-        stream(make_adapter(fake), mode, request())
-    assert type(info.value).__name__ == sdk_error and info.value.status_code == status
-    assert info.value.body["message"] == "nope" and info.value.headers["retry-after"] == "3"

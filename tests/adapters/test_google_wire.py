@@ -14,6 +14,7 @@ from unillm.profiles import build_settings
 from unillm.testing import Reply
 from unillm.types import ChatRequest
 
+from .reading import read_stream
 from .test_google import MODEL, USAGE, WEATHER
 
 genai = pytest.importorskip("google.genai")
@@ -135,18 +136,6 @@ def test_a_per_request_timeout_reaches_the_sdk(fake, sdk_conversions, mode):
 
 # ── streams: streamGenerateContent through the same seam ─────────────────────
 
-def _stream(adapter, req, mode):
-    if mode == "sync":
-        return list(adapter.stream(req, MODEL))
-
-    async def read():
-        try:
-            return [c async for c in adapter.astream(req, MODEL)]
-        finally:
-            await adapter.aclose()
-    return asyncio.run(read())
-
-
 def _seen(chunks):
     """What a caller reads from a stream, ids (made from each response's) and timestamps aside."""
     seen = [c.model_dump(exclude={"id", "created"}) for c in chunks]
@@ -165,10 +154,10 @@ def test_a_stream_on_the_wire_is_the_sdks(fake, monkeypatch, sdk_conversions, na
     reply = Reply(text="Sunny and mild.", chunk_size=4, usage=USAGE,
                   tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}] if "tool" in name else None)
     fake.queue(reply, reply)
-    ours = _stream(make(fake, images=True), req, mode)
+    ours = read_stream(make(fake, images=True), req, MODEL, mode)
     assert sdk_conversions == ([1] if name == "extra_config" else [])  # the seam sent it
     monkeypatch.setattr(genai, "__version__", "99.0.0")  # an untested SDK: the public path
-    sdks = _stream(make(fake, images=True), req, mode)
+    sdks = read_stream(make(fake, images=True), req, MODEL, mode)
     assert _seen(ours) == _seen(sdks) and ours[-1].usage.output_tokens == 30
     sent, public = fake.requests[-2], fake.requests[-1]
     assert sent.stream and (sent.path, sent.query, sent.json) == (public.path, public.query, public.json)
@@ -202,7 +191,7 @@ def test_an_error_event_inside_a_seam_stream_raises_the_sdks_error(fake, sdk_con
 def test_a_stream_status_raises_the_sdks_exception(fake, mode):
     fake.queue(Reply(status=429, error="slow down"))
     with pytest.raises(genai.errors.APIError) as info:
-        _stream(make(fake), REQUESTS["plain"], mode)
+        read_stream(make(fake), REQUESTS["plain"], MODEL, mode)
     assert info.value.code == 429 and len(fake.requests) == 1
 
 
