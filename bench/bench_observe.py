@@ -6,6 +6,9 @@ but nothing metered (``passthrough``: a request to a host no entry matches), and
 (the call priced and its row written), interleaved in a random order each round so drift
 hits all equally. The bar (issue 17): metered / raw SDK median latency <= 1.05, with the
 ledger off and with an SQLite ledger (each metered row committed, durable, as chat()'s).
+With the ledger off no row would be kept, so none is made (as chat() makes none): that arm
+is what the hooks cost a client that records nothing; the SQLite arm is the metering itself
+(the answer priced, its row built and committed).
 With SQLite it also prints what the row's INSERT + commit alone costs (`write_floor`), each
 write made right after a raw SDK call, as the meter makes it (back to back, with hot caches,
 the same write costs about half): a floor no metering code can go under while the row is

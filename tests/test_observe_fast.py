@@ -121,3 +121,18 @@ def test_an_answer_is_parsed_exactly_as_json_loads_parses_it(body):
 
     got, want = outcome(loads), outcome(json.loads)
     assert got[0] == want[0] and (got[1] == want[1] or repr(got[1]) == repr(want[1]))  # NaN != NaN
+
+
+def test_with_the_ledger_off_a_raw_call_is_not_priced_since_no_row_would_be_kept(fake_openai):
+    """No ledger, no budget: the row a metered request makes would go nowhere, so none is
+    made (as chat() makes none); the price book is never even loaded."""
+    import openai
+
+    import unillm
+    client = Client(ledger="off", providers=fake_openai.providers("openai"))
+    sdk = openai.OpenAI(base_url=fake_openai.base_url("openai"), api_key="sk-test", max_retries=0)
+    with unillm.observe(client):
+        answer = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert answer.usage is not None and answer.usage.total_tokens > 0
+    assert client._pricebook is None
+    client.close()

@@ -15,6 +15,8 @@ whose response carries no usage, unpriced). Each row carries the `section` and t
 client's tags (plus ``tags=``). With a budget in scope a request that would overshoot is
 refused before it leaves (`BudgetExceededError`; the openai and anthropic SDKs, which
 would retry it as a connection error, get a non-retryable 402 carrying the same message).
+A client with ``ledger = "off"`` keeps no row (and has no budget), so nothing is metered
+for it: every request passes as if the hooks were out.
 See `unillm.metering.hooks` for where each library is hooked.
 """
 

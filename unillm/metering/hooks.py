@@ -65,7 +65,7 @@ def _begin(method: str, scheme: str, host: str, port: int | None, path: str, url
     ``headers`` are the library's own objects: the exchange turns them into text only if
     something reads them."""
     meter = _METER[0]
-    if meter is None or OWN.get():
+    if meter is None or meter.idle or OWN.get():
         return None
     target = meter.target(method, scheme, host or "", port, path)
     if target is None:

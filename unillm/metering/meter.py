@@ -98,6 +98,9 @@ class Meter:
         from ..budgets.settle import commit
         from ..ledger import CallRecord
         self._commit, self._record = commit, CallRecord  # imported once, not per row
+        #: no ledger (and so no budget, which lives in it): a row would go nowhere, so the
+        #: hooks let every request pass as chat() builds no row (the gateway still prices)
+        self.idle: bool = not client._recording
 
     def _vendor_hosts(self) -> dict[tuple[str, int], list[tuple[str, Vendor]]]:
         """(host, port) -> [(base path, vendor)], configured providers first."""
