@@ -160,9 +160,10 @@ class SQLiteStore(SQLReads, Offloaded):
         """Not a database, a corrupt one, or a failing disk: one error naming the file."""
         return errors.LedgerError(f"cannot use the ledger database {self.path}: {exc}")
 
-    def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying on SQLITE_BUSY/locked until the timeout has passed."""
-        deadline = time.monotonic() + self.timeout
+    def _retry(self, fn: Callable[[], T], since: float | None = None) -> T:
+        """Run ``fn``, retrying on SQLITE_BUSY/locked until the timeout has passed (counted
+        from ``since``, a `time.monotonic` reading, when a first attempt was made already)."""
+        deadline = (time.monotonic() if since is None else since) + self.timeout
         delay = 0.001
         while True:
             try:
@@ -345,13 +346,15 @@ class _Transaction:
 
 
 def _run(store: SQLiteStore, conn: sqlite3.Connection, sql: str) -> None:
-    """``sql`` once, and again through `SQLiteStore._retry` if the database was busy."""
+    """``sql`` once, and again through `SQLiteStore._retry` if the database was busy (within
+    the same timeout as a first attempt made by `_retry` itself)."""
+    since = time.monotonic()
     try:
         conn.execute(sql)
     except sqlite3.OperationalError as exc:
         if not _busy(exc):
             raise
-        store._retry(lambda: conn.execute(sql))
+        store._retry(lambda: conn.execute(sql), since)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
