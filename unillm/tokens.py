@@ -39,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .parts import media_tokens
 from .types import BUCKETS, OUTPUT_BUCKETS, PROMPT_BUCKETS, ChatRequest, Message, Tool, Usage, UsageSource
 
 if TYPE_CHECKING:
@@ -361,7 +362,6 @@ def _prompt(request: ChatRequest, encoding: str, exact: bool, model: str,
     the vendor's rule and make the count an estimate (a bound, not the bill)."""
     exact = exact and _encoder(encoding) is not None
     n = _messages_tokens(request.messages, encoding) + _tools_tokens(list(request.tools or ()), encoding)
-    from .parts import media_tokens
     media = media_tokens(request.messages, model, protocol)  # files and audio: an upper bound
     if media is not None:
         n, exact = n + media, False

@@ -13,6 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from ..ledger.records import new_id
+
 #: the `Call` attributes kept, and the `CallRecord` fields they become
 _FIELDS = ("provider", "model", "requested_model", "started_at", "tags", "call_id", "attempt", "stream",
            "kind", "section", "rule", "shadow_rule", "fallback_from", "deployment", "fingerprint", "inputs")
@@ -31,7 +33,6 @@ def in_flight(call: Any) -> str:
     a JSON list in `_FIELDS` order, made of the parts seen before (`_part`) and the few that
     are new for every call (start, id, cache key)."""
     if call.call_id is None:
-        from ..ledger.records import new_id
         call.call_id = new_id()
     ref = call.ref
     head = _part(("m", ref.provider, ref.model, call.requested_model))

@@ -4,23 +4,33 @@ the next fallback model that fits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import errors
+from ..budgets.flight import in_flight
+from ..budgets.manager import Worst
 from ..calls import Call, record_for
 from ..types import Usage
 from .steps import Steps
-
-if TYPE_CHECKING:
-    from ..budgets import Worst
-
 
 #: output cap injected under a budget when the request has none and the price book does not
 #: know the model's maximum output (its `max_output_tokens`): a cap every vendor accepts, so the
 #: hold stays a true bound of what the vendor can bill; the response says so (``capped``)
 DEFAULT_MODEL_MAX = 4096
+
+#: `unillm.tokens.count_prompt` once a prompt has been counted: `unillm.tokens` (and tiktoken)
+#: load on first use, not with the client, and an import statement per call cost 17k instructions
+_count_prompt: Callable[..., tuple[int, str]] | None = None
+
+
+def _load_count_prompt() -> Callable[..., tuple[int, str]]:
+    global _count_prompt
+    from ..tokens import count_prompt
+    _count_prompt = count_prompt
+    return count_prompt
 
 
 class Admission(Steps):
@@ -55,7 +65,6 @@ class Admission(Steps):
         return call
 
     def _worst(self, call: Call) -> Worst:
-        from ..budgets.manager import Worst  # (a module, not the package: no import machinery per call)
         if call.kind == "embed":
             from ..embeddings.pipeline import worst
             return worst(self, call)
@@ -79,8 +88,7 @@ class Admission(Steps):
         req, ref, memo = call.request, call.ref, call.prompt
         if memo is not None and memo[0] is req.messages and memo[1] is req.tools and memo[2] == ref:
             return memo[3]  # type: ignore[no-any-return]
-        from ..tokens import count_prompt
-        got = count_prompt(req, ref.model, self.providers[ref.provider])
+        got = (_count_prompt or _load_count_prompt())(req, ref.model, self.providers[ref.provider])
         call.prompt = (req.messages, req.tools, ref, got)
         return got
 
@@ -106,7 +114,6 @@ class Admission(Steps):
         worst = self._worst(call)  # (counting may load an encoding: the lease starts after it)
         # flight: the write-ahead row. A process killed mid-call leaves it, and it settles
         # as `unknown` at the hold's worst case (budgets.store.take_expired)
-        from ..budgets.flight import in_flight
         adm = self.budgets.admit(call.tags, worst, self._clock(), deadline=deadline, flight=partial(in_flight, call))
         for event in adm.events:
             self.budgets.alerts.emit(event)
