@@ -303,3 +303,41 @@ def test_sdist_ships_the_tests_with_their_payloads(tmp_path: Path) -> None:
     wanted = set(tracked.stdout.split()) or {"tests/data/refs/tokens.json"}
     assert wanted <= names, sorted(wanted - names)[:5]   # every fixture the tests read
     assert {"tests/conftest.py", "tests/data/refs/README.md"} <= names
+
+
+class _Tags(dict):  # type: ignore[type-arg]
+    """A dict subclass: takes the general path of tag checking, not the plain-dict one."""
+
+
+@pytest.mark.parametrize("tags, kept", [
+    ({"team": "a", "user": "u1"}, {"team": "a", "user": "u1"}),    # the usual case
+    ({"n": 3, "f": 1.5, "ok": True}, {"n": "3", "f": "1.5", "ok": "True"}),  # numbers become text
+    (_Tags(team="a", n=2), {"team": "a", "n": "2"}),
+    ({}, {}),
+])
+def test_call_tags_are_kept_as_text_and_the_callers_dict_is_not_shared(
+        fake: FakeProvider, tags: dict[str, object], kept: dict[str, str]) -> None:
+    client = Client(providers=fake.providers(), ledger="sqlite:///:memory:", tags={"app": "x"})
+    client.chat(model="gpt-4o-mini", messages=HI, tags=tags)
+    tags_before = dict(tags)
+    [row] = client.ledger.records()
+    assert row.tags == {"app": "x", **kept}
+    assert tags == tags_before and "app" not in tags  # the caller's dict was not written to
+
+
+@pytest.mark.parametrize("tags", [
+    {1: "a"},                      # a name that is not a string
+    {"team": None},
+    {"team": {"nested": "x"}},
+    {"team": ["a"]},
+    {"team": b"bytes"},
+    _Tags(team=None),
+    [("team", "a")],               # not a mapping
+    "team=a",
+])
+def test_bad_call_tags_are_one_invalid_request_error_and_nothing_is_sent(fake: FakeProvider, tags: object) -> None:
+    client = Client(providers=fake.providers(), ledger="sqlite:///:memory:")
+    with pytest.raises(errors.InvalidRequestError) as exc:
+        client.chat(model="gpt-4o-mini", messages=HI, tags=tags)  # type: ignore[arg-type]
+    assert exc.value.param == "tags"
+    assert fake.requests == [] and list(client.ledger.records()) == []

@@ -22,12 +22,15 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictBool,
+    ValidationError,
     ValidationInfo,
     computed_field,
     field_validator,
     model_serializer,
     model_validator,
 )
+
+from . import errors
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 UsageSource = Literal["provider", "reported", "tiktoken", "estimate"]  # reported: by the caller, not the vendor
@@ -348,11 +351,8 @@ class ChatRequest(_Model):
 def build_request(model: str, messages: Any, params: dict[str, Any], *,
                   drop_params: DropParams = "warn") -> ChatRequest:
     """``Client.chat``'s arguments -> a validated ChatRequest, or one precise InvalidRequestError."""
-    from pydantic import ValidationError
-
     if not _built:
         build_models()
-    from . import errors
     unknown = params.keys() - REQUEST_PARAMS
     if unknown:
         name = min(unknown)
