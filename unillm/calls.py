@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .ledger.records import CallRecord, new_id
 from .types import ChatRequest, ChatResponse, Cost, Usage
 
 if TYPE_CHECKING:
     from .adapters.base import Adapter
-    from .ledger import CallRecord
     from .profiles import ModelRef
 
 
@@ -99,8 +99,6 @@ def record_for(call: Call, status: str, *, usage: Usage | None = None, cost: Cos
                saved_reason: str | None = None, response: ChatResponse | None = None,
                log_content: bool = False, model: str | None = None, retried: bool = False) -> CallRecord:
     """The ledger row for one attempt of ``call`` (``retried``: it failed and is tried again)."""
-    from .ledger import CallRecord
-    from .ledger.records import new_id
     if call.call_id is None:
         call.call_id = new_id()
     latency = call.elapsed_ms()
