@@ -155,8 +155,12 @@ def failed_status(err: BaseException) -> str:
 
 def call_tags(tags: Any) -> dict[str, str]:
     """A call's ``tags=``: a mapping of names to values (numbers become text)."""
-    if type(tags) is dict and all(type(k) is str and type(v) is str for k, v in tags.items()):
-        return dict(tags)  # the usual case, without the ABC checks below (one per tag)
+    if type(tags) is dict:  # the usual case: names and values already text, no ABC check per tag
+        for k, v in tags.items():
+            if type(k) is not str or type(v) is not str:
+                break
+        else:
+            return dict(tags)
     if not isinstance(tags, Mapping):
         raise errors.InvalidRequestError(f"tags must be a dict of name -> value, not {type(tags).__name__}",
                                          param="tags")
