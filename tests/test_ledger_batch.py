@@ -210,7 +210,8 @@ def test_the_hit_row_is_field_for_field_what_record_for_builds(fake: FakeProvide
         call = client._prepare("gpt-4o", HI, {"temperature": 0}, {"user": "u1"}, True)
     entry = client._cache_get(call)
     assert entry is not None and entry.cost_usd
-    call.request._dropped = ("seed",)  # as an adapter that could not honour it would have noted
+    call.request.drop_params = True
+    call.request.unsupported("openai", "seed")  # as an adapter that could not honour it does
     resp = entry.response.model_copy(update={"cached": True, "cost": HIT_COST, "cache_status": "hit"})
     fast = hit_record(call, resp, entry.cost_usd, "f" * 32)
     slow = record_for(call, "cache_hit", cost=resp.cost, saved=entry.cost_usd, saved_reason="cache",

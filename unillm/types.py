@@ -20,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     StrictBool,
     ValidationError,
     ValidationInfo,
@@ -265,8 +264,9 @@ class ChatRequest(_Model):
     extra: dict[str, Any] = Field(default_factory=dict)
     # the pydantic class the caller asked the answer to be parsed into, if any
     response_model: Any = Field(default=None, exclude=True)
-    # parameters an adapter dropped while converting this request (see `unsupported`)
-    _dropped: tuple[str, ...] = PrivateAttr(default=())
+    # the parameters an adapter dropped while converting this request (`unsupported`, read
+    # as `dropped`) live in pydantic's private dict, made only when one is dropped: a declared
+    # PrivateAttr made pydantic build that dict for every request (3.4 µs of a 5 µs model)
 
     def unsupported(self, provider: str, param: str, hint: str = "") -> None:
         """``provider`` cannot honour ``param``: an `UnsupportedParamError` when ``drop_params``
@@ -275,8 +275,9 @@ class ChatRequest(_Model):
         if self.drop_params is False:
             from .errors import UnsupportedParamError
             raise UnsupportedParamError(provider, param, hint)
-        if param not in self._dropped:
-            self._dropped = (*self._dropped, param)
+        dropped = self.dropped
+        if param not in dropped:
+            object.__setattr__(self, "__pydantic_private__", {"_dropped": (*dropped, param)})
         if self.drop_params == "warn" and (provider, param) not in _WARNED_DROPS:
             _WARNED_DROPS.add((provider, param))
             import warnings
@@ -287,16 +288,14 @@ class ChatRequest(_Model):
 
     @property
     def dropped(self) -> tuple[str, ...]:
-        """The parameters dropped when this request was converted for its vendor. Read from
-        the private dict itself: ``self._dropped`` goes through BaseModel.__getattr__, a
-        Python-level lookup a call paid twice (its row and its response)."""
+        """The parameters dropped when this request was converted for its vendor."""
         private = self.__pydantic_private__
         return private.get("_dropped", ()) if private else ()
 
     def retargeted(self, model: str) -> ChatRequest:
         """The same request for another model (a fallback), with nothing dropped yet."""
         out = self.model_copy(update={"model": model})
-        out._dropped = ()
+        object.__setattr__(out, "__pydantic_private__", None)
         return out
 
     @field_validator("stop", mode="before")
