@@ -318,8 +318,8 @@ class _Tags(dict):  # type: ignore[type-arg]
 def test_call_tags_are_kept_as_text_and_the_callers_dict_is_not_shared(
         fake: FakeProvider, tags: dict[str, object], kept: dict[str, str]) -> None:
     client = Client(providers=fake.providers(), ledger="sqlite:///:memory:", tags={"app": "x"})
-    client.chat(model="gpt-4o-mini", messages=HI, tags=tags)
     tags_before = dict(tags)
+    client.chat(model="gpt-4o-mini", messages=HI, tags=tags)
     [row] = client.ledger.records()
     assert row.tags == {"app": "x", **kept}
     assert tags == tags_before and "app" not in tags  # the caller's dict was not written to
