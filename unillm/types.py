@@ -273,8 +273,7 @@ class ChatRequest(_Model):
         is False; else the parameter is dropped, noted in `dropped` and, under "warn",
         warned about once per parameter and provider per process."""
         if self.drop_params is False:
-            from .errors import UnsupportedParamError
-            raise UnsupportedParamError(provider, param, hint)
+            raise errors.UnsupportedParamError(provider, param, hint)
         dropped = self.dropped
         if param not in dropped:
             object.__setattr__(self, "__pydantic_private__", {"_dropped": (*dropped, param)})
