@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unillm import Client, errors
+from unillm import ChatResponse, Client, errors
 from unillm.config import Settings
 from unillm.testing import FakeProvider
 
@@ -150,7 +150,7 @@ def _named(exc: errors.UnillmError) -> None:
 def test_only_unillm_errors_escape_chat(client, model, msgs, kw) -> None:
     try:
         result = client.chat(model=model, messages=msgs, **kw)
-        if kw.get("stream") is True:
+        if not isinstance(result, ChatResponse):  # a stream: read (and so closed) here
             list(result)
     except errors.UnillmError as exc:
         _named(exc)
@@ -161,9 +161,10 @@ def test_only_unillm_errors_escape_chat(client, model, msgs, kw) -> None:
 def test_only_unillm_errors_escape_achat(client, model, msgs, kw) -> None:
     async def go() -> None:
         result = await client.achat(model=model, messages=msgs, **kw)
-        if kw.get("stream") is True:
-            async for _ in result:
-                pass
+        if not isinstance(result, ChatResponse):  # a stream: closed on this loop, not by the GC
+            async with result:
+                async for _ in result:
+                    pass
     try:
         asyncio.run(go())
     except errors.UnillmError as exc:

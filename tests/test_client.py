@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import subprocess
@@ -341,3 +342,20 @@ def test_bad_call_tags_are_one_invalid_request_error_and_nothing_is_sent(fake: F
         client.chat(model="gpt-4o-mini", messages=HI, tags=tags)  # type: ignore[arg-type]
     assert exc.value.param == "tags"
     assert fake.requests == [] and list(client.ledger.records()) == []
+
+
+@pytest.mark.parametrize("stream", [1, 0, 1.0, "false", "yes", [True]])
+def test_stream_is_true_or_false_and_anything_else_is_refused_before_sending(fake: FakeProvider, stream: object) -> None:
+    """``stream="false"`` used to stream (any truthy value did), and ``achat(stream=1.0)``
+    opened an upstream response the caller never knew to close."""
+    client = Client(providers=fake.providers(), ledger="sqlite:///:memory:")
+    with pytest.raises(errors.InvalidRequestError) as exc:
+        client.chat(model="gpt-4o-mini", messages=HI, stream=stream)  # type: ignore[call-overload]
+    assert exc.value.param == "stream"
+    with pytest.raises(errors.InvalidRequestError) as exc:
+        asyncio.run(client.achat(model="gpt-4o-mini", messages=HI, stream=stream))  # type: ignore[call-overload]
+    assert exc.value.param == "stream"
+    with pytest.raises(errors.InvalidRequestError):
+        client.explain("gpt-4o-mini", HI, stream=stream)  # type: ignore[arg-type]
+    assert fake.requests == [] and list(client.ledger.records()) == []
+    assert client.chat(model="gpt-4o-mini", messages=HI, stream=None).content  # type: ignore[call-overload]

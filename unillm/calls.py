@@ -153,6 +153,16 @@ def failed_status(err: BaseException) -> str:
     return "unknown"
 
 
+def stream_flag(stream: Any) -> bool:
+    """A call's ``stream=``: True or False (None, as the OpenAI SDK takes it, is False); nothing
+    else, since ``stream="false"`` would stream."""
+    if stream is True or stream is False:
+        return stream
+    if stream is None:
+        return False
+    raise errors.InvalidRequestError(f"stream must be True or False, not {stream!r:.40}", param="stream")
+
+
 def call_tags(tags: Any) -> dict[str, str]:
     """A call's ``tags=``: a mapping of names to values (numbers become text)."""
     if type(tags) is dict:  # the usual case: names and values already text, no ABC check per tag

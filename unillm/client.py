@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import errors, sections
 from .adapters.base import Adapter
-from .calls import Call, call_tags, record_for
+from .calls import Call, call_tags, record_for, stream_flag
 from .config import Settings, fields_of, load_settings, naming_file
 from .pipeline.admission import Admission
 from .pipeline.attempts import Attempts
@@ -164,7 +164,7 @@ class Client(Routing, Admission, Attempts, Caching, Settling):
             return self._serve_hit(call, hit)
         self._priced(call)
         call = self._admit(call) if self.budgets else call
-        return self._open_stream(call) if stream else self._complete(call)
+        return self._open_stream(call) if call.stream else self._complete(call)
 
     @overload
     async def achat(self, model: str, messages: Iterable[Any], *, stream: Literal[False] = False,
@@ -196,7 +196,7 @@ class Client(Routing, Admission, Attempts, Caching, Settling):
             return await self._io(self._serve_hit, call, hit, True)
         self._priced(call)
         call = await self._io(self._admit, call) if self.budgets else call
-        return await (self._aopen_stream(call) if stream else self._acomplete(call))
+        return await (self._aopen_stream(call) if call.stream else self._acomplete(call))
 
     def embed(self, model: str, input: str | list[str], *, dimensions: int | None = None,  # noqa: A002
               tags: Mapping[str, str] | None = None, cache: Any = None, **params: Any) -> EmbeddingResponse:
@@ -242,8 +242,8 @@ class Client(Routing, Admission, Attempts, Caching, Settling):
         from .rules import RuleSet, explain_dict
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolve(model)
-        call = Call(request, ref, self._adapter(ref.provider), {**self.settings.tags, **(tags or {})}, model,
-                    at or self._clock(), stream, sections.current())
+        call = Call(request, ref, self._adapter(ref.provider), {**self.settings.tags, **call_tags(tags or {})},
+                    model, at or self._clock(), stream_flag(stream), sections.current())
         rules = self.rules or RuleSet()
         ctx = self._rule_context(call)
         decision = rules.evaluate(ctx)
@@ -351,7 +351,7 @@ class Client(Routing, Admission, Attempts, Caching, Settling):
         request = build_request(model, messages, params, drop_params=self.settings.drop_params)
         ref = self._resolve(model)
         all_tags = {**self.settings.tags, **call_tags(tags)} if tags is not None else dict(self.settings.tags)
-        call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream,
+        call = Call(request, ref, self._adapter(ref.provider), all_tags, model, self._clock(), stream_flag(stream),
                     sections.current())
         if self.rules:
             self._apply_rules(call, self.rules)
