@@ -174,12 +174,13 @@ def test_kept_alive_connection_lives_keep_alive_seconds_not_the_head_timeout(tmp
         conn.close()
 
 
-def test_a_kept_alive_connection_leaves_no_dead_timer_per_request_in_the_loop():
+@pytest.mark.parametrize("http", ["GuardedHttpToolsProtocol", "GuardedH11Protocol"])
+def test_a_kept_alive_connection_leaves_no_dead_timer_per_request_in_the_loop(http):
     """uvicorn arms a keep-alive timer after every response and cancels it on the next request:
     a busy connection left one dead handle per request in the loop's timer heap, which every
     timer operation of the loop then paid for. The gateway's protocol keeps one per connection."""
     from tests.test_server_support import run_in_thread
-    from unillm.server.protocol import GatewayConfig
+    from unillm.server import protocol
     loops: list[asyncio.AbstractEventLoop] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -189,7 +190,8 @@ def test_a_kept_alive_connection_leaves_no_dead_timer_per_request_in_the_loop():
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    config = GatewayConfig(app, log_level="warning", lifespan="off", timeout_keep_alive=120)
+    config = protocol.GatewayConfig(app, log_level="warning", lifespan="off", timeout_keep_alive=120,
+                                    loop="asyncio", http=getattr(protocol, http))
     for url in run_in_thread(config, sock):
         conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
         for _ in range(150):

@@ -28,7 +28,7 @@ MSG = [{"role": "user", "content": "What is 2+2?"}]
 MiB = 1024 * 1024
 
 
-def serve(fake: Any, tmp_path: Path, **server: Any) -> Iterator[Served]:
+def serve(fake: Any, tmp_path: Path, http: str = "auto", **server: Any) -> Iterator[Served]:
     providers = {n: {**t, "max_retries": 0} for n, t in fake.providers("openai").items()}
     client = Client(providers=providers, ledger=f"sqlite:///{tmp_path}/l.db", server=server)
     app = create_app(client)
@@ -36,15 +36,17 @@ def serve(fake: Any, tmp_path: Path, **server: Any) -> Iterator[Served]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     try:
-        for url in run_in_thread(uvicorn_config(app, log_level="warning"), sock):
+        for url in run_in_thread(uvicorn_config(app, log_level="warning", http=http), sock):
             yield Served(url, app, client, admin)
     finally:
         client.close()
 
 
-@pytest.fixture
-def gw(upstream, tmp_path) -> Iterator[Served]:
-    yield from serve(upstream, tmp_path, header_timeout=1.0, body_timeout=1.0)
+@pytest.fixture(params=["httptools", "h11"])
+def gw(upstream, tmp_path, request) -> Iterator[Served]:
+    """The gateway, served by each HTTP protocol it can run (httptools when installed, the
+    default; h11 without it): the limits hold on both."""
+    yield from serve(upstream, tmp_path, http=request.param, header_timeout=1.0, body_timeout=1.0)
 
 
 def connect(s: Served) -> socket.socket:
@@ -154,6 +156,38 @@ def test_slow_headers_get_408_and_the_connection_is_dropped(gw):
     response = read_all(conn)
     assert status_of(response) == 408 and b"header_timeout" in response
     assert time.monotonic() - started < 8
+
+
+def test_a_head_growing_past_16_kib_is_refused_at_once_and_the_connection_dropped(gw, upstream):
+    """h11 bounds a request head still arriving (16 KiB); llhttp, under httptools, does not: the
+    gateway's protocol does, or a client could grow one header for header_timeout seconds at
+    line rate. Refused as soon as it passes the bound, not at the head's deadline (408)."""
+    conn = connect(gw)
+    started = time.monotonic()
+    conn.sendall(head(gw, "").removesuffix(b"\r\n") + b"x-big: ")
+    for _ in range(6):  # 48 KiB of one header, the head never ending
+        try:
+            conn.sendall(b"a" * 8 * 1024)
+        except OSError:
+            break  # closed while sending: refused early
+        time.sleep(0.05)
+    response = read_all(conn)
+    assert status_of(response) in (400, 431), response[:200]
+    assert time.monotonic() - started < 0.9  # before header_timeout (1 s)
+    assert upstream.requests == []
+    conn = connect(gw)  # a head of 12 KiB, arriving in pieces, is served
+    conn.sendall(head(gw, "").removesuffix(b"\r\n") + b"x-big: " + b"a" * 6 * 1024)
+    time.sleep(0.05)
+    conn.sendall(b"a" * 6 * 1024 + b"\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+    assert status_of(read_all(conn)) == 400  # the app's answer (no model), not the protocol's
+
+
+def test_pipelined_requests_are_each_answered_in_order(gw):
+    conn = connect(gw)
+    get = f"GET /v1/models HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {gw.admin}\r\n\r\n".encode()
+    conn.sendall(get + get + get.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n"))
+    response = read_all(conn)
+    assert response.count(b"HTTP/1.1 200 OK") == 3
 
 
 def test_idle_connection_is_closed_and_keepalive_requests_still_work(gw):

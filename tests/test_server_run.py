@@ -109,12 +109,15 @@ def test_served_app_opens_its_client_at_startup_and_closes_it_at_shutdown(tmp_pa
     assert open_files(tmp_path) == []  # shut down: the ledger's files were closed
 
 
-def _first_write(app: Any, request: bytes) -> tuple[bytes, bytes]:
+PROTOCOLS = pytest.mark.parametrize("protocol", ["GuardedHttpToolsProtocol", "GuardedH11Protocol"])
+
+
+def _first_write(app: Any, request: bytes, protocol: str) -> tuple[bytes, bytes]:
     """(first write of the gateway's protocol to its transport, what the client read by then),
     serving ``request`` over a socket pair."""
     from uvicorn.server import ServerState
 
-    from unillm.server.protocol import GuardedH11Protocol
+    from unillm.server import protocol as protocols
 
     writes: list[bytes] = []
 
@@ -129,7 +132,7 @@ def _first_write(app: Any, request: bytes) -> tuple[bytes, bytes]:
         def __getattr__(self, name: str) -> Any:
             return getattr(self._transport, name)
 
-    class Recording(GuardedH11Protocol):
+    class Recording(getattr(protocols, protocol)):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(Recorded(transport))
 
@@ -153,17 +156,19 @@ def _first_write(app: Any, request: bytes) -> tuple[bytes, bytes]:
     return asyncio.run(run())
 
 
-def test_a_response_head_and_body_leave_in_one_write(tmp_path):
+@PROTOCOLS
+def test_a_response_head_and_body_leave_in_one_write(tmp_path, protocol):
     """uvicorn writes the head, then the body: two segments, two wake-ups of the client."""
     client = Client(ledger=f"sqlite:///{tmp_path}/l.db", cache="off")
     try:
-        first, _ = _first_write(create_app(client), b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        first, _ = _first_write(create_app(client), b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n", protocol)
     finally:
         client.close()
     assert first.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in first
 
 
-def test_a_response_head_whose_body_is_late_is_not_held(tmp_path):
+@PROTOCOLS
+def test_a_response_head_whose_body_is_late_is_not_held(tmp_path, protocol):
     """A streamed response whose first chunk has not come yet still sends its head at once."""
     from starlette.responses import StreamingResponse
 
@@ -175,7 +180,7 @@ def test_a_response_head_whose_body_is_late_is_not_held(tmp_path):
             yield b"late"
         await StreamingResponse(body(), media_type="text/plain")(scope, receive, send)
 
-    first, read = _first_write(slow, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    first, read = _first_write(slow, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", protocol)
     assert first.startswith(b"HTTP/1.1 200 ") and read.startswith(b"HTTP/1.1 200 ")
 
 
@@ -250,3 +255,33 @@ def test_dashboard_keys_are_redacted_from_uvicorn_logs() -> None:
                                ("127.0.0.1:5", "GET", "/dashboard?since=7d&key=ulk_secret123", "1.1", 200), None)
     assert RedactKeys().filter(record)
     assert "ulk_secret123" not in record.getMessage() and "key=***" in record.getMessage()
+
+
+def test_without_httptools_the_gateway_serves_with_h11_and_the_same_guards(tmp_path):
+    """httptools is the default protocol when installed (``unillm[server]`` pulls it); an install
+    without it still serves, with h11 and its guards, and asking for httptools is one ConfigError."""
+    script = """
+import sys
+sys.modules["httptools"] = None  # as if not installed
+import httpx
+from unillm import Client, errors
+from unillm.server import protocol
+from unillm.server.app import create_app
+from unillm.server.run import listen, uvicorn_config
+from tests.test_server_support import run_in_thread
+assert protocol.default_protocol() is protocol.GuardedH11Protocol
+client = Client(ledger="sqlite:///" + sys.argv[1], cache="off")
+try:
+    uvicorn_config(create_app(client), http="httptools")
+except errors.ConfigError as exc:
+    print("refused:", exc)
+config = uvicorn_config(create_app(client), log_level="warning")
+assert config.http is protocol.GuardedH11Protocol
+for url in run_in_thread(config, listen("127.0.0.1", 0)):
+    print(httpx.get(url + "/health").status_code)
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "l.db")], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: http = 'httptools' needs the httptools package" in out.stdout
+    assert out.stdout.strip().endswith("200")
