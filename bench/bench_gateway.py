@@ -27,6 +27,8 @@ sequential calls) are not: ``sendto`` 4 -> 3 (head and body in one write,
 `unillm.server.protocol.OneWrite`), ``epoll_wait`` 10.4 -> 8.2 (achat's deadline without
 ``wait_for``'s extra task); before round two 4 and 7.6. Still above it: ``pwrite64`` 9.0 ->
 11.5 per call (the ledger row) and ``getpid`` 53 -> 60 (``asyncio.get_running_loop``).
+Since the gateway serves with httptools (`unillm.server.protocol.GuardedHttpToolsProtocol`),
+compare with ``"before:src=DIR,http=h11"``: the protocol that tree served with as installed.
 
 Round three (p50 against 2dfe8bc): one middleware layer fewer (`limits.Limits` also
 releases the leases), and the body and call deadlines through `unillm.deadline` (one timer

@@ -1,4 +1,9 @@
-"""uvicorn's HTTP/1.1 protocol with a header read timeout (slow clients are cut off).
+"""uvicorn's HTTP/1.1 protocols with a header read timeout (slow clients are cut off).
+
+`GuardedHttpToolsProtocol` (uvicorn's httptools protocol: llhttp, in C) serves by default;
+`GuardedH11Protocol` when httptools is not installed. Both carry what this module describes,
+through one mixin (`_Guards`); the httptools one also bounds a head still arriving (`MAX_HEAD`),
+as h11 does by itself.
 
 uvicorn bounds the *size* of request headers (h11: 16 KiB) and closes idle
 keep-alive connections, but a client that sends its headers one byte every few
@@ -35,8 +40,8 @@ behaviour, `bench/bench_gateway.py`):
 * the upgrade check: uvicorn scans every request header for ``Connection: upgrade``;
   a request without an ``Upgrade`` header (every one the gateway serves) skips the scan.
 
-`GatewayConfig` is uvicorn's ``Config`` carrying that timeout; both are
-module-level classes so ``--workers`` can pickle them into worker processes.
+`GatewayConfig` is uvicorn's ``Config`` carrying that timeout; the classes are
+module-level so ``--workers`` can pickle them into worker processes.
 """
 
 from __future__ import annotations
