@@ -5,7 +5,7 @@ Needs ``pip install 'unillm[server]'`` (Starlette + uvicorn); ``unillm report``
 needs only the ledger. Modules: `app` (factory, auth, admin, health), `chat`,
 `usage`, `analytics`, `keys`, `ratelimit`, `dashboard`, `svg`, `report`, `wire`,
 `limits` (body size, read time, JSON shape), `tenancy` (which tags a caller may set),
-`protocol` (uvicorn's h11 with a header read timeout), `run` (serving on uvicorn).
+`protocol` (uvicorn's httptools or h11 protocol with a header read timeout), `run` (serving on uvicorn).
 """
 
 from __future__ import annotations

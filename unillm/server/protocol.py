@@ -267,8 +267,8 @@ class GuardedH11Protocol(_Guards, H11Protocol):
 
 if HttpToolsProtocol is not None:
     class GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):  # type: ignore[misc]
-        """uvicorn's httptools protocol (llhttp, in C: about 12% fewer instructions per gateway
-        call than h11, `bench/bench_gateway.py`) with the same guards, and h11's bound on the
+        """uvicorn's httptools protocol (llhttp, in C: about 9% fewer instructions per gateway
+        call than h11, callgrind over `bench/bench_gateway.py`'s calls) with the same guards, and h11's bound on the
         head (`MAX_HEAD`, else 431), which llhttp does not have.
 
         A head's bytes are counted from the read it began in (all of that read: an upper bound)

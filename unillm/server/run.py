@@ -9,8 +9,8 @@ Measured with ``bench/bench_gateway.py``; each choice below is one of those figu
   ``--workers`` path) creates them with proto 0, so `listen` binds the socket here.
 * **No access log.** One formatted log record per request on the event loop;
   ``access_log=True`` turns it back on.
-* **httptools** (llhttp, in C) parses HTTP, not h11: the gateway runs about 12% fewer
-  instructions per call (callgrind, 300 calls: 6.15M with h11, 5.41M with httptools), so
+* **httptools** (llhttp, in C) parses HTTP, not h11: the gateway runs about 9% fewer
+  instructions per call (callgrind, 300 calls: 6.15M with h11, 5.61M with httptools), so
   ``unillm[server]`` pulls it; without it the gateway serves with h11 and the same guards.
   **uvloop** gained nothing measurable (6.15M either way) and is not pulled.
 * **workers** > 1: one process per core sharing the listening socket, each
