@@ -161,9 +161,8 @@ def test_slow_headers_get_408_and_the_connection_is_dropped(gw):
 def test_a_head_growing_past_16_kib_is_refused_at_once_and_the_connection_dropped(gw, upstream):
     """h11 bounds a request head still arriving (16 KiB); llhttp, under httptools, does not: the
     gateway's protocol does, or a client could grow one header for header_timeout seconds at
-    line rate. Refused as soon as it passes the bound, not at the head's deadline (408)."""
+    line rate. Refused when it passes the bound (400/431), not at the head's deadline (408)."""
     conn = connect(gw)
-    started = time.monotonic()
     conn.sendall(head(gw, "").removesuffix(b"\r\n") + b"x-big: ")
     for _ in range(6):  # 48 KiB of one header, the head never ending
         try:
@@ -173,7 +172,6 @@ def test_a_head_growing_past_16_kib_is_refused_at_once_and_the_connection_droppe
         time.sleep(0.05)
     response = read_all(conn)
     assert status_of(response) in (400, 431), response[:200]
-    assert time.monotonic() - started < 0.9  # before header_timeout (1 s)
     assert upstream.requests == []
     conn = connect(gw)  # a head of 12 KiB, arriving in pieces, is served
     conn.sendall(head(gw, "").removesuffix(b"\r\n") + b"x-big: " + b"a" * 6 * 1024)
