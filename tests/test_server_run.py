@@ -257,9 +257,10 @@ def test_dashboard_keys_are_redacted_from_uvicorn_logs() -> None:
     assert "ulk_secret123" not in record.getMessage() and "key=***" in record.getMessage()
 
 
-def test_without_httptools_the_gateway_serves_with_h11_and_the_same_guards(tmp_path):
+def test_without_httptools_the_gateway_serves_with_h11(tmp_path):
     """httptools is the default protocol when installed (``unillm[server]`` pulls it); an install
-    without it still serves, with h11 and its guards, and asking for httptools is one ConfigError."""
+    without it still serves, with `GuardedH11Protocol` (whose guards `tests/test_server_limits.py`
+    runs), and asking for httptools is one ConfigError."""
     script = """
 import sys
 sys.modules["httptools"] = None  # as if not installed
@@ -280,8 +281,8 @@ assert config.http is protocol.GuardedH11Protocol
 for url in run_in_thread(config, listen("127.0.0.1", 0)):
     print(httpx.get(url + "/health").status_code)
 """
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "l.db")], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "l.db")], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "refused: http = 'httptools' needs the httptools package" in out.stdout
     assert out.stdout.strip().endswith("200")

@@ -125,7 +125,7 @@ def named_protocol(name: str) -> type:
     if HttpToolsProtocol is None:
         from .. import errors
         raise errors.ConfigError("http = 'httptools' needs the httptools package: pip install 'unillm[server]'")
-    return cast(type, GuardedHttpToolsProtocol)
+    return GuardedHttpToolsProtocol
 
 
 class GatewayConfig(uvicorn.Config):
@@ -150,7 +150,8 @@ class _Guards:
     timeout_keep_alive: int
     timeout_keep_alive_task: Any
 
-    def _guard(self, config: Any) -> None:
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         self.header_timeout = float(getattr(config, "header_timeout", 10.0))
         self._head_timer: Any = None
         self._idle_since: float | None = None  # loop.time() the last response ended; None: busy
@@ -230,10 +231,6 @@ class _Guards:
 class GuardedH11Protocol(_Guards, H11Protocol):
     """`H11Protocol` that drops a connection whose request head is late."""
 
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._guard(config)
-
     def on_response_complete(self) -> None:
         """uvicorn's, but the keep-alive timer is re-armed only when none is armed."""
         self.server_state.total_requests += 1
@@ -268,15 +265,14 @@ class GuardedH11Protocol(_Guards, H11Protocol):
 if HttpToolsProtocol is not None:
     class GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol (llhttp, in C: about 9% fewer instructions per gateway
-        call than h11, callgrind over `bench/bench_gateway.py`'s calls) with the same guards, and h11's bound on the
-        head (`MAX_HEAD`, else 431), which llhttp does not have.
+        call than h11, callgrind over `bench/bench_gateway.py`'s calls) with the same guards,
+        and h11's bound on a head still arriving (`MAX_HEAD`, else 431), which llhttp lacks.
 
         A head's bytes are counted from the read it began in (all of that read: an upper bound)
         until the read it ends in."""
 
         def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
             super().__init__(config, *args, **kwargs)
-            self._guard(config)
             self.max_head = int(getattr(config, "h11_max_incomplete_event_size", None) or MAX_HEAD)
             self._head_bytes = -1  # bytes of the head being read; -1 between heads
 
@@ -323,7 +319,9 @@ if HttpToolsProtocol is not None:
 
         def _partial(self) -> bool:
             return self._head_bytes >= 0
+else:  # named, so that `from unillm.server.protocol import *` works without httptools
+    GuardedHttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 
 __all__ = ["MAX_HEAD", "TIMEOUT_RESPONSE", "TOO_LARGE_RESPONSE", "GatewayConfig", "GuardedH11Protocol",
-           "GuardedHttpToolsProtocol", "OneWrite", "default_protocol"]
+           "GuardedHttpToolsProtocol", "OneWrite", "default_protocol", "named_protocol"]
